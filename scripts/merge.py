@@ -1,0 +1,12 @@
+from alkappa._smk import script_context
+from alkappa.al.steps import run_merge
+
+smk = snakemake  # noqa: F821
+with script_context(smk):
+    run_merge(
+        smk.input.dataset,
+        smk.input.labels,
+        smk.output.dataset,
+        smk.output.record,
+        iteration=int(smk.wildcards.it),
+    )

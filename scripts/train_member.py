@@ -1,0 +1,18 @@
+from pathlib import Path
+
+from alkappa._smk import script_context
+from alkappa.al.steps import run_train_member
+from alkappa.io import read_json
+
+smk = snakemake  # noqa: F821
+with script_context(smk) as settings:
+    previous = read_json(smk.input.previous).get("checkpoint") if smk.input.previous else None
+    run_train_member(
+        settings,
+        smk.input.dataset,
+        Path(smk.output.info).parent,
+        iteration=int(smk.wildcards.it),
+        member=int(smk.wildcards.member),
+        threads=smk.threads,
+        init_checkpoint=previous or None,
+    )

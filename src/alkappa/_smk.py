@@ -1,0 +1,38 @@
+"""Support for the Snakemake ``script:`` wrappers: logging and thread placement."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+def set_threads(threads: int) -> None:
+    """Use exactly ``threads`` cores in this process (OpenMP, BLAS and torch).
+
+    Snakemake gives each job its ``threads``; without this every library would start one
+    thread per core of the node and many parallel jobs would oversubscribe it.
+    """
+    threads = max(1, int(threads))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    # torch reads OMP_NUM_THREADS when it is imported; only an already imported torch needs
+    # telling (importing it here would cost seconds in jobs that never use it)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def script_context(snakemake: Any) -> Iterator[dict[str, Any]]:
+    """Redirect output to the rule's log, set threads, and yield the rule's ``settings``."""
+    log = snakemake.log[0] if len(snakemake.log) else None
+    set_threads(snakemake.threads)
+    if log is None:
+        yield snakemake.params.get("settings", {})
+        return
+    with open(log, "a", buffering=1) as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+        yield snakemake.params.get("settings", {})

@@ -1,0 +1,79 @@
+"""When to stop the AL loop (design section 1.2, step 7)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+def decide(
+    iteration: int,
+    uncertain_fraction: float,
+    n_selected: int,
+    test_uncertainty_history: Sequence[float],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """The stop/continue decision after exploring with iteration ``iteration``'s ensemble.
+
+    Converged when (a) at most ``max_uncertain_fraction`` of the explored frames are uncertain
+    (P_U > 1/2) or nothing was selected, and (b) the mean test-set uncertainty has plateaued:
+    over the last ``plateau_window`` + 1 iterations its largest relative change between
+    consecutive iterations is at most ``plateau_tolerance``. If no frame at all was selected
+    the loop stops as converged even without a plateau, since the next dataset would equal
+    this one. The loop also stops at
+    ``max_iterations`` ensembles, reported as not converged.
+
+    Parameters
+    ----------
+    test_uncertainty_history
+        Mean test-set uncertainty of iterations 0..``iteration`` in order.
+    """
+    window = settings["plateau_window"]
+    history = list(test_uncertainty_history)
+    changes = [
+        abs(b - a) / max(abs(a), 1e-12) for a, b in zip(history[:-1], history[1:], strict=True)
+    ]
+    recent = changes[-window:] if len(changes) >= window else []
+    plateau = bool(recent) and max(recent) <= settings["plateau_tolerance"]
+    quiet = uncertain_fraction <= settings["max_uncertain_fraction"] or n_selected == 0
+    # with nothing selected the next dataset would equal this one: nothing left to learn
+    converged = quiet and (plateau or n_selected == 0)
+    if iteration + 1 < settings.get("min_iterations", 1):
+        converged = False
+    at_cap = iteration + 1 >= settings["max_iterations"]
+    if converged and not plateau:
+        reason = "converged: exploration selected no frame to label"
+    elif converged:
+        reason = "converged: exploration quiet and test uncertainty plateaued"
+    elif at_cap:
+        reason = f"stopped at max_iterations={settings['max_iterations']} without convergence"
+    else:
+        missing = []
+        if not quiet:
+            missing.append(
+                f"uncertain fraction {uncertain_fraction:.3f} > "
+                f"{settings['max_uncertain_fraction']}"
+            )
+        if iteration + 1 < settings.get("min_iterations", 1):
+            missing.append(f"min_iterations={settings['min_iterations']} not reached")
+        if not plateau:
+            missing.append(
+                "test uncertainty not plateaued"
+                + (f" (largest recent change {max(recent):.3f})" if recent else " (too few iterations)")
+            )
+        reason = "continue: " + "; ".join(missing)
+    return {
+        "iteration": iteration,
+        "stop": converged or at_cap,
+        "converged": converged,
+        "reason": reason,
+        "uncertain_fraction": uncertain_fraction,
+        "n_selected": n_selected,
+        "test_uncertainty_history": history,
+        "relative_changes": changes,
+        "plateau": plateau,
+        "quiet": quiet,
+        "settings": dict(settings),
+    }

@@ -1,0 +1,189 @@
+"""Exploration MD with the ensemble: Langevin NVT, uncertainty logging, clean blow-up stops."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from ase import units
+from ase.geometry import get_distances
+from ase.md.langevin import Langevin
+from ase.constraints import FixCom
+from ase.md import velocitydistribution
+from tqdm import tqdm
+
+from alkappa.al.uncertainty import uncertainty_statistics
+from alkappa.io.trajectory import TrajectoryWriter
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ase import Atoms
+    from ase.calculators.calculator import Calculator
+
+
+@dataclass(frozen=True)
+class ExplorationResult:
+    """How an exploration run ended."""
+
+    path: Path
+    temperature: float
+    steps_done: int
+    frames: int
+    blew_up: bool
+    reason: str
+    seconds: float
+
+
+def blow_up_reason(
+    atoms: Atoms,
+    forces: np.ndarray,
+    *,
+    target_temperature: float,
+    max_force: float,
+    min_distance: float,
+    max_temperature_factor: float,
+    check_distances: bool = True,
+) -> str:
+    """Why this MD state counts as blown up, or ``''`` if it does not."""
+    fmax = float(np.linalg.norm(forces, axis=1).max()) if len(forces) else 0.0
+    if not np.isfinite(fmax):
+        return "non-finite forces"
+    if fmax > max_force:
+        return f"force {fmax:.1f} eV/Å exceeds {max_force} eV/Å"
+    temperature = atoms.get_temperature()
+    if not np.isfinite(temperature) or temperature > max_temperature_factor * target_temperature:
+        return f"temperature {temperature:.0f} K exceeds {max_temperature_factor} x target"
+    if check_distances and len(atoms) > 1:
+        _, dist = get_distances(atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+        dist[np.diag_indices_from(dist)] = np.inf
+        dmin = float(dist.min())
+        if dmin < min_distance:
+            return f"atoms {dmin:.2f} Å apart (limit {min_distance:.2f} Å)"
+    return ""
+
+
+def frame_uncertainty(calc: Calculator) -> dict[str, float]:
+    """The uncertainty statistics of the last calculation of an ensemble-like calculator.
+
+    Ensembles provide ``energies`` (M,) and ``forces_members`` (M, N, 3) in ``results``; a
+    calculator with its own uncertainty model provides ``uncertainty`` (a dict) instead.
+    """
+    res = calc.results
+    if "uncertainty" in res:
+        return {k: float(v) for k, v in res["uncertainty"].items()}
+    if "energies" in res and "forces_members" in res:
+        return uncertainty_statistics(np.asarray(res["energies"]), np.asarray(res["forces_members"]))
+    return {}
+
+
+def run_exploration(
+    atoms: Atoms,
+    calculator: Calculator,
+    path: Path,
+    *,
+    temperature: float,
+    settings: dict[str, Any],
+    nn_distance: float,
+    attrs: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> ExplorationResult:
+    """Langevin NVT at ``temperature`` driven by ``calculator`` (the ensemble mean force).
+
+    Every ``log_interval`` steps the frame (positions, velocities, forces, energies, stress,
+    temperature) and the ensemble uncertainty statistics (``uncertainty_<name>``) are appended
+    to an FHI-vibes-style netCDF file. An MD that blows up stops cleanly; the reason is
+    written into the file's attributes (``blew_up``, ``stop_reason``) and returned.
+    """
+    import time
+
+    start = time.perf_counter()
+    work = atoms.copy()
+    work.calc = calculator
+    rng = np.random.default_rng(settings["seed"])
+    # ASE >= 3.29 names it thermalize_momenta; older releases MaxwellBoltzmannDistribution
+    thermalize = getattr(
+        velocitydistribution, "thermalize_momenta", velocitydistribution.MaxwellBoltzmannDistribution
+    )
+    thermalize(work, temperature_K=temperature, rng=rng)
+    velocitydistribution.Stationary(work)
+    work.set_constraint(FixCom())
+    dyn = Langevin(
+        work,
+        timestep=settings["timestep"] * units.fs,
+        temperature_K=temperature,
+        friction=settings["friction"] / units.fs,
+        rng=rng,
+        fixcm=False,
+    )
+    writer = TrajectoryWriter(
+        path,
+        reference=atoms,
+        attrs={
+            "temperature_target": temperature,
+            "timestep": settings["timestep"],
+            "ensemble": "NVT Langevin",
+            "friction": settings["friction"],
+            **(attrs or {}),
+        },
+    )
+    limits = {
+        "target_temperature": temperature,
+        "max_force": settings["max_force"],
+        "min_distance": settings["min_distance_fraction"] * nn_distance,
+        "max_temperature_factor": settings["max_temperature_factor"],
+    }
+    interval = settings["log_interval"]
+    n_steps = settings["steps"]
+    reason = ""
+    step = 0
+    bar = tqdm(total=n_steps, desc=f"explore {temperature:g} K", disable=not progress, unit="step")
+
+    def log() -> None:
+        forces = work.get_forces()
+        stress = work.get_stress(voigt=False) if work.pbc.all() else np.full((3, 3), np.nan)
+        values = {
+            "positions": work.positions,
+            "velocities": work.get_velocities() * units.fs,  # Å/fs, as FHI-vibes
+            "forces": forces,
+            "energy_potential": work.get_potential_energy(),
+            "energy_kinetic": work.get_kinetic_energy(),
+            "temperature": work.get_temperature(),
+            "stress": stress,
+            "cell": np.asarray(work.cell),
+        }
+        for key, value in frame_uncertainty(calculator).items():
+            values[f"uncertainty_{key}"] = value
+        writer.append(step * settings["timestep"], **values)
+
+    try:
+        log()
+        while step < n_steps:
+            dyn.run(1)
+            step += 1
+            bar.update(1)
+            check_distances = step % interval == 0
+            reason = blow_up_reason(
+                work, work.get_forces(), check_distances=check_distances, **limits
+            )
+            if reason:
+                log()
+                break
+            if step % interval == 0:
+                log()
+                if len(writer) % 50 == 0:
+                    writer.flush()
+    finally:
+        bar.close()
+    writer.attrs.update({"blew_up": bool(reason), "stop_reason": reason, "steps_done": step})
+    writer.flush()
+    return ExplorationResult(
+        path=path,
+        temperature=temperature,
+        steps_done=step,
+        frames=len(writer),
+        blew_up=bool(reason),
+        reason=reason,
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,140 @@
+"""Selecting uncertain MD frames for labelling (design section 1.2, step 4).
+
+A frame with uncertainty ``U`` is compared with the same statistic on the held-out test set
+(mean ``U_test``, standard deviation ``sigma_test``) through ``z = (U - U_test) / sigma_test``,
+and accepted with probability
+
+    P_U = 1/2 [1 + erf((z - a) / (b sqrt 2))]
+
+(a = 2, b = 1 by default: a frame two test-set standard deviations above the test mean is
+accepted with probability 1/2), or, in threshold mode, P_U = 1 if z > threshold else 0.
+This is multiplied by an *energetic viability* factor
+
+    P_E = 1/2 erfc((dE - c sigma_E) / (sigma_E sqrt 2)),   dE = E - <E>_T,
+
+with ``<E>_T`` and ``sigma_E`` the mean and standard deviation of the MLIP potential energy over
+the same trajectory and c = ``energy_shift``: frames whose energy lies far above the thermal
+range (unphysical configurations the MLIP wandered into) are rarely labelled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy.special import erf, erfc
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+def acceptance_probability(
+    z: np.ndarray | float, *, a: float = 2.0, b: float = 1.0, mode: str = "probability",
+    threshold: float = 2.0,
+) -> np.ndarray:
+    """P_U for normalised uncertainties ``z``."""
+    z = np.asarray(z, dtype=float)
+    if mode == "threshold":
+        return (z > threshold).astype(float)
+    if mode != "probability":
+        raise ValueError(f"unknown selection mode {mode!r}")
+    return 0.5 * (1.0 + erf((z - a) / (b * math.sqrt(2.0))))
+
+
+def energy_viability(energy: np.ndarray, *, shift: float = 3.0) -> np.ndarray:
+    """P_E of each frame of one trajectory from its potential energies."""
+    energy = np.asarray(energy, dtype=float)
+    finite = energy[np.isfinite(energy)]
+    if finite.size < 2:
+        return np.ones_like(energy)
+    mean, std = finite.mean(), finite.std()
+    if std <= 0:
+        return np.ones_like(energy)
+    p = 0.5 * erfc((energy - mean - shift * std) / (std * math.sqrt(2.0)))
+    return np.where(np.isfinite(energy), p, 0.0)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One explored frame as the selection sees it."""
+
+    trajectory: str
+    frame: int
+    time: float
+    temperature: float
+    uncertainty: float
+    energy: float
+
+
+def select_frames(
+    candidates: Sequence[Candidate],
+    *,
+    test_mean: float,
+    test_std: float,
+    settings: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Decide for every candidate whether it is labelled; return one record per candidate.
+
+    Each record holds ``U``, ``z``, ``P_U``, ``P_E``, ``P`` (= P_U P_E), the random draw, whether
+    it was accepted and why (``accepted``, ``below acceptance``, ``too close in time``,
+    ``budget exhausted``, ``non-finite``). Candidates are considered in order of decreasing P,
+    so the budget goes to the most uncertain frames; the random draws come from a generator
+    seeded by ``settings['seed']``, so the selection is reproducible.
+    """
+    rng = np.random.default_rng(settings.get("seed", 0))
+    sigma = max(test_std, 1e-12)
+    n = len(candidates)
+    u = np.array([c.uncertainty for c in candidates], dtype=float)
+    z = (u - test_mean) / sigma
+    p_u = acceptance_probability(
+        z, a=settings["a"], b=settings["b"], mode=settings["mode"],
+        threshold=settings["threshold"],
+    )
+    p_e = np.ones(n)
+    if settings.get("energy_viability", True):
+        for traj in {c.trajectory for c in candidates}:
+            idx = [i for i, c in enumerate(candidates) if c.trajectory == traj]
+            p_e[idx] = energy_viability(
+                np.array([candidates[i].energy for i in idx]), shift=settings["energy_shift"]
+            )
+    p = np.where(np.isfinite(u), p_u * p_e, 0.0)
+    draws = rng.random(n)
+    records: list[dict[str, Any]] = []
+    for i, c in enumerate(candidates):
+        records.append(
+            {
+                "trajectory": c.trajectory, "frame": c.frame, "time": c.time,
+                "temperature": c.temperature, "U": u[i], "z": z[i], "P_U": p_u[i],
+                "P_E": p_e[i], "P": p[i], "draw": draws[i], "accepted": False, "reason": "",
+            }
+        )
+    chosen_times: dict[str, list[float]] = {}
+    n_accepted = 0
+    for i in np.argsort(-p, kind="stable"):
+        rec = records[i]
+        if not np.isfinite(u[i]):
+            rec["reason"] = "non-finite"
+        elif draws[i] >= p[i]:
+            rec["reason"] = "below acceptance"
+        elif any(
+            abs(rec["time"] - t) < settings["min_separation"]
+            for t in chosen_times.get(rec["trajectory"], [])
+        ):
+            rec["reason"] = "too close in time"
+        elif n_accepted >= settings["max_frames"]:
+            rec["reason"] = "budget exhausted"
+        else:
+            rec["accepted"] = True
+            rec["reason"] = "accepted"
+            chosen_times.setdefault(rec["trajectory"], []).append(rec["time"])
+            n_accepted += 1
+    return records
+
+
+def uncertain_fraction(records: Sequence[dict[str, Any]]) -> float:
+    """Fraction of candidates with P_U > 1/2 (the exploration's 'uncertain' frames)."""
+    if not records:
+        return 0.0
+    return float(np.mean([r["P_U"] > 0.5 for r in records]))

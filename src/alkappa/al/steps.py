@@ -1,0 +1,383 @@
+"""The AL loop's steps at the level of files: what each Snakemake rule calls.
+
+Each ``run_*`` function reads its inputs, does one step and writes its outputs atomically;
+Snakemake's ``script:`` wrappers in ``scripts/`` only translate the rule into a call.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from alkappa.io import read_dataset, read_json, read_trajectory, write_dataset, write_json
+from alkappa.labelling import label_frames
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ase import Atoms
+    from ase.calculators.calculator import Calculator
+
+    from alkappa.oracles import Oracle
+
+
+def _oracle(settings: dict[str, Any]) -> Oracle:
+    from alkappa.oracles import get_oracle
+
+    return get_oracle(settings["oracle"])
+
+
+def run_prepare_structure(
+    settings: dict[str, Any], out_structure: str | Path, out_record: str | Path
+) -> None:
+    """Build the supercell of the material and relax it with the oracle."""
+    from alkappa.structure import (
+        build_supercell,
+        check_geometry,
+        nearest_neighbour_distance,
+        read_unit_cell,
+        relax_structure,
+    )
+
+    unit = read_unit_cell(settings["structure"])
+    supercell = build_supercell(unit, settings["supercell"])
+    check_geometry(supercell)
+    oracle = _oracle(settings)
+    oracle.check(supercell)
+    relax = settings["relax"]
+    record: dict[str, Any] = {
+        "material": settings["name"],
+        "formula": supercell.get_chemical_formula(),
+        "natoms": len(supercell),
+        "oracle": oracle.describe(),
+    }
+    if relax["enabled"]:
+        result = relax_structure(
+            supercell,
+            oracle.make_calculator(),
+            cell=relax["cell"],
+            keep_symmetry=relax["keep_symmetry"],
+            fmax=relax["fmax"],
+            max_steps=relax["max_steps"],
+            logfile="-",
+        )
+        atoms = result.atoms
+        record.update(result.record())
+        if not result.converged:
+            record["warning"] = f"relaxation did not reach fmax={relax['fmax']} in {result.steps} steps"
+    else:
+        atoms = oracle.label(supercell)
+        record.update({"converged": None, "oracle_calls": 1, "steps": 0})
+    atoms.info.update({"source": "relax", "fidelity": oracle.fidelity, "iteration": -1})
+    record["nearest_neighbour_distance"] = nearest_neighbour_distance(atoms)
+    write_dataset(out_structure, [atoms])
+    write_json(out_record, record)
+
+
+def run_initial_data(
+    settings: dict[str, Any],
+    structure_path: str | Path,
+    store: str | Path,
+    out_initial: str | Path,
+    out_test: str | Path,
+    out_record: str | Path,
+) -> None:
+    """Label the initial dataset D_0 and the held-out test set (never trained on)."""
+    from alkappa.sampling import sample_structures
+
+    oracle = _oracle(settings)
+    supercell = read_dataset(structure_path)[0]
+    supercell.calc = None
+    init = settings["initial"]
+    calls: dict[str, int] = {}
+    failures: list[dict[str, Any]] = []
+
+    def label(frames: list[Atoms], purpose: str, **provenance: Any) -> list[Atoms]:
+        outcome = label_frames(
+            frames, oracle, settings["oracle"], store, purpose=purpose,
+            provenance={"iteration": 0, **provenance},
+        )
+        calls[purpose] = calls.get(purpose, 0) + outcome.oracle_calls + outcome.reused
+        failures.extend(outcome.failures)
+        return outcome.frames
+
+    initial = sample_structures(
+        supercell, init, label, temperature=init["temperature"], n_frames=init["n_frames"],
+        seed=init["seed"],
+    )
+    initial = label(initial, "initial")
+    test: list[Atoms] = []
+    for k, temperature in enumerate(settings["explore"]["temperatures"]):
+        frames = sample_structures(
+            supercell, init, label, temperature=temperature,
+            n_frames=settings["test"]["n_frames"], seed=settings["test"]["seed"] + 1000 * k,
+        )
+        test.extend(label(frames, "test"))
+    if len(initial) < 2:
+        raise RuntimeError(f"only {len(initial)} initial frames could be labelled; see {out_record}")
+    write_dataset(out_initial, initial)
+    write_dataset(out_test, test)
+    write_json(
+        out_record,
+        {"oracle_calls": calls, "failures": failures, "n_initial": len(initial), "n_test": len(test)},
+    )
+
+
+def run_train_member(
+    settings: dict[str, Any],
+    dataset_path: str | Path,
+    out_dir: str | Path,
+    *,
+    iteration: int,
+    member: int,
+    threads: int = 1,
+    init_checkpoint: str | Path | None = None,
+) -> None:
+    """Train one ensemble member on its subset of the dataset."""
+    from alkappa.al.training import member_seed, member_split
+    from alkappa.models import get_model
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frames = read_dataset(dataset_path)
+    ens = settings["ensemble"]
+    seed = member_seed(ens["seed"], iteration, member)
+    train_idx, val_idx = member_split(
+        frames, seed=seed, validation_fraction=ens["validation_fraction"],
+        bootstrap=ens["bootstrap"],
+    )
+    write_dataset(out_dir / "train.extxyz", [frames[i] for i in train_idx])
+    write_dataset(out_dir / "val.extxyz", [frames[i] for i in val_idx])
+    species = sorted(set(read_dataset(dataset_path)[0].get_chemical_symbols()))
+    model = get_model(settings["model"])
+    result = model.train(
+        out_dir / "train.extxyz", out_dir / "val.extxyz", out_dir / "work",
+        species=species, seed=seed % (2**31),
+        init_checkpoint=Path(init_checkpoint) if init_checkpoint else None, threads=threads,
+    )
+    final = out_dir / "model.nequip.zip" if str(result.model_path).endswith(".nequip.zip") else out_dir / Path(result.model_path).name
+    if Path(result.model_path) != final:
+        Path(result.model_path).replace(final)
+    write_json(
+        out_dir / "member.json",
+        {
+            "iteration": iteration, "member": member, "seed": seed,
+            "model": settings["model"]["name"], "model_file": final.name,
+            "train_indices": train_idx, "validation_indices": val_idx,
+            "curve": str(result.curve_path), "checkpoint": str(result.checkpoint_path or ""),
+            **result.info,
+        },
+    )
+
+
+def load_members(settings: dict[str, Any], model_paths: Sequence[str | Path]) -> Calculator:
+    """The ensemble calculator of the given member model files."""
+    from alkappa.models import get_model
+    from alkappa.models.ensemble import EnsembleCalculator
+
+    model = get_model(settings["model"])
+    return EnsembleCalculator([model.load_calculator(Path(p)) for p in model_paths])
+
+
+def run_evaluate(
+    settings: dict[str, Any], model_paths: Sequence[str | Path], test_path: str | Path,
+    out_metrics: str | Path,
+) -> None:
+    """Test-set errors and uncertainty statistics of one iteration's ensemble."""
+    from alkappa.al.metrics import evaluate_ensemble
+
+    test = read_dataset(test_path)
+    start = time.perf_counter()
+    metrics = evaluate_ensemble(test, load_members(settings, model_paths))
+    metrics["seconds"] = time.perf_counter() - start
+    write_json(out_metrics, metrics)
+
+
+def run_explore(
+    settings: dict[str, Any], model_paths: Sequence[str | Path], structure_path: str | Path,
+    record_path: str | Path, out_trajectory: str | Path, *, temperature: float, iteration: int,
+) -> None:
+    """Exploration MD at one temperature with one iteration's ensemble."""
+    from alkappa.al.explore import run_exploration
+    from alkappa.al.training import member_seed
+
+    atoms = read_dataset(structure_path)[0]
+    atoms.calc = None
+    nn = float(read_json(record_path)["nearest_neighbour_distance"])
+    explore = dict(settings["explore"])
+    explore["seed"] = member_seed(explore["seed"], iteration, int(temperature))
+    result = run_exploration(
+        atoms, load_members(settings, model_paths), Path(out_trajectory),
+        temperature=temperature, settings=explore, nn_distance=nn,
+        attrs={"iteration": iteration, "material": settings["name"]},
+    )
+    if result.blew_up:
+        print(f"exploration at {temperature:g} K stopped after {result.steps_done} steps: {result.reason}")
+
+
+SELECTION_FIELDS = (
+    "trajectory", "frame", "time", "temperature", "U", "z", "P_U", "P_E", "P", "draw",
+    "accepted", "reason",
+)
+
+
+def run_select(
+    settings: dict[str, Any], trajectory_paths: Sequence[str | Path], metrics_path: str | Path,
+    out_selection: str | Path, out_candidates: str | Path, *, iteration: int,
+) -> None:
+    """Pick the frames to label from this iteration's exploration trajectories."""
+    from alkappa.al.selection import Candidate, select_frames
+    from alkappa.io import atomic_path
+
+    sel = settings["select"]
+    stat = sel["statistic"]
+    unc = read_json(metrics_path)["uncertainty"][stat]
+    candidates: list[Candidate] = []
+    trajectories = {}
+    for path in trajectory_paths:
+        ds = read_trajectory(path)
+        name = Path(path).stem
+        trajectories[name] = (ds, str(path))
+        values = ds[f"uncertainty_{stat}"].values
+        # the first frame is the ideal lattice at t=0: nothing to learn there
+        for k in range(1, ds.sizes["time"]):
+            candidates.append(
+                Candidate(
+                    trajectory=name, frame=k, time=float(ds.time.values[k]),
+                    temperature=float(ds.attrs["temperature_target"]),
+                    uncertainty=float(values[k]),
+                    energy=float(ds.energy_potential.values[k]),
+                )
+            )
+    selection = dict(sel)
+    selection["seed"] = sel["seed"] + 7919 * iteration
+    records = select_frames(candidates, test_mean=unc["mean"], test_std=unc["std"], settings=selection)
+    with atomic_path(out_selection) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=SELECTION_FIELDS)
+        writer.writeheader()
+        for rec in records:
+            writer.writerow({k: rec[k] for k in SELECTION_FIELDS})
+    from ase import Atoms
+
+    chosen = []
+    for rec in sorted((r for r in records if r["accepted"]), key=lambda r: (r["trajectory"], r["frame"])):
+        ds, path = trajectories[rec["trajectory"]]
+        k = rec["frame"]
+        atoms = Atoms(
+            symbols=list(ds.attrs["symbols"]), positions=ds.positions.values[k],
+            cell=ds.cell.values[k], pbc=True,
+        )
+        atoms.info.update(
+            {
+                "source": "al", "iteration": iteration, "trajectory": path,
+                "time": rec["time"], "temperature": rec["temperature"], "frame_index": k,
+                "uncertainty": rec["U"],
+            }
+        )
+        chosen.append(atoms)
+    write_dataset(out_candidates, chosen)
+
+
+def count_selected(selection_path: str | Path) -> int:
+    """How many frames a selection file accepted."""
+    with open(selection_path, newline="") as fh:
+        return sum(row["accepted"] == "True" for row in csv.DictReader(fh))
+
+
+def run_label(
+    settings: dict[str, Any], candidates_path: str | Path, index: int, store: str | Path,
+    out_frame: str | Path,
+) -> None:
+    """Label one selected frame; a failure is written as an unlabelled frame with its error."""
+    frame = read_dataset(candidates_path)[index]
+    outcome = label_frames(
+        [frame], _oracle(settings), settings["oracle"], store, purpose="al", progress=False
+    )
+    if outcome.frames:
+        out = outcome.frames[0]
+    else:
+        out = frame.copy()
+        out.info["oracle_error"] = outcome.failures[0]["error"]
+        print(f"oracle failed on frame {index}: {outcome.failures[0]['error']}")
+    out.info["oracle_reused"] = bool(outcome.reused)
+    write_dataset(out_frame, [out])
+
+
+def run_merge(
+    dataset_path: str | Path, label_paths: Sequence[str | Path], out_dataset: str | Path,
+    out_record: str | Path, *, iteration: int,
+) -> None:
+    """D_{i+1} = D_i + the frames labelled in iteration i; failed frames are listed, not added."""
+    frames = read_dataset(dataset_path)
+    added, failed = [], []
+    for path in label_paths:
+        frame = read_dataset(path)[0]
+        if "oracle_error" in frame.info:
+            failed.append({"file": str(path), "error": frame.info["oracle_error"]})
+        else:
+            added.append(frame)
+    write_dataset(out_dataset, frames + added)
+    write_json(
+        out_record,
+        {
+            "iteration": iteration, "size_before": len(frames), "added": len(added),
+            "failed": failed, "size_after": len(frames) + len(added),
+            "oracle_calls": len(label_paths),
+        },
+    )
+
+
+def run_decide(
+    settings: dict[str, Any], iteration: int, selection_path: str | Path,
+    metrics_paths: Sequence[str | Path], out_decision: str | Path,
+) -> None:
+    """Write the convergence decision of iteration ``iteration``."""
+    from alkappa.al.convergence import decide
+
+    stat = settings["select"]["statistic"]
+    history = [read_json(p)["uncertainty"][stat]["mean"] for p in metrics_paths]
+    with open(selection_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    uncertain = float(np.mean([float(r["P_U"]) > 0.5 for r in rows])) if rows else 0.0
+    n_selected = sum(r["accepted"] == "True" for r in rows)
+    decision = decide(iteration, uncertain, n_selected, history, settings["convergence"])
+    decision["frames_explored"] = len(rows)
+    write_json(out_decision, decision)
+    print(decision["reason"])
+
+
+def member_model_files(member_infos: Sequence[str | Path]) -> list[Path]:
+    """The model files of trained members, from their ``member.json`` records."""
+    return [Path(p).parent / read_json(p)["model_file"] for p in member_infos]
+
+
+def run_summary(
+    settings: dict[str, Any], *, relax_record: str | Path, initial_record: str | Path,
+    initial_dataset: str | Path, metrics: Sequence[str | Path], selections: Sequence[str | Path],
+    decisions: Sequence[str | Path], merges: Sequence[str | Path],
+    trajectories: Sequence[str | Path], members: Sequence[str | Path], out_summary: str | Path,
+    out_curve: str | Path, out_ensemble: str | Path,
+) -> None:
+    """summary.csv, the learning-curve figure and the exported final ensemble."""
+    from alkappa.al.summary import export_ensemble, plot_learning_curve, summary_rows, write_summary
+
+    iterations = []
+    for i, (m, s, d) in enumerate(zip(metrics, selections, decisions, strict=True)):
+        iterations.append(
+            {
+                "metrics": m, "selection": s, "decision": d,
+                "merge": merges[i] if i < len(merges) else None,
+                "trajectories": [t for t in trajectories if f"/iter_{i}/" in str(t)],
+                "initial_size": len(read_dataset(initial_dataset)),
+            }
+        )
+    rows = summary_rows(settings, relax_record, initial_record, iterations)
+    write_summary(rows, out_summary)
+    plot_learning_curve(rows, out_curve, title=f"{settings['name']}: active learning")
+    export_ensemble(
+        settings, [Path(p).parent for p in members], decisions[-1], Path(out_ensemble).parent
+    )

@@ -1,0 +1,151 @@
+"""The AL campaign's summary table, learning-curve figure and exported final ensemble."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from alkappa.io import atomic_path, read_json, read_trajectory, write_json
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+SUMMARY_FIELDS = (
+    "iteration", "dataset_size", "oracle_calls", "oracle_failures", "oracle_calls_cumulative",
+    "energy_rmse_meV_per_atom", "energy_mae_meV_per_atom", "force_rmse_eV_per_A",
+    "force_mae_eV_per_A", "force_max_error_eV_per_A", "stress_rmse_GPa", "stress_mae_GPa",
+    "U_test_mean", "U_test_std", "frames_explored", "frames_uncertain", "frames_selected",
+    "md_blowups", "decision",
+)
+
+
+def summary_rows(
+    settings: dict[str, Any],
+    relax_record: str | Path,
+    initial_record: str | Path,
+    iterations: Sequence[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """One row per AL iteration.
+
+    ``iterations[i]`` holds the paths of iteration i: ``metrics``, ``selection``, ``decision``,
+    ``trajectories`` (list) and, for all but the last, ``merge`` (the record of D_{i+1}).
+    ``oracle_calls`` of row i counts the labelling calls made with iteration i's selection;
+    ``oracle_calls_cumulative`` adds everything before (relaxation, force constants, D_0, test).
+    """
+    stat = settings["select"]["statistic"]
+    cumulative = int(read_json(relax_record).get("oracle_calls", 0))
+    cumulative += sum(read_json(initial_record)["oracle_calls"].values())
+    rows = []
+    size = None
+    for i, paths in enumerate(iterations):
+        metrics = read_json(paths["metrics"])
+        decision = read_json(paths["decision"])
+        with open(paths["selection"], newline="") as fh:
+            sel = list(csv.DictReader(fh))
+        blowups = sum(int(read_trajectory(p).attrs.get("blew_up", 0)) for p in paths["trajectories"])
+        if size is None:
+            size = int(paths["initial_size"])
+        calls = failures = 0
+        if paths.get("merge"):
+            merge = read_json(paths["merge"])
+            calls, failures = int(merge["oracle_calls"]), len(merge["failed"])
+        cumulative += calls
+        unc = metrics["uncertainty"][stat]
+        rows.append(
+            {
+                "iteration": i,
+                "dataset_size": size,
+                "oracle_calls": calls,
+                "oracle_failures": failures,
+                "oracle_calls_cumulative": cumulative,
+                "energy_rmse_meV_per_atom": metrics["energy_per_atom_meV"]["rmse"],
+                "energy_mae_meV_per_atom": metrics["energy_per_atom_meV"]["mae"],
+                "force_rmse_eV_per_A": metrics["forces_eV_per_A"]["rmse"],
+                "force_mae_eV_per_A": metrics["forces_eV_per_A"]["mae"],
+                "force_max_error_eV_per_A": metrics["forces_eV_per_A"]["max"],
+                "stress_rmse_GPa": metrics["stress_GPa"]["rmse"],
+                "stress_mae_GPa": metrics["stress_GPa"]["mae"],
+                "U_test_mean": unc["mean"],
+                "U_test_std": unc["std"],
+                "frames_explored": len(sel),
+                "frames_uncertain": sum(float(r["P_U"]) > 0.5 for r in sel),
+                "frames_selected": sum(r["accepted"] == "True" for r in sel),
+                "md_blowups": blowups,
+                "decision": "converged" if decision["converged"]
+                else ("stopped" if decision["stop"] else "continue"),
+            }
+        )
+        if paths.get("merge"):
+            size = int(read_json(paths["merge"])["size_after"])
+    return rows
+
+
+def write_summary(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _fmt(row[k]) for k in SUMMARY_FIELDS})
+
+
+def plot_learning_curve(rows: Sequence[dict[str, Any]], path: str | Path, title: str) -> None:
+    """Test errors and uncertainty against cumulative oracle calls."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    calls = [r["oracle_calls_cumulative"] - r["oracle_calls"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), constrained_layout=True)
+    axes[0].plot(calls, [r["force_rmse_eV_per_A"] for r in rows], "o-", label="RMSE")
+    axes[0].plot(calls, [r["force_mae_eV_per_A"] for r in rows], "s--", label="MAE")
+    axes[0].set_ylabel("force error (eV/Å)")
+    axes[1].plot(calls, [r["energy_rmse_meV_per_atom"] for r in rows], "o-", label="RMSE")
+    axes[1].plot(calls, [r["energy_mae_meV_per_atom"] for r in rows], "s--", label="MAE")
+    axes[1].set_ylabel("energy error (meV/atom)")
+    mean = [r["U_test_mean"] for r in rows]
+    std = [r["U_test_std"] for r in rows]
+    axes[2].errorbar(calls, mean, yerr=std, fmt="o-", capsize=3, label="test set")
+    axes[2].set_ylabel("ensemble force uncertainty (eV/Å)")
+    for ax in axes:
+        ax.set_xlabel("oracle calls before training")
+        ax.legend(frameon=False)
+    for r, x in zip(rows, calls, strict=True):
+        axes[0].annotate(f"{r['iteration']}", (x, r["force_rmse_eV_per_A"]),
+                         textcoords="offset points", xytext=(3, 3), fontsize=8)
+    fig.suptitle(title)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=150, format=Path(path).suffix.lstrip(".") or "png")
+    plt.close(fig)
+
+
+def export_ensemble(
+    settings: dict[str, Any], member_dirs: Sequence[str | Path], decision: str | Path,
+    out_dir: str | Path,
+) -> None:
+    """Copy the final members to ``out_dir`` with an ``ensemble.json`` describing them."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    for k, member_dir in enumerate(member_dirs):
+        info = read_json(Path(member_dir) / "member.json")
+        src = Path(member_dir) / info["model_file"]
+        dst = out_dir / f"member_{k}{''.join(src.suffixes)}"
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+        files.append(dst.name)
+    dec = read_json(decision)
+    write_json(
+        out_dir / "ensemble.json",
+        {
+            "material": settings["name"], "model": settings["model"], "members": files,
+            "iteration": dec["iteration"], "converged": dec["converged"],
+            "decision": dec["reason"],
+        },
+    )
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value

@@ -1,0 +1,202 @@
+"""Campaign configuration: schema validation, defaults, per-material settings, sanity checks.
+
+Every problem is reported as one :class:`ConfigError` whose message names the offending key, and
+all checks here are cheap, so a bad config stops the pipeline in seconds, before any oracle call.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+import yaml
+
+if TYPE_CHECKING:
+    import os
+
+    from ase import Atoms
+
+SECTIONS = (
+    "oracle",
+    "model",
+    "ensemble",
+    "relax",
+    "initial",
+    "test",
+    "explore",
+    "select",
+    "convergence",
+)
+
+
+class ConfigError(ValueError):
+    """An invalid campaign configuration; the message names the key."""
+
+
+def schema() -> dict[str, Any]:
+    """The JSON schema of the configuration (also at workflow/schemas/config.schema.yaml)."""
+    text = resources.files("alkappa").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def load_config(source: str | os.PathLike[str] | dict[str, Any]) -> dict[str, Any]:
+    """Read (if a path), validate and complete a configuration with the schema's defaults.
+
+    Raises
+    ------
+    ConfigError
+        On the first problem found, with the offending key in the message.
+    """
+    if isinstance(source, dict):
+        raw = copy.deepcopy(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    validate_schema(raw)
+    check_materials(raw)
+    return raw
+
+
+def validate_schema(config: dict[str, Any]) -> None:
+    """Validate ``config`` in place against the schema and fill in defaults.
+
+    Sections given inside a material are merged over the global ones, so after this call every
+    material entry that overrides a section holds the complete section.
+    """
+    own = {
+        name: {s: copy.deepcopy(entry[s]) for s in SECTIONS if s in entry}
+        for name, entry in (config.get("materials") or {}).items()
+        if isinstance(entry, dict)
+    }
+    validator = _validator_filling_defaults(jsonschema.Draft202012Validator)(schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError(_describe(_most_specific(errors[0])))
+    # the validator also filled defaults inside material sections; a material's own section
+    # must override only what the user wrote there, so merge the raw section over the global
+    for name, sections in own.items():
+        for section, value in sections.items():
+            config["materials"][name][section] = _merge_section(config[section], value)
+
+
+def material_settings(config: dict[str, Any], material: str) -> dict[str, Any]:
+    """The settings of one material: global sections overridden by the material's own."""
+    if material not in config["materials"]:
+        raise ConfigError(f"materials: no material named '{material}'")
+    entry = config["materials"][material]
+    out = {key: copy.deepcopy(value) for key, value in config.items() if key != "materials"}
+    for key, value in entry.items():
+        out[key] = copy.deepcopy(value)
+    out["name"] = material
+    out.setdefault("supercell", [1, 1, 1])
+    return out
+
+
+def check_materials(config: dict[str, Any]) -> None:
+    """Cheap physical and plugin checks per material (structure readable, elements supported)."""
+    from alkappa._plugins import PluginError, available, load
+    from alkappa.oracles import get_oracle
+    from alkappa.oracles._base import OracleInputError
+    from alkappa.structure import build_supercell, check_geometry, read_unit_cell
+
+    for name in config["materials"]:
+        settings = material_settings(config, name)
+        where = f"materials.{name}"
+        try:
+            cell = read_unit_cell(settings["structure"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{where}.structure: {exc}") from exc
+        supercell = build_supercell(cell, settings["supercell"])
+        try:
+            check_geometry(supercell)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.structure: {exc}") from exc
+        try:
+            oracle = get_oracle(settings["oracle"])
+            oracle.check(supercell)
+        except PluginError as exc:
+            raise ConfigError(f"{where}.oracle.name: {exc}") from exc
+        except (OracleInputError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}.oracle: {exc}") from exc
+        model_name = settings["model"]["name"]
+        if model_name not in available("alkappa.models"):
+            raise ConfigError(
+                f"{where}.model.name: unknown model '{model_name}'; installed models: "
+                f"{', '.join(available('alkappa.models'))}"
+            )
+        load("alkappa.models", model_name)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - allowed)
+        if unknown:
+            where = f" in {key}" if error.absolute_path else ""
+            return (
+                f"unknown key '{unknown[0]}'{where}; allowed keys: {', '.join(sorted(allowed))}"
+            )
+    if error.validator == "oneOf" and "structure" in key:
+        return f"{key}: give exactly one of 'file' or 'build'"
+    return f"{key}: {error.message}"
+
+
+def _most_specific(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    # descend into oneOf/anyOf sub-errors to report the deepest, most telling one
+    best = error
+    while best.context:
+        deeper = max(best.context, key=lambda e: len(e.absolute_path))
+        if len(deeper.absolute_path) <= len(best.absolute_path):
+            break
+        best = deeper
+    return best
+
+
+def _validator_filling_defaults(base: type) -> type:
+    """A validator that writes each property's ``default`` into the instance before checking."""
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):  # type: ignore[no-untyped-def]
+        if isinstance(instance, dict):
+            for prop, subschema in properties.items():
+                if "default" in subschema and prop not in instance:
+                    instance[prop] = copy.deepcopy(subschema["default"])
+                elif "$ref" in subschema and prop not in instance and "default" in subschema:
+                    instance[prop] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})
+
+
+def _merge_section(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    # a plugin section naming another plugin replaces the global one: options don't carry over
+    if "name" in override and override["name"] != base.get("name"):
+        return copy.deepcopy(override)
+    return _deep_merge(base, override)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def supercell_of(config: dict[str, Any], material: str) -> Atoms:
+    """The (unrelaxed) supercell of ``material``: a convenience for scripts and tests."""
+    from alkappa.structure import build_supercell, read_unit_cell
+
+    settings = material_settings(config, material)
+    return build_supercell(read_unit_cell(settings["structure"]), settings["supercell"])

@@ -1,0 +1,121 @@
+"""MD trajectories as netCDF with FHI-vibes' variable names and dimensions.
+
+FHI-vibes stores a trajectory as an :class:`xarray.Dataset` with dimensions ``time`` (fs),
+``I`` (atoms), ``a`` and ``b`` (Cartesian), variables such as ``positions`` (time, I, a),
+``velocities``, ``forces``, ``energy_potential``, ``energy_kinetic``, ``temperature``, ``stress``
+(time, a, b), ``cell``, ``heat_flux`` (time, a), and the reference structure in
+``positions_reference``/``lattice_reference``; chemical symbols and masses are attributes.
+alkappa writes the same names so either tool reads the other's files; alkappa's own extras
+(``uncertainty_*``) are extra variables that FHI-vibes ignores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+from alkappa.io._atomic import atomic_path
+
+if TYPE_CHECKING:
+    import os
+
+    from ase import Atoms
+
+# per-frame variables and their dimensions (besides the leading ``time``)
+_DIMS = {
+    "positions": ("I", "a"),
+    "velocities": ("I", "a"),
+    "forces": ("I", "a"),
+    "cell": ("a", "b"),
+    "stress": ("a", "b"),
+    "heat_flux": ("a",),
+}
+
+
+class TrajectoryWriter:
+    """Collect MD frames and write them as one FHI-vibes-style netCDF file.
+
+    Frames are kept in memory and the file is (re)written atomically by :meth:`flush`, so a
+    killed run leaves the last flushed state, never a corrupt file.
+
+    Parameters
+    ----------
+    path
+        Output ``.nc`` file.
+    reference
+        The reference (e.g. relaxed) structure: symbols, masses, reference positions and lattice.
+    attrs
+        Extra global attributes (temperature, timestep, ...); written as strings/numbers.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], reference: Atoms, attrs: dict[str, Any] | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.reference = reference
+        self.attrs = dict(attrs or {})
+        self._frames: dict[str, list[Any]] = {}
+        self._times: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def append(self, time_fs: float, **values: Any) -> None:
+        """Add one frame; ``values`` maps variable names to scalars or arrays."""
+        self._times.append(float(time_fs))
+        n = len(self._times)
+        for key, value in values.items():
+            column = self._frames.setdefault(key, [])
+            # a variable first seen late is padded with NaN for the earlier frames
+            while len(column) < n - 1:
+                column.append(np.full(np.shape(value), np.nan))
+            column.append(np.asarray(value, dtype=float))
+        for key, column in self._frames.items():
+            if len(column) < n:
+                column.append(np.full(np.shape(column[0]), np.nan))
+
+    def to_dataset(self) -> xr.Dataset:
+        ref = self.reference
+        data_vars: dict[str, Any] = {}
+        for key, column in self._frames.items():
+            dims = ("time", *_DIMS.get(key, ()))
+            arr = np.stack(column) if column else np.empty((0,))
+            if arr.ndim != len(dims):
+                dims = ("time", *(f"{key}_{i}" for i in range(arr.ndim - 1)))
+            data_vars[key] = (dims, arr)
+        data_vars["positions_reference"] = (("I", "a"), ref.get_positions())
+        data_vars["lattice_reference"] = (("a", "b"), np.asarray(ref.cell[:]))
+        attrs = {
+            "symbols": list(ref.get_chemical_symbols()),
+            "masses": ref.get_masses().tolist(),
+            "natoms": len(ref),
+            "volume": float(ref.get_volume()) if ref.pbc.all() else 0.0,
+            "time_unit": "fs",
+            **{k: _attr(v) for k, v in self.attrs.items()},
+        }
+        return xr.Dataset(data_vars, coords={"time": ("time", np.asarray(self._times))}, attrs=attrs)
+
+    def flush(self) -> None:
+        """Write everything collected so far, atomically."""
+        ds = self.to_dataset()
+        with atomic_path(self.path) as tmp:
+            ds.to_netcdf(tmp, engine="h5netcdf")
+
+
+def read_trajectory(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Load a trajectory written by alkappa or FHI-vibes into memory."""
+    with xr.open_dataset(path) as ds:
+        return ds.load()
+
+
+def _attr(value: Any) -> Any:
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, float, str, np.integer, np.floating)):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, str)) for v in value):
+        return list(value)
+    return str(value)

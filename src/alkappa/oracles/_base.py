@@ -1,0 +1,101 @@
+"""The oracle interface: a reference method that labels structures with energy, forces, stress."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from ase.calculators.singlepoint import SinglePointCalculator
+
+if TYPE_CHECKING:
+    from ase import Atoms
+    from ase.calculators.calculator import Calculator
+
+
+class OracleError(RuntimeError):
+    """An oracle call that failed (SCF not converged, code crashed, ...)."""
+
+
+class OracleInputError(ValueError):
+    """A structure or setting the oracle cannot handle (raised before any calculation)."""
+
+
+class Oracle(ABC):
+    """Base class of all oracles.
+
+    Subclasses implement :meth:`make_calculator` and, when the method covers only part of the
+    periodic table, :attr:`supported_elements`. Options come from the config's ``oracle`` block
+    (everything except ``name`` and ``fidelity``) as keyword arguments.
+
+    Parameters
+    ----------
+    fidelity
+        Label written into every frame this oracle produces (e.g. ``gfn1``, ``pbe``).
+    **options
+        Plugin-specific settings.
+    """
+
+    #: the default fidelity label when the config gives none
+    default_fidelity: str = "reference"
+
+    def __init__(self, fidelity: str | None = None, **options: Any) -> None:
+        self.fidelity = fidelity or self.default_fidelity
+        self.options = options
+
+    @property
+    def supported_elements(self) -> set[str] | None:
+        """Chemical symbols the method can handle; ``None`` means any."""
+        return None
+
+    @abstractmethod
+    def make_calculator(self) -> Calculator:
+        """A fresh ASE calculator for this oracle."""
+
+    def check(self, atoms: Atoms) -> None:
+        """Raise :class:`OracleInputError` if ``atoms`` cannot be labelled by this oracle."""
+        supported = self.supported_elements
+        if supported is None:
+            return
+        missing = sorted(set(atoms.get_chemical_symbols()) - supported)
+        if missing:
+            raise OracleInputError(
+                f"oracle '{self.describe()}' does not support element(s) {', '.join(missing)}"
+            )
+
+    def describe(self) -> str:
+        """Short human-readable name, e.g. ``tblite GFN1-xTB``."""
+        return type(self).__name__
+
+    def label(self, atoms: Atoms) -> Atoms:
+        """Compute energy, forces and (for periodic cells) stress of ``atoms``.
+
+        Returns a copy with a :class:`~ase.calculators.singlepoint.SinglePointCalculator`
+        holding the results and ``info`` entries ``fidelity``, ``oracle`` and
+        ``oracle_seconds``. Raises :class:`OracleError` if the calculation fails.
+        """
+        self.check(atoms)
+        work = atoms.copy()
+        work.calc = self.make_calculator()
+        start = time.perf_counter()
+        try:
+            energy = float(work.get_potential_energy())
+            forces = np.array(work.get_forces(), dtype=float)
+            stress = np.array(work.get_stress(voigt=True), dtype=float) if work.pbc.all() else None
+        except OracleInputError:
+            raise
+        except Exception as exc:  # any failure of the external code is an oracle failure
+            raise OracleError(f"{self.describe()} failed: {type(exc).__name__}: {exc}") from exc
+        seconds = time.perf_counter() - start
+        if not np.all(np.isfinite(forces)) or not np.isfinite(energy):
+            raise OracleError(f"{self.describe()} returned non-finite energy or forces")
+        out = atoms.copy()
+        results: dict[str, Any] = {"energy": energy, "forces": forces}
+        if stress is not None:
+            results["stress"] = stress
+        out.calc = SinglePointCalculator(out, **results)
+        out.info.update(
+            {"fidelity": self.fidelity, "oracle": self.describe(), "oracle_seconds": seconds}
+        )
+        return out

@@ -1,0 +1,115 @@
+"""Initial structures: harmonic (phonopy) thermal displacements or Gaussian rattling."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ase import Atoms
+    from phonopy import Phonopy
+
+
+def phonopy_for_supercell(supercell: Atoms) -> Phonopy:
+    """A :class:`phonopy.Phonopy` whose unit cell is ``supercell`` itself (identity matrix)."""
+    from phonopy import Phonopy
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    unit = PhonopyAtoms(
+        symbols=supercell.get_chemical_symbols(),
+        cell=np.asarray(supercell.cell),
+        scaled_positions=supercell.get_scaled_positions(),
+        masses=supercell.get_masses(),
+    )
+    # 'P': the supercell is treated as its own primitive cell, so phonopy samples exactly the
+    # normal modes commensurate with the simulation cell
+    return Phonopy(unit, supercell_matrix=np.eye(3, dtype=int), primitive_matrix="P")
+
+
+def finite_displacements(supercell: Atoms, distance: float) -> tuple[Phonopy, list[Atoms]]:
+    """Symmetry-reduced finite displacements for harmonic force constants of ``supercell``."""
+    phonon = phonopy_for_supercell(supercell)
+    phonon.generate_displacements(distance=distance)
+    frames = []
+    for i, sc in enumerate(phonon.supercells_with_displacements):
+        atoms = supercell.copy()
+        atoms.calc = None
+        atoms.positions = sc.positions
+        atoms.info.update({"source": "fc2", "frame_index": i})
+        frames.append(atoms)
+    return phonon, frames
+
+
+def harmonic_samples(
+    supercell: Atoms,
+    force_sets: np.ndarray,
+    phonon: Phonopy,
+    *,
+    temperature: float,
+    n_frames: int,
+    seed: int,
+) -> list[Atoms]:
+    """Thermal displacements of ``supercell`` from its harmonic force constants.
+
+    Uses phonopy's random displacements at finite temperature (normal-mode amplitudes drawn
+    from the harmonic canonical distribution; see phonopy's documentation of
+    ``generate_displacements(number_of_snapshots=..., temperature=...)``). Imaginary modes,
+    if any, are skipped by phonopy.
+    """
+    phonon.forces = np.asarray(force_sets)
+    phonon.produce_force_constants()
+    phonon.symmetrize_force_constants()
+    phonon.generate_displacements(
+        number_of_snapshots=n_frames, temperature=temperature, random_seed=seed
+    )
+    frames = []
+    for i, disp in enumerate(np.asarray(phonon.displacements)):
+        atoms = supercell.copy()
+        atoms.calc = None
+        atoms.positions = supercell.positions + disp
+        atoms.info.update({"source": "harmonic", "temperature": temperature, "frame_index": i})
+        frames.append(atoms)
+    return frames
+
+
+def rattled_samples(supercell: Atoms, *, stdev: float, n_frames: int, seed: int) -> list[Atoms]:
+    """Copies of ``supercell`` with Gaussian displacements of standard deviation ``stdev`` (Å)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n_frames):
+        atoms = supercell.copy()
+        atoms.calc = None
+        atoms.positions = supercell.positions + rng.normal(0.0, stdev, size=(len(atoms), 3))
+        atoms.info.update({"source": "rattle", "frame_index": i})
+        frames.append(atoms)
+    return frames
+
+
+def sample_structures(
+    supercell: Atoms,
+    settings: dict[str, Any],
+    label: Callable[[list[Atoms], str], list[Atoms]],
+    *,
+    temperature: float,
+    n_frames: int,
+    seed: int,
+) -> list[Atoms]:
+    """Unlabelled thermal samples per the config's ``initial`` block.
+
+    ``label(frames, purpose)`` labels the finite-displacement frames the harmonic method needs.
+    """
+    if settings["method"] == "rattle":
+        return rattled_samples(
+            supercell, stdev=settings["rattle_stdev"], n_frames=n_frames, seed=seed
+        )
+    phonon, displaced = finite_displacements(supercell, settings["displacement"])
+    labelled = label(displaced, "fc2")
+    if len(labelled) != len(displaced):
+        raise RuntimeError("the oracle failed on a finite-displacement structure; see the record")
+    forces = np.array([a.get_forces() for a in labelled])
+    return harmonic_samples(
+        supercell, forces, phonon, temperature=temperature, n_frames=n_frames, seed=seed
+    )

@@ -1,0 +1,82 @@
+"""Unit cells from files or specs, supercells, and geometry sanity checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import ase.build
+import ase.io
+import numpy as np
+from ase.geometry import get_distances
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+#: two atoms closer than this (Å) are treated as overlapping input
+MIN_ALLOWED_DISTANCE = 0.5
+
+
+def read_unit_cell(spec: dict[str, Any]) -> Atoms:
+    """The unit cell described by the config's ``structure`` block.
+
+    ``{file: path, format: optional}`` reads any ASE-readable file (the last image if it has
+    several); ``{build: {name: ..., crystalstructure: ..., a: ...}}`` calls :func:`ase.build.bulk`.
+    """
+    if "file" in spec:
+        path = Path(spec["file"])
+        if not path.is_file():
+            raise FileNotFoundError(f"structure file {path} does not exist")
+        atoms = ase.io.read(path, index=-1, format=spec.get("format"))
+    elif "build" in spec:
+        kwargs = dict(spec["build"])
+        try:
+            atoms = ase.build.bulk(**kwargs)
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise ValueError(f"ase.build.bulk({_kwargs(kwargs)}) failed: {exc}") from exc
+    else:
+        raise ValueError("give either 'file' or 'build'")
+    atoms.calc = None
+    if not atoms.pbc.all():
+        raise ValueError("the structure must be periodic in all three directions")
+    return atoms
+
+
+def build_supercell(unit_cell: Atoms, supercell: list[int] | list[list[int]]) -> Atoms:
+    """The supercell given as three repetitions or a 3x3 integer matrix."""
+    matrix = np.asarray(supercell, dtype=int)
+    if matrix.shape == (3,):
+        matrix = np.diag(matrix)
+    if matrix.shape != (3, 3) or round(abs(np.linalg.det(matrix))) < 1:
+        raise ValueError(f"supercell {supercell} is not a valid (non-singular) 3x3 matrix")
+    atoms = ase.build.make_supercell(unit_cell, matrix)
+    atoms.calc = None
+    return atoms
+
+
+def nearest_neighbour_distance(atoms: Atoms) -> float:
+    """Shortest interatomic distance under periodic boundary conditions (Å)."""
+    if len(atoms) == 1:
+        return float(min(np.linalg.norm(atoms.cell, axis=1)))
+    _, dist = get_distances(atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    dist[np.diag_indices_from(dist)] = np.inf
+    return float(dist.min())
+
+
+def check_geometry(atoms: Atoms, min_distance: float = MIN_ALLOWED_DISTANCE) -> None:
+    """Raise ``ValueError`` naming the pair if two atoms overlap."""
+    if len(atoms) < 2:
+        return
+    _, dist = get_distances(atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    dist[np.diag_indices_from(dist)] = np.inf
+    i, j = np.unravel_index(np.argmin(dist), dist.shape)
+    if dist[i, j] < min_distance:
+        sym = atoms.get_chemical_symbols()
+        raise ValueError(
+            f"atoms {i} ({sym[i]}) and {j} ({sym[j]}) are {dist[i, j]:.3f} Å apart "
+            f"(overlapping; minimum allowed {min_distance} Å)"
+        )
+
+
+def _kwargs(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())

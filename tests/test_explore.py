@@ -1,0 +1,83 @@
+"""Exploration MD: logging and clean stops when the MD blows up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.emt import EMT
+
+from alkappa.al.explore import blow_up_reason, run_exploration
+from alkappa.io import read_trajectory
+
+SETTINGS = {
+    "steps": 40, "timestep": 2.0, "friction": 0.02, "log_interval": 5, "seed": 0,
+    "max_force": 25.0, "min_distance_fraction": 0.6, "max_temperature_factor": 3.0,
+}
+
+
+class Exploding(Calculator):
+    """EMT until a given number of calls, then forces that grow without bound."""
+
+    implemented_properties = ("energy", "forces", "stress")
+
+    def __init__(self, after: int):
+        super().__init__()
+        self.after, self.calls, self.emt = after, 0, EMT()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.calls += 1
+        self.emt.calculate(atoms, ["energy", "forces", "stress"], all_changes)
+        self.results = dict(self.emt.results)
+        if self.calls > self.after:
+            self.results["forces"] = self.results["forces"] * 1e3 + 100.0
+
+
+def test_blow_up_reasons():
+    atoms = bulk("Cu", cubic=True)
+    limits = {"target_temperature": 300, "max_force": 10.0, "min_distance": 1.5, "max_temperature_factor": 3}
+    assert blow_up_reason(atoms, np.zeros((4, 3)), **limits) == ""
+    assert "force" in blow_up_reason(atoms, np.full((4, 3), 20.0), **limits)
+    assert "non-finite" in blow_up_reason(atoms, np.full((4, 3), np.nan), **limits)
+    close = atoms.copy()
+    close.positions[1] = close.positions[0] + [1.0, 0, 0]
+    assert "apart" in blow_up_reason(close, np.zeros((4, 3)), **limits)
+    hot = atoms.copy()
+    hot.set_velocities(np.full((4, 3), 1.0))
+    assert "temperature" in blow_up_reason(hot, np.zeros((4, 3)), **limits)
+
+
+def test_exploration_logs_frames(tmp_path):
+    atoms = bulk("Cu", cubic=True).repeat(2)
+    res = run_exploration(atoms, EMT(), tmp_path / "T300.nc", temperature=300.0, settings=SETTINGS,
+                          nn_distance=2.55, progress=False)
+    assert not res.blew_up and res.steps_done == 40 and res.frames == 9
+    ds = read_trajectory(tmp_path / "T300.nc")
+    np.testing.assert_allclose(ds.time.values, np.arange(0, 41, 5) * 2.0)
+    assert int(ds.attrs["blew_up"]) == 0
+    assert 50 < ds.temperature.values[1:].mean() < 900
+
+
+def test_blow_up_stops_cleanly_and_is_recorded(tmp_path):
+    atoms = bulk("Cu", cubic=True).repeat(2)
+    res = run_exploration(atoms, Exploding(after=12), tmp_path / "T300.nc", temperature=300.0,
+                          settings=SETTINGS, nn_distance=2.55, progress=False)
+    assert res.blew_up and res.steps_done < 40
+    assert "force" in res.reason
+    ds = read_trajectory(tmp_path / "T300.nc")
+    assert int(ds.attrs["blew_up"]) == 1
+    assert "force" in ds.attrs["stop_reason"]
+    # the frame where it blew up is logged, the ones before are intact
+    assert ds.sizes["time"] >= 2
+    assert np.isfinite(ds.positions.values).all()
+
+
+@pytest.mark.parametrize("interval", [1, 7])
+def test_log_interval(tmp_path, interval):
+    atoms = bulk("Cu", cubic=True)
+    res = run_exploration(atoms, EMT(), tmp_path / "t.nc", temperature=100.0,
+                          settings=dict(SETTINGS, steps=14, log_interval=interval),
+                          nn_distance=2.55, progress=False)
+    assert res.frames == 14 // interval + 1

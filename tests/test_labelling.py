@@ -1,0 +1,105 @@
+"""Labelling with the per-call oracle store: provenance, failures, no repeated calls."""
+
+from __future__ import annotations
+
+import numpy as np
+from ase.build import bulk
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.emt import EMT
+
+from alkappa.labelling import count_oracle_calls, label_frames, structure_key
+from alkappa.oracles._base import Oracle
+
+
+class CountingEMT(Oracle):
+    """EMT that counts its calls and fails on structures whose first x coordinate is < -0.5."""
+
+    default_fidelity = "emt"
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.calls = 0
+
+    def make_calculator(self):
+        oracle = self
+
+        class _Calc(Calculator):
+            implemented_properties = ("energy", "forces", "stress")
+
+            def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+                super().calculate(atoms, properties, system_changes)
+                oracle.calls += 1
+                if atoms.positions[0, 0] < -0.5:
+                    raise RuntimeError("SCF not converged")
+                emt = EMT()
+                emt.calculate(atoms, ["energy", "forces", "stress"], all_changes)
+                self.results = dict(emt.results)
+
+        return _Calc()
+
+
+def _frames(n, seed=0):
+    rng = np.random.default_rng(seed)
+    base = bulk("Cu", cubic=True)
+    out = []
+    for i in range(n):
+        a = base.copy()
+        a.positions += rng.normal(0, 0.05, size=a.positions.shape)
+        a.info.update({"source": "al", "iteration": 3, "time": 10.0 * i, "temperature": 300.0})
+        out.append(a)
+    return out
+
+
+SPEC = {"name": "counting-emt"}
+
+
+def test_labels_match_the_oracle_and_carry_provenance(tmp_path):
+    oracle = CountingEMT()
+    frames = _frames(3)
+    out = label_frames(frames, oracle, SPEC, tmp_path, purpose="al", progress=False)
+    assert out.oracle_calls == 3 and out.reused == 0 and not out.failures
+    for src, lab in zip(frames, out.frames, strict=True):
+        ref = src.copy()
+        ref.calc = EMT()
+        assert lab.get_potential_energy() == ref.get_potential_energy()
+        np.testing.assert_allclose(lab.get_forces(), ref.get_forces())
+        for key in ("iteration", "time", "temperature", "source"):
+            assert lab.info[key] == src.info[key]
+        assert lab.info["fidelity"] == "emt"
+        assert lab.info["oracle_seconds"] >= 0
+
+
+def test_rerun_makes_no_new_calls(tmp_path):
+    frames = _frames(4)
+    first = CountingEMT()
+    label_frames(frames[:2], first, SPEC, tmp_path, purpose="al", progress=False)  # "crash" after 2
+    second = CountingEMT()
+    out = label_frames(frames, second, SPEC, tmp_path, purpose="al", progress=False)
+    assert second.calls == 2  # only the two missing frames
+    assert out.reused == 2 and out.oracle_calls == 2
+    assert count_oracle_calls(tmp_path) == {"al": 4}
+
+
+def test_failure_is_recorded_and_skipped(tmp_path):
+    frames = _frames(3)
+    frames[1].positions[0, 0] = -1.0
+    oracle = CountingEMT()
+    out = label_frames(frames, oracle, SPEC, tmp_path, purpose="al", progress=False)
+    assert len(out.frames) == 2 and len(out.failures) == 1
+    assert "SCF not converged" in out.failures[0]["error"]
+    assert out.failures[0]["time"] == 10.0
+    # the failure is remembered: a rerun does not call the oracle on it again
+    again = CountingEMT()
+    out2 = label_frames(frames, again, SPEC, tmp_path, purpose="al", progress=False)
+    assert again.calls == 0 and len(out2.failures) == 1
+
+
+def test_key_depends_on_structure_and_oracle_settings():
+    a = _frames(1)[0]
+    b = a.copy()
+    b.positions[0, 0] += 1e-3
+    assert structure_key(a, SPEC) != structure_key(b, SPEC)
+    assert structure_key(a, SPEC) != structure_key(a, {"name": "counting-emt", "x": 1})
+    c = a.copy()
+    c.positions[0, 0] += 1e-9  # below the rounding: the same calculation
+    assert structure_key(a, SPEC) == structure_key(c, SPEC)

@@ -1,0 +1,70 @@
+"""Unit cells, supercells, geometry checks and relaxation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+
+from alkappa.structure import (
+    build_supercell,
+    check_geometry,
+    nearest_neighbour_distance,
+    read_unit_cell,
+    relax_structure,
+)
+
+
+def test_build_and_file_specs_agree(tmp_path):
+    built = read_unit_cell({"build": {"name": "CuI", "crystalstructure": "zincblende", "a": 6.05}})
+    path = tmp_path / "cui.cif"
+    built.write(path)
+    read = read_unit_cell({"file": str(path)})
+    assert read.get_chemical_formula() == built.get_chemical_formula()
+    np.testing.assert_allclose(read.cell.cellpar(), built.cell.cellpar(), atol=1e-6)
+
+
+def test_missing_file_and_bad_build():
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_unit_cell({"file": "no/such/file.cif"})
+    with pytest.raises(ValueError, match="ase.build.bulk"):
+        read_unit_cell({"build": {"name": "CuI", "crystalstructure": "nonsense"}})
+
+
+def test_supercell_sizes():
+    unit = bulk("CuI", "zincblende", a=6.05, cubic=True)
+    assert len(build_supercell(unit, [2, 2, 2])) == 64
+    assert len(build_supercell(unit, [[2, 0, 0], [0, 1, 0], [0, 0, 1]])) == 16
+    with pytest.raises(ValueError, match="non-singular"):
+        build_supercell(unit, [[1, 0, 0], [1, 0, 0], [0, 0, 1]])
+
+
+def test_nearest_neighbour_distance_zincblende():
+    atoms = bulk("CuI", "zincblende", a=6.05, cubic=True).repeat(2)
+    assert nearest_neighbour_distance(atoms) == pytest.approx(6.05 * np.sqrt(3) / 4)
+
+
+def test_overlapping_atoms_rejected():
+    atoms = bulk("Cu", cubic=True)
+    atoms.positions[1] = atoms.positions[0] + [0.1, 0, 0]
+    with pytest.raises(ValueError, match=r"atoms 0 \(Cu\) and 1 \(Cu\) are 0.100 Å apart"):
+        check_geometry(atoms)
+
+
+def test_relaxation_finds_emt_lattice_constant():
+    # independent reference: the EMT energy minimum over the lattice constant by a scan
+    scan = np.linspace(3.55, 3.65, 41)
+    energies = []
+    for a in scan:
+        atoms = bulk("Cu", "fcc", a=a, cubic=True)
+        atoms.calc = EMT()
+        energies.append(atoms.get_potential_energy())
+    a_scan = scan[int(np.argmin(energies))]
+    start = bulk("Cu", "fcc", a=3.7, cubic=True)
+    result = relax_structure(start, EMT(), cell=True, fmax=1e-4, max_steps=200)
+    assert result.converged
+    a_relaxed = result.atoms.cell.cellpar()[0]
+    assert a_relaxed == pytest.approx(a_scan, abs=0.003)
+    assert result.oracle_calls >= result.steps
+    assert result.max_stress < 1e-4

@@ -1,0 +1,104 @@
+# Helpers shared by all rule files: config validation, paths, input functions.
+
+import sys
+
+from alkappa.config import ConfigError, load_config, material_settings
+from alkappa.io import read_json
+
+
+# validate before anything runs: one line naming the problem, in seconds
+try:
+    config.update(load_config(config))
+except ConfigError as exc:
+    sys.exit(f"alkappa: invalid config: {exc}")
+
+
+R = config["results"]
+MATERIALS = list(config["materials"])
+
+
+wildcard_constraints:
+    material="|".join(MATERIALS),
+    it=r"\d+",
+    member=r"\d+",
+    T=r"[0-9]+(\.[0-9]+)?",
+    k=r"\d+",
+
+
+def sections(*names):
+    """params function: only the config sections a rule uses (so editing another
+    section does not make Snakemake rerun it)."""
+
+    def get(wildcards):
+        full = material_settings(config, wildcards.material)
+        keep = {"name", *names}
+        return {key: value for key, value in full.items() if key in keep}
+
+    return get
+
+
+def msettings(material):
+    return material_settings(config, material)
+
+
+def temperatures(material):
+    return [f"{t:g}" for t in msettings(material)["explore"]["temperatures"]]
+
+
+def n_members(material):
+    return msettings(material)["ensemble"]["size"]
+
+
+def iter_dir(material, it):
+    return f"{R}/{material}/al/iter_{it}"
+
+
+def dataset_path(material, it):
+    it = int(it)
+    if it == 0:
+        return f"{R}/{material}/data/initial.extxyz"
+    return f"{iter_dir(material, it)}/dataset.extxyz"
+
+
+def member_infos(material, it):
+    return [
+        f"{iter_dir(material, it)}/ensemble/member_{m}/member.json"
+        for m in range(n_members(material))
+    ]
+
+
+def member_models(infos):
+    """Model files of trained members, from their member.json records."""
+    from pathlib import Path
+
+    return [str(Path(p).parent / read_json(p)["model_file"]) for p in infos]
+
+
+def label_files(material, it):
+    """One labelled frame per selected candidate (known once selection ran)."""
+    from alkappa.al.steps import count_selected
+
+    selection = checkpoints.select.get(material=material, it=it).output.selection
+    n = count_selected(selection)
+    return [f"{iter_dir(material, it)}/labels/frame_{k}.extxyz" for k in range(n)]
+
+
+def final_iteration(material):
+    """The iteration whose ensemble is final, following the convergence checkpoints."""
+    it = 0
+    while True:
+        decision = checkpoints.decide.get(material=material, it=it).output.decision
+        if read_json(decision)["stop"]:
+            return it
+        it += 1
+
+
+def al_outputs():
+    return expand(
+        [
+            f"{R}/{{material}}/al/summary.csv",
+            f"{R}/{{material}}/al/learning_curve.png",
+            f"{R}/{{material}}/model/ensemble.json",
+        ],
+        material=MATERIALS,
+    )
