@@ -10,15 +10,28 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# the default campaign, unless another config is given with --configfile
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    material="|".join(MATERIALS),
+    it=r"\d+",
+    member=r"\d+",
+    T=r"[0-9]+(\.[0-9]+)?",
+    k=r"\d+",
+
+
 include: "workflow/rules/reference.smk"
 include: "workflow/rules/al.smk"
 
 
 rule all:
+    default_target: True
     input:
         al_outputs(),
-    default_target: True

@@ -2,13 +2,6 @@
 # -> label -> merge, repeated until the convergence checkpoint says stop.
 
 
-def warm_start_input(wildcards):
-    it = int(wildcards.it)
-    if it == 0 or not msettings(wildcards.material)["ensemble"]["warm_start"]:
-        return []
-    return f"{iter_dir(wildcards.material, it - 1)}/ensemble/member_{wildcards.member}/member.json"
-
-
 rule train_member:
     input:
         dataset=lambda wildcards: dataset_path(wildcards.material, wildcards.it),
@@ -17,13 +10,13 @@ rule train_member:
         info=f"{R}/{{material}}/al/iter_{{it}}/ensemble/member_{{member}}/member.json",
     log:
         f"{R}/{{material}}/logs/iter_{{it}}/train_member_{{member}}.log",
-    params:
-        settings=sections("model", "ensemble"),
+    conda:
+        "../../envs/mlip.yaml"
     threads: config["threads"]["train"]
     resources:
         mem_mb=4000,
-    conda:
-        "../../envs/mlip.yaml"
+    params:
+        settings=sections("model", "ensemble"),
     script:
         "../../scripts/train_member.py"
 
@@ -36,11 +29,11 @@ rule evaluate:
         metrics=f"{R}/{{material}}/al/iter_{{it}}/test_metrics.json",
     log:
         f"{R}/{{material}}/logs/iter_{{it}}/evaluate.log",
-    params:
-        settings=sections("model"),
-    threads: config["threads"]["md"]
     conda:
         "../../envs/mlip.yaml"
+    threads: config["threads"]["md"]
+    params:
+        settings=sections("model"),
     script:
         "../../scripts/evaluate.py"
 
@@ -54,11 +47,11 @@ rule explore:
         trajectory=f"{R}/{{material}}/al/iter_{{it}}/explore/T{{T}}.nc",
     log:
         f"{R}/{{material}}/logs/iter_{{it}}/explore_T{{T}}.log",
-    params:
-        settings=sections("model", "explore"),
-    threads: config["threads"]["md"]
     conda:
         "../../envs/mlip.yaml"
+    threads: config["threads"]["md"]
+    params:
+        settings=sections("model", "explore"),
     script:
         "../../scripts/explore.py"
 
@@ -75,10 +68,10 @@ checkpoint select:
         candidates=f"{R}/{{material}}/al/iter_{{it}}/candidates.extxyz",
     log:
         f"{R}/{{material}}/logs/iter_{{it}}/select.log",
-    params:
-        settings=sections("select"),
     conda:
         "../../envs/analysis.yaml"
+    params:
+        settings=sections("select"),
     script:
         "../../scripts/select.py"
 
@@ -94,10 +87,10 @@ checkpoint decide:
         decision=f"{R}/{{material}}/al/iter_{{it}}/decision.json",
     log:
         f"{R}/{{material}}/logs/iter_{{it}}/decide.log",
-    params:
-        settings=sections("select", "convergence"),
     conda:
         "../../envs/analysis.yaml"
+    params:
+        settings=sections("select", "convergence"),
     script:
         "../../scripts/decide.py"
 
@@ -109,21 +102,23 @@ rule label:
         frame=f"{R}/{{material}}/al/iter_{{it}}/labels/frame_{{k}}.extxyz",
     log:
         f"{R}/{{material}}/logs/iter_{{it}}/label_{{k}}.log",
-    params:
-        settings=sections("oracle"),
-        store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
-    threads: config["threads"]["oracle"]
     group:
         "label"
     conda:
         "../../envs/oracle.yaml"
+    threads: config["threads"]["oracle"]
+    params:
+        settings=sections("oracle"),
+        store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
         "../../scripts/label.py"
 
 
 rule merge:
     input:
-        dataset=lambda wildcards: dataset_path(wildcards.material, int(wildcards.it) - 1),
+        dataset=lambda wildcards: dataset_path(
+            wildcards.material, int(wildcards.it) - 1
+        ),
         labels=lambda wildcards: label_files(wildcards.material, int(wildcards.it) - 1),
     output:
         dataset=f"{R}/{{material}}/al/iter_{{it}}/dataset.extxyz",
@@ -136,25 +131,6 @@ rule merge:
         "../../envs/analysis.yaml"
     script:
         "../../scripts/merge.py"
-
-
-def summary_inputs(wildcards):
-    m = wildcards.material
-    last = final_iteration(m)
-    iterations = range(last + 1)
-    return {
-        "relax": f"{R}/{m}/structure/relax.json",
-        "initial": f"{R}/{m}/data/initial.json",
-        "initial_dataset": dataset_path(m, 0),
-        "metrics": [f"{iter_dir(m, i)}/test_metrics.json" for i in iterations],
-        "selections": [f"{iter_dir(m, i)}/selection.csv" for i in iterations],
-        "decisions": [f"{iter_dir(m, i)}/decision.json" for i in iterations],
-        "merges": [f"{iter_dir(m, i)}/merge.json" for i in range(1, last + 1)],
-        "trajectories": [
-            f"{iter_dir(m, i)}/explore/T{t}.nc" for i in iterations for t in temperatures(m)
-        ],
-        "members": member_infos(m, last),
-    }
 
 
 rule summary:
@@ -171,9 +147,9 @@ rule summary:
         ensemble=f"{R}/{{material}}/model/ensemble.json",
     log:
         f"{R}/{{material}}/logs/summary.log",
-    params:
-        settings=sections("select", "model", "explore"),
     conda:
         "../../envs/analysis.yaml"
+    params:
+        settings=sections("select", "model", "explore"),
     script:
         "../../scripts/summary.py"

@@ -1,10 +1,9 @@
-# Helpers shared by all rule files: config validation, paths, input functions.
+# Helpers shared by the workflow: config validation, paths, input functions.
 
 import sys
 
 from alkappa.config import ConfigError, load_config, material_settings
 from alkappa.io import read_json
-
 
 # validate before anything runs: one line naming the problem, in seconds
 try:
@@ -17,16 +16,8 @@ R = config["results"]
 MATERIALS = list(config["materials"])
 
 
-wildcard_constraints:
-    material="|".join(MATERIALS),
-    it=r"\d+",
-    member=r"\d+",
-    T=r"[0-9]+(\.[0-9]+)?",
-    k=r"\d+",
-
-
 def sections(*names):
-    """params function: only the config sections a rule uses (so editing another
+    """params function: only the config sections a job uses (so editing another
     section does not make Snakemake rerun it)."""
 
     def get(wildcards):
@@ -102,3 +93,31 @@ def al_outputs():
         ],
         material=MATERIALS,
     )
+
+
+def warm_start_input(wildcards):
+    it = int(wildcards.it)
+    if it == 0 or not msettings(wildcards.material)["ensemble"]["warm_start"]:
+        return []
+    return f"{iter_dir(wildcards.material, it - 1)}/ensemble/member_{wildcards.member}/member.json"
+
+
+def summary_inputs(wildcards):
+    m = wildcards.material
+    last = final_iteration(m)
+    iterations = range(last + 1)
+    return {
+        "relax": f"{R}/{m}/structure/relax.json",
+        "initial": f"{R}/{m}/data/initial.json",
+        "initial_dataset": dataset_path(m, 0),
+        "metrics": [f"{iter_dir(m, i)}/test_metrics.json" for i in iterations],
+        "selections": [f"{iter_dir(m, i)}/selection.csv" for i in iterations],
+        "decisions": [f"{iter_dir(m, i)}/decision.json" for i in iterations],
+        "merges": [f"{iter_dir(m, i)}/merge.json" for i in range(1, last + 1)],
+        "trajectories": [
+            f"{iter_dir(m, i)}/explore/T{t}.nc"
+            for i in iterations
+            for t in temperatures(m)
+        ],
+        "members": member_infos(m, last),
+    }

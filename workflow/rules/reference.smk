@@ -7,11 +7,11 @@ rule prepare_structure:
         record=f"{R}/{{material}}/structure/relax.json",
     log:
         f"{R}/{{material}}/logs/prepare_structure.log",
-    params:
-        settings=sections("structure", "supercell", "oracle", "relax"),
-    threads: config["threads"]["oracle"]
     conda:
         "../../envs/oracle.yaml"
+    threads: config["threads"]["oracle"]
+    params:
+        settings=sections("structure", "supercell", "oracle", "relax"),
     script:
         "../../scripts/prepare_structure.py"
 
@@ -25,11 +25,11 @@ rule initial_data:
         record=f"{R}/{{material}}/data/initial.json",
     log:
         f"{R}/{{material}}/logs/initial_data.log",
+    conda:
+        "../../envs/oracle.yaml"
+    threads: config["threads"]["oracle"]
     params:
         settings=sections("oracle", "initial", "test", "explore"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
-    threads: config["threads"]["oracle"]
-    conda:
-        "../../envs/oracle.yaml"
     script:
         "../../scripts/initial_data.py"

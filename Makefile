@@ -1,0 +1,30 @@
+# Two entry points: `make run` (the default campaign) and `make test` (the test suite).
+# Both create .venv on first use: torch 2.13.0 first (an unpinned torch pulls CUDA builds of
+# several GB), then alkappa with its dependencies.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= all
+CONFIG ?= config/config.yaml
+
+.PHONY: setup run test lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+
+test: setup
+	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/python -m pytest -v --durations=15
+
+clean:
+	rm -rf results results-test .snakemake

@@ -1,0 +1,112 @@
+"""Config validation: every problem is one clear message naming the key, before any work."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alkappa.config import ConfigError, load_config, material_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MINIMAL = {
+    "materials": {"Cu": {"structure": {"build": {"name": "Cu", "crystalstructure": "fcc", "a": 3.6}}}},
+    "oracle": {"name": "emt"},
+}
+
+
+def _config(**changes):
+    cfg = copy.deepcopy(MINIMAL)
+    cfg.update(changes)
+    return cfg
+
+
+def test_defaults_are_filled():
+    cfg = load_config(_config())
+    assert cfg["ensemble"]["size"] == 4
+    assert cfg["select"]["a"] == 2.0 and cfg["select"]["b"] == 1.0
+    assert cfg["explore"]["temperatures"] == [300]
+    assert cfg["results"] == "results"
+
+
+@pytest.mark.parametrize("path", ["config/config.yaml", "config/test.yaml"])
+def test_shipped_configs_are_valid(path):
+    load_config(ROOT / path)
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match="unknown key 'temperatur' in explore"):
+        load_config(_config(explore={"temperatur": [300]}))
+    with pytest.raises(ConfigError, match="unknown key 'colour'"):
+        load_config(_config(colour="red"))
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(ConfigError, match=r"ensemble\.size: 'four' is not of type 'integer'"):
+        load_config(_config(ensemble={"size": "four"}))
+    with pytest.raises(ConfigError, match=r"explore\.temperatures\.0"):
+        load_config(_config(explore={"temperatures": [-5]}))
+
+
+def test_missing_structure_file():
+    cfg = _config(materials={"X": {"structure": {"file": "does/not/exist.cif"}}})
+    with pytest.raises(ConfigError, match=r"materials\.X\.structure: structure file does/not/exist.cif does not exist"):
+        load_config(cfg)
+
+
+def test_structure_needs_exactly_one_source():
+    cfg = _config(materials={"X": {"structure": {}}})
+    with pytest.raises(ConfigError, match="exactly one of 'file' or 'build'"):
+        load_config(cfg)
+
+
+def test_unsupported_element_is_named():
+    cfg = _config(materials={"CuI": {"structure": {"build": {"name": "CuI", "crystalstructure": "zincblende", "a": 6.05}}}})
+    with pytest.raises(ConfigError, match=r"materials\.CuI\.oracle: .*does not support element\(s\) I"):
+        load_config(cfg)
+
+
+def test_unknown_oracle_lists_the_installed_ones():
+    with pytest.raises(ConfigError, match=r"oracle\.name: unknown oracle 'vasp-typo'.*tblite"):
+        load_config(_config(oracle={"name": "vasp-typo"}))
+
+
+def test_overlapping_atoms(tmp_path):
+    (tmp_path / "bad.xyz").write_text(
+        '2\nLattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3 pbc="T T T"\n'
+        "Cu 0 0 0\nCu 0.2 0 0\n"
+    )
+    cfg = _config(materials={"X": {"structure": {"file": str(tmp_path / "bad.xyz")}}})
+    with pytest.raises(ConfigError, match="overlapping"):
+        load_config(cfg)
+
+
+def test_material_overrides_merge_over_global_sections():
+    cfg = _config(
+        explore={"temperatures": [300, 600], "steps": 50},
+        materials={
+            "A": {"structure": MINIMAL["materials"]["Cu"]["structure"], "explore": {"steps": 10}},
+            "B": {"structure": MINIMAL["materials"]["Cu"]["structure"]},
+        },
+    )
+    cfg = load_config(cfg)
+    a, b = material_settings(cfg, "A"), material_settings(cfg, "B")
+    assert a["explore"]["steps"] == 10 and a["explore"]["temperatures"] == [300, 600]
+    assert b["explore"]["steps"] == 50
+    assert a["explore"]["timestep"] == b["explore"]["timestep"]
+
+
+def test_cli_validate_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_config(ensemble={"sise": 4})))
+    proc = subprocess.run(
+        [sys.executable, "-m", "alkappa.cli", "validate", str(bad)], capture_output=True, text=True
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0
+    assert "unknown key 'sise' in ensemble" in proc.stderr

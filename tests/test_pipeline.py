@@ -1,0 +1,176 @@
+"""The Snakemake pipeline end to end: config/test.yaml, bad configs, an outside plugin, lint."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alkappa.io import read_dataset, read_json
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def snakemake(*args: str, env: dict[str, str] | None = None, timeout: int = 900):
+    return subprocess.run(
+        [SNAKEMAKE, "--cores", "2", *args], cwd=ROOT, capture_output=True, text=True,
+        env={**os.environ, **(env or {})}, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def test_campaign(tmp_path_factory):
+    """config/test.yaml run once through Snakemake into a temporary results directory."""
+    results = tmp_path_factory.mktemp("campaign") / "results"
+    cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
+    cfg["results"] = str(results)
+    cfgfile = results.parent / "test.yaml"
+    cfgfile.write_text(yaml.safe_dump(cfg))
+    proc = snakemake("--configfile", str(cfgfile))
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return results / "Cu", proc
+
+
+@pytest.mark.slow
+def test_at_least_two_iterations_and_a_decision(test_campaign):
+    out, _ = test_campaign
+    with open(out / "al/summary.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) >= 2
+    assert rows[-1]["decision"] in {"converged", "stopped"}
+    assert all(r["decision"] == "continue" for r in rows[:-1])
+    last = len(rows) - 1
+    decision = read_json(out / f"al/iter_{last}/decision.json")
+    assert decision["stop"] and "reason" in decision
+    assert (out / "al/learning_curve.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_oracle_calls_equal_dataset_growth(test_campaign):
+    out, _ = test_campaign
+    with open(out / "al/summary.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for prev, nxt in zip(rows[:-1], rows[1:], strict=True):
+        growth = int(nxt["dataset_size"]) - int(prev["dataset_size"])
+        assert int(prev["oracle_calls"]) - int(prev["oracle_failures"]) == growth
+        assert int(prev["oracle_calls"]) == int(prev["frames_selected"])
+    # the labelled frames carry their provenance
+    final = read_dataset(out / f"al/iter_{len(rows) - 1}/dataset.extxyz")
+    al_frames = [f for f in final if f.info.get("source") == "al"]
+    assert len(al_frames) == sum(int(r["oracle_calls"]) for r in rows)
+    for f in al_frames:
+        assert {"iteration", "trajectory", "time", "temperature", "fidelity", "oracle"} <= set(f.info)
+
+
+@pytest.mark.slow
+def test_final_model_loads_in_one_line(test_campaign):
+    import alkappa
+
+    out, _ = test_campaign
+    calc = alkappa.load_model(out / "model")
+    atoms = read_dataset(out / "structure/relaxed.extxyz")[0]
+    atoms.calc = calc
+    assert atoms.get_forces().shape == (len(atoms), 3)
+    assert "forces_members" in calc.results
+
+
+@pytest.mark.slow
+def test_rerun_does_nothing(test_campaign):
+    out, _ = test_campaign
+    cfgfile = out.parent.parent / "test.yaml"
+    proc = snakemake("--configfile", str(cfgfile), "-n")
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"explore": {"temperatur": [300]}}, "unknown key 'temperatur' in explore"),
+        ({"ensemble": {"size": "four"}}, "ensemble.size: 'four' is not of type 'integer'"),
+        (
+            {"materials": {"CuI": {"structure": {"build": {"name": "CuI", "crystalstructure": "zincblende", "a": 6.05}}}}},
+            "does not support element(s) I",
+        ),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path, change, message):
+    cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
+    cfg.update(change)
+    cfg["results"] = str(tmp_path / "results")
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake("--configfile", str(tmp_path / "bad.yaml"), timeout=120)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if "alkappa: invalid config" in line]
+    assert len(lines) == 1 and message in lines[0]
+    assert not (tmp_path / "results").exists()
+
+
+TOY_PLUGIN = '''
+"""A third-party oracle: a Morse potential, registered only through its entry point."""
+from ase.calculators.morse import MorsePotential
+from alkappa.oracles import Oracle
+
+
+class ToyMorseOracle(Oracle):
+    default_fidelity = "toy-morse"
+
+    def make_calculator(self):
+        return MorsePotential(epsilon=self.options.get("epsilon", 0.4), r0=2.55, rho0=6.0)
+'''
+
+
+def install_toy_plugin(site: Path) -> None:
+    """Install a package the way pip would leave it: a module plus a dist-info folder."""
+    site.mkdir(parents=True)
+    (site / "toy_alkappa_plugin.py").write_text(TOY_PLUGIN)
+    info = site / "toy_alkappa_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-alkappa-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[alkappa.oracles]\ntoy-morse = toy_alkappa_plugin:ToyMorseOracle\n"
+    )
+
+
+@pytest.mark.slow
+def test_outside_plugin_is_used_in_a_run(tmp_path):
+    site = tmp_path / "site"
+    install_toy_plugin(site)
+    cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
+    cfg["oracle"] = {"name": "toy-morse", "epsilon": 0.35}
+    cfg["results"] = str(tmp_path / "results")
+    (tmp_path / "plugin.yaml").write_text(yaml.safe_dump(cfg))
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    target = str(tmp_path / "results/Cu/data/initial.extxyz")
+    proc = snakemake("--configfile", str(tmp_path / "plugin.yaml"), target, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    frames = read_dataset(target)
+    assert frames and all(f.info["fidelity"] == "toy-morse" for f in frames)
+    # the labels are the plugin's Morse forces, not anything built in
+    from ase.calculators.morse import MorsePotential
+
+    ref = frames[0].copy()
+    ref.calc = MorsePotential(epsilon=0.35, r0=2.55, rho0=6.0)
+    assert abs(ref.get_potential_energy() - frames[0].get_potential_energy()) < 1e-8
+
+
+def test_lint_is_clean():
+    proc = subprocess.run(
+        [SNAKEMAKE, "--lint", "--configfile", "config/test.yaml"], cwd=ROOT, capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr
+
+
+def test_snakefmt_clean():
+    snakefmt = str(Path(sys.executable).parent / "snakefmt")
+    proc = subprocess.run([snakefmt, "--check", "Snakefile", "workflow/rules"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
