@@ -11,4 +11,5 @@ with script_context(smk) as settings:
         smk.output.trajectory,
         temperature=float(smk.wildcards.T),
         iteration=int(smk.wildcards.it),
+        threads=smk.threads,
     )

@@ -6,7 +6,11 @@ from alkappa.io import read_json
 
 smk = snakemake  # noqa: F821
 with script_context(smk) as settings:
-    previous = read_json(smk.input.previous).get("checkpoint") if smk.input.previous else None
+    # warm start from the previous iteration's packaged model of the same member
+    previous = None
+    if smk.input.previous:
+        info = read_json(smk.input.previous)
+        previous = Path(smk.input.previous).parent / info["model_file"]
     run_train_member(
         settings,
         smk.input.dataset,

@@ -15,7 +15,9 @@ from alkappa.config import ConfigError, load_config, material_settings
 ROOT = Path(__file__).resolve().parents[1]
 
 MINIMAL = {
-    "materials": {"Cu": {"structure": {"build": {"name": "Cu", "crystalstructure": "fcc", "a": 3.6}}}},
+    "materials": {
+        "Cu": {"structure": {"build": {"name": "Cu", "crystalstructure": "fcc", "a": 3.6}}}
+    },
     "oracle": {"name": "emt"},
 }
 
@@ -55,7 +57,10 @@ def test_wrong_type_is_named():
 
 def test_missing_structure_file():
     cfg = _config(materials={"X": {"structure": {"file": "does/not/exist.cif"}}})
-    with pytest.raises(ConfigError, match=r"materials\.X\.structure: structure file does/not/exist.cif does not exist"):
+    with pytest.raises(
+        ConfigError,
+        match=r"materials\.X\.structure: structure file does/not/exist.cif does not exist",
+    ):
         load_config(cfg)
 
 
@@ -66,13 +71,23 @@ def test_structure_needs_exactly_one_source():
 
 
 def test_unsupported_element_is_named():
-    cfg = _config(materials={"CuI": {"structure": {"build": {"name": "CuI", "crystalstructure": "zincblende", "a": 6.05}}}})
-    with pytest.raises(ConfigError, match=r"materials\.CuI\.oracle: .*does not support element\(s\) I"):
+    cfg = _config(
+        materials={
+            "CuI": {
+                "structure": {"build": {"name": "CuI", "crystalstructure": "zincblende", "a": 6.05}}
+            }
+        }
+    )
+    with pytest.raises(
+        ConfigError, match=r"materials\.CuI\.oracle: .*does not support element\(s\) I"
+    ):
         load_config(cfg)
 
 
 def test_unknown_oracle_lists_the_installed_ones():
-    with pytest.raises(ConfigError, match=r"oracle\.name: unknown oracle 'vasp-typo'.*tblite"):
+    with pytest.raises(
+        ConfigError, match=r"materials\.Cu\.oracle: unknown oracle 'vasp-typo'.*tblite"
+    ):
         load_config(_config(oracle={"name": "vasp-typo"}))
 
 

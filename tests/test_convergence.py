@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from alkappa.al.convergence import decide
 
-S = {"max_iterations": 5, "min_iterations": 1, "max_uncertain_fraction": 0.02,
-     "plateau_window": 2, "plateau_tolerance": 0.1}
+S = {
+    "max_iterations": 5,
+    "min_iterations": 1,
+    "max_uncertain_fraction": 0.02,
+    "plateau_window": 2,
+    "plateau_tolerance": 0.1,
+}
 
 
 def test_needs_plateau_and_quiet_exploration():
@@ -19,7 +24,10 @@ def test_needs_plateau_and_quiet_exploration():
     # both: converged
     d = decide(2, 0.01, 1, [1.0, 0.98, 0.97], S)
     assert d["stop"] and d["converged"]
-    assert d["relative_changes"][0] == 0.020000000000000018 or abs(d["relative_changes"][0] - 0.02) < 1e-12
+    assert (
+        d["relative_changes"][0] == 0.020000000000000018
+        or abs(d["relative_changes"][0] - 0.02) < 1e-12
+    )
 
 
 def test_plateau_needs_a_full_window():

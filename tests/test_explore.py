@@ -12,8 +12,14 @@ from alkappa.al.explore import blow_up_reason, run_exploration
 from alkappa.io import read_trajectory
 
 SETTINGS = {
-    "steps": 40, "timestep": 2.0, "friction": 0.02, "log_interval": 5, "seed": 0,
-    "max_force": 25.0, "min_distance_fraction": 0.6, "max_temperature_factor": 3.0,
+    "steps": 40,
+    "timestep": 2.0,
+    "friction": 0.02,
+    "log_interval": 5,
+    "seed": 0,
+    "max_force": 25.0,
+    "min_distance_fraction": 0.6,
+    "max_temperature_factor": 3.0,
 }
 
 
@@ -37,7 +43,12 @@ class Exploding(Calculator):
 
 def test_blow_up_reasons():
     atoms = bulk("Cu", cubic=True)
-    limits = {"target_temperature": 300, "max_force": 10.0, "min_distance": 1.5, "max_temperature_factor": 3}
+    limits = {
+        "target_temperature": 300,
+        "max_force": 10.0,
+        "min_distance": 1.5,
+        "max_temperature_factor": 3,
+    }
     assert blow_up_reason(atoms, np.zeros((4, 3)), **limits) == ""
     assert "force" in blow_up_reason(atoms, np.full((4, 3), 20.0), **limits)
     assert "non-finite" in blow_up_reason(atoms, np.full((4, 3), np.nan), **limits)
@@ -51,8 +62,15 @@ def test_blow_up_reasons():
 
 def test_exploration_logs_frames(tmp_path):
     atoms = bulk("Cu", cubic=True).repeat(2)
-    res = run_exploration(atoms, EMT(), tmp_path / "T300.nc", temperature=300.0, settings=SETTINGS,
-                          nn_distance=2.55, progress=False)
+    res = run_exploration(
+        atoms,
+        EMT(),
+        tmp_path / "T300.nc",
+        temperature=300.0,
+        settings=SETTINGS,
+        nn_distance=2.55,
+        progress=False,
+    )
     assert not res.blew_up and res.steps_done == 40 and res.frames == 9
     ds = read_trajectory(tmp_path / "T300.nc")
     np.testing.assert_allclose(ds.time.values, np.arange(0, 41, 5) * 2.0)
@@ -62,8 +80,15 @@ def test_exploration_logs_frames(tmp_path):
 
 def test_blow_up_stops_cleanly_and_is_recorded(tmp_path):
     atoms = bulk("Cu", cubic=True).repeat(2)
-    res = run_exploration(atoms, Exploding(after=12), tmp_path / "T300.nc", temperature=300.0,
-                          settings=SETTINGS, nn_distance=2.55, progress=False)
+    res = run_exploration(
+        atoms,
+        Exploding(after=12),
+        tmp_path / "T300.nc",
+        temperature=300.0,
+        settings=SETTINGS,
+        nn_distance=2.55,
+        progress=False,
+    )
     assert res.blew_up and res.steps_done < 40
     assert "force" in res.reason
     ds = read_trajectory(tmp_path / "T300.nc")
@@ -77,7 +102,13 @@ def test_blow_up_stops_cleanly_and_is_recorded(tmp_path):
 @pytest.mark.parametrize("interval", [1, 7])
 def test_log_interval(tmp_path, interval):
     atoms = bulk("Cu", cubic=True)
-    res = run_exploration(atoms, EMT(), tmp_path / "t.nc", temperature=100.0,
-                          settings=dict(SETTINGS, steps=14, log_interval=interval),
-                          nn_distance=2.55, progress=False)
+    res = run_exploration(
+        atoms,
+        EMT(),
+        tmp_path / "t.nc",
+        temperature=100.0,
+        settings=dict(SETTINGS, steps=14, log_interval=interval),
+        nn_distance=2.55,
+        progress=False,
+    )
     assert res.frames == 14 // interval + 1

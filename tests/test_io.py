@@ -58,9 +58,15 @@ def test_trajectory_uses_fhi_vibes_names(tmp_path):
     w = TrajectoryWriter(tmp_path / "t.nc", atoms, attrs={"temperature_target": 300.0})
     for k in range(4):
         w.append(
-            5.0 * k, positions=atoms.positions + k, forces=np.zeros((4, 3)),
-            velocities=np.ones((4, 3)), energy_potential=-k, temperature=300.0 + k,
-            stress=np.eye(3), cell=np.asarray(atoms.cell), uncertainty_force_max=0.1 * k,
+            5.0 * k,
+            positions=atoms.positions + k,
+            forces=np.zeros((4, 3)),
+            velocities=np.ones((4, 3)),
+            energy_potential=-k,
+            temperature=300.0 + k,
+            stress=np.eye(3),
+            cell=np.asarray(atoms.cell),
+            uncertainty_force_max=0.1 * k,
         )
     w.flush()
     ds = read_trajectory(tmp_path / "t.nc")

@@ -6,6 +6,7 @@ import csv
 import os
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,12 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 def snakemake(*args: str, env: dict[str, str] | None = None, timeout: int = 900):
     return subprocess.run(
-        [SNAKEMAKE, "--cores", "2", *args], cwd=ROOT, capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=timeout,
+        [SNAKEMAKE, "--cores", "2", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
     )
 
 
@@ -56,7 +61,7 @@ def test_oracle_calls_equal_dataset_growth(test_campaign):
     out, _ = test_campaign
     with open(out / "al/summary.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    for prev, nxt in zip(rows[:-1], rows[1:], strict=True):
+    for prev, nxt in pairwise(rows):
         growth = int(nxt["dataset_size"]) - int(prev["dataset_size"])
         assert int(prev["oracle_calls"]) - int(prev["oracle_failures"]) == growth
         assert int(prev["oracle_calls"]) == int(prev["frames_selected"])
@@ -65,7 +70,9 @@ def test_oracle_calls_equal_dataset_growth(test_campaign):
     al_frames = [f for f in final if f.info.get("source") == "al"]
     assert len(al_frames) == sum(int(r["oracle_calls"]) for r in rows)
     for f in al_frames:
-        assert {"iteration", "trajectory", "time", "temperature", "fidelity", "oracle"} <= set(f.info)
+        assert {"iteration", "trajectory", "time", "temperature", "fidelity", "oracle"} <= set(
+            f.info
+        )
 
 
 @pytest.mark.slow
@@ -95,7 +102,15 @@ def test_rerun_does_nothing(test_campaign):
         ({"explore": {"temperatur": [300]}}, "unknown key 'temperatur' in explore"),
         ({"ensemble": {"size": "four"}}, "ensemble.size: 'four' is not of type 'integer'"),
         (
-            {"materials": {"CuI": {"structure": {"build": {"name": "CuI", "crystalstructure": "zincblende", "a": 6.05}}}}},
+            {
+                "materials": {
+                    "CuI": {
+                        "structure": {
+                            "build": {"name": "CuI", "crystalstructure": "zincblende", "a": 6.05}
+                        }
+                    }
+                }
+            },
             "does not support element(s) I",
         ),
     ],
@@ -113,16 +128,41 @@ def test_bad_config_fails_before_any_job(tmp_path, change, message):
 
 
 TOY_PLUGIN = '''
-"""A third-party oracle: a Morse potential, registered only through its entry point."""
+"""A third-party oracle: a Morse potential, registered only through its entry point.
+
+With ``call_log`` set, every single point appends one line (a hash of the structure) to that
+file, so a test can see exactly which calculations were made, across processes.
+"""
+import hashlib
+import time
+
+from ase.calculators.calculator import all_changes
 from ase.calculators.morse import MorsePotential
 from alkappa.oracles import Oracle
+
+
+class _LoggedMorse(MorsePotential):
+    def __init__(self, call_log, delay, **kwargs):
+        super().__init__(**kwargs)
+        self.call_log, self.delay = call_log, delay
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        time.sleep(self.delay)  # an oracle takes time: room to kill the run mid-way
+        if self.call_log:
+            digest = hashlib.sha1(atoms.positions.round(6).tobytes()).hexdigest()
+            with open(self.call_log, "a") as fh:
+                fh.write(digest + "\\n")
 
 
 class ToyMorseOracle(Oracle):
     default_fidelity = "toy-morse"
 
     def make_calculator(self):
-        return MorsePotential(epsilon=self.options.get("epsilon", 0.4), r0=2.55, rho0=6.0)
+        return _LoggedMorse(
+            self.options.get("call_log"), self.options.get("delay", 0.0),
+            epsilon=self.options.get("epsilon", 0.4), r0=2.55, rho0=6.0,
+        )
 '''
 
 
@@ -132,7 +172,9 @@ def install_toy_plugin(site: Path) -> None:
     (site / "toy_alkappa_plugin.py").write_text(TOY_PLUGIN)
     info = site / "toy_alkappa_plugin-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-alkappa-plugin\nVersion: 0.1\n")
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: toy-alkappa-plugin\nVersion: 0.1\n"
+    )
     (info / "entry_points.txt").write_text(
         "[alkappa.oracles]\ntoy-morse = toy_alkappa_plugin:ToyMorseOracle\n"
     )
@@ -162,7 +204,9 @@ def test_outside_plugin_is_used_in_a_run(tmp_path):
 
 def test_lint_is_clean():
     proc = subprocess.run(
-        [SNAKEMAKE, "--lint", "--configfile", "config/test.yaml"], cwd=ROOT, capture_output=True,
+        [SNAKEMAKE, "--lint", "--configfile", "config/test.yaml"],
+        cwd=ROOT,
+        capture_output=True,
         text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -171,6 +215,65 @@ def test_lint_is_clean():
 
 def test_snakefmt_clean():
     snakefmt = str(Path(sys.executable).parent / "snakefmt")
-    proc = subprocess.run([snakefmt, "--check", "Snakefile", "workflow/rules"], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [snakefmt, "--check", "Snakefile", "workflow/rules"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_kill_during_labelling_repeats_no_oracle_call(tmp_path):
+    """Kill the run while selected frames are being labelled; the rerun calls the oracle only
+    for structures it never finished."""
+    import signal
+    import time
+
+    site = tmp_path / "site"
+    install_toy_plugin(site)
+    calls = tmp_path / "calls.log"
+    cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
+    cfg["oracle"] = {"name": "toy-morse", "epsilon": 0.35, "call_log": str(calls), "delay": 0.5}
+    cfg["results"] = str(tmp_path / "results")
+    cfg["select"]["max_frames"] = 6
+    cfg["select"]["a"] = -5.0  # accept (almost) everything: enough frames to label
+    cfgfile = tmp_path / "kill.yaml"
+    cfgfile.write_text(yaml.safe_dump(cfg))
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+    }
+    target = str(tmp_path / "results/Cu/al/iter_1/dataset.extxyz")
+    labels = tmp_path / "results/Cu/al/iter_0/labels"
+    proc = subprocess.Popen(
+        [SNAKEMAKE, "--cores", "1", "--configfile", str(cfgfile), target],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 600
+    while time.time() < deadline and len(list(labels.glob("frame_*.extxyz"))) < 2:
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # no clean shutdown: as if the node died
+    proc.wait()
+    done_before = len(list(labels.glob("frame_*.extxyz")))
+    assert 2 <= done_before < 6, "the kill did not land during labelling"
+    before = calls.read_text().split()
+    rerun = subprocess.run(
+        [SNAKEMAKE, "--cores", "2", "--configfile", str(cfgfile), target],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    after = calls.read_text().split()
+    assert len(after) > len(before)  # the missing frames were labelled now
+    assert len(after) == len(set(after)), "an oracle call was repeated"
+    merged = read_json(tmp_path / "results/Cu/al/iter_1/merge.json")
+    assert merged["added"] == 6

@@ -16,8 +16,15 @@ from alkappa.al.selection import (
 )
 
 SETTINGS = {
-    "mode": "probability", "a": 2.0, "b": 1.0, "threshold": 2.0, "energy_viability": True,
-    "energy_shift": 3.0, "max_frames": 10, "min_separation": 0.0, "seed": 0,
+    "mode": "probability",
+    "a": 2.0,
+    "b": 1.0,
+    "threshold": 2.0,
+    "energy_viability": True,
+    "energy_shift": 3.0,
+    "max_frames": 10,
+    "min_separation": 0.0,
+    "seed": 0,
 }
 
 
@@ -67,7 +74,10 @@ def test_energy_viability_downweights_high_energies():
 
 def _candidates(us, times=None, traj="T300"):
     times = times if times is not None else np.arange(len(us)) * 10.0
-    return [Candidate(traj, i, float(t), 300.0, float(u), 0.0) for i, (u, t) in enumerate(zip(us, times))]
+    return [
+        Candidate(traj, i, float(t), 300.0, float(u), 0.0)
+        for i, (u, t) in enumerate(zip(us, times, strict=True))
+    ]
 
 
 def test_selection_is_deterministic_and_respects_budget():
@@ -96,7 +106,9 @@ def test_selection_records_z_and_probabilities():
 
 def test_certain_frames_never_selected_and_uncertain_always():
     cands = _candidates([0.0] * 20 + [100.0] * 3, times=np.arange(23) * 1000.0)
-    recs = select_frames(cands, test_mean=1.0, test_std=0.1, settings=dict(SETTINGS, energy_viability=False))
+    recs = select_frames(
+        cands, test_mean=1.0, test_std=0.1, settings=dict(SETTINGS, energy_viability=False)
+    )
     accepted = [r["frame"] for r in recs if r["accepted"]]
     assert accepted == [20, 21, 22]
     assert uncertain_fraction(recs) == pytest.approx(3 / 23)
@@ -106,7 +118,9 @@ def test_minimum_time_separation():
     # all frames very uncertain, 10 fs apart; with 25 fs separation at most every third frame
     cands = _candidates([100.0] * 10, times=np.arange(10) * 10.0)
     recs = select_frames(
-        cands, test_mean=0.0, test_std=1.0,
+        cands,
+        test_mean=0.0,
+        test_std=1.0,
         settings=dict(SETTINGS, min_separation=25.0, energy_viability=False),
     )
     times = sorted(r["time"] for r in recs if r["accepted"])

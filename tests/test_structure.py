@@ -28,7 +28,7 @@ def test_build_and_file_specs_agree(tmp_path):
 def test_missing_file_and_bad_build():
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_unit_cell({"file": "no/such/file.cif"})
-    with pytest.raises(ValueError, match="ase.build.bulk"):
+    with pytest.raises(ValueError, match=r"ase\.build\.bulk"):
         read_unit_cell({"build": {"name": "CuI", "crystalstructure": "nonsense"}})
 
 

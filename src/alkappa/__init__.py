@@ -22,14 +22,12 @@ def load_model(directory: str | Path, device: str = "cpu") -> EnsembleCalculator
     forces and stress, and the ensemble uncertainty in ``atoms.calc.results``.
     """
     from alkappa.io import read_json
-    from alkappa.models import get_model
-    from alkappa.models.ensemble import EnsembleCalculator
+    from alkappa.models.ensemble import load_ensemble
 
     directory = Path(directory)
     spec = read_json(directory / "ensemble.json")
-    model = get_model(spec["model"])
-    return EnsembleCalculator(
-        [model.load_calculator(directory / name, device=device) for name in spec["members"]]
+    return load_ensemble(
+        [directory / name for name in spec["members"]], device=device, model=spec["model"]
     )
 
 

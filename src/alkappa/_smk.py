@@ -34,5 +34,9 @@ def script_context(snakemake: Any) -> Iterator[dict[str, Any]]:
     if log is None:
         yield snakemake.params.get("settings", {})
         return
-    with open(log, "a", buffering=1) as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+    with (
+        open(log, "a", buffering=1) as fh,
+        contextlib.redirect_stdout(fh),
+        contextlib.redirect_stderr(fh),
+    ):
         yield snakemake.params.get("settings", {})

@@ -35,7 +35,9 @@ def _validate(path: str) -> int:
     except ConfigError as exc:
         print(f"alkappa: invalid config: {exc}", file=sys.stderr)
         return 1
-    print(f"{path}: valid ({len(config['materials'])} material(s): {', '.join(config['materials'])})")
+    print(
+        f"{path}: valid ({len(config['materials'])} material(s): {', '.join(config['materials'])})"
+    )
     return 0
 
 

@@ -102,7 +102,8 @@ def material_settings(config: dict[str, Any], material: str) -> dict[str, Any]:
 
 def check_materials(config: dict[str, Any]) -> None:
     """Cheap physical and plugin checks per material (structure readable, elements supported)."""
-    from alkappa._plugins import PluginError, available, load
+    from alkappa._plugins import PluginError
+    from alkappa.models import get_model
     from alkappa.oracles import get_oracle
     from alkappa.oracles._base import OracleInputError
     from alkappa.structure import build_supercell, check_geometry, read_unit_cell
@@ -126,13 +127,12 @@ def check_materials(config: dict[str, Any]) -> None:
             raise ConfigError(f"{where}.oracle.name: {exc}") from exc
         except (OracleInputError, TypeError, ValueError) as exc:
             raise ConfigError(f"{where}.oracle: {exc}") from exc
-        model_name = settings["model"]["name"]
-        if model_name not in available("alkappa.models"):
-            raise ConfigError(
-                f"{where}.model.name: unknown model '{model_name}'; installed models: "
-                f"{', '.join(available('alkappa.models'))}"
-            )
-        load("alkappa.models", model_name)
+        try:
+            get_model(settings["model"])
+        except PluginError as exc:
+            raise ConfigError(f"{where}.model.name: {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}.model: {exc}") from exc
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
@@ -142,9 +142,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
         unknown = sorted(set(error.instance) - allowed)
         if unknown:
             where = f" in {key}" if error.absolute_path else ""
-            return (
-                f"unknown key '{unknown[0]}'{where}; allowed keys: {', '.join(sorted(allowed))}"
-            )
+            return f"unknown key '{unknown[0]}'{where}; allowed keys: {', '.join(sorted(allowed))}"
     if error.validator == "oneOf" and "structure" in key:
         return f"{key}: give exactly one of 'file' or 'build'"
     return f"{key}: {error.message}"

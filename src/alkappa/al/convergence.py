@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -32,9 +33,7 @@ def decide(
     """
     window = settings["plateau_window"]
     history = list(test_uncertainty_history)
-    changes = [
-        abs(b - a) / max(abs(a), 1e-12) for a, b in zip(history[:-1], history[1:], strict=True)
-    ]
+    changes = [abs(b - a) / max(abs(a), 1e-12) for a, b in pairwise(history)]
     recent = changes[-window:] if len(changes) >= window else []
     plateau = bool(recent) and max(recent) <= settings["plateau_tolerance"]
     quiet = uncertain_fraction <= settings["max_uncertain_fraction"] or n_selected == 0
@@ -61,7 +60,11 @@ def decide(
         if not plateau:
             missing.append(
                 "test uncertainty not plateaued"
-                + (f" (largest recent change {max(recent):.3f})" if recent else " (too few iterations)")
+                + (
+                    f" (largest recent change {max(recent):.3f})"
+                    if recent
+                    else " (too few iterations)"
+                )
             )
         reason = "continue: " + "; ".join(missing)
     return {

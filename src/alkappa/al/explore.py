@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ase import units
-from ase.geometry import get_distances
-from ase.md.langevin import Langevin
 from ase.constraints import FixCom
+from ase.geometry import get_distances
 from ase.md import velocitydistribution
+from ase.md.langevin import Langevin
 from tqdm import tqdm
 
 from alkappa.al.uncertainty import uncertainty_statistics
@@ -67,14 +67,17 @@ def blow_up_reason(
 def frame_uncertainty(calc: Calculator) -> dict[str, float]:
     """The uncertainty statistics of the last calculation of an ensemble-like calculator.
 
-    Ensembles provide ``energies`` (M,) and ``forces_members`` (M, N, 3) in ``results``; a
-    calculator with its own uncertainty model provides ``uncertainty`` (a dict) instead.
+    Calculators with an uncertainty model (the ensemble, Bayesian models) put a dict
+    ``uncertainty`` into ``results``; otherwise it is computed from ``energy_members`` (M,) and
+    ``forces_members`` (M, N, 3) if present.
     """
     res = calc.results
     if "uncertainty" in res:
         return {k: float(v) for k, v in res["uncertainty"].items()}
-    if "energies" in res and "forces_members" in res:
-        return uncertainty_statistics(np.asarray(res["energies"]), np.asarray(res["forces_members"]))
+    if "energy_members" in res and "forces_members" in res:
+        return uncertainty_statistics(
+            np.asarray(res["energy_members"]), np.asarray(res["forces_members"])
+        )
     return {}
 
 
@@ -104,7 +107,9 @@ def run_exploration(
     rng = np.random.default_rng(settings["seed"])
     # ASE >= 3.29 names it thermalize_momenta; older releases MaxwellBoltzmannDistribution
     thermalize = getattr(
-        velocitydistribution, "thermalize_momenta", velocitydistribution.MaxwellBoltzmannDistribution
+        velocitydistribution,
+        "thermalize_momenta",
+        velocitydistribution.MaxwellBoltzmannDistribution,
     )
     thermalize(work, temperature_K=temperature, rng=rng)
     velocitydistribution.Stationary(work)

@@ -56,15 +56,11 @@ def evaluate_ensemble(frames: Sequence[Atoms], calculator: Calculator) -> dict[s
             per_frame.setdefault(key, []).append(value)
     out: dict[str, Any] = {
         "n_frames": len(frames),
-        "energy_per_atom_meV": {
-            k: 1000.0 * v for k, v in error_statistics(e_pred, e_ref).items()
-        },
+        "energy_per_atom_meV": {k: 1000.0 * v for k, v in error_statistics(e_pred, e_ref).items()},
         "forces_eV_per_A": error_statistics(np.concatenate(f_pred), np.concatenate(f_ref))
         if f_pred
         else error_statistics([], []),
-        "stress_GPa": {
-            k: v * EV_PER_A3_TO_GPA for k, v in error_statistics(s_pred, s_ref).items()
-        }
+        "stress_GPa": {k: v * EV_PER_A3_TO_GPA for k, v in error_statistics(s_pred, s_ref).items()}
         if s_pred
         else error_statistics([], []),
         "uncertainty": {

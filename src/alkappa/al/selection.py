@@ -31,7 +31,11 @@ if TYPE_CHECKING:
 
 
 def acceptance_probability(
-    z: np.ndarray | float, *, a: float = 2.0, b: float = 1.0, mode: str = "probability",
+    z: np.ndarray | float,
+    *,
+    a: float = 2.0,
+    b: float = 1.0,
+    mode: str = "probability",
     threshold: float = 2.0,
 ) -> np.ndarray:
     """P_U for normalised uncertainties ``z``."""
@@ -89,7 +93,10 @@ def select_frames(
     u = np.array([c.uncertainty for c in candidates], dtype=float)
     z = (u - test_mean) / sigma
     p_u = acceptance_probability(
-        z, a=settings["a"], b=settings["b"], mode=settings["mode"],
+        z,
+        a=settings["a"],
+        b=settings["b"],
+        mode=settings["mode"],
         threshold=settings["threshold"],
     )
     p_e = np.ones(n)
@@ -105,9 +112,18 @@ def select_frames(
     for i, c in enumerate(candidates):
         records.append(
             {
-                "trajectory": c.trajectory, "frame": c.frame, "time": c.time,
-                "temperature": c.temperature, "U": u[i], "z": z[i], "P_U": p_u[i],
-                "P_E": p_e[i], "P": p[i], "draw": draws[i], "accepted": False, "reason": "",
+                "trajectory": c.trajectory,
+                "frame": c.frame,
+                "time": c.time,
+                "temperature": c.temperature,
+                "U": u[i],
+                "z": z[i],
+                "P_U": p_u[i],
+                "P_E": p_e[i],
+                "P": p[i],
+                "draw": draws[i],
+                "accepted": False,
+                "reason": "",
             }
         )
     chosen_times: dict[str, list[float]] = {}

@@ -68,7 +68,9 @@ def run_prepare_structure(
         atoms = result.atoms
         record.update(result.record())
         if not result.converged:
-            record["warning"] = f"relaxation did not reach fmax={relax['fmax']} in {result.steps} steps"
+            record["warning"] = (
+                f"relaxation did not reach fmax={relax['fmax']} in {result.steps} steps"
+            )
     else:
         atoms = oracle.label(supercell)
         record.update({"converged": None, "oracle_calls": 1, "steps": 0})
@@ -98,7 +100,11 @@ def run_initial_data(
 
     def label(frames: list[Atoms], purpose: str, **provenance: Any) -> list[Atoms]:
         outcome = label_frames(
-            frames, oracle, settings["oracle"], store, purpose=purpose,
+            frames,
+            oracle,
+            settings["oracle"],
+            store,
+            purpose=purpose,
             provenance={"iteration": 0, **provenance},
         )
         calls[purpose] = calls.get(purpose, 0) + outcome.oracle_calls + outcome.reused
@@ -106,24 +112,39 @@ def run_initial_data(
         return outcome.frames
 
     initial = sample_structures(
-        supercell, init, label, temperature=init["temperature"], n_frames=init["n_frames"],
+        supercell,
+        init,
+        label,
+        temperature=init["temperature"],
+        n_frames=init["n_frames"],
         seed=init["seed"],
     )
     initial = label(initial, "initial")
     test: list[Atoms] = []
     for k, temperature in enumerate(settings["explore"]["temperatures"]):
         frames = sample_structures(
-            supercell, init, label, temperature=temperature,
-            n_frames=settings["test"]["n_frames"], seed=settings["test"]["seed"] + 1000 * k,
+            supercell,
+            init,
+            label,
+            temperature=temperature,
+            n_frames=settings["test"]["n_frames"],
+            seed=settings["test"]["seed"] + 1000 * k,
         )
         test.extend(label(frames, "test"))
     if len(initial) < 2:
-        raise RuntimeError(f"only {len(initial)} initial frames could be labelled; see {out_record}")
+        raise RuntimeError(
+            f"only {len(initial)} initial frames could be labelled; see {out_record}"
+        )
     write_dataset(out_initial, initial)
     write_dataset(out_test, test)
     write_json(
         out_record,
-        {"oracle_calls": calls, "failures": failures, "n_initial": len(initial), "n_test": len(test)},
+        {
+            "oracle_calls": calls,
+            "failures": failures,
+            "n_initial": len(initial),
+            "n_test": len(test),
+        },
     )
 
 
@@ -147,7 +168,9 @@ def run_train_member(
     ens = settings["ensemble"]
     seed = member_seed(ens["seed"], iteration, member)
     train_idx, val_idx = member_split(
-        frames, seed=seed, validation_fraction=ens["validation_fraction"],
+        frames,
+        seed=seed,
+        validation_fraction=ens["validation_fraction"],
         bootstrap=ens["bootstrap"],
     )
     write_dataset(out_dir / "train.extxyz", [frames[i] for i in train_idx])
@@ -155,51 +178,75 @@ def run_train_member(
     species = sorted(set(read_dataset(dataset_path)[0].get_chemical_symbols()))
     model = get_model(settings["model"])
     result = model.train(
-        out_dir / "train.extxyz", out_dir / "val.extxyz", out_dir / "work",
-        species=species, seed=seed % (2**31),
-        init_checkpoint=Path(init_checkpoint) if init_checkpoint else None, threads=threads,
+        out_dir / "train.extxyz",
+        out_dir / "val.extxyz",
+        out_dir / "work",
+        species=species,
+        seed=seed % (2**31),
+        init_checkpoint=Path(init_checkpoint) if init_checkpoint else None,
+        threads=threads,
     )
-    final = out_dir / "model.nequip.zip" if str(result.model_path).endswith(".nequip.zip") else out_dir / Path(result.model_path).name
+    final = (
+        out_dir / "model.nequip.zip"
+        if str(result.model_path).endswith(".nequip.zip")
+        else out_dir / Path(result.model_path).name
+    )
     if Path(result.model_path) != final:
         Path(result.model_path).replace(final)
     write_json(
         out_dir / "member.json",
         {
-            "iteration": iteration, "member": member, "seed": seed,
-            "model": settings["model"]["name"], "model_file": final.name,
-            "train_indices": train_idx, "validation_indices": val_idx,
-            "curve": str(result.curve_path), "checkpoint": str(result.checkpoint_path or ""),
+            "iteration": iteration,
+            "member": member,
+            "seed": seed,
+            "model": settings["model"]["name"],
+            "model_file": final.name,
+            "train_indices": train_idx,
+            "validation_indices": val_idx,
+            "curve": str(result.curve_path),
+            "checkpoint": str(result.checkpoint_path or ""),
             **result.info,
         },
     )
 
 
-def load_members(settings: dict[str, Any], model_paths: Sequence[str | Path]) -> Calculator:
+def load_members(
+    settings: dict[str, Any], model_paths: Sequence[str | Path], threads: int | None = None
+) -> Calculator:
     """The ensemble calculator of the given member model files."""
-    from alkappa.models import get_model
-    from alkappa.models.ensemble import EnsembleCalculator
+    from alkappa.models.ensemble import load_ensemble
 
-    model = get_model(settings["model"])
-    return EnsembleCalculator([model.load_calculator(Path(p)) for p in model_paths])
+    return load_ensemble(list(model_paths), model=settings["model"], threads=threads)
 
 
 def run_evaluate(
-    settings: dict[str, Any], model_paths: Sequence[str | Path], test_path: str | Path,
+    settings: dict[str, Any],
+    model_paths: Sequence[str | Path],
+    test_path: str | Path,
     out_metrics: str | Path,
+    *,
+    threads: int = 1,
 ) -> None:
     """Test-set errors and uncertainty statistics of one iteration's ensemble."""
     from alkappa.al.metrics import evaluate_ensemble
 
     test = read_dataset(test_path)
     start = time.perf_counter()
-    metrics = evaluate_ensemble(test, load_members(settings, model_paths))
+    metrics = evaluate_ensemble(test, load_members(settings, model_paths, threads))
     metrics["seconds"] = time.perf_counter() - start
     write_json(out_metrics, metrics)
 
 
 def run_explore(
-    settings: dict[str, Any], model_paths: Sequence[str | Path], structure_path: str | Path,
-    record_path: str | Path, out_trajectory: str | Path, *, temperature: float, iteration: int,
+    settings: dict[str, Any],
+    model_paths: Sequence[str | Path],
+    structure_path: str | Path,
+    record_path: str | Path,
+    out_trajectory: str | Path,
+    *,
+    temperature: float,
+    iteration: int,
+    threads: int = 1,
 ) -> None:
     """Exploration MD at one temperature with one iteration's ensemble."""
     from alkappa.al.explore import run_exploration
@@ -211,23 +258,45 @@ def run_explore(
     explore = dict(settings["explore"])
     explore["seed"] = member_seed(explore["seed"], iteration, int(temperature))
     result = run_exploration(
-        atoms, load_members(settings, model_paths), Path(out_trajectory),
-        temperature=temperature, settings=explore, nn_distance=nn,
+        atoms,
+        load_members(settings, model_paths, threads),
+        Path(out_trajectory),
+        temperature=temperature,
+        settings=explore,
+        nn_distance=nn,
         attrs={"iteration": iteration, "material": settings["name"]},
     )
     if result.blew_up:
-        print(f"exploration at {temperature:g} K stopped after {result.steps_done} steps: {result.reason}")
+        print(
+            f"exploration at {temperature:g} K stopped after {result.steps_done} steps: "
+            f"{result.reason}"
+        )
 
 
 SELECTION_FIELDS = (
-    "trajectory", "frame", "time", "temperature", "U", "z", "P_U", "P_E", "P", "draw",
-    "accepted", "reason",
+    "trajectory",
+    "frame",
+    "time",
+    "temperature",
+    "U",
+    "z",
+    "P_U",
+    "P_E",
+    "P",
+    "draw",
+    "accepted",
+    "reason",
 )
 
 
 def run_select(
-    settings: dict[str, Any], trajectory_paths: Sequence[str | Path], metrics_path: str | Path,
-    out_selection: str | Path, out_candidates: str | Path, *, iteration: int,
+    settings: dict[str, Any],
+    trajectory_paths: Sequence[str | Path],
+    metrics_path: str | Path,
+    out_selection: str | Path,
+    out_candidates: str | Path,
+    *,
+    iteration: int,
 ) -> None:
     """Pick the frames to label from this iteration's exploration trajectories."""
     from alkappa.al.selection import Candidate, select_frames
@@ -247,7 +316,9 @@ def run_select(
         for k in range(1, ds.sizes["time"]):
             candidates.append(
                 Candidate(
-                    trajectory=name, frame=k, time=float(ds.time.values[k]),
+                    trajectory=name,
+                    frame=k,
+                    time=float(ds.time.values[k]),
                     temperature=float(ds.attrs["temperature_target"]),
                     uncertainty=float(values[k]),
                     energy=float(ds.energy_potential.values[k]),
@@ -255,7 +326,9 @@ def run_select(
             )
     selection = dict(sel)
     selection["seed"] = sel["seed"] + 7919 * iteration
-    records = select_frames(candidates, test_mean=unc["mean"], test_std=unc["std"], settings=selection)
+    records = select_frames(
+        candidates, test_mean=unc["mean"], test_std=unc["std"], settings=selection
+    )
     with atomic_path(out_selection) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=SELECTION_FIELDS)
         writer.writeheader()
@@ -264,17 +337,25 @@ def run_select(
     from ase import Atoms
 
     chosen = []
-    for rec in sorted((r for r in records if r["accepted"]), key=lambda r: (r["trajectory"], r["frame"])):
+    for rec in sorted(
+        (r for r in records if r["accepted"]), key=lambda r: (r["trajectory"], r["frame"])
+    ):
         ds, path = trajectories[rec["trajectory"]]
         k = rec["frame"]
         atoms = Atoms(
-            symbols=list(ds.attrs["symbols"]), positions=ds.positions.values[k],
-            cell=ds.cell.values[k], pbc=True,
+            symbols=list(ds.attrs["symbols"]),
+            positions=ds.positions.values[k],
+            cell=ds.cell.values[k],
+            pbc=True,
         )
         atoms.info.update(
             {
-                "source": "al", "iteration": iteration, "trajectory": path,
-                "time": rec["time"], "temperature": rec["temperature"], "frame_index": k,
+                "source": "al",
+                "iteration": iteration,
+                "trajectory": path,
+                "time": rec["time"],
+                "temperature": rec["temperature"],
+                "frame_index": k,
                 "uncertainty": rec["U"],
             }
         )
@@ -289,7 +370,10 @@ def count_selected(selection_path: str | Path) -> int:
 
 
 def run_label(
-    settings: dict[str, Any], candidates_path: str | Path, index: int, store: str | Path,
+    settings: dict[str, Any],
+    candidates_path: str | Path,
+    index: int,
+    store: str | Path,
     out_frame: str | Path,
 ) -> None:
     """Label one selected frame; a failure is written as an unlabelled frame with its error."""
@@ -308,8 +392,12 @@ def run_label(
 
 
 def run_merge(
-    dataset_path: str | Path, label_paths: Sequence[str | Path], out_dataset: str | Path,
-    out_record: str | Path, *, iteration: int,
+    dataset_path: str | Path,
+    label_paths: Sequence[str | Path],
+    out_dataset: str | Path,
+    out_record: str | Path,
+    *,
+    iteration: int,
 ) -> None:
     """D_{i+1} = D_i + the frames labelled in iteration i; failed frames are listed, not added."""
     frames = read_dataset(dataset_path)
@@ -324,16 +412,22 @@ def run_merge(
     write_json(
         out_record,
         {
-            "iteration": iteration, "size_before": len(frames), "added": len(added),
-            "failed": failed, "size_after": len(frames) + len(added),
+            "iteration": iteration,
+            "size_before": len(frames),
+            "added": len(added),
+            "failed": failed,
+            "size_after": len(frames) + len(added),
             "oracle_calls": len(label_paths),
         },
     )
 
 
 def run_decide(
-    settings: dict[str, Any], iteration: int, selection_path: str | Path,
-    metrics_paths: Sequence[str | Path], out_decision: str | Path,
+    settings: dict[str, Any],
+    iteration: int,
+    selection_path: str | Path,
+    metrics_paths: Sequence[str | Path],
+    out_decision: str | Path,
 ) -> None:
     """Write the convergence decision of iteration ``iteration``."""
     from alkappa.al.convergence import decide
@@ -356,11 +450,20 @@ def member_model_files(member_infos: Sequence[str | Path]) -> list[Path]:
 
 
 def run_summary(
-    settings: dict[str, Any], *, relax_record: str | Path, initial_record: str | Path,
-    initial_dataset: str | Path, metrics: Sequence[str | Path], selections: Sequence[str | Path],
-    decisions: Sequence[str | Path], merges: Sequence[str | Path],
-    trajectories: Sequence[str | Path], members: Sequence[str | Path], out_summary: str | Path,
-    out_curve: str | Path, out_ensemble: str | Path,
+    settings: dict[str, Any],
+    *,
+    relax_record: str | Path,
+    initial_record: str | Path,
+    initial_dataset: str | Path,
+    metrics: Sequence[str | Path],
+    selections: Sequence[str | Path],
+    decisions: Sequence[str | Path],
+    merges: Sequence[str | Path],
+    trajectories: Sequence[str | Path],
+    members: Sequence[str | Path],
+    out_summary: str | Path,
+    out_curve: str | Path,
+    out_ensemble: str | Path,
 ) -> None:
     """summary.csv, the learning-curve figure and the exported final ensemble."""
     from alkappa.al.summary import export_ensemble, plot_learning_curve, summary_rows, write_summary
@@ -369,7 +472,9 @@ def run_summary(
     for i, (m, s, d) in enumerate(zip(metrics, selections, decisions, strict=True)):
         iterations.append(
             {
-                "metrics": m, "selection": s, "decision": d,
+                "metrics": m,
+                "selection": s,
+                "decision": d,
                 "merge": merges[i] if i < len(merges) else None,
                 "trajectories": [t for t in trajectories if f"/iter_{i}/" in str(t)],
                 "initial_size": len(read_dataset(initial_dataset)),

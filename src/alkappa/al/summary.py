@@ -13,11 +13,25 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 SUMMARY_FIELDS = (
-    "iteration", "dataset_size", "oracle_calls", "oracle_failures", "oracle_calls_cumulative",
-    "energy_rmse_meV_per_atom", "energy_mae_meV_per_atom", "force_rmse_eV_per_A",
-    "force_mae_eV_per_A", "force_max_error_eV_per_A", "stress_rmse_GPa", "stress_mae_GPa",
-    "U_test_mean", "U_test_std", "frames_explored", "frames_uncertain", "frames_selected",
-    "md_blowups", "decision",
+    "iteration",
+    "dataset_size",
+    "oracle_calls",
+    "oracle_failures",
+    "oracle_calls_cumulative",
+    "energy_rmse_meV_per_atom",
+    "energy_mae_meV_per_atom",
+    "force_rmse_eV_per_A",
+    "force_mae_eV_per_A",
+    "force_max_error_eV_per_A",
+    "stress_rmse_GPa",
+    "stress_mae_GPa",
+    "U_test_mean",
+    "U_test_std",
+    "frames_explored",
+    "frames_uncertain",
+    "frames_selected",
+    "md_blowups",
+    "decision",
 )
 
 
@@ -44,7 +58,9 @@ def summary_rows(
         decision = read_json(paths["decision"])
         with open(paths["selection"], newline="") as fh:
             sel = list(csv.DictReader(fh))
-        blowups = sum(int(read_trajectory(p).attrs.get("blew_up", 0)) for p in paths["trajectories"])
+        blowups = sum(
+            int(read_trajectory(p).attrs.get("blew_up", 0)) for p in paths["trajectories"]
+        )
         if size is None:
             size = int(paths["initial_size"])
         calls = failures = 0
@@ -73,7 +89,8 @@ def summary_rows(
                 "frames_uncertain": sum(float(r["P_U"]) > 0.5 for r in sel),
                 "frames_selected": sum(r["accepted"] == "True" for r in sel),
                 "md_blowups": blowups,
-                "decision": "converged" if decision["converged"]
+                "decision": "converged"
+                if decision["converged"]
                 else ("stopped" if decision["stop"] else "continue"),
             }
         )
@@ -113,8 +130,13 @@ def plot_learning_curve(rows: Sequence[dict[str, Any]], path: str | Path, title:
         ax.set_xlabel("oracle calls before training")
         ax.legend(frameon=False)
     for r, x in zip(rows, calls, strict=True):
-        axes[0].annotate(f"{r['iteration']}", (x, r["force_rmse_eV_per_A"]),
-                         textcoords="offset points", xytext=(3, 3), fontsize=8)
+        axes[0].annotate(
+            f"{r['iteration']}",
+            (x, r["force_rmse_eV_per_A"]),
+            textcoords="offset points",
+            xytext=(3, 3),
+            fontsize=8,
+        )
     fig.suptitle(title)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=150, format=Path(path).suffix.lstrip(".") or "png")
@@ -122,7 +144,9 @@ def plot_learning_curve(rows: Sequence[dict[str, Any]], path: str | Path, title:
 
 
 def export_ensemble(
-    settings: dict[str, Any], member_dirs: Sequence[str | Path], decision: str | Path,
+    settings: dict[str, Any],
+    member_dirs: Sequence[str | Path],
+    decision: str | Path,
     out_dir: str | Path,
 ) -> None:
     """Copy the final members to ``out_dir`` with an ``ensemble.json`` describing them."""
@@ -140,8 +164,11 @@ def export_ensemble(
     write_json(
         out_dir / "ensemble.json",
         {
-            "material": settings["name"], "model": settings["model"], "members": files,
-            "iteration": dec["iteration"], "converged": dec["converged"],
+            "material": settings["name"],
+            "model": settings["model"],
+            "members": files,
+            "iteration": dec["iteration"],
+            "converged": dec["converged"],
             "decision": dec["reason"],
         },
     )

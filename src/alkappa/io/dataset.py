@@ -66,7 +66,9 @@ def strip_labels(atoms: Atoms) -> Atoms:
     return out
 
 
-def with_labels(atoms: Atoms, energy: float, forces: np.ndarray, stress: np.ndarray | None) -> Atoms:
+def with_labels(
+    atoms: Atoms, energy: float, forces: np.ndarray, stress: np.ndarray | None
+) -> Atoms:
     out = atoms.copy()
     results: dict[str, object] = {"energy": energy, "forces": forces}
     if stress is not None:

@@ -73,7 +73,7 @@ class TrajectoryWriter:
             while len(column) < n - 1:
                 column.append(np.full(np.shape(value), np.nan))
             column.append(np.asarray(value, dtype=float))
-        for key, column in self._frames.items():
+        for column in self._frames.values():
             if len(column) < n:
                 column.append(np.full(np.shape(column[0]), np.nan))
 
@@ -96,7 +96,9 @@ class TrajectoryWriter:
             "time_unit": "fs",
             **{k: _attr(v) for k, v in self.attrs.items()},
         }
-        return xr.Dataset(data_vars, coords={"time": ("time", np.asarray(self._times))}, attrs=attrs)
+        return xr.Dataset(
+            data_vars, coords={"time": ("time", np.asarray(self._times))}, attrs=attrs
+        )
 
     def flush(self) -> None:
         """Write everything collected so far, atomically."""

@@ -82,7 +82,11 @@ class Oracle(ABC):
         try:
             energy = float(work.get_potential_energy())
             forces = np.array(work.get_forces(), dtype=float)
-            stress = np.array(work.get_stress(voigt=True), dtype=float) if work.pbc.all() else None
+            # a method without stress (e.g. some legacy models) still labels energy and forces
+            want_stress = work.pbc.all() and "stress" in getattr(
+                work.calc, "implemented_properties", ()
+            )
+            stress = np.array(work.get_stress(voigt=True), dtype=float) if want_stress else None
         except OracleInputError:
             raise
         except Exception as exc:  # any failure of the external code is an oracle failure

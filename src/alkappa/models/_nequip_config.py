@@ -1,0 +1,352 @@
+"""Build the nequip 0.19 (hydra) training config from alkappa's model options.
+
+The schema follows the nequip 0.19 documentation ("Config File",
+https://nequip.readthedocs.io/en/latest/guide/configuration/config.html, and "Saved Models",
+https://nequip.readthedocs.io/en/latest/api/save_model.html) and the test config shipped with
+nequip (``nequip/utils/unittests/minimal_toy_emt.yaml``).
+
+Conventions checked against nequip's source:
+
+- ``nequip.data.from_ase`` maps ASE's ``energy`` to ``total_energy`` (and ``forces``/``stress``
+  keep their names) for frames read with a single-point calculator, which is exactly what ASE's
+  extxyz reader returns for our datasets, so no ``key_mapping`` is needed. Voigt stress is
+  expanded to 3x3.
+- nequip's stress sign convention is ASE's: positive diagonal = tensile strain, the cell wants
+  to shrink (``nequip.data.transforms.StressSignFlipTransform`` docstring), and
+  ``NequIPCalculator`` hands the model's stress to ASE without a sign flip. Units are the
+  dataset's, i.e. eV/Å^3. So no conversion is needed either way.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+#: name of the validation metric the checkpoint, LR scheduler and early stopping monitor
+MONITOR = "val0_epoch/weighted_sum"
+
+#: the options :class:`alkappa.models.nequip.NequIPModel` understands, with their defaults
+DEFAULTS: dict[str, Any] = {
+    # --- architecture (nequip.model.NequIPGNNModel) ---
+    "r_max": 5.0,
+    "num_layers": 2,
+    "l_max": 1,
+    "parity": True,
+    "num_features": 16,
+    "radial_mlp_depth": 1,
+    "radial_mlp_width": 32,
+    "num_bessels": 8,
+    "model_dtype": "float64",
+    # --- training ---
+    "max_epochs": 50,
+    "max_minutes": None,
+    "batch_size": 4,
+    "learning_rate": 0.01,
+    "loss_coeffs": {"energy": 1.0, "forces": 1.0, "stress": 1.0},
+    "ema_decay": 0.99,
+    "lr_factor": 0.5,
+    "lr_patience": 10,
+    "early_stopping_patience": 25,
+    # --- anything else, deep-merged into the generated config last ---
+    "extra": {},
+}
+
+
+def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``DEFAULTS`` updated with ``options``; unknown keys raise ``ValueError`` naming them."""
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"unknown nequip model option(s): {', '.join(unknown)}; "
+            f"known options: {', '.join(DEFAULTS)} (use 'extra' for raw nequip config keys)"
+        )
+    resolved = copy.deepcopy(DEFAULTS)
+    for key, value in options.items():
+        if key == "loss_coeffs":
+            bad = sorted(set(value) - {"energy", "forces", "stress"})
+            if bad:
+                raise ValueError(
+                    f"unknown loss_coeffs key(s): {', '.join(bad)}; expected energy, forces, stress"
+                )
+            resolved[key] = {**DEFAULTS[key], **value}
+        else:
+            resolved[key] = copy.deepcopy(value)
+    if resolved["model_dtype"] not in ("float32", "float64"):
+        raise ValueError(f"model_dtype must be float32 or float64, not {resolved['model_dtype']!r}")
+    return resolved
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` merged in recursively (dicts merge, anything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _dataset(file_path: Path) -> dict[str, Any]:
+    return {
+        "_target_": "nequip.data.dataset.ASEDataset",
+        "file_path": str(file_path),
+        "ase_args": {"format": "extxyz"},
+        "transforms": "${data_transforms}",
+    }
+
+
+def _metric(name: str, field: Any, metric: str, coeff: float | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "field": field, "metric": {"_target_": metric}}
+    if coeff is not None:
+        out["coeff"] = coeff
+    return out
+
+
+def _metrics(coeffs: dict[str, float], with_stress: bool) -> dict[str, Any]:
+    """Loss-like validation metrics plus MAE/RMSE monitors.
+
+    The weighted sum uses the loss' terms and coefficients, so ``val0_epoch/weighted_sum`` is
+    the validation loss and directly comparable with ``train_loss_epoch/weighted_sum``.
+    """
+    per_atom = {"_target_": "nequip.data.PerAtomModifier", "field": "total_energy"}
+    mse, mae, rmse = (
+        "nequip.train.MeanSquaredError",
+        "nequip.train.MeanAbsoluteError",
+        "nequip.train.RootMeanSquaredError",
+    )
+    entries = [
+        _metric("per_atom_energy_mse", per_atom, mse, coeffs["energy"]),
+        _metric("forces_mse", "forces", mse, coeffs["forces"]),
+        _metric("per_atom_energy_mae", per_atom, mae),
+        _metric("per_atom_energy_rmse", per_atom, rmse),
+        _metric("forces_mae", "forces", mae),
+        _metric("forces_rmse", "forces", rmse),
+    ]
+    if with_stress:
+        entries[2:2] = [_metric("stress_mse", "stress", mse, coeffs["stress"])]
+        entries += [_metric("stress_mae", "stress", mae), _metric("stress_rmse", "stress", rmse)]
+    return {"_target_": "nequip.train.MetricsManager", "metrics": entries}
+
+
+def _loss(coeffs: dict[str, float], with_stress: bool) -> dict[str, Any]:
+    if with_stress:
+        return {
+            "_target_": "nequip.train.EnergyForceStressLoss",
+            "per_atom_energy": True,
+            "coeffs": {
+                "total_energy": coeffs["energy"],
+                "forces": coeffs["forces"],
+                "stress": coeffs["stress"],
+            },
+        }
+    return {
+        "_target_": "nequip.train.EnergyForceLoss",
+        "per_atom_energy": True,
+        "coeffs": {"total_energy": coeffs["energy"], "forces": coeffs["forces"]},
+    }
+
+
+def _model(opts: dict[str, Any], seed: int, init_model: Path | None) -> dict[str, Any]:
+    if init_model is not None:
+        # Warm start: nequip's model loaders rebuild the architecture and weights (including
+        # the energy shifts/scales of the first training) from the file. A package is
+        # self-contained, a checkpoint chains to the files *it* was started from.
+        if str(init_model).endswith(".nequip.zip"):
+            return {
+                "_target_": "nequip.model.ModelFromPackage",
+                "package_path": str(init_model),
+                "compile_mode": "eager",
+            }
+        return {
+            "_target_": "nequip.model.ModelFromCheckpoint",
+            "checkpoint_path": str(init_model),
+            "compile_mode": "eager",
+        }
+    return {
+        "_target_": "nequip.model.NequIPGNNModel",
+        "seed": seed,
+        "model_dtype": opts["model_dtype"],
+        "type_names": "${model_type_names}",
+        "r_max": "${cutoff_radius}",
+        "l_max": opts["l_max"],
+        "parity": opts["parity"],
+        "num_layers": opts["num_layers"],
+        "num_features": opts["num_features"],
+        "radial_mlp_depth": opts["radial_mlp_depth"],
+        "radial_mlp_width": opts["radial_mlp_width"],
+        "num_bessels": opts["num_bessels"],
+        # data-dependent normalisation, computed by nequip from the training set
+        "avg_num_neighbors": "${training_data_stats:num_neighbors_mean}",
+        "per_type_energy_shifts": "${training_data_stats:per_atom_energy_mean}",
+        "per_type_energy_scales": "${training_data_stats:forces_rms}",
+    }
+
+
+def build_config(
+    opts: dict[str, Any],
+    *,
+    train_file: Path,
+    val_file: Path,
+    workdir: Path,
+    species: list[str],
+    seed: int,
+    with_stress: bool,
+    init_model: Path | None = None,
+) -> dict[str, Any]:
+    """The nequip-train config (a plain dict, to be dumped as YAML) for one training run.
+
+    Parameters
+    ----------
+    opts
+        Resolved options (see :func:`resolve_options`).
+    train_file, val_file
+        Absolute paths of the extxyz training and validation sets.
+    workdir
+        Absolute output directory (checkpoints and the CSV log go there).
+    species
+        Chemical symbols the model knows; they are also its type names.
+    seed
+        Seed of the weight initialisation and the data shuffling.
+    with_stress
+        Whether the stress enters loss and metrics (only if every frame has one).
+    init_model
+        Package (``.nequip.zip``) or checkpoint (``.ckpt``) to warm-start from.
+    """
+    coeffs = opts["loss_coeffs"]
+    dataloader = {"_target_": "torch.utils.data.DataLoader", "batch_size": opts["batch_size"]}
+    callbacks: list[dict[str, Any]] = [
+        {
+            "_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
+            "monitor": MONITOR,
+            "dirpath": str(workdir),
+            "filename": "best",
+            "save_top_k": 1,
+            "save_last": True,
+        },
+        {
+            "_target_": "lightning.pytorch.callbacks.LearningRateMonitor",
+            "logging_interval": "epoch",
+        },
+        {"_target_": "alkappa.models._nequip_config.EpochTimer"},
+    ]
+    if opts["early_stopping_patience"]:
+        callbacks.append(
+            {
+                "_target_": "lightning.pytorch.callbacks.EarlyStopping",
+                "monitor": MONITOR,
+                "patience": int(opts["early_stopping_patience"]),
+                "mode": "min",
+            }
+        )
+    trainer: dict[str, Any] = {
+        "_target_": "lightning.Trainer",
+        "max_epochs": int(opts["max_epochs"]),
+        "check_val_every_n_epoch": 1,
+        "log_every_n_steps": 1,
+        # the sanity-check validation pass only costs time here
+        "num_sanity_val_steps": 0,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "callbacks": callbacks,
+        "logger": {
+            "_target_": "lightning.pytorch.loggers.CSVLogger",
+            "save_dir": str(workdir),
+            "name": "csv",
+            "version": 0,
+        },
+    }
+    if opts["max_minutes"]:
+        trainer["max_time"] = {"minutes": float(opts["max_minutes"])}
+
+    config: dict[str, Any] = {
+        "run": ["train"],
+        "seed": int(seed),
+        "cutoff_radius": float(opts["r_max"]),
+        "model_type_names": list(species),
+        "data_transforms": [
+            {
+                "_target_": "nequip.data.transforms.ChemicalSpeciesToAtomTypeMapper",
+                "model_type_names": "${model_type_names}",
+                "chemical_species_to_atom_type_map": {s: s for s in species},
+            },
+            {
+                "_target_": "nequip.data.transforms.NeighborListTransform",
+                "r_max": "${cutoff_radius}",
+            },
+        ],
+        "data": {
+            "_target_": "nequip.data.datamodule.NequIPDataModule",
+            "seed": "${seed}",
+            "train_dataset": _dataset(train_file),
+            "val_dataset": _dataset(val_file),
+            "train_dataloader": {**dataloader, "shuffle": True},
+            "val_dataloader": dataloader,
+            "stats_manager": {
+                "_target_": "nequip.data.CommonDataStatisticsManager",
+                "type_names": "${model_type_names}",
+            },
+        },
+        "trainer": trainer,
+        "training_module": {
+            "_target_": "nequip.train.EMALightningModule",
+            "ema_decay": float(opts["ema_decay"]),
+            "loss": _loss(coeffs, with_stress),
+            "val_metrics": _metrics(coeffs, with_stress),
+            "optimizer": {"_target_": "torch.optim.Adam", "lr": float(opts["learning_rate"])},
+            "lr_scheduler": {
+                "scheduler": {
+                    "_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau",
+                    "factor": float(opts["lr_factor"]),
+                    "patience": int(opts["lr_patience"]),
+                },
+                "monitor": MONITOR,
+                "interval": "epoch",
+                "frequency": 1,
+            },
+            "model": _model(opts, seed, init_model),
+        },
+    }
+    return deep_merge(config, opts["extra"] or {})
+
+
+def _make_epoch_timer() -> type:
+    """Build the ``EpochTimer`` Lightning callback (lightning is imported only when needed)."""
+    import time
+
+    from lightning.pytorch.callbacks import Callback
+
+    class EpochTimer(Callback):
+        """Log ``epoch_seconds`` (one training epoch incl. validation) and ``fit_seconds``."""
+
+        def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+            self._fit_start = time.perf_counter()
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            self._epoch_start = time.perf_counter()
+
+        def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            # logged at the end of validation, so the epoch time includes validation
+            if trainer.sanity_checking or not hasattr(self, "_epoch_start"):
+                return
+            now = time.perf_counter()
+            pl_module.log("epoch_seconds", now - self._epoch_start, on_epoch=True)
+            pl_module.log("fit_seconds", now - self._fit_start, on_epoch=True)
+
+    return EpochTimer
+
+
+_lazy: dict[str, type] = {}
+
+
+def __getattr__(name: str) -> Any:
+    # hydra resolves ``_target_: alkappa.models._nequip_config.EpochTimer`` through getattr, so
+    # the callback class is built on first access, inside the nequip-train process only
+    if name == "EpochTimer":
+        if name not in _lazy:
+            _lazy[name] = _make_epoch_timer()
+        return _lazy[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

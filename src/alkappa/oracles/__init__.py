@@ -1,0 +1,85 @@
+"""Oracles: the reference methods that label structures with energy, forces and stress.
+
+Built-in oracles (registered as entry points in the ``alkappa.oracles`` group, exactly like a
+third-party plugin would be):
+
+========================  ===========================================================
+``tblite``                GFN1-xTB / GFN2-xTB through tblite (default; real QM)
+``ase``                   any ASE calculator by import path (FHI-aims, VASP, QE, GPAW, ...)
+``torchscript-nequip``    a deployed NequIP 0.5.x TorchScript model as a surrogate
+``emt``, ``lj``           cheap analytic potentials for fast tests
+========================  ===========================================================
+
+The config's ``oracle`` block is ``{name: ..., fidelity: ..., **options}``; :func:`get_oracle`
+turns it into an :class:`Oracle`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from alkappa import _plugins
+from alkappa.oracles._base import Oracle, OracleError, OracleInputError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["Oracle", "OracleError", "OracleInputError", "available_oracles", "get_oracle"]
+
+_GROUP = "alkappa.oracles"
+
+
+def available_oracles() -> list[str]:
+    """Names of all installed oracle plugins."""
+    return _plugins.available(_GROUP)
+
+
+def get_oracle(spec: Mapping[str, Any]) -> Oracle:
+    """Instantiate the oracle described by a config ``oracle`` block.
+
+    Parameters
+    ----------
+    spec
+        ``{"name": <plugin name>, "fidelity": <label, optional>, **options}``; the options are
+        passed to the plugin's constructor as keyword arguments.
+
+    Returns
+    -------
+    Oracle
+        The configured oracle (nothing is computed yet).
+
+    Raises
+    ------
+    OracleInputError
+        If ``name`` is missing or unknown (the message lists the installed oracles), or an
+        option is not accepted by the plugin (the message lists the valid ones).
+    """
+    options = dict(spec)
+    name = options.pop("name", None)
+    if not name:
+        raise OracleInputError(
+            f"the oracle block needs a 'name'; installed oracles: {', '.join(available_oracles())}"
+        )
+    fidelity = options.pop("fidelity", None)
+    try:
+        factory = _plugins.load(_GROUP, name)
+    except _plugins.PluginError as exc:
+        raise OracleInputError(str(exc)) from exc
+    # Bind first so that a misspelt option gets a message naming it, instead of a TypeError
+    # from deep inside a constructor.
+    try:
+        inspect.signature(factory).bind(fidelity=fidelity, **options)
+    except TypeError as exc:
+        valid = [
+            p.name
+            for p in inspect.signature(factory).parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "fidelity"
+        ]
+        raise OracleInputError(
+            f"oracle '{name}': {exc}; valid options: {', '.join(valid) or '(none)'}"
+        ) from exc
+    oracle = factory(fidelity=fidelity, **options)
+    if not isinstance(oracle, Oracle):
+        raise OracleInputError(f"plugin '{name}' did not produce an alkappa Oracle")
+    return oracle

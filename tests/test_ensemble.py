@@ -1,0 +1,216 @@
+"""Uncertainty statistics, the ensemble calculator and ensemble loading (no torch needed)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.lj import LennardJones
+
+from alkappa._plugins import PluginError, _runtime, register
+from alkappa.al.uncertainty import uncertainty_statistics
+from alkappa.models import Model, get_model
+from alkappa.models.ensemble import EnsembleCalculator, load_ensemble, member_paths
+
+# --- uncertainty_statistics against hand-computed values -------------------------------------
+
+
+def test_statistics_two_members_two_atoms():
+    # member 0: F_0 = (1, 0, 0), F_1 = (0, 0, 0);  member 1: F_0 = (-1, 0, 0), F_1 = (0, 4, 0)
+    forces = np.array([[[1.0, 0, 0], [0, 0, 0]], [[-1.0, 0, 0], [0, 4.0, 0]]])
+    energies = np.array([1.0, 3.0])
+    stats = uncertainty_statistics(energies, forces, eps=0.0)
+    # mean forces: Fbar_0 = (0, 0, 0), Fbar_1 = (0, 2, 0)
+    # atom 0: |dev|^2 = 1, 1 -> mean 1 -> u_0 = 1;  atom 1: |dev|^2 = 4, 4 -> u_1 = 2
+    assert stats["force_max"] == pytest.approx(2.0)
+    assert stats["force_mean"] == pytest.approx(1.5)
+    # energies 1, 3: mean 2, population std 1; per atom (N = 2): 0.5
+    assert stats["energy_std_per_atom"] == pytest.approx(0.5)
+    # mean |Fbar_i| = (0 + 2) / 2 = 1 -> U / 1 = 2
+    assert stats["force_max_relative"] == pytest.approx(2.0)
+    # the default eps regularises the denominator: 2 / (1 + 1e-3)
+    assert uncertainty_statistics(energies, forces)["force_max_relative"] == pytest.approx(
+        2.0 / 1.001
+    )
+
+
+def test_statistics_three_members_mean_not_sum():
+    # one atom, forces (0,0,0), (3,0,0), (0,0,0): Fbar = (1,0,0), |dev|^2 = 1, 4, 1 -> mean 2
+    forces = np.array([[[0.0, 0, 0]], [[3.0, 0, 0]], [[0.0, 0, 0]]])
+    # energies 0, 0, 3: mean 1, variance (1 + 1 + 4) / 3 = 2 (population, ddof = 0)
+    stats = uncertainty_statistics([0.0, 0.0, 3.0], forces, eps=0.0)
+    assert stats["force_max"] == pytest.approx(math.sqrt(2.0))
+    assert stats["force_mean"] == pytest.approx(math.sqrt(2.0))
+    assert stats["energy_std_per_atom"] == pytest.approx(math.sqrt(2.0))
+    assert stats["force_max_relative"] == pytest.approx(math.sqrt(2.0) / 1.0)
+
+
+def test_statistics_single_member_is_zero_and_shapes_checked():
+    stats = uncertainty_statistics([5.0], np.ones((1, 4, 3)))
+    assert stats["force_max"] == 0.0
+    assert stats["force_mean"] == 0.0
+    assert stats["energy_std_per_atom"] == 0.0
+    with pytest.raises(ValueError, match="forces must have shape"):
+        uncertainty_statistics([1.0, 2.0], np.ones((3, 4, 3)))
+    with pytest.raises(ValueError, match="forces must have shape"):
+        uncertainty_statistics([1.0], np.ones((1, 4)))
+    with pytest.raises(ValueError, match="energies must have shape"):
+        uncertainty_statistics(np.ones((2, 2)), np.ones((2, 4, 3)))
+
+
+# --- EnsembleCalculator ----------------------------------------------------------------------
+
+
+def _lj(sigma: float) -> LennardJones:
+    return LennardJones(sigma=sigma, epsilon=0.01, rc=6.0, smooth=True)
+
+
+def _rattled_cu(seed: int = 0) -> Atoms:
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+def _member_results(atoms: Atoms, sigmas: list[float]) -> tuple[np.ndarray, ...]:
+    energies, forces, stresses = [], [], []
+    for sigma in sigmas:
+        work = atoms.copy()
+        work.calc = _lj(sigma)
+        energies.append(work.get_potential_energy())
+        forces.append(work.get_forces())
+        stresses.append(work.get_stress())
+    return np.array(energies), np.array(forces), np.array(stresses)
+
+
+def test_ensemble_means_equal_member_means():
+    sigmas = [2.2, 2.3, 2.45]
+    atoms = _rattled_cu()
+    energies, forces, stresses = _member_results(atoms, sigmas)
+    # the members really differ, or the test would prove little
+    assert np.ptp(energies) > 1e-3
+
+    atoms.calc = EnsembleCalculator([_lj(s) for s in sigmas])
+    assert atoms.get_potential_energy() == pytest.approx(energies.mean(), rel=1e-12)
+    np.testing.assert_allclose(atoms.get_forces(), forces.mean(axis=0), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(atoms.get_stress(), stresses.mean(axis=0), rtol=1e-12, atol=1e-14)
+
+    res = atoms.calc.results
+    np.testing.assert_allclose(res["energy_members"], energies, rtol=1e-12)
+    np.testing.assert_allclose(res["forces_members"], forces, rtol=1e-12, atol=1e-14)
+    assert res["forces_members"].shape == (3, len(atoms), 3)
+    assert res["stress_members"].shape == (3, 6)
+    expected = uncertainty_statistics(energies, forces)
+    assert res["uncertainty"] == pytest.approx(expected)
+    assert atoms.calc.uncertainty == pytest.approx(expected)
+    assert expected["force_max"] > 0
+
+
+def test_ensemble_follows_moving_atoms():
+    atoms = _rattled_cu()
+    atoms.calc = EnsembleCalculator([_lj(2.2), _lj(2.4)])
+    first = atoms.get_forces().copy()
+    atoms.positions[0] += [0.05, 0.0, 0.0]
+    energies, forces, _ = _member_results(atoms, [2.2, 2.4])
+    assert not np.allclose(atoms.get_forces(), first)
+    np.testing.assert_allclose(atoms.get_forces(), forces.mean(axis=0), rtol=1e-12, atol=1e-14)
+    assert atoms.calc.results["energy_members"] == pytest.approx(energies)
+
+
+def test_identical_members_have_zero_uncertainty():
+    atoms = _rattled_cu(1)
+    atoms.calc = EnsembleCalculator([_lj(2.3) for _ in range(4)])
+    atoms.get_forces()
+    assert atoms.calc.uncertainty["force_max"] == pytest.approx(0.0, abs=1e-12)
+    assert atoms.calc.uncertainty["energy_std_per_atom"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_non_periodic_structure_has_no_stress():
+    atoms = Atoms("Cu3", positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.6, 0.1]])
+    atoms.calc = EnsembleCalculator([_lj(2.2), _lj(2.3)])
+    atoms.get_forces()
+    assert "stress" not in atoms.calc.results
+    assert atoms.calc.results["forces_members"].shape == (2, 3, 3)
+
+
+def test_empty_ensemble_rejected():
+    with pytest.raises(ValueError, match="at least one"):
+        EnsembleCalculator([])
+
+
+# --- get_model / load_ensemble with a stand-in plugin ----------------------------------------
+
+
+class _LJFileModel(Model):
+    """A 'model' whose file holds an LJ sigma: enough to test loading without torch."""
+
+    def train(self, train_file, val_file, workdir, *, species, seed, init_checkpoint=None,
+              threads=1):  # fmt: skip
+        raise NotImplementedError
+
+    def load_calculator(self, model_path, device="cpu"):
+        return _lj(float(Path(model_path).read_text()))
+
+
+@pytest.fixture
+def lj_plugin():
+    register("alkappa.models", "ljfile", _LJFileModel)
+    yield "ljfile"
+    _runtime["alkappa.models"].pop("ljfile", None)
+
+
+def _write_members(root: Path, sigmas: dict[str, float]) -> None:
+    for name, sigma in sigmas.items():
+        (root / name).mkdir(parents=True)
+        (root / name / "model.nequip.zip").write_text(str(sigma))
+
+
+def test_member_paths_sorted_numerically(tmp_path):
+    _write_members(tmp_path, {"member_10": 2.5, "member_2": 2.3, "member_0": 2.2})
+    (tmp_path / "other").mkdir()
+    names = [p.parent.name for p in member_paths(tmp_path)]
+    assert names == ["member_0", "member_2", "member_10"]
+
+
+def test_member_paths_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no ensemble members"):
+        member_paths(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        member_paths(tmp_path / "missing")
+
+
+def test_load_ensemble_from_directory_and_list(tmp_path, lj_plugin):
+    sigmas = {"member_0": 2.2, "member_1": 2.3, "member_2": 2.45}
+    _write_members(tmp_path, sigmas)
+    atoms = _rattled_cu(2)
+    energies, _, _ = _member_results(atoms, list(sigmas.values()))
+
+    calc = load_ensemble(tmp_path, model={"name": lj_plugin})
+    assert calc.size == 3
+    atoms.calc = calc
+    assert atoms.get_potential_energy() == pytest.approx(energies.mean(), rel=1e-12)
+
+    paths = [tmp_path / "member_2" / "model.nequip.zip", tmp_path / "member_0" / "model.nequip.zip"]
+    calc = load_ensemble(paths, model={"name": lj_plugin}, threads=1)
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    assert calc.results["energy_members"] == pytest.approx(energies[[2, 0]])
+    import torch
+
+    assert torch.get_num_threads() == 1
+
+
+def test_get_model_errors():
+    with pytest.raises(PluginError, match="unknown model 'no-such-model'"):
+        get_model({"name": "no-such-model"})
+    with pytest.raises(ValueError, match="'name'"):
+        get_model({"num_features": 8})
+
+
+def test_get_model_passes_options(lj_plugin):
+    model = get_model({"name": lj_plugin, "a": 1, "b": "x"})
+    assert isinstance(model, _LJFileModel)
+    assert model.options == {"a": 1, "b": "x"}

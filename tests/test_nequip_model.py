@@ -1,0 +1,296 @@
+"""The NequIP model plugin: options, generated config, curve parsing, and real (tiny) trainings."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import ase.io
+import numpy as np
+import pytest
+from ase.build import bulk
+from helpers import write_emt_dataset
+
+from alkappa.io.dataset import read_dataset
+from alkappa.models import get_model
+from alkappa.models._nequip_config import MONITOR, build_config, resolve_options
+from alkappa.models.ensemble import load_ensemble
+from alkappa.models.nequip import NequIPModel, NequIPTrainingError, read_lightning_csv
+
+# --- options and config (fast) ---------------------------------------------------------------
+
+
+def test_options_validated():
+    with pytest.raises(ValueError, match=r"unknown nequip model option.*num_feature"):
+        NequIPModel(num_feature=8)
+    with pytest.raises(ValueError, match=r"unknown loss_coeffs key.*virial"):
+        NequIPModel(loss_coeffs={"virial": 1.0})
+    with pytest.raises(ValueError, match="model_dtype"):
+        NequIPModel(model_dtype="float16")
+    opts = resolve_options({"loss_coeffs": {"forces": 10.0}})
+    assert opts["loss_coeffs"] == {"energy": 1.0, "forces": 10.0, "stress": 1.0}
+
+
+def test_get_model_loads_nequip_plugin():
+    model = get_model({"name": "nequip", "num_features": 8})
+    assert isinstance(model, NequIPModel)
+    assert model.resolved["num_features"] == 8
+
+
+def _config(tmp_path, with_stress=True, init=None, **options):
+    return build_config(
+        resolve_options(options),
+        train_file=tmp_path / "train.xyz",
+        val_file=tmp_path / "val.xyz",
+        workdir=tmp_path,
+        species=["Cu", "I"],
+        seed=3,
+        with_stress=with_stress,
+        init_model=init,
+    )
+
+
+def test_config_contents(tmp_path):
+    cfg = _config(tmp_path, num_features=24, loss_coeffs={"forces": 5.0}, max_minutes=2)
+    model = cfg["training_module"]["model"]
+    assert model["_target_"] == "nequip.model.NequIPGNNModel"
+    assert model["num_features"] == 24 and model["seed"] == 3
+    assert cfg["model_type_names"] == ["Cu", "I"]
+    assert cfg["data"]["train_dataset"]["file_path"] == str(tmp_path / "train.xyz")
+    assert cfg["data"]["val_dataset"]["file_path"] == str(tmp_path / "val.xyz")
+    loss = cfg["training_module"]["loss"]
+    assert loss["_target_"] == "nequip.train.EnergyForceStressLoss"
+    assert loss["coeffs"] == {"total_energy": 1.0, "forces": 5.0, "stress": 1.0}
+    # validation weighted sum = the loss terms with the loss coefficients
+    metrics = cfg["training_module"]["val_metrics"]["metrics"]
+    weighted = {m["name"]: m["coeff"] for m in metrics if "coeff" in m}
+    assert weighted == {"per_atom_energy_mse": 1.0, "forces_mse": 5.0, "stress_mse": 1.0}
+    assert cfg["trainer"]["max_time"] == {"minutes": 2.0}
+    monitors = [c.get("monitor") for c in cfg["trainer"]["callbacks"]]
+    assert monitors.count(MONITOR) == 2  # checkpoint + early stopping
+
+
+def test_config_without_stress_and_extra(tmp_path):
+    cfg = _config(
+        tmp_path,
+        with_stress=False,
+        early_stopping_patience=None,
+        extra={"trainer": {"max_epochs": 7, "accelerator": "cpu"}, "training_module": {"x": 1}},
+    )
+    assert cfg["training_module"]["loss"]["_target_"] == "nequip.train.EnergyForceLoss"
+    names = [m["name"] for m in cfg["training_module"]["val_metrics"]["metrics"]]
+    assert not any("stress" in n for n in names)
+    # deep merge: overridden and added keys, the rest kept
+    assert cfg["trainer"]["max_epochs"] == 7 and cfg["trainer"]["accelerator"] == "cpu"
+    assert cfg["training_module"]["x"] == 1 and "loss" in cfg["training_module"]
+    assert not any("EarlyStopping" in c["_target_"] for c in cfg["trainer"]["callbacks"])
+
+
+def test_config_warm_start_targets(tmp_path):
+    pkg = _config(tmp_path, init=tmp_path / "a" / "model.nequip.zip")["training_module"]["model"]
+    assert pkg == {
+        "_target_": "nequip.model.ModelFromPackage",
+        "package_path": str(tmp_path / "a" / "model.nequip.zip"),
+        "compile_mode": "eager",
+    }
+    ckpt = _config(tmp_path, init=tmp_path / "best.ckpt")["training_module"]["model"]
+    assert ckpt["_target_"] == "nequip.model.ModelFromCheckpoint"
+
+
+def test_read_lightning_csv_merges_lines(tmp_path):
+    # Lightning's layout: LR line without epoch, then train-epoch and validation lines
+    path = tmp_path / "metrics.csv"
+    path.write_text(
+        "epoch,lr-Adam,step,train_loss_epoch/weighted_sum,val0_epoch/weighted_sum,"
+        "val0_epoch/forces_rmse,epoch_seconds\n"
+        ",0.01,0,,,,\n"
+        "0,,3,,0.5,0.7,1.5\n"
+        "0,,3,0.6,,,\n"
+        ",0.005,3,,,,\n"
+        "1,,7,0.4,,,\n"
+        "1,,7,,0.3,0.55,1.25\n"
+        ",0.005,7,,,,\n"
+        "2,,9,0.35,,,\n"  # interrupted: no validation -> not a curve point
+    )
+    rows = read_lightning_csv(path)
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert rows[0] == {
+        "epoch": 0,
+        "lr": 0.01,
+        "train_loss": 0.6,
+        "val_loss": 0.5,
+        "val_forces_rmse": 0.7,
+        "epoch_seconds": 1.5,
+    }
+    assert rows[1]["lr"] == 0.005 and rows[1]["val_loss"] == 0.3
+    assert read_lightning_csv(tmp_path / "missing.csv") == []
+
+
+def test_empty_or_unlabelled_sets_rejected_before_training(tmp_path):
+    write_emt_dataset(tmp_path / "train.xyz", 3)
+    (tmp_path / "val.xyz").write_text("")
+    model = NequIPModel()
+    val, work = tmp_path / "val.xyz", tmp_path / "w"
+    with pytest.raises(ValueError, match=r"validation set .* is empty"):
+        model.train(tmp_path / "train.xyz", val, work, species=["Cu"], seed=0)
+    with pytest.raises(FileNotFoundError, match="training set"):
+        model.train(tmp_path / "nope.xyz", val, work, species=["Cu"], seed=0)
+    ase.io.write(val, bulk("Cu", "fcc", cubic=True), format="extxyz")  # no labels
+    with pytest.raises(ValueError, match="no energy/forces labels"):
+        model.train(tmp_path / "train.xyz", val, work, species=["Cu"], seed=0)
+    assert not (tmp_path / "w" / "config.yaml").exists()
+
+
+def test_nequip_reads_our_extxyz_without_conversion(tmp_path):
+    """Key mapping and stress convention: nequip sees ASE's energy/forces/stress unchanged."""
+    from ase.stress import voigt_6_to_full_3x3_stress
+    from nequip.data import AtomicDataDict
+    from nequip.data.dataset import ASEDataset
+
+    frames = write_emt_dataset(tmp_path / "d.xyz", 2, seed=4)
+    data = ASEDataset(file_path=str(tmp_path / "d.xyz"), ase_args={"format": "extxyz"})
+    for k, atoms in enumerate(frames):
+        item = data[k]
+        ref_e = atoms.get_potential_energy()
+        ref_s = voigt_6_to_full_3x3_stress(atoms.get_stress())
+        assert float(item[AtomicDataDict.TOTAL_ENERGY_KEY].reshape(())) == pytest.approx(ref_e)
+        np.testing.assert_allclose(item[AtomicDataDict.FORCE_KEY].numpy(), atoms.get_forces())
+        np.testing.assert_allclose(item[AtomicDataDict.STRESS_KEY].numpy()[0], ref_s, atol=1e-12)
+        assert np.abs(ref_s).max() > 1e-4  # the strained frames carry a real stress
+
+
+# --- real trainings (slow) -------------------------------------------------------------------
+
+TINY = {
+    "num_layers": 1,
+    "num_features": 8,
+    "radial_mlp_width": 8,
+    "r_max": 4.0,
+    "max_epochs": 2,
+    "batch_size": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nequip")
+    write_emt_dataset(root / "train.xyz", 8, seed=1)
+    write_emt_dataset(root / "val.xyz", 3, seed=2)
+    model = NequIPModel(**TINY)
+    result = model.train(
+        root / "train.xyz", root / "val.xyz", root / "member_0", species=["Cu"], seed=1
+    )
+    return root, model, result
+
+
+def _numerical_forces(atoms, delta=1e-4):
+    forces = np.zeros((len(atoms), 3))
+    for i in range(len(atoms)):
+        for a in range(3):
+            energies = []
+            for sign in (1, -1):
+                work = atoms.copy()
+                work.calc = atoms.calc
+                work.positions[i, a] += sign * delta
+                energies.append(work.get_potential_energy())
+            forces[i, a] = -(energies[0] - energies[1]) / (2 * delta)
+    return forces
+
+
+def _numerical_stress(atoms, delta=1e-5):
+    """ASE convention: sigma_ab = (1/V) dE/d(eps_ab) for a symmetric strain eps."""
+    stress = np.zeros((3, 3))
+    cell = atoms.cell.array
+    for a in range(3):
+        for b in range(3):
+            energies = []
+            for sign in (1, -1):
+                eps = np.eye(3)
+                eps[a, b] += 0.5 * sign * delta
+                eps[b, a] += 0.5 * sign * delta
+                work = atoms.copy()
+                work.calc = atoms.calc
+                work.set_cell(cell @ eps, scale_atoms=True)
+                energies.append(work.get_potential_energy())
+            stress[a, b] = (energies[0] - energies[1]) / (2 * delta) / atoms.get_volume()
+    return stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+
+
+@pytest.mark.slow
+def test_training_outputs(trained):
+    root, _, result = trained
+    assert result.model_path == root / "member_0" / "model.nequip.zip"
+    assert result.model_path.is_file() and result.checkpoint_path.is_file()
+    assert (root / "member_0" / "config.yaml").is_file()
+    with result.curve_path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    for row in rows:
+        for key in ("train_loss", "val_loss", "val_energy_mae", "val_forces_rmse", "lr"):
+            assert math.isfinite(float(row[key])), key
+    info = result.info
+    assert info["epochs"] == 2 and info["n_train"] == 8 and info["n_val"] == 3
+    assert info["stress_in_loss"] is True
+    assert info["wall_seconds"] >= info["train_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_calculator_is_conservative(trained):
+    _, model, result = trained
+    atoms = read_dataset(trained[0] / "val.xyz")[0]
+    atoms.calc = model.load_calculator(result.model_path)
+    forces = atoms.get_forces()
+    assert np.all(np.isfinite(forces)) and np.isfinite(atoms.get_potential_energy())
+    np.testing.assert_allclose(forces, _numerical_forces(atoms), atol=1e-6)
+    # stress: same sign convention and units as ASE (positive = cell wants to shrink)
+    np.testing.assert_allclose(atoms.get_stress(), _numerical_stress(atoms), atol=1e-7)
+
+
+@pytest.mark.slow
+def test_warm_start_loads_weights(trained, tmp_path):
+    root, _, first = trained
+    # a learning rate of ~0 leaves the loaded weights as they were: predictions must agree
+    model = NequIPModel(**{**TINY, "max_epochs": 1, "learning_rate": 1e-12})
+    result = model.train(
+        root / "train.xyz",
+        root / "val.xyz",
+        tmp_path / "warm",
+        species=["Cu"],
+        seed=2,
+        init_checkpoint=first.model_path,
+    )
+    assert result.info["warm_start"] == str(first.model_path)
+    atoms = read_dataset(root / "val.xyz")[1]
+    ensemble = load_ensemble([first.model_path, result.model_path])
+    atoms.calc = ensemble
+    atoms.get_forces()
+    e0, e1 = ensemble.results["energy_members"]
+    assert e1 == pytest.approx(e0, abs=1e-7)
+    np.testing.assert_allclose(*ensemble.results["forces_members"], atol=1e-7)
+
+
+@pytest.mark.slow
+def test_warm_start_species_mismatch(trained, tmp_path):
+    root, model, first = trained
+    with pytest.raises(ValueError, match="type names"):
+        model.train(
+            root / "train.xyz",
+            root / "val.xyz",
+            tmp_path / "bad",
+            species=["Cu", "Ag"],
+            seed=0,
+            init_checkpoint=first.model_path,
+        )
+
+
+@pytest.mark.slow
+def test_training_error_carries_log_tail(tmp_path):
+    write_emt_dataset(tmp_path / "train.xyz", 3)
+    write_emt_dataset(tmp_path / "val.xyz", 2, seed=5)
+    # the data hold Cu, the model only knows Ag: nequip-train fails while building the data
+    with pytest.raises(NequIPTrainingError, match="nequip-train failed") as err:
+        NequIPModel(**TINY).train(
+            tmp_path / "train.xyz", tmp_path / "val.xyz", tmp_path / "w", species=["Ag"], seed=0
+        )
+    assert "Error" in str(err.value)
+    assert (tmp_path / "w" / "train.log").is_file()
