@@ -78,3 +78,16 @@ def test_trajectory_uses_fhi_vibes_names(tmp_path):
     assert list(ds.attrs["symbols"]) == ["Cu"] * 4
     assert ds.attrs["volume"] == pytest.approx(atoms.get_volume())
     assert ds.positions_reference.shape == (4, 3)
+
+
+def test_trajectory_copies_arrays_that_change_in_place(tmp_path):
+    # MD integrators move atoms.positions in place: each frame must keep its own values
+    atoms = bulk("Cu", cubic=True)
+    w = TrajectoryWriter(tmp_path / "t.nc", atoms)
+    positions = atoms.positions
+    for k in range(3):
+        w.append(float(k), positions=positions)
+        positions += 1.0
+    w.flush()
+    ds = read_trajectory(tmp_path / "t.nc")
+    np.testing.assert_allclose(ds.positions.values[2] - ds.positions.values[0], 2.0)

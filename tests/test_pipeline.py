@@ -190,7 +190,7 @@ def test_outside_plugin_is_used_in_a_run(tmp_path):
     (tmp_path / "plugin.yaml").write_text(yaml.safe_dump(cfg))
     env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     target = str(tmp_path / "results/Cu/data/initial.extxyz")
-    proc = snakemake("--configfile", str(tmp_path / "plugin.yaml"), target, env=env)
+    proc = snakemake(target, "--configfile", str(tmp_path / "plugin.yaml"), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     frames = read_dataset(target)
     assert frames and all(f.info["fidelity"] == "toy-morse" for f in frames)
@@ -248,7 +248,7 @@ def test_kill_during_labelling_repeats_no_oracle_call(tmp_path):
     target = str(tmp_path / "results/Cu/al/iter_1/dataset.extxyz")
     labels = tmp_path / "results/Cu/al/iter_0/labels"
     proc = subprocess.Popen(
-        [SNAKEMAKE, "--cores", "1", "--configfile", str(cfgfile), target],
+        [SNAKEMAKE, target, "--cores", "1", "--configfile", str(cfgfile)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -263,8 +263,17 @@ def test_kill_during_labelling_repeats_no_oracle_call(tmp_path):
     done_before = len(list(labels.glob("frame_*.extxyz")))
     assert 2 <= done_before < 6, "the kill did not land during labelling"
     before = calls.read_text().split()
+    # what a user does after a node died: remove Snakemake's stale lock, then rerun
+    unlock = subprocess.run(
+        [SNAKEMAKE, target, "--unlock", "--configfile", str(cfgfile)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
     rerun = subprocess.run(
-        [SNAKEMAKE, "--cores", "2", "--configfile", str(cfgfile), target],
+        [SNAKEMAKE, target, "--cores", "2", "--configfile", str(cfgfile)],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -72,7 +72,7 @@ class TrajectoryWriter:
             # a variable first seen late is padded with NaN for the earlier frames
             while len(column) < n - 1:
                 column.append(np.full(np.shape(value), np.nan))
-            column.append(np.asarray(value, dtype=float))
+            column.append(np.array(value, dtype=float))  # a copy: MD moves atoms in place
         for column in self._frames.values():
             if len(column) < n:
                 column.append(np.full(np.shape(column[0]), np.nan))
