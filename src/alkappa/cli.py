@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("plugins", help="list the installed oracles and models")
 
+    p = sub.add_parser("oracle-calls", help="count the oracle calls a material's results hold")
+    p.add_argument("directory", help="results/<material>")
+
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(args.config)
@@ -24,7 +27,30 @@ def main(argv: list[str] | None = None) -> int:
         for group in GROUPS:
             print(f"{group}: {', '.join(available(group))}")
         return 0
+    if args.command == "oracle-calls":
+        return _oracle_calls(args.directory)
     return 2
+
+
+def _oracle_calls(directory: str) -> int:
+    from pathlib import Path
+
+    from alkappa.io import read_json
+    from alkappa.labelling import count_oracle_calls
+
+    root = Path(directory)
+    if not root.is_dir():
+        print(f"alkappa: {root} is not a directory", file=sys.stderr)
+        return 1
+    counts = count_oracle_calls(root / "oracle")
+    relax = root / "structure" / "relax.json"
+    if relax.is_file():
+        counts = {"relax": int(read_json(relax).get("oracle_calls", 0)), **counts}
+    width = max((len(k) for k in counts), default=5)
+    for purpose, n in counts.items():
+        print(f"{purpose:<{width}}  {n}")
+    print(f"{'total':<{width}}  {sum(counts.values())}")
+    return 0
 
 
 def _validate(path: str) -> int:

@@ -126,8 +126,11 @@ def plot_learning_curve(rows: Sequence[dict[str, Any]], path: str | Path, title:
     std = [r["U_test_std"] for r in rows]
     axes[2].errorbar(calls, mean, yerr=std, fmt="o-", capsize=3, label="test set")
     axes[2].set_ylabel("ensemble force uncertainty (eV/Å)")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes:
         ax.set_xlabel("oracle calls before training")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(frameon=False)
     for r, x in zip(rows, calls, strict=True):
         axes[0].annotate(
