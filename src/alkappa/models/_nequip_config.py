@@ -260,7 +260,13 @@ def build_config(
         },
     }
     if opts["max_minutes"]:
-        trainer["max_time"] = {"minutes": float(opts["max_minutes"])}
+        # Lightning takes "DD:HH:MM:SS"; a dict would reach it as an omegaconf DictConfig,
+        # which it mistakes for a timedelta
+        seconds = round(60 * float(opts["max_minutes"]))
+        days, rest = divmod(seconds, 86400)
+        trainer["max_time"] = (
+            f"{days:02d}:{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+        )
 
     config: dict[str, Any] = {
         "run": ["train"],
