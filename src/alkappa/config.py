@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 import yaml
 
+from alkappa._dicts import deep_merge
+
 if TYPE_CHECKING:
     import os
-
-    from ase import Atoms
 
 SECTIONS = (
     "oracle",
@@ -179,22 +179,4 @@ def _merge_section(base: dict[str, Any], override: dict[str, Any]) -> dict[str, 
     # a plugin section naming another plugin replaces the global one: options don't carry over
     if "name" in override and override["name"] != base.get("name"):
         return copy.deepcopy(override)
-    return _deep_merge(base, override)
-
-
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def supercell_of(config: dict[str, Any], material: str) -> Atoms:
-    """The (unrelaxed) supercell of ``material``: a convenience for scripts and tests."""
-    from alkappa.structure import build_supercell, read_unit_cell
-
-    settings = material_settings(config, material)
-    return build_supercell(read_unit_cell(settings["structure"]), settings["supercell"])
+    return deep_merge(base, override)

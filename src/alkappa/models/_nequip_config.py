@@ -22,6 +22,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
+from alkappa._dicts import deep_merge
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -77,17 +79,6 @@ def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
     if resolved["model_dtype"] not in ("float32", "float64"):
         raise ValueError(f"model_dtype must be float32 or float64, not {resolved['model_dtype']!r}")
     return resolved
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override`` merged in recursively (dicts merge, anything else replaces)."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def _dataset(file_path: Path) -> dict[str, Any]:
