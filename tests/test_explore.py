@@ -112,3 +112,45 @@ def test_log_interval(tmp_path, interval):
         progress=False,
     )
     assert res.frames == 14 // interval + 1
+
+
+def test_trajectory_reads_back_as_fhi_vibes_reference_data(tmp_path):
+    from alkappa.io.reference import read_reference
+
+    atoms = bulk("Cu", cubic=True).repeat(2)
+    run_exploration(
+        atoms,
+        EMT(),
+        tmp_path / "T300.nc",
+        temperature=300.0,
+        settings=SETTINGS,
+        nn_distance=2.55,
+        progress=False,
+    )
+    ds = read_trajectory(tmp_path / "T300.nc")
+    frames = read_reference(tmp_path / "T300.nc", format="vibes-netcdf")
+    assert len(frames) == ds.sizes["time"]
+    k = 4
+    frame = frames[k]
+    # the stored velocities are in ASE units, as FHI-vibes': their kinetic temperature (FixCom
+    # leaves 3N - 3 degrees of freedom) is the logged one
+    from ase import units
+
+    v = ds.velocities.values[k]
+    ekin = 0.5 * np.sum(atoms.get_masses()[:, None] * v**2)
+    t_kin = 2 * ekin / ((3 * len(atoms) - 3) * units.kB)
+    assert t_kin == pytest.approx(float(ds.temperature.values[k]), rel=1e-6)
+    assert frame.get_temperature() == pytest.approx(t_kin, rel=0.05)
+    # the stored labels are EMT's at those positions (potential stress, ASE sign)
+    check = frame.copy()
+    check.calc = EMT()
+    np.testing.assert_allclose(frame.get_forces(), check.get_forces(), atol=1e-10)
+    np.testing.assert_allclose(frame.get_stress(), check.get_stress(), atol=1e-10)
+    assert frame.info["temperature"] == 300.0
+    # displacements follow the minimum-image convention and match the positions
+    disp = ds.displacements.values[k]
+    assert np.abs(disp).max() < 1.0
+    # reference + displacement and the position differ by a lattice vector of the supercell
+    diff = ds.positions_reference.values + disp - ds.positions.values[k]
+    frac = diff @ np.linalg.inv(ds.lattice_reference.values)
+    np.testing.assert_allclose(frac, np.round(frac), atol=1e-8)

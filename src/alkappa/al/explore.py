@@ -147,15 +147,20 @@ def run_exploration(
 
     def log() -> None:
         forces = work.get_forces()
-        stress = work.get_stress(voigt=False) if work.pbc.all() else np.full((3, 3), np.nan)
+        nan33 = np.full((3, 3), np.nan)
+        periodic = work.pbc.all()
         values = {
             "positions": work.positions,
-            "velocities": work.get_velocities() * units.fs,  # Å/fs, as FHI-vibes
+            # ASE units (Å per ASE time unit), as FHI-vibes stores atoms.get_velocities()
+            "velocities": work.get_velocities(),
             "forces": forces,
             "energy_potential": work.get_potential_energy(),
             "energy_kinetic": work.get_kinetic_energy(),
             "temperature": work.get_temperature(),
-            "stress": stress,
+            # FHI-vibes: `stress` is kinetic + potential, the calculator's label is
+            # `stress_potential`
+            "stress_potential": work.get_stress(voigt=False) if periodic else nan33,
+            "stress": work.get_stress(voigt=False, include_ideal_gas=True) if periodic else nan33,
             "cell": np.asarray(work.cell),
         }
         for key, value in frame_uncertainty(calculator).items():

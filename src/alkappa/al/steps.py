@@ -95,7 +95,9 @@ def run_initial_data(
     supercell = read_dataset(structure_path)[0]
     supercell.calc = None
     init = settings["initial"]
-    calls: dict[str, int] = {}
+    # distinct oracle calls per purpose (the force-constant frames are shared by D_0 and the
+    # test set and counted once; results reused after a crash still count as calls)
+    keys: dict[str, set[str]] = {}
     failures: list[dict[str, Any]] = []
 
     def label(frames: list[Atoms], purpose: str, **provenance: Any) -> list[Atoms]:
@@ -107,8 +109,10 @@ def run_initial_data(
             purpose=purpose,
             provenance={"iteration": 0, **provenance},
         )
-        calls[purpose] = calls.get(purpose, 0) + outcome.oracle_calls + outcome.reused
-        failures.extend(outcome.failures)
+        made = keys.setdefault(purpose, set())
+        made.update(f.info["oracle_key"] for f in outcome.frames)
+        made.update(rec["key"] for rec in outcome.failures)
+        failures.extend(f for f in outcome.failures if f not in failures)
         return outcome.frames
 
     initial = sample_structures(
@@ -140,7 +144,7 @@ def run_initial_data(
     write_json(
         out_record,
         {
-            "oracle_calls": calls,
+            "oracle_calls": {purpose: len(made) for purpose, made in keys.items()},
             "failures": failures,
             "n_initial": len(initial),
             "n_test": len(test),

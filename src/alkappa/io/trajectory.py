@@ -6,16 +6,22 @@ FHI-vibes stores a trajectory as an :class:`xarray.Dataset` with dimensions ``ti
 (time, a, b), ``cell``, ``heat_flux`` (time, a), and the reference structure in
 ``positions_reference``/``lattice_reference``; chemical symbols and masses are attributes.
 alkappa writes the same names so either tool reads the other's files; alkappa's own extras
-(``uncertainty_*``) are extra variables that FHI-vibes ignores.
+(``uncertainty_*``) are extra variables that FHI-vibes ignores. As in FHI-vibes, velocities are
+in ASE units (``atoms.get_velocities()``), ``stress`` is the full (kinetic + potential) stress
+and ``stress_potential`` the calculator's; ``displacements`` are taken from the reference under
+the minimum-image convention, and the attribute ``atoms_reference`` holds the reference
+structure as JSON (the module docstring of :mod:`alkappa.io.reference` gives the sources).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
+from ase.geometry import find_mic
 
 from alkappa.io._atomic import atomic_path
 
@@ -30,7 +36,9 @@ _DIMS = {
     "velocities": ("I", "a"),
     "forces": ("I", "a"),
     "cell": ("a", "b"),
+    "displacements": ("I", "a"),
     "stress": ("a", "b"),
+    "stress_potential": ("a", "b"),
     "heat_flux": ("a",),
 }
 
@@ -79,8 +87,14 @@ class TrajectoryWriter:
 
     def to_dataset(self) -> xr.Dataset:
         ref = self.reference
+        frames = dict(self._frames)
+        if "positions" in frames and ref.pbc.all():
+            # displacements from the reference under the minimum-image convention, as FHI-vibes
+            frames["displacements"] = [
+                find_mic(p - ref.positions, ref.cell, pbc=True)[0] for p in frames["positions"]
+            ]
         data_vars: dict[str, Any] = {}
-        for key, column in self._frames.items():
+        for key, column in frames.items():
             dims = ("time", *_DIMS.get(key, ()))
             arr = np.stack(column) if column else np.empty((0,))
             if arr.ndim != len(dims):
@@ -94,6 +108,16 @@ class TrajectoryWriter:
             "natoms": len(ref),
             "volume": float(ref.get_volume()) if ref.pbc.all() else 0.0,
             "time_unit": "fs",
+            # FHI-vibes' reader rebuilds the reference structure from this JSON attribute
+            "atoms_reference": json.dumps(
+                {
+                    "pbc": [bool(x) for x in ref.pbc],
+                    "cell": np.asarray(ref.cell).tolist(),
+                    "positions": ref.get_positions().tolist(),
+                    "symbols": ref.get_chemical_symbols(),
+                    "masses": ref.get_masses().tolist(),
+                }
+            ),
             **{k: _attr(v) for k, v in self.attrs.items()},
         }
         return xr.Dataset(
