@@ -257,6 +257,7 @@ def test_kill_during_labelling_repeats_no_oracle_call(tmp_path):
     )
     deadline = time.time() + 600
     while time.time() < deadline and len(list(labels.glob("frame_*.extxyz"))) < 2:
+        assert proc.poll() is None, "the run ended before labelling began"
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)  # no clean shutdown: as if the node died
     proc.wait()
