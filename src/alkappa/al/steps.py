@@ -179,7 +179,7 @@ def run_train_member(
     )
     write_dataset(out_dir / "train.extxyz", [frames[i] for i in train_idx])
     write_dataset(out_dir / "val.extxyz", [frames[i] for i in val_idx])
-    species = sorted(set(read_dataset(dataset_path)[0].get_chemical_symbols()))
+    species = sorted({symbol for frame in frames for symbol in frame.get_chemical_symbols()})
     model = get_model(settings["model"])
     result = model.train(
         out_dir / "train.extxyz",
@@ -190,13 +190,9 @@ def run_train_member(
         init_checkpoint=Path(init_checkpoint) if init_checkpoint else None,
         threads=threads,
     )
-    final = (
-        out_dir / "model.nequip.zip"
-        if str(result.model_path).endswith(".nequip.zip")
-        else out_dir / Path(result.model_path).name
-    )
-    if Path(result.model_path) != final:
-        Path(result.model_path).replace(final)
+    # the deployable file sits next to member.json; work/ keeps the training by-products
+    final = out_dir / Path(result.model_path).name
+    Path(result.model_path).replace(final)
     write_json(
         out_dir / "member.json",
         {
