@@ -16,5 +16,6 @@ with script_context(smk) as settings:
         members=smk.input.members,
         out_summary=smk.output.summary,
         out_curve=smk.output.curve,
+        out_calibration=smk.output.calibration,
         out_ensemble=smk.output.ensemble,
     )

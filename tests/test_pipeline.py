@@ -54,6 +54,11 @@ def test_at_least_two_iterations_and_a_decision(test_campaign):
     decision = read_json(out / f"al/iter_{last}/decision.json")
     assert decision["stop"] and "reason" in decision
     assert (out / "al/learning_curve.png").stat().st_size > 10_000
+    assert (out / "al/calibration.png").stat().st_size > 10_000
+    for r in rows:
+        assert 0.0 <= float(r["reliability"]) <= 1.0
+        assert -1.0 <= float(r["spearman_force_atom"]) <= 1.0
+        assert 0.0 <= float(r["miscalibration_area_force_atom"]) <= 0.5
 
 
 @pytest.mark.slow

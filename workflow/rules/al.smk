@@ -144,6 +144,12 @@ rule summary:
             category="Active learning",
             subcategory="{material}",
         ),
+        calibration=report(
+            f"{R}/{{material}}/al/calibration.png",
+            caption="../report/calibration.rst",
+            category="Active learning",
+            subcategory="{material}",
+        ),
         ensemble=f"{R}/{{material}}/model/ensemble.json",
     log:
         f"{R}/{{material}}/logs/summary.log",

@@ -89,6 +89,7 @@ def al_outputs():
         [
             f"{R}/{{material}}/al/summary.csv",
             f"{R}/{{material}}/al/learning_curve.png",
+            f"{R}/{{material}}/al/calibration.png",
             f"{R}/{{material}}/model/ensemble.json",
         ],
         material=MATERIALS,

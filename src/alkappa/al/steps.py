@@ -232,7 +232,7 @@ def run_evaluate(
 
     test = read_dataset(test_path)
     start = time.perf_counter()
-    metrics = evaluate_ensemble(test, load_members(settings, model_paths, threads))
+    metrics = evaluate_ensemble(test, load_members(settings, model_paths, threads), detailed=True)
     metrics["seconds"] = time.perf_counter() - start
     write_json(out_metrics, metrics)
 
@@ -463,9 +463,11 @@ def run_summary(
     members: Sequence[str | Path],
     out_summary: str | Path,
     out_curve: str | Path,
+    out_calibration: str | Path,
     out_ensemble: str | Path,
 ) -> None:
-    """summary.csv, the learning-curve figure and the exported final ensemble."""
+    """summary.csv, the learning-curve and calibration figures, the exported final ensemble."""
+    from alkappa.al.calibration import plot_calibration
     from alkappa.al.summary import export_ensemble, plot_learning_curve, summary_rows, write_summary
 
     iterations = []
@@ -483,6 +485,8 @@ def run_summary(
     rows = summary_rows(settings, relax_record, initial_record, iterations)
     write_summary(rows, out_summary)
     plot_learning_curve(rows, out_curve, title=f"{settings['name']}: active learning")
+    # the final ensemble's per-atom force uncertainty against its actual error on the test set
+    plot_calibration(read_json(metrics[-1])["calibration"]["atom"], out_calibration)
     export_ensemble(
         settings, [Path(p).parent for p in members], decisions[-1], Path(out_ensemble).parent
     )

@@ -25,6 +25,9 @@ SUMMARY_FIELDS = (
     "force_max_error_eV_per_A",
     "stress_rmse_GPa",
     "stress_mae_GPa",
+    "reliability",
+    "spearman_force_atom",
+    "miscalibration_area_force_atom",
     "U_test_mean",
     "U_test_std",
     "frames_explored",
@@ -83,6 +86,11 @@ def summary_rows(
                 "force_max_error_eV_per_A": metrics["forces_eV_per_A"]["max"],
                 "stress_rmse_GPa": metrics["stress_GPa"]["rmse"],
                 "stress_mae_GPa": metrics["stress_GPa"]["mae"],
+                "reliability": metrics["per_member"]["all"]["mean"]["reliability"]["fraction"],
+                "spearman_force_atom": metrics["calibration"]["atom"]["spearman"],
+                "miscalibration_area_force_atom": metrics["calibration"]["atom"][
+                    "miscalibration_area"
+                ],
                 "U_test_mean": unc["mean"],
                 "U_test_std": unc["std"],
                 "frames_explored": len(sel),
