@@ -428,22 +428,26 @@ def _read_vibes_netcdf(path: Path) -> list[_RawFrame]:
     return out
 
 
+def _atoms_from_vibes_dict(d: dict[str, Any]) -> Atoms:
+    """Atoms from FHI-vibes' ``atoms2dict`` form (symbols or numbers, run-length lists)."""
+    symbols = _expand(d["symbols"]) if "symbols" in d else None
+    atoms = Atoms(
+        symbols=symbols,
+        numbers=None if symbols is not None else d.get("numbers"),
+        positions=d.get("positions"),
+        cell=d.get("cell"),
+        pbc=d.get("pbc", "cell" in d),
+    )
+    if "masses" in d:
+        atoms.set_masses(np.asarray(_expand(d["masses"]), dtype=float))
+    return atoms
+
+
 def _vibes_reference_atoms(ds: xr.Dataset) -> Atoms:
     """Symbols, masses, pbc and reference cell/positions of an FHI-vibes dataset."""
     attrs = ds.attrs
     if "atoms_reference" in attrs:
-        d = json.loads(attrs["atoms_reference"])
-        symbols = _expand(d["symbols"]) if "symbols" in d else None
-        atoms = Atoms(
-            symbols=symbols,
-            numbers=None if symbols is not None else d.get("numbers"),
-            positions=d.get("positions"),
-            cell=d.get("cell"),
-            pbc=d.get("pbc", "cell" in d),
-        )
-        if "masses" in d:
-            atoms.set_masses(np.asarray(_expand(d["masses"]), dtype=float))
-        return atoms
+        return _atoms_from_vibes_dict(json.loads(attrs["atoms_reference"]))
     symbols = attrs.get("symbols")
     if symbols is None:
         raise ValueError("trajectory has neither an atoms_reference nor a symbols attribute")
@@ -533,16 +537,7 @@ def _read_vibes_son(path: Path) -> list[_RawFrame]:
     out: list[_RawFrame] = []
     for record in records:
         d = {**base, **record.get("atoms", {})}
-        symbols = _expand(d["symbols"]) if "symbols" in d else None
-        atoms = Atoms(
-            symbols=symbols,
-            numbers=None if symbols is not None else d.get("numbers"),
-            positions=d.get("positions"),
-            cell=d.get("cell"),
-            pbc=d.get("pbc", "cell" in d),
-        )
-        if "masses" in d:
-            atoms.set_masses(np.asarray(_expand(d["masses"]), dtype=float))
+        atoms = _atoms_from_vibes_dict(d)
         if d.get("velocities") is not None:
             atoms.set_velocities(np.asarray(d["velocities"], dtype=float))  # ASE units
         info: dict[str, Any] = {}
