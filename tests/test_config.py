@@ -125,3 +125,21 @@ def test_cli_validate_one_line(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0
     assert "unknown key 'sise' in ensemble" in proc.stderr
+
+
+def test_missing_reference_file_is_named():
+    cfg = _config(reference={"files": [{"path": "no/such/trajectory.nc"}]})
+    with pytest.raises(
+        ConfigError, match=r"materials\.Cu\.reference\.files\.0\.path: no/such/trajectory.nc"
+    ):
+        load_config(cfg)
+
+
+def test_reference_defaults_mean_no_reference_data():
+    from alkappa.reference_data import has_reference
+
+    cfg = load_config(_config())
+    assert not has_reference(material_settings(cfg, "Cu"))
+    cfg = load_config(_config(reference={"md": {"temperatures": [600]}}))
+    assert has_reference(material_settings(cfg, "Cu"))
+    assert material_settings(cfg, "Cu")["reference"]["md"]["steps"] == 200

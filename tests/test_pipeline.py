@@ -292,3 +292,38 @@ def test_kill_during_labelling_repeats_no_oracle_call(tmp_path):
     assert len(after) == len(set(after)), "an oracle call was repeated"
     merged = read_json(tmp_path / "results/Cu/al/iter_1/merge.json")
     assert merged["added"] == 6
+
+
+@pytest.mark.slow
+def test_reference_md_gives_the_test_set_and_never_trains_on_it(tmp_path):
+    cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
+    cfg["results"] = str(tmp_path / "results")
+    cfg["reference"] = {
+        "md": {"temperatures": [900], "steps": 60, "timestep": 4.0, "log_interval": 2},
+        "n_test": 6,
+        "min_separation": 16.0,
+    }
+    (tmp_path / "ref.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake("--configfile", str(tmp_path / "ref.yaml"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "results/Cu"
+    test = read_dataset(out / "reference/test.extxyz")
+    split = read_json(out / "reference/split.json")
+    assert len(test) == split["n_test"] == 6
+    assert not set(split["test_indices"]) & set(split["pool_indices"])
+    times = sorted(f.info["time"] for f in test)
+    assert min(b - a for a, b in pairwise(times)) >= 16.0
+    # the harmonic test set was not labelled: reference data replaced it
+    assert read_dataset(out / "data/test.extxyz") == []
+    metrics = read_json(out / "al/iter_0/test_metrics.json")
+    assert metrics["n_frames"] == 6
+    # no test frame in any dataset or any member's training set
+    keys = {f.positions.round(6).tobytes() for f in test}
+    trained = list(out.glob("al/iter_*/dataset.extxyz")) + list(
+        out.glob("al/iter_*/ensemble/member_*/train.extxyz")
+    )
+    trained.append(out / "data/initial.extxyz")
+    assert len(trained) > 3
+    for path in trained:
+        for frame in read_dataset(path):
+            assert frame.positions.round(6).tobytes() not in keys, path

@@ -29,6 +29,7 @@ SECTIONS = (
     "explore",
     "select",
     "convergence",
+    "reference",
 )
 
 
@@ -127,6 +128,11 @@ def check_materials(config: dict[str, Any]) -> None:
             raise ConfigError(f"{where}.oracle.name: {exc}") from exc
         except (OracleInputError, TypeError, ValueError) as exc:
             raise ConfigError(f"{where}.oracle: {exc}") from exc
+        for k, entry in enumerate(settings["reference"]["files"]):
+            if not Path(entry["path"]).is_file():
+                raise ConfigError(
+                    f"{where}.reference.files.{k}.path: {entry['path']} does not exist"
+                )
         try:
             get_model(settings["model"])
         except PluginError as exc:

@@ -24,7 +24,7 @@ rule train_member:
 rule evaluate:
     input:
         members=lambda wildcards: member_infos(wildcards.material, wildcards.it),
-        test=rules.initial_data.output.test,
+        test=lambda wildcards: test_set(wildcards.material),
     output:
         metrics=f"{R}/{{material}}/al/iter_{{it}}/test_metrics.json",
     log:

@@ -36,6 +36,19 @@ def temperatures(material):
     return [f"{t:g}" for t in msettings(material)["explore"]["temperatures"]]
 
 
+def reference_temperatures(material):
+    return [f"{t:g}" for t in msettings(material)["reference"]["md"]["temperatures"]]
+
+
+def test_set(material):
+    """The held-out test set: from reference data when there is any, else harmonic samples."""
+    from alkappa.reference_data import has_reference
+
+    if has_reference(msettings(material)):
+        return f"{R}/{material}/reference/test.extxyz"
+    return f"{R}/{material}/data/test.extxyz"
+
+
 def n_members(material):
     return msettings(material)["ensemble"]["size"]
 

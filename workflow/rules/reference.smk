@@ -29,7 +29,48 @@ rule initial_data:
         "../../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
-        settings=sections("oracle", "initial", "test", "explore"),
+        settings=sections("oracle", "initial", "test", "explore", "reference"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
         "../../scripts/initial_data.py"
+
+
+rule reference_md:
+    input:
+        structure=rules.prepare_structure.output.structure,
+        record=rules.prepare_structure.output.record,
+    output:
+        trajectory=f"{R}/{{material}}/reference/md_T{{T}}.nc",
+    log:
+        f"{R}/{{material}}/logs/reference_md_T{{T}}.log",
+    conda:
+        "../../envs/oracle.yaml"
+    threads: config["threads"]["oracle"]
+    params:
+        settings=sections("oracle", "reference", "explore"),
+    script:
+        "../../scripts/reference_md.py"
+
+
+rule reference_split:
+    input:
+        md=lambda wildcards: expand(
+            f"{R}/{wildcards.material}/reference/md_T{{T}}.nc",
+            T=reference_temperatures(wildcards.material),
+        ),
+        files=lambda wildcards: [
+            entry["path"]
+            for entry in msettings(wildcards.material)["reference"]["files"]
+        ],
+    output:
+        test=f"{R}/{{material}}/reference/test.extxyz",
+        pool=f"{R}/{{material}}/reference/pool.extxyz",
+        record=f"{R}/{{material}}/reference/split.json",
+    log:
+        f"{R}/{{material}}/logs/reference_split.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=sections("oracle", "reference"),
+    script:
+        "../../scripts/reference_split.py"

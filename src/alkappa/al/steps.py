@@ -89,6 +89,7 @@ def run_initial_data(
     out_record: str | Path,
 ) -> None:
     """Label the initial dataset D_0 and the held-out test set (never trained on)."""
+    from alkappa.reference_data import has_reference
     from alkappa.sampling import sample_structures
 
     oracle = _oracle(settings)
@@ -125,7 +126,9 @@ def run_initial_data(
     )
     initial = label(initial, "initial")
     test: list[Atoms] = []
-    for k, temperature in enumerate(settings["explore"]["temperatures"]):
+    # with reference data the test set comes from it (rule reference_split), not from here
+    temperatures = [] if has_reference(settings) else settings["explore"]["temperatures"]
+    for k, temperature in enumerate(temperatures):
         frames = sample_structures(
             supercell,
             init,

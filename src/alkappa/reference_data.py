@@ -1,0 +1,126 @@
+"""Reference data steps: oracle-driven MD and the held-out test set drawn from reference frames.
+
+The first seed paper measures MLIPs against ab initio MD ("aiMD"); here the oracle plays that
+role, or existing trajectories (FHI-vibes, extxyz, anything ASE reads) are imported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from alkappa.io import read_dataset, read_json, write_dataset, write_json
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+def has_reference(settings: dict[str, Any]) -> bool:
+    """Whether the material has reference data (MD to run or files to import)."""
+    ref = settings["reference"]
+    return bool(ref["md"]["temperatures"] or ref["files"])
+
+
+def run_reference_md(
+    settings: dict[str, Any],
+    structure_path: str | Path,
+    record_path: str | Path,
+    out_trajectory: str | Path,
+    *,
+    temperature: float,
+) -> None:
+    """Langevin NVT driven by the oracle; every MD step is one oracle call.
+
+    The trajectory uses the same netCDF schema as the exploration MD; its attribute
+    ``oracle_calls`` counts the single points it cost.
+    """
+    from alkappa.al.explore import run_exploration
+    from alkappa.oracles import get_oracle
+
+    atoms = read_dataset(structure_path)[0]
+    atoms.calc = None
+    oracle = get_oracle(settings["oracle"])
+    md = settings["reference"]["md"]
+    explore = settings["explore"]
+    md_settings = {
+        **md,
+        # the blow-up limits of the exploration also guard the reference run
+        "max_force": explore["max_force"],
+        "min_distance_fraction": explore["min_distance_fraction"],
+        "max_temperature_factor": explore["max_temperature_factor"],
+        "seed": md["seed"] + int(temperature),
+    }
+    result = run_exploration(
+        atoms,
+        oracle.make_calculator(),
+        Path(out_trajectory),
+        temperature=temperature,
+        settings=md_settings,
+        nn_distance=float(read_json(record_path)["nearest_neighbour_distance"]),
+        attrs={
+            "material": settings["name"],
+            "oracle": oracle.describe(),
+            "fidelity": oracle.fidelity,
+            "source": "reference-md",
+            "oracle_calls": md["steps"] + 1,
+        },
+    )
+    if result.blew_up:
+        print(f"reference MD at {temperature:g} K stopped: {result.reason}")
+
+
+def run_reference_split(
+    settings: dict[str, Any],
+    md_paths: Sequence[str | Path],
+    out_test: str | Path,
+    out_pool: str | Path,
+    out_record: str | Path,
+) -> None:
+    """Read all reference frames and split them into a time-decorrelated test set and a pool.
+
+    The test frames are never trained on; the pool (frames at least ``min_separation`` fs
+    from every test frame of their trajectory) is what a random-sampling baseline may draw from.
+    """
+    from alkappa.io.reference import read_reference, time_decorrelated_split
+    from alkappa.oracles import get_oracle
+
+    ref = settings["reference"]
+    fidelity = get_oracle(settings["oracle"]).fidelity
+    frames = []
+    sources = []
+    for path in md_paths:
+        frames.extend(read_reference(path, format="vibes-netcdf", fidelity=fidelity))
+        sources.append(str(path))
+    for entry in ref["files"]:
+        frames.extend(
+            read_reference(
+                entry["path"],
+                format=entry.get("format"),
+                fidelity=entry.get("fidelity", fidelity),
+                temperature=entry.get("temperature"),
+            )
+        )
+        sources.append(entry["path"])
+    # the t = 0 frame of our own MD is the ideal lattice: no information for a test set
+    frames = [
+        f
+        for f in frames
+        if not (f.info.get("time") == 0.0 and str(f.info.get("trajectory", "")).endswith(".nc"))
+    ]
+    pool_idx, test_idx = time_decorrelated_split(
+        frames, n_test=ref["n_test"], min_separation_fs=ref["min_separation"], seed=ref["seed"]
+    )
+    write_dataset(out_test, [frames[i] for i in test_idx])
+    write_dataset(out_pool, [frames[i] for i in pool_idx])
+    write_json(
+        out_record,
+        {
+            "sources": sources,
+            "n_frames": len(frames),
+            "test_indices": test_idx,
+            "pool_indices": pool_idx,
+            "n_test": len(test_idx),
+            "n_pool": len(pool_idx),
+            "min_separation_fs": ref["min_separation"],
+        },
+    )
