@@ -22,6 +22,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     material="|".join(MATERIALS),
     it=r"\d+",
+    kind="al|random",
     member=r"\d+",
     T=r"[0-9]+(\.[0-9]+)?",
     k=r"\d+",
@@ -29,6 +30,7 @@ wildcard_constraints:
 
 include: "workflow/rules/reference.smk"
 include: "workflow/rules/al.smk"
+include: "workflow/rules/baseline.smk"
 
 
 rule all:

@@ -327,3 +327,19 @@ def test_reference_md_gives_the_test_set_and_never_trains_on_it(tmp_path):
     for path in trained:
         for frame in read_dataset(path):
             assert frame.positions.round(6).tobytes() not in keys, path
+    # the random baseline: same sizes as AL, frames from the pool, never a test frame
+    random_sets = sorted(out.glob("random/iter_*/dataset.extxyz"))
+    assert random_sets
+    for path in random_sets:
+        it = int(path.parent.name.split("_")[1])
+        al_size = len(read_dataset(out / f"al/iter_{it}/dataset.extxyz"))
+        frames = read_dataset(path)
+        assert len(frames) == al_size
+        assert sum(f.info.get("source") == "random" for f in frames) == al_size - 6
+        for frame in frames:
+            assert frame.positions.round(6).tobytes() not in keys
+    with open(out / "al/al_vs_random.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["group"] for r in rows} == {"all"}  # one reference temperature: one panel
+    assert all(float(r["random_force_rmse_eV_per_A"]) > 0 for r in rows)
+    assert (out / "al/al_vs_random.png").stat().st_size > 10_000

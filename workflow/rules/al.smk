@@ -4,12 +4,14 @@
 
 rule train_member:
     input:
-        dataset=lambda wildcards: dataset_path(wildcards.material, wildcards.it),
+        dataset=lambda wildcards: dataset_path(
+            wildcards.material, wildcards.it, wildcards.kind
+        ),
         previous=warm_start_input,
     output:
-        info=f"{R}/{{material}}/al/iter_{{it}}/ensemble/member_{{member}}/member.json",
+        info=f"{R}/{{material}}/{{kind}}/iter_{{it}}/ensemble/member_{{member}}/member.json",
     log:
-        f"{R}/{{material}}/logs/iter_{{it}}/train_member_{{member}}.log",
+        f"{R}/{{material}}/logs/{{kind}}/iter_{{it}}/train_member_{{member}}.log",
     conda:
         "../../envs/mlip.yaml"
     threads: config["threads"]["train"]
@@ -23,12 +25,14 @@ rule train_member:
 
 rule evaluate:
     input:
-        members=lambda wildcards: member_infos(wildcards.material, wildcards.it),
+        members=lambda wildcards: member_infos(
+            wildcards.material, wildcards.it, wildcards.kind
+        ),
         test=lambda wildcards: test_set(wildcards.material),
     output:
-        metrics=f"{R}/{{material}}/al/iter_{{it}}/test_metrics.json",
+        metrics=f"{R}/{{material}}/{{kind}}/iter_{{it}}/test_metrics.json",
     log:
-        f"{R}/{{material}}/logs/iter_{{it}}/evaluate.log",
+        f"{R}/{{material}}/logs/{{kind}}/iter_{{it}}/evaluate.log",
     conda:
         "../../envs/mlip.yaml"
     threads: config["threads"]["md"]
@@ -62,7 +66,7 @@ checkpoint select:
             f"{iter_dir(wildcards.material, wildcards.it)}/explore/T{{T}}.nc",
             T=temperatures(wildcards.material),
         ),
-        metrics=rules.evaluate.output.metrics,
+        metrics=f"{R}/{{material}}/al/iter_{{it}}/test_metrics.json",
     output:
         selection=f"{R}/{{material}}/al/iter_{{it}}/selection.csv",
         candidates=f"{R}/{{material}}/al/iter_{{it}}/candidates.extxyz",

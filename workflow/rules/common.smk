@@ -53,20 +53,21 @@ def n_members(material):
     return msettings(material)["ensemble"]["size"]
 
 
-def iter_dir(material, it):
-    return f"{R}/{material}/al/iter_{it}"
+def iter_dir(material, it, kind="al"):
+    """Directory of iteration `it` of the AL loop (kind "al") or of the random baseline."""
+    return f"{R}/{material}/{kind}/iter_{it}"
 
 
-def dataset_path(material, it):
+def dataset_path(material, it, kind="al"):
     it = int(it)
     if it == 0:
         return f"{R}/{material}/data/initial.extxyz"
-    return f"{iter_dir(material, it)}/dataset.extxyz"
+    return f"{iter_dir(material, it, kind)}/dataset.extxyz"
 
 
-def member_infos(material, it):
+def member_infos(material, it, kind="al"):
     return [
-        f"{iter_dir(material, it)}/ensemble/member_{m}/member.json"
+        f"{iter_dir(material, it, kind)}/ensemble/member_{m}/member.json"
         for m in range(n_members(material))
     ]
 
@@ -98,7 +99,7 @@ def final_iteration(material):
 
 
 def al_outputs():
-    return expand(
+    outputs = expand(
         [
             f"{R}/{{material}}/al/summary.csv",
             f"{R}/{{material}}/al/learning_curve.png",
@@ -107,11 +108,36 @@ def al_outputs():
         ],
         material=MATERIALS,
     )
+    # AL against random sampling of the reference data, where there is reference data
+    for material in MATERIALS:
+        if random_baseline(material):
+            outputs.append(f"{R}/{material}/al/al_vs_random.csv")
+    return outputs
+
+
+def random_baseline(material):
+    from alkappa.reference_data import has_reference
+
+    settings = msettings(material)
+    return has_reference(settings) and settings["reference"]["random_baseline"]
+
+
+def compare_inputs(wildcards):
+    m = wildcards.material
+    last = final_iteration(m)
+    return {
+        "summary": f"{R}/{m}/al/summary.csv",
+        "al_metrics": [f"{iter_dir(m, i)}/test_metrics.json" for i in range(last + 1)],
+        "random_metrics": [
+            f"{iter_dir(m, i, 'random')}/test_metrics.json" for i in range(1, last + 1)
+        ],
+    }
 
 
 def warm_start_input(wildcards):
     it = int(wildcards.it)
-    if it == 0 or not msettings(wildcards.material)["ensemble"]["warm_start"]:
+    warm = msettings(wildcards.material)["ensemble"]["warm_start"]
+    if it == 0 or not warm or wildcards.kind != "al":
         return []
     return f"{iter_dir(wildcards.material, it - 1)}/ensemble/member_{wildcards.member}/member.json"
 
