@@ -2,7 +2,7 @@
 #
 #   snakemake --cores 64                      # the default campaign (config/config.yaml)
 #   snakemake --cores 2 --configfile config/test.yaml
-#   snakemake --profile profiles/slurm        # one job per rule on a SLURM cluster
+#   snakemake --executor slurm --jobs 100     # one job per rule on a SLURM cluster
 
 
 from snakemake.utils import min_version
