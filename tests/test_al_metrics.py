@@ -154,7 +154,7 @@ def test_reliability_counts_frames_beyond_three_times_the_median():
     assert rel["fraction"] == pytest.approx(0.2)
 
 
-def test_evaluate_ensemble_detailed_adds_keys_and_agrees():
+def test_evaluate_ensemble_detailed_adds_keys_and_agrees(tmp_path):
     frames = rattled_frames(3, seed=4)
     for k, atoms in enumerate(frames):
         atoms.info["temperature"] = [300.0, 300.0, 600.0][k]
@@ -176,6 +176,22 @@ def test_evaluate_ensemble_detailed_adds_keys_and_agrees():
     assert detailed["calibration"]["atom"]["n_samples"] == 3 * 4
     json.dumps(detailed["per_member"], allow_nan=False)
     json.dumps(detailed["calibration"], allow_nan=False)
+    # per temperature: the 600 K group is frame 2 alone, its sigma_i recomputed from the members
+    by_t = detailed["calibration_by_temperature"]
+    assert set(by_t) == {"300", "600"}
+    assert by_t["300"]["atom"]["n_samples"] == 2 * 4
+    assert by_t["600"]["atom"]["n_samples"] == 4
+    hot = frames[2].copy()
+    hot.calc = calc
+    hot.get_forces()
+    sigma = per_atom_force_sigma(calc.results["forces_members"])
+    assert by_t["600"]["frame_max"]["bin_sigma_rms"] == pytest.approx([sigma.max()])
+    plot_calibration(
+        detailed["calibration"]["atom"],
+        tmp_path / "calibration.png",
+        groups={f"{t} K": levels["atom"] for t, levels in by_t.items()},
+    )
+    assert (tmp_path / "calibration.png").stat().st_size > 1000
     # collect_predictions gives the same inputs
     inputs = collect_predictions(frames, calc)
     assert inputs["member_energy"].shape == (2, 3)

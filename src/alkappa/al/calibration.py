@@ -47,7 +47,7 @@ from alkappa.io._atomic import atomic_path
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from numpy.typing import ArrayLike
 
@@ -398,30 +398,46 @@ def energy_calibration(
 
 
 def plot_calibration(
-    result: CalibrationResult | dict[str, Any], path: str | os.PathLike[str]
+    result: CalibrationResult | dict[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    groups: Mapping[str, CalibrationResult | dict[str, Any]] | None = None,
 ) -> None:
     """Two-panel calibration figure, written atomically to ``path`` (format from the suffix).
 
     Left: binned RMS of the predicted sigma against the observed RMS error, with the diagonal.
     Right: the coverage curve (observed against expected fraction inside the central Gaussian
-    interval) with the miscalibration area shaded. The title gives Spearman's rho.
+    interval); the miscalibration area of ``result`` is shaded. The title gives Spearman's rho.
+    ``groups`` (e.g. one result per temperature) are drawn as extra labelled curves with their
+    own rho in the legend.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    r = result.to_dict() if isinstance(result, CalibrationResult) else dict(result)
-    unit = f" ({r['unit']})" if r.get("unit") else ""
+    main = _as_dict(result)
+    curves = [("all", main, "C0")]
+    for k, (label, group) in enumerate((groups or {}).items()):
+        curves.append((label, _as_dict(group), f"C{k + 2}"))
+    unit = f" ({main['unit']})" if main.get("unit") else ""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9.0, 4.0))
 
-    s = np.asarray(r.get("bin_sigma_rms") or [], dtype=float)
-    e = np.asarray(r.get("bin_error_rms") or [], dtype=float)
-    if s.size:
-        positive = bool((s > 0).all() and (e > 0).all())
-        lo = float(min(s.min(), e.min()))
-        hi = float(max(s.max(), e.max()))
-        if positive:
+    binned = [
+        (
+            label,
+            np.asarray(r.get("bin_sigma_rms") or [], float),
+            np.asarray(r.get("bin_error_rms") or [], float),
+            r,
+            color,
+        )
+        for label, r, color in curves
+    ]
+    values = [a for _, s, e, _, _ in binned for a in (s, e) if a.size]
+    if values:
+        every = np.concatenate(values)
+        lo, hi = float(every.min()), float(every.max())
+        if (every > 0).all():
             ax1.set_xscale("log")
             ax1.set_yscale("log")
             lo, hi = lo / 1.5, hi * 1.5
@@ -429,28 +445,39 @@ def plot_calibration(
             pad = 0.05 * (hi - lo or 1.0)
             lo, hi = lo - pad, hi + pad
         ax1.plot([lo, hi], [lo, hi], color="0.5", ls="--", lw=1, label="calibrated")
-        ax1.plot(s, e, "o-", color="C0", label="ensemble")
+        for label, s, e, r, color in binned:
+            if s.size:
+                ax1.plot(s, e, "o-", color=color, ms=4, label=_curve_label(label, r, groups))
         ax1.set_xlim(lo, hi)
         ax1.set_ylim(lo, hi)
-        ax1.legend(loc="upper left", frameon=False)
+        ax1.legend(loc="upper left", frameon=False, fontsize=8)
     else:
         ax1.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax1.transAxes)
     ax1.set_xlabel(f"predicted sigma, RMS per bin{unit}")
     ax1.set_ylabel(f"observed error, RMS per bin{unit}")
     ax1.set_title("binned calibration", fontsize=10)
 
-    exp = r.get("expected_coverage")
-    obs = r.get("observed_coverage")
     ax2.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1)
-    if exp is not None and obs is not None:
+    drawn = False
+    for label, r, color in curves:
+        exp, obs = r.get("expected_coverage"), r.get("observed_coverage")
+        if exp is None or obs is None:
+            continue
         exp_a, obs_a = np.asarray(exp, dtype=float), np.asarray(obs, dtype=float)
-        ax2.fill_between(exp_a, exp_a, obs_a, color="C1", alpha=0.3, lw=0)
-        ax2.plot(exp_a, obs_a, color="C1")
-        area = r.get("miscalibration_area")
+        if label == "all":
+            ax2.fill_between(exp_a, exp_a, obs_a, color="C1", alpha=0.3, lw=0)
+            ax2.plot(exp_a, obs_a, color="C1")
+        else:
+            ax2.plot(exp_a, obs_a, color=color, lw=1, label=label)
+        drawn = True
+    if drawn:
+        area = main.get("miscalibration_area")
         if area is not None:
             ax2.text(
                 0.95, 0.05, f"area = {area:.3f}", ha="right", va="bottom", transform=ax2.transAxes
             )
+        if groups:
+            ax2.legend(loc="upper left", frameon=False, fontsize=8)
     else:
         ax2.text(0.5, 0.5, "no coverage curve", ha="center", va="center", transform=ax2.transAxes)
     ax2.set_xlim(0, 1)
@@ -460,12 +487,25 @@ def plot_calibration(
     ax2.set_ylabel("observed fraction in interval")
     ax2.set_title("coverage (Gaussian z)", fontsize=10)
 
-    rho = r.get("spearman")
-    rho_text = "n/a" if rho is None else f"{rho:.2f}"
-    name = r.get("quantity") or "uncertainty"
-    fig.suptitle(f"{name}: Spearman rho = {rho_text} (n = {r.get('n_samples', 0)})")
+    name = main.get("quantity") or "uncertainty"
+    fig.suptitle(f"{name}: Spearman rho = {_rho(main)} (n = {main.get('n_samples', 0)})")
     fig.tight_layout()
     target = Path(path)
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format=target.suffix.lstrip(".") or "png", dpi=150)
     plt.close(fig)
+
+
+def _as_dict(result: CalibrationResult | dict[str, Any]) -> dict[str, Any]:
+    return result.to_dict() if isinstance(result, CalibrationResult) else dict(result)
+
+
+def _rho(r: dict[str, Any]) -> str:
+    rho = r.get("spearman")
+    return "n/a" if rho is None else f"{rho:.2f}"
+
+
+def _curve_label(label: str, r: dict[str, Any], groups: Any) -> str:
+    if not groups:
+        return "ensemble"
+    return f"{label} (rho {_rho(r)})"

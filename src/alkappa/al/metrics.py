@@ -51,7 +51,9 @@ def evaluate_ensemble(
     ``per_member`` (:func:`ensemble_error_metrics`: every member and the mean, per
     temperature, with the reliability figure) and ``calibration`` (the levels ``atom``,
     ``frame_max``, ``frame_rms`` of :func:`alkappa.al.calibration.force_calibration` and
-    ``energy`` of :func:`alkappa.al.calibration.energy_calibration`, per atom, as dicts).
+    ``energy`` of :func:`alkappa.al.calibration.energy_calibration`, per atom, as dicts), and
+    ``calibration_by_temperature`` (the three force levels per temperature, keys ``f"{T:g}"``;
+    empty unless the frames span several temperatures).
     """
     e_pred, e_ref, f_pred, f_ref, s_pred, s_ref = [], [], [], [], [], []
     per_frame: dict[str, list[float]] = {}
@@ -99,6 +101,29 @@ def evaluate_ensemble(
             **force_calibration(inputs["ref_forces"], inputs["member_forces"]).to_dict(),
             "energy": energy_calibration(inputs["ref_energy"], inputs["member_energy"]).to_dict(),
         }
+        out["calibration_by_temperature"] = _calibration_by_temperature(inputs)
+    return out
+
+
+def _calibration_by_temperature(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Force calibration (levels ``atom``, ``frame_max``, ``frame_rms``) per distinct temperature.
+
+    Empty when the frames span fewer than two temperatures (the overall result says it all).
+    """
+    from alkappa.al.calibration import force_calibration
+
+    temps = inputs["temperatures"]
+    if temps is None:
+        return {}
+    distinct = np.unique(temps[np.isfinite(temps)])
+    if distinct.size < 2:
+        return {}
+    out = {}
+    for t in distinct:
+        idx = np.flatnonzero(temps == t)
+        out[f"{t:g}"] = force_calibration(
+            [inputs["ref_forces"][k] for k in idx], [inputs["member_forces"][k] for k in idx]
+        ).to_dict()
     return out
 
 

@@ -489,7 +489,15 @@ def run_summary(
     write_summary(rows, out_summary)
     plot_learning_curve(rows, out_curve, title=f"{settings['name']}: active learning")
     # the final ensemble's per-atom force uncertainty against its actual error on the test set
-    plot_calibration(read_json(metrics[-1])["calibration"]["atom"], out_calibration)
+    final = read_json(metrics[-1])
+    plot_calibration(
+        final["calibration"]["atom"],
+        out_calibration,
+        groups={
+            f"{t} K": levels["atom"]
+            for t, levels in final.get("calibration_by_temperature", {}).items()
+        },
+    )
     export_ensemble(
         settings, [Path(p).parent for p in members], decisions[-1], Path(out_ensemble).parent
     )
