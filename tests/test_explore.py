@@ -154,3 +154,68 @@ def test_trajectory_reads_back_as_fhi_vibes_reference_data(tmp_path):
     diff = ds.positions_reference.values + disp - ds.positions.values[k]
     frac = diff @ np.linalg.inv(ds.lattice_reference.values)
     np.testing.assert_allclose(frac, np.round(frac), atol=1e-8)
+
+
+class Crashing(Calculator):
+    """EMT that counts its calls and raises (like a killed job) after ``after`` of them."""
+
+    implemented_properties = ("energy", "forces", "stress")
+
+    def __init__(self, after: int | None = None):
+        super().__init__()
+        self.after, self.calls, self.emt = after, 0, EMT()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.calls += 1
+        if self.after is not None and self.calls > self.after:
+            raise RuntimeError("node lost")
+        self.emt.calculate(atoms, ["energy", "forces", "stress"], all_changes)
+        self.results = dict(self.emt.results)
+
+
+def test_a_crashed_run_continues_from_its_checkpoint(tmp_path):
+    atoms = bulk("Cu", cubic=True).repeat(2)
+    out, ckpt = tmp_path / "md.nc", tmp_path / "md.partial.nc"
+    kwargs = {"temperature": 300.0, "settings": SETTINGS, "nn_distance": 2.55, "progress": False}
+    # frames every 5 steps, flushed every 2 frames: the crash after 23 force calls (step 22)
+    # leaves frames at steps 0, 5, 10, 15 in the checkpoint
+    with pytest.raises(RuntimeError, match="node lost"):
+        run_exploration(atoms, Crashing(after=23), out, checkpoint=ckpt, flush_every=2, **kwargs)
+    assert not out.exists()
+    saved = read_trajectory(ckpt)
+    np.testing.assert_allclose(saved.time.values, [0.0, 10.0, 20.0, 30.0])
+
+    calc = Crashing()
+    res = run_exploration(atoms, calc, out, checkpoint=ckpt, flush_every=2, **kwargs)
+    assert calc.calls == (40 - 15) + 1  # only the missing steps are recomputed
+    assert not ckpt.exists() and res.steps_done == 40 and res.frames == 9
+    ds = read_trajectory(out)
+    np.testing.assert_allclose(ds.time.values, np.arange(0, 41, 5) * 2.0)
+    np.testing.assert_array_equal(ds.positions.values[:4], saved.positions.values)
+    np.testing.assert_array_equal(ds.velocities.values[:4], saved.velocities.values)
+    assert list(np.atleast_1d(ds.attrs["restarted_at_steps"])) == [15]
+    assert int(ds.attrs["force_evaluations"]) == 40 + 1 + 1
+    # the continuation is real MD: it moves on from the saved state
+    assert not np.allclose(ds.positions.values[4], ds.positions.values[3])
+
+
+def test_a_checkpoint_of_another_run_is_ignored(tmp_path):
+    atoms = bulk("Cu", cubic=True).repeat(2)
+    out, ckpt = tmp_path / "md.nc", tmp_path / "md.partial.nc"
+    kwargs = {"settings": SETTINGS, "nn_distance": 2.55, "progress": False}
+    with pytest.raises(RuntimeError):
+        run_exploration(
+            atoms,
+            Crashing(after=23),
+            out,
+            temperature=300.0,
+            checkpoint=ckpt,
+            flush_every=2,
+            **kwargs,
+        )
+    calc = Crashing()
+    run_exploration(atoms, calc, out, temperature=600.0, checkpoint=ckpt, **kwargs)
+    assert calc.calls == 40 + 1  # started again: the checkpoint was of the 300 K run
+    ds = read_trajectory(out)
+    assert "restarted_at_steps" not in ds.attrs and int(ds.attrs["force_evaluations"]) == 41

@@ -32,7 +32,8 @@ def run_reference_md(
     """Langevin NVT driven by the oracle; every MD step is one oracle call.
 
     The trajectory uses the same netCDF schema as the exploration MD; its attribute
-    ``oracle_calls`` counts the single points it cost.
+    ``force_evaluations`` counts the single points it cost. Frames are checkpointed to
+    ``<trajectory>.partial.nc`` every few frames, and a rerun after a crash continues from there.
     """
     from alkappa.al.explore import run_exploration
     from alkappa.oracles import get_oracle
@@ -62,11 +63,32 @@ def run_reference_md(
             "oracle": oracle.describe(),
             "fidelity": oracle.fidelity,
             "source": "reference-md",
-            "oracle_calls": md["steps"] + 1,
         },
+        checkpoint=checkpoint_path(out_trajectory),
+        flush_every=5,
     )
     if result.blew_up:
         print(f"reference MD at {temperature:g} K stopped: {result.reason}")
+
+
+def checkpoint_path(trajectory: str | Path) -> Path:
+    """Checkpoint of an unfinished reference MD: ``md_T300.nc`` gives ``md_T300.partial.nc``."""
+    path = Path(trajectory)
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
+def count_reference_calls(directory: str | Path) -> int:
+    """Oracle single points spent on finished reference MD runs in ``results/<m>/reference``."""
+    import xarray as xr
+
+    total = 0
+    for path in sorted(Path(directory).glob("md_T*.nc")):
+        if path.name.endswith(".partial.nc"):
+            continue
+        with xr.open_dataset(path) as ds:
+            # trajectories written before the checkpointing carry ``oracle_calls``
+            total += int(ds.attrs.get("force_evaluations", ds.attrs.get("oracle_calls", 0)))
+    return total
 
 
 def run_reference_split(

@@ -91,6 +91,8 @@ def run_exploration(
     nn_distance: float,
     attrs: dict[str, Any] | None = None,
     progress: bool = True,
+    checkpoint: Path | None = None,
+    flush_every: int = 50,
 ) -> ExplorationResult:
     """Langevin NVT at ``temperature`` driven by ``calculator`` (the ensemble mean force).
 
@@ -98,21 +100,39 @@ def run_exploration(
     temperature) and the ensemble uncertainty statistics (``uncertainty_<name>``) are appended
     to an FHI-vibes-style netCDF file. An MD that blows up stops cleanly; the reason is
     written into the file's attributes (``blew_up``, ``stop_reason``) and returned.
+
+    With ``checkpoint``, the frames so far are written there (atomically) every
+    ``flush_every`` frames, and a run that finds a checkpoint of the same MD (same settings,
+    temperature and reference structure) continues from its last frame instead of starting
+    again; ``path`` is written at the end and the checkpoint removed. The continuation starts
+    from the saved positions and velocities with a fresh, seeded thermostat noise stream: it is
+    statistically, not bitwise, the run that was interrupted. Worth it for oracle-driven MD,
+    where every step is a single point.
     """
     import time
 
     start = time.perf_counter()
     work = atoms.copy()
     work.calc = calculator
-    rng = np.random.default_rng(settings["seed"])
-    # ASE >= 3.29 names it thermalize_momenta; older releases MaxwellBoltzmannDistribution
-    thermalize = getattr(
-        velocitydistribution,
-        "thermalize_momenta",
-        velocitydistribution.MaxwellBoltzmannDistribution,
-    )
-    thermalize(work, temperature_K=temperature, rng=rng)
-    velocitydistribution.Stationary(work)
+    fingerprint = _fingerprint(settings, temperature)
+    resumed = _load_checkpoint(checkpoint, atoms, fingerprint) if checkpoint else None
+    if resumed is None:
+        rng = np.random.default_rng(settings["seed"])
+        # ASE >= 3.29 names it thermalize_momenta; older releases MaxwellBoltzmannDistribution
+        thermalize = getattr(
+            velocitydistribution,
+            "thermalize_momenta",
+            velocitydistribution.MaxwellBoltzmannDistribution,
+        )
+        thermalize(work, temperature_K=temperature, rng=rng)
+        velocitydistribution.Stationary(work)
+        step = 0
+    else:
+        work.positions = resumed["positions"].values[-1]
+        work.set_velocities(resumed["velocities"].values[-1])
+        step = round(float(resumed["time"].values[-1]) / settings["timestep"])
+        rng = np.random.default_rng([settings["seed"], step])
+        print(f"resuming the {temperature:g} K run at step {step} from {checkpoint}")
     work.set_constraint(FixCom())
     dyn = Langevin(
         work,
@@ -123,16 +143,23 @@ def run_exploration(
         fixcm=False,
     )
     writer = TrajectoryWriter(
-        path,
+        checkpoint or path,
         reference=atoms,
         attrs={
             "temperature_target": temperature,
             "timestep": settings["timestep"],
             "ensemble": "NVT Langevin",
             "friction": settings["friction"],
+            "run_fingerprint": fingerprint,
             **(attrs or {}),
         },
     )
+    restarts: list[int] = []
+    if resumed is not None:
+        writer.load(resumed)
+        restarts = [int(x) for x in np.atleast_1d(resumed.attrs.get("restarted_at_steps", []))]
+        restarts.append(step)
+        writer.attrs["restarted_at_steps"] = restarts
     limits = {
         "target_temperature": temperature,
         "max_force": settings["max_force"],
@@ -142,8 +169,13 @@ def run_exploration(
     interval = settings["log_interval"]
     n_steps = settings["steps"]
     reason = ""
-    step = 0
-    bar = tqdm(total=n_steps, desc=f"explore {temperature:g} K", disable=not progress, unit="step")
+    bar = tqdm(
+        total=n_steps,
+        initial=step,
+        desc=f"MD {temperature:g} K",
+        disable=not progress,
+        unit="step",
+    )
 
     def log() -> None:
         forces = work.get_forces()
@@ -168,7 +200,8 @@ def run_exploration(
         writer.append(step * settings["timestep"], **values)
 
     try:
-        log()
+        if resumed is None:
+            log()
         while step < n_steps:
             dyn.run(1)
             step += 1
@@ -182,12 +215,24 @@ def run_exploration(
                 break
             if step % interval == 0:
                 log()
-                if len(writer) % 50 == 0:
+                if len(writer) % flush_every == 0:
                     writer.flush()
     finally:
         bar.close()
-    writer.attrs.update({"blew_up": bool(reason), "stop_reason": reason, "steps_done": step})
+    writer.attrs.update(
+        {
+            "blew_up": bool(reason),
+            "stop_reason": reason,
+            "steps_done": step,
+            # one evaluation per step, plus the initial one of the run and of every restart
+            # (steps lost between the last checkpoint and a crash are not counted)
+            "force_evaluations": step + 1 + len(restarts),
+        }
+    )
+    writer.path = path
     writer.flush()
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
     return ExplorationResult(
         path=path,
         temperature=temperature,
@@ -197,3 +242,38 @@ def run_exploration(
         reason=reason,
         seconds=time.perf_counter() - start,
     )
+
+
+def _fingerprint(settings: dict[str, Any], temperature: float) -> str:
+    """What makes two MD runs the same run (for continuing from a checkpoint)."""
+    import hashlib
+    import json
+
+    text = json.dumps({"settings": settings, "temperature": temperature}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _load_checkpoint(checkpoint: Path, reference: Atoms, fingerprint: str) -> Any:
+    """The checkpointed trajectory if it continues this run, else None (a stale one is removed)."""
+    from alkappa.io.trajectory import read_trajectory
+
+    if not checkpoint.is_file():
+        return None
+    try:
+        ds = read_trajectory(checkpoint)
+    except (OSError, ValueError) as exc:
+        print(f"ignoring unreadable checkpoint {checkpoint}: {exc}")
+        checkpoint.unlink()
+        return None
+    same = (
+        ds.attrs.get("run_fingerprint") == fingerprint
+        and ds.sizes.get("time", 0) > 0
+        and "velocities" in ds
+        and list(np.atleast_1d(ds.attrs.get("symbols", []))) == reference.get_chemical_symbols()
+        and np.allclose(ds["positions_reference"].values, reference.positions)
+    )
+    if not same:
+        print(f"ignoring checkpoint {checkpoint}: it belongs to another run")
+        checkpoint.unlink()
+        return None
+    return ds

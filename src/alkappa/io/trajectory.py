@@ -85,6 +85,18 @@ class TrajectoryWriter:
             if len(column) < n:
                 column.append(np.full(np.shape(column[0]), np.nan))
 
+    def load(self, dataset: xr.Dataset) -> None:
+        """Take over the frames of ``dataset`` (a trajectory this class wrote), to continue it.
+
+        ``displacements`` are not taken over: they are recomputed from the positions.
+        """
+        if len(self):
+            raise RuntimeError("load() needs an empty writer")
+        self._times = [float(t) for t in dataset["time"].values]
+        for key, var in dataset.data_vars.items():
+            if var.dims[:1] == ("time",) and key != "displacements":
+                self._frames[str(key)] = [np.array(v, dtype=float) for v in var.values]
+
     def to_dataset(self) -> xr.Dataset:
         ref = self.reference
         frames = dict(self._frames)
