@@ -103,7 +103,7 @@ def run_compare_random(
     out_table: str | Path,
     out_figure: str | Path,
 ) -> None:
-    """The AL-vs-random table and figure (one force-RMSE panel per test group, reliability)."""
+    """The AL-vs-random table and figure (force RMSE and reliability, one column per test group)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,25 +115,37 @@ def run_compare_random(
         writer.writeheader()
         writer.writerows(rows)
     groups = list(dict.fromkeys(r["group"] for r in rows))
+    # top row force RMSE, bottom row reliability; one column per test group
     fig, axes = plt.subplots(
-        1, len(groups) + 1, figsize=(3.6 * (len(groups) + 1), 3.4), constrained_layout=True
+        2,
+        len(groups),
+        figsize=(3.6 * len(groups), 6.4),
+        sharex=True,
+        squeeze=False,
+        constrained_layout=True,
     )
-    for ax, group in zip(axes, groups, strict=False):
+    panels = (
+        ("force_rmse_eV_per_A", "force RMSE (eV/Å)"),
+        ("reliability", "frames with force error > 3x median"),
+    )
+    for col, group in enumerate(groups):
         sel = [r for r in rows if r["group"] == group]
         n = [r["n_frames"] for r in sel]
-        ax.plot(n, [r["al_force_rmse_eV_per_A"] for r in sel], "o-", label="active learning")
-        ax.plot(n, [r["random_force_rmse_eV_per_A"] for r in sel], "s--", label="random")
-        ax.set_title(f"test set: {group}")
-        ax.set_xlabel("training frames (oracle labels)")
-        ax.set_ylabel("force RMSE (eV/Å)")
-        ax.legend(frameon=False)
-    sel = [r for r in rows if r["group"] == "all"]
-    n = [r["n_frames"] for r in sel]
-    axes[-1].plot(n, [r["al_reliability"] for r in sel], "o-", label="active learning")
-    axes[-1].plot(n, [r["random_reliability"] for r in sel], "s--", label="random")
-    axes[-1].set_xlabel("training frames (oracle labels)")
-    axes[-1].set_ylabel("frames with force error > 3x median")
-    axes[-1].legend(frameon=False)
+        for row, (key, label) in enumerate(panels):
+            ax = axes[row, col]
+            ax.plot(n, [r[f"al_{key}"] for r in sel], "o-", label="active learning")
+            ax.plot(n, [_nan(r[f"random_{key}"]) for r in sel], "s--", label="random")
+            ax.set_ylabel(label)
+            if row == 0:
+                ax.set_title(f"test set: {group}")
+                ax.legend(frameon=False)
+            else:
+                ax.set_ylim(bottom=0)
+                ax.set_xlabel("training frames (oracle labels)")
     with atomic_path(out_figure) as tmp:
         fig.savefig(tmp, dpi=150, format="png")
     plt.close(fig)
+
+
+def _nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)
