@@ -18,6 +18,23 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("oracle-calls", help="count the oracle calls a material's results hold")
     p.add_argument("directory", help="results/<material>")
 
+    p = sub.add_parser(
+        "anharmonicity",
+        help="anharmonicity score sigma^A of a trajectory (total and per species)",
+        description="Anharmonicity score sigma^A = sqrt(sum (F - F_harm)^2 / sum F^2) of Knoop "
+        "et al., Phys. Rev. Materials 4, 083809 (2020), of an alkappa or FHI-vibes trajectory.nc. "
+        "Harmonic forces come from --force-constants if given, else from the file's "
+        "forces_harmonic (or force_constants_remapped).",
+    )
+    p.add_argument("trajectory", help="trajectory.nc (alkappa or FHI-vibes)")
+    p.add_argument(
+        "--force-constants",
+        metavar="FILE",
+        help="phonopy_params.yaml with force constants (or a directory holding one), or a full "
+        "force-constant matrix (.npy, FORCE_CONSTANTS, .hdf5) in the trajectory's atom order",
+    )
+    p.add_argument("--json", metavar="FILE", help="also write the result (with per-frame values)")
+
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(args.config)
@@ -29,7 +46,34 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "oracle-calls":
         return _oracle_calls(args.directory)
+    if args.command == "anharmonicity":
+        return _anharmonicity(args.trajectory, args.force_constants, args.json)
     return 2
+
+
+def _anharmonicity(trajectory: str, force_constants: str | None, json_path: str | None) -> int:
+    from pathlib import Path
+
+    from alkappa.io import write_json
+    from alkappa.phonons import anharmonicity_from_trajectory
+
+    for path in (trajectory, force_constants):
+        if path is not None and not Path(path).exists():
+            print(f"alkappa: {path} does not exist", file=sys.stderr)
+            return 1
+    try:
+        score = anharmonicity_from_trajectory(trajectory, force_constants)
+    except (ValueError, KeyError, OSError) as exc:
+        print(f"alkappa: {exc}", file=sys.stderr)
+        return 1
+    print(f"{trajectory}: {score.n_frames} frames; harmonic forces from {score.harmonic_source}")
+    rows = {"total": score.total, **score.per_species}
+    width = max(len(k) for k in rows)
+    for name, value in rows.items():
+        print(f"sigma_A {name:<{width}}  {value:.4f}")
+    if json_path:
+        write_json(json_path, {"trajectory": trajectory, **score.to_dict()})
+    return 0
 
 
 def _oracle_calls(directory: str) -> int:

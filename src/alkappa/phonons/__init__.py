@@ -1,0 +1,85 @@
+"""Phonons, thermal conductivity and anharmonicity.
+
+* Harmonic phonons with phonopy (:func:`run_harmonic`): force constants from an MLIP or the
+  oracle, band structure, DOS, imaginary-mode warnings; :func:`compare_phonons` gives the
+  frequency error of one set of force constants against another on a q-mesh.
+* Third-order force constants and lattice thermal conductivity with phono3py
+  (:func:`run_fc3`, :func:`run_phono3py`, :func:`run_mesh_convergence`,
+  :func:`compare_conductivity`): kappa in RTA (and LBTE), per-mode linewidths and lifetimes.
+* The anharmonicity score sigma^A of Knoop et al. (:func:`sigma_a`,
+  :func:`anharmonicity_from_trajectory`).
+* Figures (:func:`plot_phonons`, :func:`plot_kappa`, :func:`plot_lifetimes`,
+  :func:`plot_anharmonicity`).
+"""
+
+from __future__ import annotations
+
+from alkappa.phonons._anharmonicity import (
+    AnharmonicityScore,
+    anharmonicity_from_dataset,
+    anharmonicity_from_trajectory,
+    harmonic_forces,
+    read_force_constants,
+    sigma_a,
+)
+from alkappa.phonons._compare import compare_phonons, frequency_errors
+from alkappa.phonons._conductivity import (
+    Fc3Result,
+    compare_conductivity,
+    count_fc3_supercells,
+    fc3_displacements,
+    load_fc3,
+    make_phono3py,
+    run_fc3,
+    run_mesh_convergence,
+    run_phono3py,
+    write_fc3,
+)
+from alkappa.phonons._harmonic import (
+    HarmonicResult,
+    ImaginaryModeWarning,
+    find_imaginary_modes,
+    load_phonopy,
+    make_phonopy,
+    phonon_properties,
+    read_netcdf,
+    run_harmonic,
+    write_harmonic,
+    write_netcdf,
+)
+from alkappa.phonons._plots import plot_anharmonicity, plot_kappa, plot_lifetimes, plot_phonons
+
+__all__ = [
+    "AnharmonicityScore",
+    "Fc3Result",
+    "HarmonicResult",
+    "ImaginaryModeWarning",
+    "anharmonicity_from_dataset",
+    "anharmonicity_from_trajectory",
+    "compare_conductivity",
+    "compare_phonons",
+    "count_fc3_supercells",
+    "fc3_displacements",
+    "find_imaginary_modes",
+    "frequency_errors",
+    "harmonic_forces",
+    "load_fc3",
+    "load_phonopy",
+    "make_phono3py",
+    "make_phonopy",
+    "phonon_properties",
+    "plot_anharmonicity",
+    "plot_kappa",
+    "plot_lifetimes",
+    "plot_phonons",
+    "read_force_constants",
+    "read_netcdf",
+    "run_fc3",
+    "run_harmonic",
+    "run_mesh_convergence",
+    "run_phono3py",
+    "sigma_a",
+    "write_fc3",
+    "write_harmonic",
+    "write_netcdf",
+]
