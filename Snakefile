@@ -26,14 +26,17 @@ wildcard_constraints:
     member=r"\d+",
     T=r"[0-9]+(\.[0-9]+)?",
     k=r"\d+",
+    method="mlip|oracle",
 
 
 include: "workflow/rules/reference.smk"
 include: "workflow/rules/al.smk"
 include: "workflow/rules/baseline.smk"
+include: "workflow/rules/phonons.smk"
 
 
 rule all:
     default_target: True
     input:
         al_outputs(),
+        phonon_outputs(),

@@ -62,6 +62,42 @@ def test_at_least_two_iterations_and_a_decision(test_campaign):
 
 
 @pytest.mark.slow
+def test_phonons_conductivity_and_anharmonicity_outputs(test_campaign):
+    import xarray as xr
+
+    from alkappa.labelling import count_oracle_calls
+
+    out, _ = test_campaign
+    phonons = read_json(out / "phonons/comparison.json")
+    assert set(phonons) == {"mlip", "oracle", "mlip_vs_oracle"}
+    assert phonons["mlip_vs_oracle"]["rmse"] >= 0.0
+    assert phonons["mlip_vs_oracle"]["n_qpoints"] > 0
+    kappa = read_json(out / "conductivity/comparison.json")
+    # the test config's `oracle: auto` asks for the oracle's fc3 (30 supercells <= 100)
+    assert set(kappa) == {"mlip", "oracle", "mlip_vs_oracle"}
+    for method in ("mlip", "oracle"):
+        with xr.open_dataset(out / f"conductivity/{method}/kappa.nc") as ds:
+            assert list(ds["temperature"].values) == [300.0, 600.0]
+            assert (ds["kappa_rta_average"].values > 0).all()
+            assert {"gamma", "tau", "frequency", "group_velocity", "weight"} <= set(ds)
+        assert list((out / f"conductivity/{method}").glob("kappa-m555*.hdf5"))
+    # every oracle single point of the force constants is in the ledger, under its purpose
+    counts = count_oracle_calls(out / "oracle")
+    assert counts["fc3"] == read_json(out / "conductivity/oracle/fc3.json")["n_supercells"]
+    assert counts["phonons"] == read_json(out / "phonons/oracle/phonons.json")["n_supercells"]
+    anharmonic = read_json(out / "phonons/anharmonicity.json")
+    assert {"MLIP 300 K", "MLIP 900 K"} <= set(anharmonic)
+    assert all(anharmonic[k]["sigma_A"] > 0 for k in ("MLIP 300 K", "MLIP 900 K"))
+    for figure in (
+        "phonons/bands.png",
+        "phonons/anharmonicity.png",
+        "conductivity/kappa.png",
+        "conductivity/lifetimes.png",
+    ):
+        assert (out / figure).stat().st_size > 10_000
+
+
+@pytest.mark.slow
 def test_oracle_calls_equal_dataset_growth(test_campaign):
     out, _ = test_campaign
     with open(out / "al/summary.csv", newline="") as fh:
@@ -298,6 +334,8 @@ def test_kill_during_labelling_repeats_no_oracle_call(tmp_path):
 def test_reference_md_gives_the_test_set_and_never_trains_on_it(tmp_path):
     cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
     cfg["results"] = str(tmp_path / "results")
+    cfg["phonons"] = {"enabled": False}  # covered by the test campaign
+    cfg["conductivity"] = {"enabled": False}
     cfg["reference"] = {
         "md": {"temperatures": [900], "steps": 60, "timestep": 4.0, "log_interval": 2},
         "n_test": 6,

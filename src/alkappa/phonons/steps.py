@@ -1,0 +1,301 @@
+"""The pipeline's phonon and conductivity steps, one function per Snakemake rule.
+
+Each reads files, calls the library (:mod:`alkappa.phonons`) and writes its outputs; the
+``scripts/*.py`` wrappers only translate the Snakemake object into one of these calls. The
+"method" of a step is ``mlip`` (the campaign's final ensemble, ``results/<m>/model``) or
+``oracle`` (single points through the content-addressed oracle store, so they are counted by
+``alkappa oracle-calls`` and never paid for twice).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from alkappa.io import read_dataset, read_json, write_json
+from alkappa.io.dataset import labels
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from ase import Atoms
+    from ase.calculators.calculator import Calculator
+
+METHODS = ("mlip", "oracle")
+
+
+def force_source(
+    settings: dict[str, Any],
+    method: str,
+    *,
+    model_dir: str | Path | None = None,
+    store: str | Path | None = None,
+    purpose: str = "phonons",
+) -> Calculator | Callable[[list[Atoms]], list[np.ndarray]]:
+    """What computes the forces of displaced supercells: the final MLIP or the oracle.
+
+    The oracle path labels through :func:`alkappa.labelling.label_frames` (``purpose`` is
+    recorded); a failed single point is an error here, since force constants need every one.
+    """
+    if method == "mlip":
+        from alkappa import load_model
+
+        if model_dir is None:
+            raise ValueError("the mlip method needs model_dir")
+        return load_model(model_dir)
+    if method != "oracle":
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if store is None:
+        raise ValueError("the oracle method needs the oracle store directory")
+    from alkappa.labelling import label_frames
+    from alkappa.oracles import get_oracle
+
+    oracle = get_oracle(settings["oracle"])
+
+    def label(frames: list[Atoms]) -> list[np.ndarray]:
+        outcome = label_frames(frames, oracle, settings["oracle"], store, purpose=purpose)
+        if outcome.failures:
+            raise RuntimeError(
+                f"the oracle failed on {len(outcome.failures)} of {len(frames)} displaced "
+                f"supercells ({outcome.failures[0].get('error')}); force constants need all"
+            )
+        print(f"oracle: {outcome.oracle_calls} calls made, {outcome.reused} reused from the store")
+        return [np.asarray(labels(f)["forces"]) for f in outcome.frames]
+
+    return label
+
+
+def _structure(structure_path: str | Path) -> Atoms:
+    atoms = read_dataset(structure_path)[0]
+    atoms.calc = None
+    return atoms
+
+
+def run_phonons_step(
+    settings: dict[str, Any],
+    structure_path: str | Path,
+    out_dir: str | Path,
+    *,
+    method: str,
+    model_dir: str | Path | None = None,
+    store: str | Path | None = None,
+) -> None:
+    """Harmonic phonons of the relaxed supercell: ``phonopy_params.yaml``, ``phonons.nc``,
+    ``phonons.json`` in ``out_dir``. Imaginary modes are a warning in the log and the JSON."""
+    from alkappa.phonons import run_harmonic, write_harmonic
+
+    ph = settings["phonons"]
+    forces = force_source(settings, method, model_dir=model_dir, store=store, purpose="phonons")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_harmonic(
+            _structure(structure_path),
+            forces,
+            displacement=ph["displacement"],
+            mesh=ph["mesh"],
+            band_npoints=ph["band_npoints"],
+            imaginary_threshold=ph["imaginary_threshold"],
+        )
+    for w in caught:
+        print(f"WARNING: {w.message}")
+    result.dataset.attrs["method"] = method
+    write_harmonic(result, out_dir)
+    fmax = result.summary()["frequency_max"]
+    print(f"{method}: {result.n_supercells} supercells, highest frequency {fmax:.2f} THz")
+
+
+def run_phonon_comparison_step(
+    settings: dict[str, Any],
+    phonon_dirs: Mapping[str, str | Path],
+    out_json: str | Path,
+    out_figure: str | Path,
+) -> None:
+    """Band structure + DOS figure of every method, and (with the oracle) the frequency RMSE
+    of the MLIP against the oracle on the q-mesh."""
+    from alkappa.phonons import compare_phonons, load_phonopy, plot_phonons
+
+    dirs = {label: Path(d) for label, d in phonon_dirs.items()}
+    record: dict[str, Any] = {label: read_json(d / "phonons.json") for label, d in dirs.items()}
+    if {"mlip", "oracle"} <= set(dirs):
+        record["mlip_vs_oracle"] = compare_phonons(
+            load_phonopy(dirs["oracle"] / "phonopy_params.yaml"),
+            load_phonopy(dirs["mlip"] / "phonopy_params.yaml"),
+            mesh=settings["phonons"]["mesh"],
+        )
+    write_json(out_json, record)
+    plot_phonons(
+        {_label(k): d / "phonons.nc" for k, d in dirs.items()},
+        out_figure,
+        title=f"{settings['name']}: harmonic phonons",
+    )
+
+
+def oracle_conductivity_wanted(settings: dict[str, Any]) -> bool:
+    """Whether the oracle's own fc3 is computed: ``conductivity.oracle`` true, or ``auto`` and
+    at most ``oracle_max_supercells`` displaced supercells.
+
+    The count depends only on the symmetry of the supercell, which the relaxation keeps, so it
+    is taken on the supercell built from the config: the workflow can decide before the
+    relaxation has run.
+    """
+    from alkappa.phonons import count_fc3_supercells
+    from alkappa.structure import build_supercell, read_unit_cell
+
+    kappa = settings["conductivity"]
+    choice = kappa["oracle"]
+    if choice != "auto":
+        return bool(choice)
+    supercell = build_supercell(read_unit_cell(settings["structure"]), settings["supercell"])
+    return count_fc3_supercells(supercell, **_fc3_options(kappa)) <= kappa["oracle_max_supercells"]
+
+
+def _fc3_options(kappa: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "displacement": kappa["displacement"],
+        "cutoff_pair_distance": kappa["cutoff_pair_distance"],
+        "random_snapshots": kappa["random_snapshots"],
+        "random_seed": kappa["seed"],
+    }
+
+
+def run_fc3_step(
+    settings: dict[str, Any],
+    structure_path: str | Path,
+    out_dir: str | Path,
+    *,
+    method: str,
+    model_dir: str | Path | None = None,
+    store: str | Path | None = None,
+) -> None:
+    """fc2 and fc3 (``fc2.hdf5``, ``fc3.hdf5``, ``phono3py_params.yaml``, ``fc3.json``)."""
+    from alkappa.phonons import run_fc3, write_fc3
+
+    forces = force_source(settings, method, model_dir=model_dir, store=store, purpose="fc3")
+    result = run_fc3(_structure(structure_path), forces, **_fc3_options(settings["conductivity"]))
+    write_fc3(result, out_dir)
+    print(f"{method}: fc3 from {result.n_supercells} supercells ({result.method})")
+
+
+def run_kappa_step(
+    settings: dict[str, Any],
+    fc3_dir: str | Path,
+    out_netcdf: str | Path,
+) -> None:
+    """kappa (RTA, optionally LBTE) and per-mode lifetimes on the configured mesh, as netCDF;
+    phono3py's own ``kappa-m*.hdf5`` next to it. With ``mesh_convergence`` also
+    ``mesh_convergence.json``."""
+    from alkappa.phonons import load_fc3, run_mesh_convergence, run_phono3py, write_netcdf
+
+    kappa = settings["conductivity"]
+    out = Path(out_netcdf)
+    ph3 = load_fc3(fc3_dir)
+    ds = run_phono3py(
+        ph3,
+        mesh=kappa["mesh"],
+        temperatures=kappa["temperatures"],
+        lbte=kappa["lbte"],
+        sigma=kappa["sigma"],
+        hdf5_directory=out.parent,
+    )
+    write_netcdf(ds, out)
+    k300 = _kappa_at(ds, 300.0)
+    if k300 is not None:
+        print(f"kappa(300 K) RTA = {k300:.3f} W/mK")
+    if kappa["mesh_convergence"]:
+        conv = run_mesh_convergence(
+            ph3,
+            meshes=kappa["mesh_convergence"],
+            temperatures=kappa["temperatures"],
+            lbte=False,
+            sigma=kappa["sigma"],
+        )
+        write_json(out.parent / "mesh_convergence.json", conv)
+
+
+def _kappa_at(ds: Any, temperature: float) -> float | None:
+    temps = np.asarray(ds["temperature"].values, dtype=float)
+    if temps.size == 0:
+        return None
+    k = int(np.argmin(np.abs(temps - temperature)))
+    if abs(temps[k] - temperature) > 1e-6:
+        return None
+    return float(ds["kappa_rta_average"].values[k])
+
+
+def run_conductivity_comparison_step(
+    settings: dict[str, Any],
+    kappa_files: Mapping[str, str | Path],
+    out_json: str | Path,
+    out_kappa_figure: str | Path,
+    out_lifetime_figure: str | Path,
+) -> None:
+    """kappa(T) and lifetime figures of every method; with the oracle, the comparison numbers
+    (kappa per temperature, median lifetime ratio) in ``out_json``."""
+    from alkappa.phonons import compare_conductivity, plot_kappa, plot_lifetimes, read_netcdf
+
+    data = {label: read_netcdf(path) for label, path in kappa_files.items()}
+    record: dict[str, Any] = {
+        label: {
+            "temperatures_K": [float(t) for t in ds["temperature"].values],
+            "kappa_rta_W_per_mK": [float(k) for k in ds["kappa_rta_average"].values],
+            "kappa_lbte_W_per_mK": [float(k) for k in ds["kappa_lbte_average"].values]
+            if "kappa_lbte_average" in ds
+            else None,
+            "kappa_rta_300K": _kappa_at(ds, 300.0),
+        }
+        for label, ds in data.items()
+    }
+    if {"mlip", "oracle"} <= set(data):
+        record["mlip_vs_oracle"] = compare_conductivity(data["oracle"], data["mlip"])
+    write_json(out_json, record)
+    labelled = {_label(k): ds for k, ds in data.items()}
+    title = settings["name"]
+    plot_kappa(labelled, out_kappa_figure, title=f"{title}: lattice thermal conductivity")
+    plot_lifetimes(labelled, out_lifetime_figure, temperature=300.0, title=f"{title}: lifetimes")
+
+
+def run_anharmonicity_step(
+    settings: dict[str, Any],
+    trajectories: Mapping[str, str | Path],
+    force_constants: str | Path,
+    out_json: str | Path,
+    out_figure: str | Path,
+) -> None:
+    """sigma^A (total, per species, per frame) of each trajectory, with harmonic forces from
+    ``force_constants`` (a ``phonopy_params.yaml``)."""
+    from alkappa.phonons import anharmonicity_from_trajectory, plot_anharmonicity
+
+    scores = {
+        label: anharmonicity_from_trajectory(path, force_constants)
+        for label, path in trajectories.items()
+    }
+    write_json(
+        out_json,
+        {
+            "force_constants": str(force_constants),
+            **{label: s.to_dict() for label, s in scores.items()},
+        },
+    )
+    for label, s in scores.items():
+        per = ", ".join(f"{k} {v:.3f}" for k, v in s.to_dict()["sigma_A_per_species"].items())
+        print(f"{label}: sigma_A = {s.total:.3f} ({per})")
+    plot_anharmonicity(scores, out_figure, title=f"{settings['name']}: anharmonicity")
+
+
+def _label(key: str) -> str:
+    return {"mlip": "MLIP", "oracle": "oracle"}.get(key, key)
+
+
+def trajectory_labels(paths: Sequence[str | Path]) -> dict[str, str]:
+    """Legend labels for trajectories: ``reference/md_T300.nc`` -> ``reference 300 K``,
+    ``al/iter_3/explore/T600.nc`` -> ``MLIP 600 K``."""
+    out = {}
+    for p in paths:
+        path = Path(p)
+        temperature = path.stem.split("T")[-1]
+        kind = "reference" if path.parent.name == "reference" else "MLIP"
+        out[f"{kind} {temperature} K"] = str(path)
+    return out

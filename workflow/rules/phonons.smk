@@ -1,0 +1,134 @@
+# Lattice dynamics with the final ensemble and the oracle: harmonic phonons (phonopy),
+# third-order force constants and thermal conductivity (phono3py), anharmonicity score.
+
+
+rule phonons:
+    input:
+        unpack(force_inputs),
+        structure=f"{R}/{{material}}/structure/relaxed.extxyz",
+    output:
+        phonopy=f"{R}/{{material}}/phonons/{{method}}/phonopy_params.yaml",
+        netcdf=f"{R}/{{material}}/phonons/{{method}}/phonons.nc",
+        summary=f"{R}/{{material}}/phonons/{{method}}/phonons.json",
+    log:
+        f"{R}/{{material}}/logs/phonons_{{method}}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: method_threads
+    params:
+        settings=sections("oracle", "phonons"),
+        store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
+    script:
+        "../../scripts/phonons.py"
+
+
+rule phonon_comparison:
+    input:
+        summaries=lambda wildcards: expand(
+            f"{R}/{wildcards.material}/phonons/{{method}}/phonons.json",
+            method=phonon_methods(wildcards.material),
+        ),
+    output:
+        summary=f"{R}/{{material}}/phonons/comparison.json",
+        figure=report(
+            f"{R}/{{material}}/phonons/bands.png",
+            caption="../report/phonons.rst",
+            category="Phonons",
+            subcategory="{material}",
+        ),
+    log:
+        f"{R}/{{material}}/logs/phonon_comparison.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=sections("phonons"),
+    script:
+        "../../scripts/phonon_comparison.py"
+
+
+rule fc3:
+    input:
+        unpack(force_inputs),
+        structure=f"{R}/{{material}}/structure/relaxed.extxyz",
+    output:
+        fc2=f"{R}/{{material}}/conductivity/{{method}}/fc2.hdf5",
+        fc3=f"{R}/{{material}}/conductivity/{{method}}/fc3.hdf5",
+        params=f"{R}/{{material}}/conductivity/{{method}}/phono3py_params.yaml",
+        summary=f"{R}/{{material}}/conductivity/{{method}}/fc3.json",
+    log:
+        f"{R}/{{material}}/logs/fc3_{{method}}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: method_threads
+    params:
+        settings=sections("oracle", "conductivity"),
+        store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
+    script:
+        "../../scripts/fc3.py"
+
+
+rule kappa:
+    input:
+        fc3=rules.fc3.output.fc3,
+    output:
+        netcdf=f"{R}/{{material}}/conductivity/{{method}}/kappa.nc",
+    log:
+        f"{R}/{{material}}/logs/kappa_{{method}}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: config["threads"]["kappa"]
+    params:
+        settings=sections("conductivity"),
+    script:
+        "../../scripts/kappa.py"
+
+
+rule conductivity_comparison:
+    input:
+        kappa=lambda wildcards: expand(
+            f"{R}/{wildcards.material}/conductivity/{{method}}/kappa.nc",
+            method=conductivity_methods(wildcards.material),
+        ),
+    output:
+        summary=f"{R}/{{material}}/conductivity/comparison.json",
+        kappa=report(
+            f"{R}/{{material}}/conductivity/kappa.png",
+            caption="../report/kappa.rst",
+            category="Thermal conductivity",
+            subcategory="{material}",
+        ),
+        lifetimes=report(
+            f"{R}/{{material}}/conductivity/lifetimes.png",
+            caption="../report/lifetimes.rst",
+            category="Thermal conductivity",
+            subcategory="{material}",
+        ),
+    log:
+        f"{R}/{{material}}/logs/conductivity_comparison.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=sections("conductivity"),
+    script:
+        "../../scripts/conductivity_comparison.py"
+
+
+rule anharmonicity:
+    input:
+        unpack(anharmonicity_inputs),
+    output:
+        summary=f"{R}/{{material}}/phonons/anharmonicity.json",
+        figure=report(
+            f"{R}/{{material}}/phonons/anharmonicity.png",
+            caption="../report/anharmonicity.rst",
+            category="Phonons",
+            subcategory="{material}",
+        ),
+    log:
+        f"{R}/{{material}}/logs/anharmonicity.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=sections("phonons"),
+    script:
+        "../../scripts/anharmonicity.py"
