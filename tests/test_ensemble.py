@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -214,3 +215,102 @@ def test_get_model_passes_options(lj_plugin):
     model = get_model({"name": lj_plugin, "a": 1, "b": "x"})
     assert isinstance(model, _LJFileModel)
     assert model.options == {"a": 1, "b": "x"}
+
+
+def test_uncertainty_every_and_on_demand():
+    atoms = _rattled_cu(3)
+    every = EnsembleCalculator([_lj(2.2), _lj(2.4)])
+    second = EnsembleCalculator([_lj(2.2), _lj(2.4)], uncertainty_every=2)
+    never = EnsembleCalculator([_lj(2.2), _lj(2.4)], uncertainty_every=0)
+    present = []
+    for _ in range(3):
+        atoms.positions[1] += [0.02, 0.0, 0.0]
+        for calc in (every, second, never):
+            work = atoms.copy()
+            work.calc = calc
+            work.get_forces()
+        present.append(("uncertainty" in second.results, "uncertainty" in never.results))
+        assert "uncertainty" in every.results
+        # asked for, the statistics are there and the same
+        assert second.uncertainty == pytest.approx(every.results["uncertainty"])
+        assert never.uncertainty == pytest.approx(every.results["uncertainty"])
+    assert present == [(True, False), (False, False), (True, False)]
+    assert every.calls == 3
+    with pytest.raises(ValueError, match="uncertainty_every"):
+        EnsembleCalculator([_lj(2.2)], uncertainty_every=-1)
+
+
+class _FastLJFileModel(_LJFileModel):
+    """A plugin with its own ensemble calculator, which records how it was called."""
+
+    calls: ClassVar[list[dict]] = []
+
+    def load_ensemble_calculator(self, model_paths, device="cpu", *, threads=None, **options):
+        self.calls.append({"paths": list(model_paths), "threads": threads, **options})
+        calc = super().load_ensemble_calculator(model_paths, device)
+        calc.fast = True
+        return calc
+
+
+def test_load_ensemble_uses_the_plugin_ensemble_calculator(tmp_path):
+    register("alkappa.models", "fastljfile", _FastLJFileModel)
+    try:
+        _write_members(tmp_path, {"member_0": 2.2, "member_1": 2.3})
+        calc = load_ensemble(tmp_path, model={"name": "fastljfile"}, threads=1, skin=0.5)
+        assert calc.fast and calc.size == 2
+        assert _FastLJFileModel.calls[-1]["threads"] == 1
+        assert _FastLJFileModel.calls[-1]["skin"] == 0.5
+        n_calls = len(_FastLJFileModel.calls)
+        # fast=False: one plain calculator per member, the plugin's method is not used
+        plain = load_ensemble(tmp_path, model={"name": "fastljfile"}, fast=False)
+        assert type(plain) is EnsembleCalculator and len(_FastLJFileModel.calls) == n_calls
+    finally:
+        _runtime["alkappa.models"].pop("fastljfile", None)
+
+
+class _CompanionModel(_LJFileModel):
+    """'Trains' an LJ file and a companion file (as NequIP's compiled model) in ``workdir``."""
+
+    def train(self, train_file, val_file, workdir, *, species, seed, init_checkpoint=None,
+              threads=1):  # fmt: skip
+        from alkappa.models import TrainResult
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "model.nequip.zip").write_text("2.3")
+        (workdir / "model.nequip.pt2").write_text("compiled")
+        return TrainResult(
+            model_path=workdir / "model.nequip.zip",
+            curve_path=workdir / "curve.csv",
+            companions=(workdir / "model.nequip.pt2",),
+        )
+
+
+def test_companions_follow_the_model(tmp_path):
+    from helpers import write_emt_dataset
+
+    from alkappa.al.steps import run_train_member
+    from alkappa.al.summary import export_ensemble
+    from alkappa.io import write_json
+
+    register("alkappa.models", "companion", _CompanionModel)
+    try:
+        write_emt_dataset(tmp_path / "data.extxyz", 5)
+        settings = {
+            "name": "Cu",
+            "model": {"name": "companion"},
+            "ensemble": {"seed": 0, "validation_fraction": 0.2, "bootstrap": False},
+        }
+        member = tmp_path / "member_0"
+        run_train_member(settings, tmp_path / "data.extxyz", member, iteration=0, member=0)
+        assert (member / "model.nequip.zip").is_file()
+        assert (member / "model.nequip.pt2").read_text() == "compiled"
+        assert not (member / "work" / "model.nequip.pt2").exists()
+        write_json(tmp_path / "decision.json", {"iteration": 0, "converged": True, "reason": ""})
+        export_ensemble(settings, [member], tmp_path / "decision.json", tmp_path / "model")
+        package = tmp_path / "model" / "member_0.nequip.zip"
+        companion = tmp_path / "model" / "member_0.nequip.pt2"
+        assert package.read_text() == "2.3" and companion.read_text() == "compiled"
+        # copied after the package: never older than it (an older one counts as stale)
+        assert companion.stat().st_mtime >= package.stat().st_mtime
+    finally:
+        _runtime["alkappa.models"].pop("companion", None)

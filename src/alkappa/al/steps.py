@@ -196,6 +196,9 @@ def run_train_member(
     # the deployable file sits next to member.json; work/ keeps the training by-products
     final = out_dir / Path(result.model_path).name
     Path(result.model_path).replace(final)
+    # companions (e.g. the compiled model) stay next to it
+    for companion in result.companions:
+        Path(companion).replace(out_dir / Path(companion).name)
     write_json(
         out_dir / "member.json",
         {

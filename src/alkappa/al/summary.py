@@ -171,6 +171,12 @@ def export_ensemble(
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
         files.append(dst.name)
+        # a compiled companion (NequIP: model.nequip.pt2), copied after the package so that it
+        # stays the newer file (an older companion counts as stale and is ignored)
+        companion = src.with_name(src.name.removesuffix(".zip") + ".pt2")
+        if src.name.endswith(".zip") and companion.is_file():
+            with atomic_path(dst.with_name(dst.name.removesuffix(".zip") + ".pt2")) as tmp:
+                shutil.copyfile(companion, tmp)
     dec = read_json(decision)
     write_json(
         out_dir / "ensemble.json",

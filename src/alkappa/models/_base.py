@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from ase.calculators.calculator import Calculator
+
+    from alkappa.models.ensemble import EnsembleCalculator
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,9 @@ class TrainResult:
         CSV of the training curve (epoch, train/validation losses and metrics).
     checkpoint_path
         Checkpoint a later iteration can warm-start from (``None`` if not supported).
+    companions
+        Other deployable files that belong next to ``model_path`` (e.g. a compiled version of
+        the model); whoever moves the model moves them along.
     info
         Anything else worth recording (wall time, number of parameters, ...).
     """
@@ -31,6 +37,7 @@ class TrainResult:
     model_path: Path
     curve_path: Path
     checkpoint_path: Path | None = None
+    companions: tuple[Path, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -61,3 +68,33 @@ class Model(ABC):
     @abstractmethod
     def load_calculator(self, model_path: Path, device: str = "cpu") -> Calculator:
         """An ASE calculator for a trained model file."""
+
+    def load_ensemble_calculator(
+        self,
+        model_paths: Sequence[Path],
+        device: str = "cpu",
+        *,
+        threads: int | None = None,
+        **options: Any,
+    ) -> EnsembleCalculator:
+        """One ASE calculator for an ensemble of trained model files (mean and spread).
+
+        The default is the generic :class:`alkappa.models.ensemble.EnsembleCalculator` over
+        one :meth:`load_calculator` per file. Plugins override this to share work between
+        members (one neighbour list, compiled models, ...); the ``results`` keys must stay
+        those of :class:`~alkappa.models.ensemble.EnsembleCalculator`.
+
+        Parameters
+        ----------
+        model_paths
+            The members' model files.
+        device
+            Torch device.
+        threads
+            Cores the calling process owns (``None``: leave the thread settings alone).
+        **options
+            Plugin-specific; the default accepts ``uncertainty_every`` only.
+        """
+        from alkappa.models.ensemble import EnsembleCalculator
+
+        return EnsembleCalculator([self.load_calculator(p, device) for p in model_paths], **options)

@@ -42,6 +42,11 @@ DEFAULTS: dict[str, Any] = {
     "radial_mlp_width": 32,
     "num_bessels": 8,
     "model_dtype": "float64",
+    # --- deployment ---
+    # also AOTInductor-compile each member after training (model.nequip.pt2 next to the
+    # package; the ensemble calculator then runs it compiled): about a minute per member on
+    # one core; a 64-atom MD step got ~3x cheaper, a 216-atom one ~2.5x (2-core measurement)
+    "compile": False,
     # --- training ---
     "max_epochs": 50,
     "max_minutes": None,

@@ -7,6 +7,12 @@ The final potential of an AL campaign is loaded with one line::
 
 Energy, forces and stress are the means over members, so MD with this calculator is driven by
 the ensemble-mean force (design section 1.2, step 3).
+
+:func:`load_ensemble` asks the model plugin for its ensemble calculator
+(:meth:`alkappa.models.Model.load_ensemble_calculator`): a plugin may return a fast one that
+shares work between members (the NequIP plugin does, see
+:mod:`alkappa.models._nequip_ensemble`); the generic one is :class:`EnsembleCalculator` over
+the members' own ASE calculators. Both give the same ``results`` keys.
 """
 
 from __future__ import annotations
@@ -46,23 +52,39 @@ class EnsembleCalculator(Calculator):
         (``force_max`` = U, ``force_mean``, ``energy_std_per_atom``, ``force_max_relative``).
 
     Every calculation evaluates all members for energy and forces (and stress when
-    available), whatever property was asked for, so that the uncertainty is always current.
-    (The member energies are under ``energy_members``, not ``energies``, because ASE reserves
-    ``energies`` for per-atom energies.)
+    available), whatever property was asked for: the mean force needs every member anyway, and
+    the member arrays are then at hand for the uncertainty. (The member energies are under
+    ``energy_members``, not ``energies``, because ASE reserves ``energies`` for per-atom
+    energies.)
 
     Parameters
     ----------
     calculators
         The members; at least one.
+    uncertainty_every
+        Put ``uncertainty`` into ``results`` on every k-th calculation only (1: always; 0:
+        never). The statistics are always available on demand from the member arrays, through
+        :attr:`uncertainty` or :func:`alkappa.al.explore.frame_uncertainty`; skipping them saves
+        only their own cost (tens of microseconds), since the members must run for the mean.
     """
 
     implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces", "stress"]
 
-    def __init__(self, calculators: Sequence[Calculator], **kwargs: Any) -> None:
+    def __init__(
+        self, calculators: Sequence[Calculator], *, uncertainty_every: int = 1, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.calculators = list(calculators)
         if not self.calculators:
             raise ValueError("an ensemble needs at least one member calculator")
+        self._init_counters(uncertainty_every)
+
+    def _init_counters(self, uncertainty_every: int) -> None:
+        if int(uncertainty_every) < 0:
+            raise ValueError(f"uncertainty_every must be >= 0, not {uncertainty_every}")
+        self.uncertainty_every = int(uncertainty_every)
+        #: number of calculations done so far
+        self.calls = 0
 
     @property
     def size(self) -> int:
@@ -71,7 +93,15 @@ class EnsembleCalculator(Calculator):
 
     @property
     def uncertainty(self) -> dict[str, float]:
-        """The uncertainty statistics of the last calculation (empty before the first)."""
+        """The uncertainty statistics of the last calculation (empty before the first).
+
+        Computed from the member arrays (and kept in ``results``) if this calculation skipped
+        them (see ``uncertainty_every``).
+        """
+        if "uncertainty" not in self.results and "forces_members" in self.results:
+            self.results["uncertainty"] = uncertainty_statistics(
+                self.results["energy_members"], self.results["forces_members"]
+            )
         return dict(self.results.get("uncertainty", {}))
 
     def calculate(
@@ -95,20 +125,29 @@ class EnsembleCalculator(Calculator):
             forces.append(np.asarray(res["forces"], dtype=float))
             if with_stress:
                 stresses.append(_voigt(np.asarray(res["stress"], dtype=float)))
-        e = np.array(energies)
-        f = np.stack(forces)
+        self._set_results(
+            np.array(energies), np.stack(forces), np.stack(stresses) if with_stress else None
+        )
+
+    def _set_results(
+        self, energies: np.ndarray, forces: np.ndarray, stresses: np.ndarray | None
+    ) -> None:
+        """Fill ``results`` from the members' energies (M,), forces (M, N, 3), stress (M, 6)."""
+        mean_energy = float(energies.mean())
         self.results = {
-            "energy": float(e.mean()),
-            "free_energy": float(e.mean()),
-            "forces": f.mean(axis=0),
-            "energy_members": e,
-            "forces_members": f,
+            "energy": mean_energy,
+            "free_energy": mean_energy,
+            "forces": forces.mean(axis=0),
+            "energy_members": energies,
+            "forces_members": forces,
         }
-        if with_stress:
-            s = np.stack(stresses)
-            self.results["stress"] = s.mean(axis=0)
-            self.results["stress_members"] = s
-        self.results["uncertainty"] = uncertainty_statistics(e, f)
+        if stresses is not None:
+            self.results["stress"] = stresses.mean(axis=0)
+            self.results["stress_members"] = stresses
+        self.calls += 1
+        k = self.uncertainty_every
+        if k and (self.calls - 1) % k == 0:
+            self.results["uncertainty"] = uncertainty_statistics(energies, forces)
 
 
 def _voigt(stress: np.ndarray) -> np.ndarray:
@@ -139,6 +178,9 @@ def load_ensemble(
     device: str = "cpu",
     model: dict[str, Any] | None = None,
     threads: int | None = None,
+    *,
+    fast: bool = True,
+    **options: Any,
 ) -> EnsembleCalculator:
     """Load an ensemble of trained models as one ASE calculator.
 
@@ -152,9 +194,19 @@ def load_ensemble(
         The config's ``model`` block, to load members of another model plugin; default
         ``{"name": "nequip"}``.
     threads
-        If given, set torch's intra-op threads of this process (``torch.set_num_threads``).
-        Use the number of cores the job owns: torch's default (all cores) makes every step
-        many times slower as soon as another process competes for a core.
+        The cores this process owns (a Snakemake job's ``threads``). If given, torch's
+        intra-op threads are set to it (``torch.set_num_threads``), and the plugin's ensemble
+        calculator may spread the members over them. Torch's default (all cores of the node)
+        makes every step many times slower as soon as another process competes for a core.
+    fast
+        Use the plugin's ensemble calculator (:meth:`Model.load_ensemble_calculator
+        <alkappa.models.Model.load_ensemble_calculator>`, shared work, the default); ``False``
+        gives the plain :class:`EnsembleCalculator` over one ASE calculator per member.
+    **options
+        Passed to the plugin's ensemble calculator (for NequIP: ``compiled``, ``compile``,
+        ``skin``, ``uncertainty_every``, ``parallel``; see
+        :meth:`alkappa.models.nequip.NequIPModel.load_ensemble_calculator`). With
+        ``fast=False`` only ``uncertainty_every`` is accepted.
 
     Returns
     -------
@@ -173,4 +225,6 @@ def load_ensemble(
 
         torch.set_num_threads(max(1, int(threads)))
     plugin = get_model(model or {"name": "nequip"})
-    return EnsembleCalculator([plugin.load_calculator(p, device) for p in paths])
+    if fast:
+        return plugin.load_ensemble_calculator(paths, device, threads=threads, **options)
+    return EnsembleCalculator([plugin.load_calculator(p, device) for p in paths], **options)

@@ -15,6 +15,9 @@ Files written into ``workdir`` by :meth:`NequIPModel.train`:
     Lightning checkpoints (best validation loss, and last epoch).
 ``model.nequip.zip``
     the packaged best model.
+``model.nequip.pt2``
+    with the option ``compile``: the package compiled by AOTInductor for ASE
+    (:func:`compile_nequip_model`), which the ensemble calculator runs instead of the package.
 ``curve.csv``
     the training curve, one row per epoch (see :func:`write_curve`).
 ``csv/``
@@ -30,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +43,11 @@ from alkappa.models._base import Model, TrainResult
 from alkappa.models._nequip_config import build_config, resolve_options
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ase.calculators.calculator import Calculator
+
+    from alkappa.models.ensemble import EnsembleCalculator
 
 #: columns of the curve CSV and the Lightning log columns they come from
 CURVE_COLUMNS: dict[str, str] = {
@@ -57,10 +65,15 @@ CURVE_COLUMNS: dict[str, str] = {
 }
 
 MODEL_FILE = "model.nequip.zip"
+COMPILED_FILE = "model.nequip.pt2"
 
 
 class NequIPTrainingError(RuntimeError):
     """nequip-train or nequip-package failed; the message ends with the tail of the log."""
+
+
+class NequIPCompileError(RuntimeError):
+    """nequip-compile failed; the message ends with the tail of its log."""
 
 
 class NequIPModel(Model):
@@ -74,8 +87,9 @@ class NequIPModel(Model):
         ``radial_mlp_width``, ``num_bessels``, ``model_dtype``), training (``max_epochs``,
         ``max_minutes``, ``batch_size``, ``learning_rate``, ``loss_coeffs`` with keys
         ``energy`` (per atom), ``forces``, ``stress``, ``ema_decay``, ``lr_factor``,
-        ``lr_patience``, ``early_stopping_patience``) and ``extra``, a dict deep-merged into
-        the generated nequip config last. Unknown keys raise ``ValueError``.
+        ``lr_patience``, ``early_stopping_patience``), deployment (``compile``: also write the
+        AOTInductor-compiled ``model.nequip.pt2``) and ``extra``, a dict deep-merged into the
+        generated nequip config last. Unknown keys raise ``ValueError``.
 
     Examples
     --------
@@ -123,10 +137,13 @@ class NequIPModel(Model):
         Returns
         -------
         TrainResult
-            ``model_path`` (the package), ``curve_path``, ``checkpoint_path`` (``best.ckpt``)
-            and ``info`` with ``wall_seconds``, ``train_seconds``, ``package_seconds``,
-            ``epochs``, ``best_epoch``, ``best_val_loss``, ``final`` (last curve row),
-            ``n_train``, ``n_val``, ``warm_start``.
+            ``model_path`` (the package), ``curve_path``, ``checkpoint_path`` (``best.ckpt``),
+            ``companions`` (the compiled model, if made) and ``info`` with ``wall_seconds``,
+            ``train_seconds``, ``package_seconds``, ``compile_seconds`` (``None`` without
+            ``compile``), ``compiled`` (whether a compiled model was written; a failed
+            compilation only warns: the package works without it), ``epochs``,
+            ``best_epoch``, ``best_val_loss``, ``final`` (last curve row), ``n_train``,
+            ``n_val``, ``warm_start``.
         """
         workdir = Path(workdir).resolve()
         train_file, val_file = Path(train_file).resolve(), Path(val_file).resolve()
@@ -186,6 +203,13 @@ class NequIPModel(Model):
                 log_path=log_path,
             )
         end = time.perf_counter()
+        compiled: Path | None = None
+        if self.resolved["compile"]:
+            try:
+                compiled = compile_nequip_model(model_path, threads=threads)
+            except NequIPCompileError as err:
+                warnings.warn(f"{err}\nthe member runs in eager mode", stacklevel=2)
+        compiled_end = time.perf_counter()
 
         rows = read_lightning_csv(workdir / "csv" / "version_0" / "metrics.csv")
         curve_path = workdir / "curve.csv"
@@ -196,6 +220,8 @@ class NequIPModel(Model):
             "wall_seconds": end - start,
             "train_seconds": trained - start,
             "package_seconds": end - trained,
+            "compile_seconds": compiled_end - end if self.resolved["compile"] else None,
+            "compiled": compiled is not None,
             "epochs": len(rows),
             "best_epoch": best_epoch,
             "best_val_loss": best_loss,
@@ -208,12 +234,94 @@ class NequIPModel(Model):
             "threads": threads,
         }
         return TrainResult(
-            model_path=model_path, curve_path=curve_path, checkpoint_path=best, info=info
+            model_path=model_path,
+            curve_path=curve_path,
+            checkpoint_path=best,
+            companions=(compiled,) if compiled else (),
+            info=info,
         )
 
     def load_calculator(self, model_path: Path, device: str = "cpu") -> Calculator:
         """An ASE calculator (energy, forces, stress) for a packaged ``.nequip.zip`` model."""
         return load_nequip_calculator(model_path, device)
+
+    def load_ensemble_calculator(
+        self,
+        model_paths: Sequence[Path],
+        device: str = "cpu",
+        *,
+        threads: int | None = None,
+        compiled: bool = True,
+        compile: bool = False,
+        skin: float | None = None,
+        uncertainty_every: int = 1,
+        parallel: bool | None = None,
+    ) -> EnsembleCalculator:
+        """The fast ensemble calculator of :mod:`alkappa.models._nequip_ensemble`.
+
+        One model input (neighbour list with a Verlet skin) per step for all members,
+        compiled members where a ``model.nequip.pt2`` sits next to the package, members spread
+        over ``threads``. Members that cannot share an input (different type names or
+        cutoffs) get the generic :class:`~alkappa.models.ensemble.EnsembleCalculator`, with a
+        warning.
+
+        Parameters
+        ----------
+        model_paths
+            The members' ``.nequip.zip`` files.
+        device
+            Torch device.
+        threads
+            Cores the process owns (see
+            :class:`~alkappa.models._nequip_ensemble.NequIPEnsembleCalculator`).
+        compiled
+            Use compiled companions when present (``False``: all members eager).
+        compile
+            First compile the members that have no up-to-date companion
+            (:func:`compile_nequip_model`, about a minute each on one core); a failure leaves
+            that member eager, with a warning.
+        skin
+            Verlet skin in Å (default
+            :data:`~alkappa.models._nequip_ensemble.DEFAULT_SKIN`; 0: new list every step).
+        uncertainty_every
+            See :class:`~alkappa.models.ensemble.EnsembleCalculator`.
+        parallel
+            Run members concurrently (default: when ``threads`` >= 2).
+        """
+        from alkappa.models._nequip_ensemble import (
+            DEFAULT_SKIN,
+            IncompatibleMembersError,
+            compiled_is_fresh,
+            load_nequip_ensemble,
+        )
+
+        paths = [Path(p) for p in model_paths]
+        if compile and compiled:
+            for path in paths:
+                if compiled_is_fresh(path):
+                    continue
+                try:
+                    compile_nequip_model(path, device=device, threads=threads or 1)
+                except NequIPCompileError as err:
+                    warnings.warn(f"{err}\nthe member runs in eager mode", stacklevel=2)
+        try:
+            return load_nequip_ensemble(
+                paths,
+                device,
+                compiled=compiled,
+                skin=DEFAULT_SKIN if skin is None else skin,
+                uncertainty_every=uncertainty_every,
+                threads=threads,
+                parallel=parallel,
+            )
+        except IncompatibleMembersError as err:
+            warnings.warn(
+                f"members cannot share one input ({err}); one calculator per member",
+                stacklevel=2,
+            )
+            return super().load_ensemble_calculator(
+                paths, device, threads=threads, uncertainty_every=uncertainty_every
+            )
 
 
 def load_nequip_calculator(model_path: Path | str, device: str = "cpu") -> Calculator:
@@ -235,6 +343,79 @@ def load_nequip_calculator(model_path: Path | str, device: str = "cpu") -> Calcu
     return NequIPCalculator._from_saved_model(
         str(path), device=device, chemical_species_to_atom_type_map=True
     )
+
+
+def compile_nequip_model(
+    model_path: Path | str,
+    output: Path | str | None = None,
+    *,
+    device: str = "cpu",
+    threads: int = 1,
+) -> Path:
+    """AOTInductor-compile a packaged model for ASE with ``nequip-compile``.
+
+    Runs ``nequip-compile <package> <output> --mode aotinductor --device <device> --target
+    ase`` in a subprocess (it needs a C++ compiler). For a small model (2 layers, l_max 1, 32
+    features) this took about a minute on one core. The compiled file takes the model input
+    with its edge list (``pos``, ``edge_index``, ``atom_types``, ``cell``, ``edge_cell_shift``)
+    and works only with the torch version and device it was compiled for.
+
+    Parameters
+    ----------
+    model_path
+        The ``.nequip.zip`` package.
+    output
+        Where to write; default the companion ``model.nequip.pt2`` next to the package (the
+        name the ensemble calculator looks for).
+    device
+        Device the compiled model will run on.
+    threads
+        CPU threads of the compilation.
+
+    Returns
+    -------
+    Path
+        The compiled file. The log ``<output>.log`` is kept next to it.
+    """
+    from alkappa.models._nequip_ensemble import compiled_path
+
+    model_path = Path(model_path).resolve()
+    if not model_path.is_file():
+        raise FileNotFoundError(f"NequIP model file {model_path} does not exist")
+    out = Path(output).resolve() if output is not None else compiled_path(model_path)
+    if not out.name.endswith(".nequip.pt2"):
+        raise ValueError(f"the compiled file must end with .nequip.pt2, not {out.name}")
+    out.unlink(missing_ok=True)
+    # written under a temporary name: a half-written file must never look like a model
+    tmp = out.with_name(out.name.removesuffix(".nequip.pt2") + ".tmp.nequip.pt2")
+    log_path = out.with_name(out.name + ".log")
+    cmd = [
+        _script("nequip-compile"),
+        str(model_path),
+        str(tmp),
+        "--mode",
+        "aotinductor",
+        "--device",
+        device,
+        "--target",
+        "ase",
+    ]
+    try:
+        with log_path.open("w") as log:
+            _run(
+                cmd,
+                cwd=out.parent,
+                env=_thread_env(threads),
+                log=log,
+                log_path=log_path,
+                error=NequIPCompileError,
+            )
+        if not tmp.is_file():
+            raise NequIPCompileError(f"nequip-compile wrote no {tmp}\n{_tail(log_path)}")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -319,7 +500,7 @@ def _check_init_species(init: Path, species: list[str]) -> None:
 
 def _clean(workdir: Path) -> None:
     """Remove outputs of an earlier run, so a rerun cannot mix old and new files."""
-    for name in ("best.ckpt", "last.ckpt", MODEL_FILE, "curve.csv", "train.log"):
+    for name in ("best.ckpt", "last.ckpt", MODEL_FILE, COMPILED_FILE, "curve.csv", "train.log"):
         (workdir / name).unlink(missing_ok=True)
     for ckpt in workdir.glob("best-v*.ckpt"):
         ckpt.unlink()
@@ -350,13 +531,21 @@ def _script(name: str) -> str:
     return found
 
 
-def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Any, log_path: Path) -> None:
+def _run(
+    cmd: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    log: Any,
+    log_path: Path,
+    error: type[RuntimeError] = NequIPTrainingError,
+) -> None:
     log.write(f"$ {' '.join(cmd)}\n")
     log.flush()
     proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
     log.flush()
     if proc.returncode != 0:
-        raise NequIPTrainingError(
+        raise error(
             f"{Path(cmd[0]).name} failed with exit code {proc.returncode} "
             f"(full log: {log_path})\n{_tail(log_path)}"
         )
