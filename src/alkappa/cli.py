@@ -35,6 +35,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", metavar="FILE", help="also write the result (with per-frame values)")
 
+    p = sub.add_parser(
+        "gk",
+        help="Green-Kubo thermal conductivity from heat-flux trajectories",
+        description="Green-Kubo kappa from one or several independent runs (alkappa or "
+        "FHI-vibes trajectory.nc with heat_flux in eV/Å^2/fs, temperature and volume), as in "
+        "FHI-vibes and Knoop et al., Phys. Rev. B 107, 224304 (2023): autocorrelation, "
+        "cumulative kappa, smoothing over one period of the lowest vibrational peak, cutoff "
+        "at the first dip, mean over runs with its standard error.",
+    )
+    p.add_argument("trajectories", nargs="+", metavar="TRAJECTORY", help="trajectory.nc files")
+    p.add_argument("-o", "--output", default="greenkubo.nc", help="output netCDF file")
+    window = p.add_mutually_exclusive_group()
+    window.add_argument("--window-fs", type=float, help="smoothing window (fs)")
+    window.add_argument(
+        "--lowest-frequency",
+        type=float,
+        metavar="THZ",
+        help="lowest vibrational frequency (default: lowest VDOS peak of the velocities)",
+    )
+    p.add_argument("--window-factor", type=float, default=1.0, help="periods per window")
+    p.add_argument("--max-lag-fs", type=float, help="longest correlation time (default T/2)")
+    p.add_argument("--discard-fs", type=float, default=0.0, help="drop this much at the start")
+    p.add_argument("--plot", metavar="FILE", help="also plot kappa(t) (e.g. greenkubo.png)")
+
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(args.config)
@@ -48,7 +72,55 @@ def main(argv: list[str] | None = None) -> int:
         return _oracle_calls(args.directory)
     if args.command == "anharmonicity":
         return _anharmonicity(args.trajectory, args.force_constants, args.json)
+    if args.command == "gk":
+        return _green_kubo(args)
     return 2
+
+
+def _green_kubo(args: argparse.Namespace) -> int:
+    import warnings
+    from pathlib import Path
+
+    from alkappa.greenkubo import plot_green_kubo, run_green_kubo, write_green_kubo
+
+    for path in args.trajectories:
+        if not Path(path).is_file():
+            print(f"alkappa: {path} does not exist", file=sys.stderr)
+            return 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            ds = run_green_kubo(
+                args.trajectories,
+                window_fs=args.window_fs,
+                lowest_frequency=args.lowest_frequency,
+                window_factor=args.window_factor,
+                max_lag_fs=args.max_lag_fs,
+                discard_fs=args.discard_fs,
+            )
+        except (ValueError, KeyError, OSError) as exc:
+            print(f"alkappa: {exc}", file=sys.stderr)
+            return 1
+    for warning in caught:
+        print(f"alkappa: warning: {warning.message}", file=sys.stderr)
+    write_green_kubo(ds, args.output)
+    width = max(len(s) for s in ds.attrs["sources"])
+    for r, source in enumerate(ds.attrs["sources"]):
+        cut = ds["cutoff_time"].values[r].diagonal()
+        print(
+            f"{source:<{width}}  T = {float(ds['temperature'][r]):7.1f} K  "
+            f"kappa = {float(ds['kappa_run_scalar'][r]):8.3f} W/(m K)  "
+            f"cutoff {', '.join(f'{c:.0f}' for c in cut)} fs  "
+            f"window {float(ds['window_fs'][r]):.0f} fs"
+        )
+    print(
+        f"kappa = {float(ds['kappa_scalar']):.3f} ± {float(ds['kappa_scalar_error']):.3f} "
+        f"W/(m K) ({ds.attrs['n_runs']} run(s), T = {ds.attrs['temperature']:.1f} K); "
+        f"written to {args.output}"
+    )
+    if args.plot:
+        plot_green_kubo(ds, args.plot)
+    return 0
 
 
 def _anharmonicity(trajectory: str, force_constants: str | None, json_path: str | None) -> int:

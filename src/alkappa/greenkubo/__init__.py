@@ -1,0 +1,53 @@
+"""Green-Kubo thermal conductivity and phonon lifetimes from molecular dynamics.
+
+* Green-Kubo analysis in the manner of FHI-vibes (:func:`run_green_kubo` on trajectory files,
+  :func:`green_kubo` on heat-flux arrays): FFT autocorrelation of the heat flux, cumulative
+  kappa(t), smoothing over one period of the lowest vibrational peak, kappa at the first dip
+  of the smoothed autocorrelation, averaged over runs with a standard error;
+  :func:`write_green_kubo` writes ``greenkubo.nc``.
+* Phonon lifetimes from MD (:func:`run_mode_lifetimes`): mode-energy autocorrelation at the
+  supercell's commensurate q-points, compared with phono3py by
+  :func:`compare_mode_lifetimes`.
+* Figures (:func:`plot_green_kubo`, :func:`plot_kappa_temperature`,
+  :func:`plot_mode_lifetimes`).
+"""
+
+from __future__ import annotations
+
+from alkappa.greenkubo._analysis import (
+    autocorrelation,
+    gk_prefactor,
+    green_kubo,
+    lowest_vibrational_frequency,
+    read_heat_flux,
+    run_green_kubo,
+    write_green_kubo,
+)
+from alkappa.greenkubo._modes import (
+    CommensurateModes,
+    commensurate_modes,
+    commensurate_qpoints,
+    compare_mode_lifetimes,
+    mode_energies,
+    run_mode_lifetimes,
+)
+from alkappa.greenkubo._plots import plot_green_kubo, plot_kappa_temperature, plot_mode_lifetimes
+
+__all__ = [
+    "CommensurateModes",
+    "autocorrelation",
+    "commensurate_modes",
+    "commensurate_qpoints",
+    "compare_mode_lifetimes",
+    "gk_prefactor",
+    "green_kubo",
+    "lowest_vibrational_frequency",
+    "mode_energies",
+    "plot_green_kubo",
+    "plot_kappa_temperature",
+    "plot_mode_lifetimes",
+    "read_heat_flux",
+    "run_green_kubo",
+    "run_mode_lifetimes",
+    "write_green_kubo",
+]
