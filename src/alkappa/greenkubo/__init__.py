@@ -1,0 +1,1 @@
+"""Green-Kubo thermal conductivity: heat flux, production MD, analysis."""
