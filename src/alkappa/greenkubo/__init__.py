@@ -1,5 +1,11 @@
 """Green-Kubo thermal conductivity and phonon lifetimes from molecular dynamics.
 
+* Heat flux (:func:`make_heat_flux`): the unfolded-system flux of a message-passing MLIP
+  (:class:`UnfoldedHeatFlux`, Langer et al., PRB 108, L100302 (2023)), the virial flux of any
+  ASE calculator with per-atom stresses (:class:`VirialHeatFlux`), the harmonic flux from force
+  constants (:class:`HarmonicHeatFlux`).
+* Production MD (:func:`run_production`): NVT equilibration, then independent NVE runs that
+  record the heat flux, with the energy drift of each run.
 * Green-Kubo analysis in the manner of FHI-vibes (:func:`run_green_kubo` on trajectory files,
   :func:`green_kubo` on heat-flux arrays): FFT autocorrelation of the heat flux, cumulative
   kappa(t), smoothing over one period of the lowest vibrational peak, kappa at the first dip
@@ -23,6 +29,13 @@ from alkappa.greenkubo._analysis import (
     run_green_kubo,
     write_green_kubo,
 )
+from alkappa.greenkubo._flux import (
+    HarmonicHeatFlux,
+    HeatFluxCalculator,
+    UnfoldedHeatFlux,
+    VirialHeatFlux,
+    make_heat_flux,
+)
 from alkappa.greenkubo._modes import (
     CommensurateModes,
     commensurate_modes,
@@ -32,9 +45,21 @@ from alkappa.greenkubo._modes import (
     run_mode_lifetimes,
 )
 from alkappa.greenkubo._plots import plot_green_kubo, plot_kappa_temperature, plot_mode_lifetimes
+from alkappa.greenkubo._production import (
+    DEFAULT_PRODUCTION_SETTINGS,
+    ProductionResult,
+    run_files,
+    run_production,
+)
 
 __all__ = [
+    "DEFAULT_PRODUCTION_SETTINGS",
     "CommensurateModes",
+    "HarmonicHeatFlux",
+    "HeatFluxCalculator",
+    "ProductionResult",
+    "UnfoldedHeatFlux",
+    "VirialHeatFlux",
     "autocorrelation",
     "commensurate_modes",
     "commensurate_qpoints",
@@ -42,12 +67,15 @@ __all__ = [
     "gk_prefactor",
     "green_kubo",
     "lowest_vibrational_frequency",
+    "make_heat_flux",
     "mode_energies",
     "plot_green_kubo",
     "plot_kappa_temperature",
     "plot_mode_lifetimes",
     "read_heat_flux",
+    "run_files",
     "run_green_kubo",
     "run_mode_lifetimes",
+    "run_production",
     "write_green_kubo",
 ]

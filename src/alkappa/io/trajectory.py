@@ -40,6 +40,9 @@ _DIMS = {
     "stress": ("a", "b"),
     "stress_potential": ("a", "b"),
     "heat_flux": ("a",),
+    "heat_flux_aux": ("a",),
+    "heat_flux_convective": ("a",),
+    "heat_flux_members": ("member", "a"),
 }
 
 

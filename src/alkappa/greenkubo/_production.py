@@ -1,0 +1,637 @@
+"""Green-Kubo production MD: NVT equilibration, then independent NVE runs that log the heat flux.
+
+:func:`run_production` follows the protocol of FHI-vibes' Green-Kubo workflow (Knoop et al.,
+Phys. Rev. B 107, 224304 (2023)): the system is thermalised with a Langevin thermostat (as in
+:mod:`alkappa.al.explore`), and the Green-Kubo trajectories are microcanonical (velocity
+Verlet), since a thermostat perturbs the dynamics the heat-flux autocorrelation measures.
+Several NVE runs start from snapshots of the NVT trajectory ``snapshot_spacing`` steps apart,
+which makes them (close to) independent samples of the canonical ensemble; their
+autocorrelation functions are averaged in the analysis.
+
+Each run is written to its own FHI-vibes-style netCDF file
+(:class:`alkappa.io.trajectory.TrajectoryWriter`: ``positions``, ``velocities`` (ASE units, as
+FHI-vibes), ``forces``, ``energy_potential``, ``energy_kinetic``, ``temperature``, ``stress``,
+``heat_flux`` (time, a) in eV/Å²/fs, attribute ``volume``, reference structure), every
+``sample_interval`` steps; see :mod:`alkappa.greenkubo._flux` for the flux conventions. With a
+method that has atomic virials, their average over ``average_virial_frames`` NVT frames
+(after equilibration) is subtracted from ``heat_flux`` and written as ``heat_flux_aux``, as
+FHI-vibes does (it does not change κ, but removes noise). Ensemble fluxes add
+``heat_flux_members`` (time, member, a), ensemble calculators ``uncertainty_*``.
+
+Energy conservation is checked per run: the slope of the total energy per atom (least
+squares, eV/atom/ps) and its largest deviation from the initial value (eV/atom) are written to
+the file's attributes and returned; a run whose ``|slope|`` exceeds ``drift_threshold``, whose
+deviation exceeds ``deviation_threshold`` or that blew up (the checks of
+:func:`alkappa.al.explore.blow_up_reason`) is ``drift_flagged``.
+
+Restarts: a completed equilibration (``equilibration.nc``, which stores the snapshots and the
+average virials) and completed runs of the same settings (same fingerprint) are reused, so a
+killed production continues with the first unfinished run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from ase import units
+from ase.calculators.calculator import PropertyNotImplementedError
+from ase.constraints import FixCom
+from ase.md import velocitydistribution
+from ase.md.langevin import Langevin
+from ase.md.verlet import VelocityVerlet
+from tqdm import tqdm
+
+from alkappa.al.explore import blow_up_reason, frame_uncertainty
+from alkappa.greenkubo._flux import HEAT_FLUX_UNIT
+from alkappa.io.trajectory import TrajectoryWriter, read_trajectory
+
+if TYPE_CHECKING:
+    import os
+
+    from ase import Atoms
+    from ase.calculators.calculator import Calculator
+
+    from alkappa.greenkubo._flux import HeatFluxMethod
+
+#: production settings and their defaults (times in fs, steps of ``timestep``)
+DEFAULT_PRODUCTION_SETTINGS: dict[str, Any] = {
+    "timestep": 2.0,  # fs, NVT and NVE
+    "friction": 0.02,  # Langevin friction of the NVT part, 1/fs
+    "equilibration_steps": 5000,  # NVT steps before the first snapshot
+    "runs": 4,  # independent NVE runs
+    "steps": 25000,  # NVE steps per run
+    "snapshot_spacing": 2500,  # NVT steps between the runs' starting snapshots
+    "sample_interval": 4,  # NVE steps between logged frames (k)
+    "average_virial_frames": 20,  # NVT frames for the average atomic virial (0: none)
+    "log_interval": 100,  # NVT steps between frames of equilibration.nc
+    "drift_threshold": 1e-4,  # eV/atom/ps, |slope of the total energy|
+    "deviation_threshold": 5e-3,  # eV/atom, max |E_total(t) - E_total(0)|
+    "seed": 0,
+    "max_force": 25.0,  # eV/Å, blow-up checks as in exploration
+    "min_distance_fraction": 0.6,
+    "max_temperature_factor": 3.0,
+    "flush_every": 1000,  # frames between (atomic) rewrites of a run file
+}
+
+EQUILIBRATION_FILE = "equilibration.nc"
+
+#: written to every file (see :mod:`alkappa.greenkubo._flux`)
+HEAT_FLUX_CONVENTION = (
+    "energy current J = (1/V) [sum_ij (r_i - r_j) (dU_i/dr_j . v_j) + sum_i E_i v_i if "
+    "convective] - heat_flux_aux, v in Å/fs; FHI-vibes' heat_flux is -J (same autocorrelation)"
+)
+
+#: flux and MD energies further apart than this (eV/atom) mean different models: warn
+ENERGY_MISMATCH_WARNING = 1e-6
+
+
+def resolve_production_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
+    """:data:`DEFAULT_PRODUCTION_SETTINGS` updated with ``settings`` (unknown keys raise)."""
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(DEFAULT_PRODUCTION_SETTINGS))
+    if unknown:
+        raise ValueError(
+            f"unknown production setting(s): {', '.join(unknown)}; "
+            f"known: {', '.join(DEFAULT_PRODUCTION_SETTINGS)}"
+        )
+    out = {**DEFAULT_PRODUCTION_SETTINGS, **settings}
+    positive = ("runs", "steps", "sample_interval", "snapshot_spacing", "log_interval")
+    for key in (*positive, "equilibration_steps", "flush_every"):
+        if int(out[key]) < 1:
+            raise ValueError(f"production setting {key} must be >= 1 (got {out[key]})")
+    if out["timestep"] <= 0 or out["friction"] <= 0:
+        raise ValueError("timestep and friction must be positive")
+    return out
+
+
+def run_files(directory: str | os.PathLike[str], runs: int) -> list[Path]:
+    """The NVE trajectory files of a production in ``directory``: ``run_00.nc``, ..."""
+    return [Path(directory) / f"run_{k:02d}.nc" for k in range(runs)]
+
+
+def energy_drift(time_fs: np.ndarray, energy_per_atom: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope (eV/atom/ps) and largest deviation from the first value (eV/atom)."""
+    t = np.asarray(time_fs, dtype=float) / 1000.0
+    e = np.asarray(energy_per_atom, dtype=float)
+    if len(e) == 0:
+        return 0.0, 0.0
+    if not np.isfinite(e).all():
+        return float("inf"), float("inf")
+    deviation = float(np.abs(e - e[0]).max())
+    if len(e) < 2 or np.ptp(t) == 0:
+        return 0.0, deviation
+    return float(np.polyfit(t, e, 1)[0]), deviation
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One NVE run."""
+
+    index: int
+    path: Path
+    start_step: int  # NVT step of the starting snapshot
+    steps_done: int
+    frames: int
+    blew_up: bool
+    reason: str
+    drift: float  # eV/atom/ps
+    max_deviation: float  # eV/atom
+    drift_flagged: bool
+    temperature_mean: float
+    seconds: float
+    reused: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["path"] = str(self.path)
+        return out
+
+
+@dataclass(frozen=True)
+class ProductionResult:
+    """A whole production at one temperature."""
+
+    directory: Path
+    temperature: float
+    equilibration: Path
+    equilibrated: bool  # False: the NVT part blew up, no runs
+    reason: str
+    runs: list[RunResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def drift_flagged(self) -> bool:
+        """Whether any run is flagged (or the equilibration failed)."""
+        return not self.equilibrated or any(r.drift_flagged for r in self.runs)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [r.path for r in self.runs]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "directory": str(self.directory),
+            "temperature": self.temperature,
+            "equilibration": str(self.equilibration),
+            "equilibrated": self.equilibrated,
+            "reason": self.reason,
+            "drift_flagged": self.drift_flagged,
+            "seconds": self.seconds,
+            "runs": [r.to_dict() for r in self.runs],
+        }
+
+
+@dataclass
+class _Equilibration:
+    snapshots: list[tuple[int, np.ndarray, np.ndarray]]  # (step, positions, velocities)
+    average_virials: np.ndarray | None
+    blew_up: bool
+    reason: str
+
+
+def run_production(
+    atoms: Atoms,
+    calculator: Calculator,
+    flux: HeatFluxMethod,
+    path: str | os.PathLike[str],
+    *,
+    temperature: float,
+    settings: dict[str, Any] | None = None,
+    attrs: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> ProductionResult:
+    """NVT equilibration at ``temperature``, then ``runs`` NVE runs logging the heat flux.
+
+    Parameters
+    ----------
+    atoms
+        The reference (relaxed) supercell; the MD starts from it.
+    calculator
+        Forces for the MD (e.g. the ensemble, :func:`alkappa.models.ensemble.load_ensemble`).
+    flux
+        Heat-flux method (:func:`alkappa.greenkubo._flux.make_heat_flux`); if it has
+        ``atomic_virials``, its ``average_virials`` are set here (from the NVT part).
+    path
+        Output directory: ``equilibration.nc`` and ``run_00.nc``, ... (:func:`run_files`).
+    temperature
+        Target temperature (K).
+    settings
+        See :data:`DEFAULT_PRODUCTION_SETTINGS` (missing keys take the defaults).
+    attrs
+        Extra attributes for every file.
+    progress
+        Show tqdm progress bars.
+    """
+    start = time.perf_counter()
+    settings = resolve_production_settings(settings)
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    fingerprint = _fingerprint(settings, temperature, flux, atoms)
+    limits = {
+        "target_temperature": temperature,
+        "max_force": settings["max_force"],
+        "min_distance": settings["min_distance_fraction"] * _nearest_neighbour_distance(atoms),
+        "max_temperature_factor": settings["max_temperature_factor"],
+    }
+    common = {
+        "temperature_target": temperature,
+        "timestep": settings["timestep"],
+        "run_fingerprint": fingerprint,
+        "heat_flux_method": flux.name,
+        "heat_flux_unit": HEAT_FLUX_UNIT,
+        "heat_flux_convention": HEAT_FLUX_CONVENTION,
+        "velocity_unit": "ASE (Å per ASE time unit; times ase.units.fs gives Å/fs)",
+        **(attrs or {}),
+    }
+    eq_path = directory / EQUILIBRATION_FILE
+    equilibration = _load_equilibration(eq_path, atoms, fingerprint)
+    if equilibration is None:
+        equilibration = _equilibrate(
+            atoms, calculator, flux, eq_path, temperature, settings, limits, common, progress
+        )
+    if equilibration.blew_up:
+        return ProductionResult(
+            directory=directory,
+            temperature=temperature,
+            equilibration=eq_path,
+            equilibrated=False,
+            reason=equilibration.reason,
+            seconds=time.perf_counter() - start,
+        )
+    if hasattr(flux, "average_virials"):
+        flux.average_virials = equilibration.average_virials  # type: ignore[attr-defined]
+    results = []
+    paths = run_files(directory, settings["runs"])
+    for k, (run_path, snapshot) in enumerate(zip(paths, equilibration.snapshots, strict=True)):
+        done = _load_run(run_path, fingerprint, k)
+        if done is None:
+            done = _nve_run(
+                k,
+                run_path,
+                snapshot,
+                atoms,
+                calculator,
+                flux,
+                temperature,
+                settings,
+                limits,
+                {**common, "average_virial_subtracted": equilibration.average_virials is not None},
+                progress,
+            )
+        results.append(done)
+    return ProductionResult(
+        directory=directory,
+        temperature=temperature,
+        equilibration=eq_path,
+        equilibrated=True,
+        reason="",
+        runs=results,
+        seconds=time.perf_counter() - start,
+    )
+
+
+# --- NVT ---------------------------------------------------------------------------------------
+
+
+def _equilibrate(
+    atoms: Atoms,
+    calculator: Calculator,
+    flux: HeatFluxMethod,
+    path: Path,
+    temperature: float,
+    settings: dict[str, Any],
+    limits: dict[str, float],
+    attrs: dict[str, Any],
+    progress: bool,
+) -> _Equilibration:
+    """Langevin NVT; snapshots for the runs and atomic virials for their average."""
+    work = atoms.copy()
+    work.calc = calculator
+    rng = np.random.default_rng(settings["seed"])
+    # ASE >= 3.29 names it thermalize_momenta; older releases MaxwellBoltzmannDistribution
+    thermalize = getattr(
+        velocitydistribution,
+        "thermalize_momenta",
+        velocitydistribution.MaxwellBoltzmannDistribution,
+    )
+    thermalize(work, temperature_K=temperature, rng=rng)
+    velocitydistribution.Stationary(work)
+    work.set_constraint(FixCom())
+    dyn = Langevin(
+        work,
+        timestep=settings["timestep"] * units.fs,
+        temperature_K=temperature,
+        friction=settings["friction"] / units.fs,
+        rng=rng,
+        fixcm=False,
+    )
+    n_eq, spacing, runs = (
+        int(settings["equilibration_steps"]),
+        int(settings["snapshot_spacing"]),
+        int(settings["runs"]),
+    )
+    snapshot_steps = [n_eq + r * spacing for r in range(runs)]
+    # the average virial from frames spread over at least one snapshot spacing
+    total = n_eq + max(runs - 1, 1) * spacing
+    n_virial = int(settings["average_virial_frames"]) if hasattr(flux, "atomic_virials") else 0
+    virial_steps = set(np.rint(np.linspace(n_eq, total, n_virial)).astype(int).tolist())
+    writer = TrajectoryWriter(
+        path,
+        reference=atoms,
+        attrs={"ensemble": "NVT Langevin", "friction": settings["friction"], **attrs},
+    )
+    snapshots: list[tuple[int, np.ndarray, np.ndarray]] = []
+    virials: list[np.ndarray] = []
+    dt = settings["timestep"]
+
+    def log(step: int, snapshot: bool) -> None:
+        writer.append(
+            step * dt,
+            positions=work.positions,
+            velocities=work.get_velocities(),
+            energy_potential=work.get_potential_energy(),
+            energy_kinetic=work.get_kinetic_energy(),
+            temperature=work.get_temperature(),
+            snapshot=float(snapshot),
+        )
+
+    reason = ""
+    step = 0
+    log(0, False)
+    bar = tqdm(total=total, desc=f"NVT {temperature:g} K", disable=not progress, unit="step")
+    try:
+        while step < total:
+            dyn.run(1)
+            step += 1
+            bar.update(1)
+            is_snapshot = step in snapshot_steps
+            logged = is_snapshot or step % settings["log_interval"] == 0
+            reason = blow_up_reason(work, work.get_forces(), check_distances=logged, **limits)
+            if reason:
+                log(step, False)
+                break
+            if is_snapshot:
+                snapshots.append((step, work.positions.copy(), work.get_velocities().copy()))
+            if logged:
+                log(step, is_snapshot)
+            if step in virial_steps:
+                virials.append(flux.atomic_virials(work))  # type: ignore[attr-defined]
+    finally:
+        bar.close()
+    average = np.mean(virials, axis=0) if virials and not reason else None
+    writer.attrs.update(
+        {
+            "blew_up": bool(reason),
+            "stop_reason": reason,
+            "steps_done": step,
+            "completed": not reason,
+            "snapshot_steps": snapshot_steps,
+            "average_virial_frames": len(virials),
+            "average_virials": [] if average is None else average.reshape(-1).tolist(),
+        }
+    )
+    writer.flush()
+    return _Equilibration(snapshots, average, bool(reason), reason)
+
+
+def _load_equilibration(path: Path, reference: Atoms, fingerprint: str) -> _Equilibration | None:
+    """A completed equilibration of this production, or None."""
+    if not path.is_file():
+        return None
+    try:
+        ds = read_trajectory(path)
+    except (OSError, ValueError):
+        return None
+    if ds.attrs.get("run_fingerprint") != fingerprint or not int(ds.attrs.get("completed", 0)):
+        return None
+    if not np.allclose(ds["positions_reference"].values, reference.positions):
+        return None
+    steps = [int(s) for s in np.atleast_1d(ds.attrs["snapshot_steps"])]
+    chosen = ds.isel(time=np.flatnonzero(ds["snapshot"].values > 0.5))
+    if len(chosen["time"]) != len(steps):
+        return None
+    snapshots = [
+        (step, chosen["positions"].values[k], chosen["velocities"].values[k])
+        for k, step in enumerate(steps)
+    ]
+    flat = np.atleast_1d(ds.attrs.get("average_virials", []))
+    average = None
+    if flat.size:
+        average = np.asarray(flat, dtype=float).reshape(len(reference), 3, 3)
+    return _Equilibration(snapshots, average, False, "")
+
+
+# --- NVE ---------------------------------------------------------------------------------------
+
+
+def _nve_run(
+    index: int,
+    path: Path,
+    snapshot: tuple[int, np.ndarray, np.ndarray],
+    atoms: Atoms,
+    calculator: Calculator,
+    flux: HeatFluxMethod,
+    temperature: float,
+    settings: dict[str, Any],
+    limits: dict[str, float],
+    attrs: dict[str, Any],
+    progress: bool,
+) -> RunResult:
+    start = time.perf_counter()
+    start_step, positions, velocities = snapshot
+    work = atoms.copy()
+    work.calc = calculator
+    work.positions = positions
+    work.set_velocities(velocities)
+    velocitydistribution.Stationary(work)
+    dt = settings["timestep"]
+    interval = int(settings["sample_interval"])
+    n_steps = int(settings["steps"])
+    dyn = VelocityVerlet(work, timestep=dt * units.fs)
+    writer = TrajectoryWriter(
+        path,
+        reference=atoms,
+        attrs={
+            "ensemble": "NVE",
+            "run_index": index,
+            "start_step": start_step,
+            "sample_interval": interval,
+            "completed": False,
+            **attrs,
+        },
+    )
+    n_atoms = len(work)
+    times: list[float] = []
+    totals: list[float] = []
+    temperatures: list[float] = []
+    mismatch = 0.0
+
+    def log(step: int) -> None:
+        nonlocal mismatch
+        forces = work.get_forces()
+        e_pot = work.get_potential_energy()
+        e_kin = work.get_kinetic_energy()
+        heat_flux = flux.heat_flux(work)
+        res = flux.results
+        values: dict[str, Any] = {
+            "positions": work.positions,
+            # ASE units (Å per ASE time unit), as FHI-vibes stores atoms.get_velocities()
+            "velocities": work.get_velocities(),
+            "forces": forces,
+            "energy_potential": e_pot,
+            "energy_kinetic": e_kin,
+            "temperature": work.get_temperature(),
+            "heat_flux": heat_flux,
+        }
+        for key in ("heat_flux_aux", "heat_flux_convective", "heat_flux_members"):
+            if key in res and not (key == "heat_flux_members" and len(res[key]) < 2):
+                values[key] = res[key]
+        if work.pbc.all():
+            try:
+                values["stress_potential"] = work.get_stress(voigt=False)
+                values["stress"] = work.get_stress(voigt=False, include_ideal_gas=True)
+            except PropertyNotImplementedError:
+                pass
+        for key, value in frame_uncertainty(calculator).items():
+            values[f"uncertainty_{key}"] = value
+        if "energy" in res:
+            mismatch = max(mismatch, abs(float(res["energy"]) - e_pot) / n_atoms)
+        writer.append(step * dt, **values)
+        times.append(step * dt)
+        totals.append((e_pot + e_kin) / n_atoms)
+        temperatures.append(values["temperature"])
+
+    reason = ""
+    step = 0
+    bar = tqdm(
+        total=n_steps,
+        desc=f"NVE {index + 1} {temperature:g} K",
+        disable=not progress,
+        unit="step",
+    )
+    try:
+        log(0)
+        while step < n_steps:
+            dyn.run(1)
+            step += 1
+            bar.update(1)
+            sample = step % interval == 0
+            reason = blow_up_reason(work, work.get_forces(), check_distances=sample, **limits)
+            if reason:
+                break
+            if sample:
+                log(step)
+                if len(writer) % int(settings["flush_every"]) == 0:
+                    writer.flush()
+    finally:
+        bar.close()
+    if mismatch > ENERGY_MISMATCH_WARNING:
+        warnings.warn(
+            f"run {index}: the heat-flux model's energy differs from the MD calculator's by up "
+            f"to {mismatch:.2e} eV/atom: are they the same potential?",
+            stacklevel=2,
+        )
+    drift, deviation = energy_drift(np.array(times), np.array(totals))
+    flagged = (
+        bool(reason)
+        or not abs(drift) <= settings["drift_threshold"]
+        or not deviation <= settings["deviation_threshold"]
+    )
+    result = RunResult(
+        index=index,
+        path=path,
+        start_step=start_step,
+        steps_done=step,
+        frames=len(writer),
+        blew_up=bool(reason),
+        reason=reason,
+        drift=drift,
+        max_deviation=deviation,
+        drift_flagged=flagged,
+        temperature_mean=float(np.mean(temperatures)) if temperatures else float("nan"),
+        seconds=time.perf_counter() - start,
+    )
+    writer.attrs.update(
+        {
+            "blew_up": result.blew_up,
+            "stop_reason": reason,
+            "steps_done": step,
+            "energy_drift": drift,
+            "energy_drift_unit": "eV/atom/ps",
+            "energy_max_deviation": deviation,
+            "energy_max_deviation_unit": "eV/atom",
+            "drift_threshold": settings["drift_threshold"],
+            "deviation_threshold": settings["deviation_threshold"],
+            "drift_flagged": flagged,
+            "temperature_mean": result.temperature_mean,
+            "flux_energy_mismatch_per_atom": mismatch,
+            "seconds": result.seconds,
+            "completed": True,
+        }
+    )
+    writer.flush()
+    return result
+
+
+def _load_run(path: Path, fingerprint: str, index: int) -> RunResult | None:
+    """The result of a completed run of this production, or None."""
+    if not path.is_file():
+        return None
+    try:
+        ds = read_trajectory(path)
+    except (OSError, ValueError):
+        return None
+    a = ds.attrs
+    if a.get("run_fingerprint") != fingerprint or not int(a.get("completed", 0)):
+        return None
+    return RunResult(
+        index=index,
+        path=path,
+        start_step=int(a["start_step"]),
+        steps_done=int(a["steps_done"]),
+        frames=int(ds.sizes["time"]),
+        blew_up=bool(a["blew_up"]),
+        reason=str(a.get("stop_reason", "")),
+        drift=float(a["energy_drift"]),
+        max_deviation=float(a["energy_max_deviation"]),
+        drift_flagged=bool(a["drift_flagged"]),
+        temperature_mean=float(a["temperature_mean"]),
+        seconds=float(a["seconds"]),
+        reused=True,
+    )
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _nearest_neighbour_distance(atoms: Atoms) -> float:
+    if len(atoms) < 2:
+        return float("inf")
+    distances = atoms.get_all_distances(mic=bool(atoms.pbc.any()))
+    distances[np.diag_indices_from(distances)] = np.inf
+    return float(distances.min())
+
+
+def _fingerprint(
+    settings: dict[str, Any], temperature: float, flux: HeatFluxMethod, atoms: Atoms
+) -> str:
+    """What makes two productions the same (for reusing finished parts)."""
+    text = json.dumps(
+        {
+            "settings": settings,
+            "temperature": temperature,
+            "flux": flux.name,
+            "symbols": atoms.get_chemical_symbols(),
+            "positions": np.round(atoms.positions, 6).tolist(),
+            "cell": np.round(atoms.cell.array, 6).tolist(),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
