@@ -33,6 +33,7 @@ include: "workflow/rules/reference.smk"
 include: "workflow/rules/al.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/phonons.smk"
+include: "workflow/rules/greenkubo.smk"
 
 
 rule all:
@@ -40,3 +41,4 @@ rule all:
     input:
         al_outputs(),
         phonon_outputs(),
+        greenkubo_outputs(),

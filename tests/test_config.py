@@ -116,6 +116,36 @@ def test_material_overrides_merge_over_global_sections():
     assert a["explore"]["timestep"] == b["explore"]["timestep"]
 
 
+def test_greenkubo_defaults_are_the_production_defaults():
+    from alkappa.greenkubo import DEFAULT_PRODUCTION_SETTINGS
+
+    gk = load_config(_config())["greenkubo"]
+    assert gk["enabled"] and gk["lifetimes"] and gk["flux"] == "unfolded"
+    assert gk["temperatures"] == [300]
+    for key, value in DEFAULT_PRODUCTION_SETTINGS.items():
+        assert gk[key] == value, key
+    with pytest.raises(ConfigError, match=r"greenkubo\.flux"):
+        load_config(_config(greenkubo={"flux": "hardy"}))
+
+
+def test_lattice_dynamics_overrides_merge_over_global_sections():
+    structure = MINIMAL["materials"]["Cu"]["structure"]
+    cfg = _config(
+        greenkubo={"runs": 3, "temperatures": [200, 300]},
+        conductivity={"mesh": [4, 4, 4]},
+        materials={
+            "A": {"structure": structure, "greenkubo": {"steps": 100}},
+            "B": {"structure": structure, "conductivity": {"temperatures": [300]}},
+        },
+    )
+    cfg = load_config(cfg)
+    a, b = material_settings(cfg, "A"), material_settings(cfg, "B")
+    assert a["greenkubo"]["steps"] == 100 and a["greenkubo"]["runs"] == 3
+    assert a["greenkubo"]["temperatures"] == [200, 300]
+    assert b["greenkubo"]["steps"] == 25000
+    assert b["conductivity"]["mesh"] == [4, 4, 4] and b["conductivity"]["temperatures"] == [300]
+
+
 def test_cli_validate_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_config(ensemble={"sise": 4})))

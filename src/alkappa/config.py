@@ -30,6 +30,9 @@ SECTIONS = (
     "select",
     "convergence",
     "reference",
+    "phonons",
+    "conductivity",
+    "greenkubo",
 )
 
 

@@ -218,3 +218,79 @@ def phonon_outputs():
         if settings["conductivity"]["enabled"]:
             outputs.append(f"{R}/{m}/conductivity/comparison.json")
     return outputs
+
+
+def gk_settings(material):
+    return msettings(material)["greenkubo"]
+
+
+def gk_materials():
+    return [m for m in MATERIALS if gk_settings(m)["enabled"]]
+
+
+def gk_temperatures(material):
+    return [f"{t:g}" for t in gk_settings(material)["temperatures"]]
+
+
+def gk_dir(material, T):
+    return f"{R}/{material}/greenkubo/T{T}"
+
+
+def gk_run_groups():
+    """Materials with the Green-Kubo stage, grouped by their number of NVE runs: the run
+    files are outputs, and a rule's outputs cannot depend on the material."""
+    import re
+
+    groups = {}
+    for m in gk_materials():
+        groups.setdefault(gk_settings(m)["runs"], []).append(re.escape(m))
+    return groups
+
+
+def gk_run_files(wildcards):
+    runs = gk_settings(wildcards.material)["runs"]
+    return [
+        f"{gk_dir(wildcards.material, wildcards.T)}/run_{k:02d}.nc" for k in range(runs)
+    ]
+
+
+def gk_lifetimes(material):
+    """MD lifetimes need the MLIP's harmonic phonons and its phono3py lifetimes."""
+    settings = msettings(material)
+    return (
+        settings["greenkubo"]["lifetimes"]
+        and settings["phonons"]["enabled"]
+        and settings["conductivity"]["enabled"]
+    )
+
+
+def production_inputs(wildcards):
+    """The final ensemble and the relaxed cell; the MLIP's force constants for the harmonic flux."""
+    m = wildcards.material
+    inputs = {
+        "model": f"{R}/{m}/model/ensemble.json",
+        "structure": f"{R}/{m}/structure/relaxed.extxyz",
+    }
+    if gk_settings(m)["flux"] == "harmonic":
+        inputs["force_constants"] = f"{R}/{m}/phonons/mlip/phonopy_params.yaml"
+    return inputs
+
+
+def gk_summary_inputs(wildcards):
+    m = wildcards.material
+    temps = gk_temperatures(m)
+    kappa = []
+    if msettings(m)["conductivity"]["enabled"]:
+        kappa = [f"{R}/{m}/conductivity/{x}/kappa.nc" for x in conductivity_methods(m)]
+    return {
+        "greenkubo": [f"{gk_dir(m, t)}/greenkubo.nc" for t in temps],
+        "productions": [f"{gk_dir(m, t)}/production.json" for t in temps],
+        "lifetimes": (
+            [f"{gk_dir(m, t)}/lifetimes.json" for t in temps] if gk_lifetimes(m) else []
+        ),
+        "kappa": kappa,
+    }
+
+
+def greenkubo_outputs():
+    return [f"{R}/{m}/greenkubo/summary.json" for m in gk_materials()]

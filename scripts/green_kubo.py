@@ -1,0 +1,12 @@
+from alkappa._smk import script_context
+from alkappa.greenkubo.steps import run_green_kubo_step
+
+smk = snakemake  # noqa: F821
+with script_context(smk) as settings:
+    run_green_kubo_step(
+        settings,
+        list(smk.input.runs),
+        smk.output.netcdf,
+        smk.output.figure,
+        temperature=float(smk.wildcards.T),
+    )

@@ -1,0 +1,506 @@
+"""The pipeline's Green-Kubo steps, one function per Snakemake rule.
+
+Each reads files, calls the library (:mod:`alkappa.greenkubo`) and writes its outputs; the
+``scripts/*.py`` wrappers only translate the Snakemake object into one of these calls. All of
+them work on ``results/<m>/greenkubo/T<T>/``:
+
+* :func:`run_production_step`: NVT equilibration and NVE runs with the final ensemble
+  (``equilibration.nc``, ``run_00.nc``, ..., ``production.json``);
+* :func:`run_green_kubo_step`: the Green-Kubo analysis (``greenkubo.nc``, ``greenkubo.png``);
+* :func:`run_mode_lifetimes_step`: phonon lifetimes of the same runs against phono3py's
+  (``lifetimes.nc``, ``lifetimes.json``, ``lifetimes.png``);
+* :func:`run_greenkubo_summary_step`: kappa per temperature next to phono3py, drift flags and
+  lifetime ratios (``greenkubo/summary.json``, ``greenkubo/kappa_T.png``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from alkappa.io import read_dataset, read_json, write_json
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    import xarray as xr
+    from ase import Atoms
+
+    from alkappa.greenkubo._flux import HeatFluxMethod
+
+
+def production_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The production MD settings (:data:`~alkappa.greenkubo.DEFAULT_PRODUCTION_SETTINGS`
+    keys) of a material's ``greenkubo`` section."""
+    from alkappa.greenkubo import DEFAULT_PRODUCTION_SETTINGS
+
+    gk = settings["greenkubo"]
+    return {key: gk[key] for key in DEFAULT_PRODUCTION_SETTINGS if key in gk}
+
+
+def member_files(model_dir: str | Path) -> list[Path]:
+    """The member model files of a final ensemble (``model/ensemble.json``'s ``members``)."""
+    directory = Path(model_dir)
+    return [directory / name for name in read_json(directory / "ensemble.json")["members"]]
+
+
+def make_flux(
+    settings: dict[str, Any],
+    *,
+    model_dir: str | Path,
+    structure: Atoms,
+    force_constants: str | Path | None = None,
+    threads: int | None = None,
+) -> HeatFluxMethod:
+    """The heat-flux method of ``greenkubo.flux``.
+
+    ``unfolded``: the final ensemble's NequIP members loaded eagerly (the flux needs atomic
+    energies and forward-mode autograd); ``virial``: per-atom stresses of the MD calculator;
+    ``harmonic``: the supercell force constants in ``force_constants`` (the MLIP's
+    ``phonopy_params.yaml``), whose supercell is the MD cell.
+    """
+    from alkappa.greenkubo import make_heat_flux
+
+    gk = settings["greenkubo"]
+    name = gk["flux"]
+    convective = bool(gk["convective"])
+    if name == "unfolded":
+        model = read_json(Path(model_dir) / "ensemble.json").get("model", {})
+        if model.get("name", "nequip") != "nequip":
+            raise ValueError(
+                f"greenkubo.flux: unfolded needs NequIP members, the ensemble is "
+                f"{model.get('name')!r}; use virial (per-atom stresses) or harmonic"
+            )
+        return make_heat_flux(
+            "unfolded",
+            model_paths=member_files(model_dir),
+            convective=convective,
+            threads=threads,
+        )
+    if name == "virial":
+        return make_heat_flux("virial", convective=convective)
+    if name == "harmonic":
+        from alkappa.phonons import read_force_constants
+
+        if force_constants is None:
+            raise ValueError("greenkubo.flux: harmonic needs the MLIP's force constants")
+        return make_heat_flux(
+            "harmonic",
+            reference=structure,
+            # full (N, N, 3, 3), in the MD cell's atom order
+            force_constants=read_force_constants(force_constants, structure),
+            convective=convective,
+        )
+    raise ValueError(f"greenkubo.flux: unknown heat flux {name!r}")
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """A hash of the final ensemble (``ensemble.json`` and the member files)."""
+    h = hashlib.sha256((Path(model_dir) / "ensemble.json").read_bytes())
+    for path in member_files(model_dir):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def discard_stale(directory: str | Path, fingerprint: str) -> list[Path]:
+    """Delete the production files in ``directory`` that another model wrote.
+
+    :func:`run_production` reuses a finished equilibration and runs of the same settings and
+    structure; the model is checked here (the files carry ``model_fingerprint``), so that a
+    production rerun after the ensemble changed starts afresh. Returns the deleted files.
+    """
+    import xarray as xr
+
+    from alkappa.greenkubo._production import EQUILIBRATION_FILE
+
+    directory = Path(directory)
+    removed = []
+    for path in [directory / EQUILIBRATION_FILE, *sorted(directory.glob("run_*.nc"))]:
+        if not path.is_file():
+            continue
+        try:
+            with xr.open_dataset(path) as ds:
+                stamp = ds.attrs.get("model_fingerprint")
+        except (OSError, ValueError):
+            stamp = None
+        if stamp != fingerprint:
+            path.unlink()
+            removed.append(path)
+    if removed:
+        print(f"removed {len(removed)} production file(s) of another model or unreadable")
+    return removed
+
+
+def _structure(structure_path: str | Path) -> Atoms:
+    atoms = read_dataset(structure_path)[0]
+    atoms.calc = None
+    return atoms
+
+
+def _check_virial(atoms: Atoms, calculator: Any) -> None:
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    work = atoms.copy()
+    work.calc = calculator
+    try:
+        work.get_stresses()
+    except (PropertyNotImplementedError, NotImplementedError, AttributeError) as exc:
+        raise ValueError(
+            "greenkubo.flux: virial needs per-atom stresses, which the final ensemble's "
+            f"calculator does not give ({type(exc).__name__}); use unfolded or harmonic"
+        ) from exc
+
+
+def run_production_step(
+    settings: dict[str, Any],
+    structure_path: str | Path,
+    model_dir: str | Path,
+    out_dir: str | Path,
+    out_record: str | Path,
+    *,
+    temperature: float,
+    threads: int = 1,
+    force_constants: str | Path | None = None,
+    progress: bool = True,
+) -> None:
+    """NVT equilibration and ``runs`` NVE runs logging the heat flux, with the final ensemble
+    (``load_model(model_dir, threads=threads)``) at ``temperature``; ``production.json`` is the
+    record (energy drift of every run, timings). Completed parts of an interrupted production
+    with the same settings, structure and model are reused (:func:`discard_stale`)."""
+    from alkappa import load_model
+    from alkappa.greenkubo import run_production
+
+    atoms = _structure(structure_path)
+    calculator = load_model(model_dir, threads=threads)
+    gk = settings["greenkubo"]
+    if gk["flux"] == "virial":
+        _check_virial(atoms, calculator)
+    flux = make_flux(
+        settings,
+        model_dir=model_dir,
+        structure=atoms,
+        force_constants=force_constants,
+        threads=threads,
+    )
+    fingerprint = model_fingerprint(model_dir)
+    discard_stale(out_dir, fingerprint)
+    prod = production_settings(settings)
+    n_frames = prod["steps"] // prod["sample_interval"] + 1
+    print(
+        f"{settings['name']} at {temperature:g} K: {gk['flux']} heat flux, {prod['runs']} run(s) "
+        f"of {prod['steps']} x {prod['timestep']:g} fs ({n_frames} flux frames each), "
+        f"{threads} thread(s)",
+        flush=True,
+    )
+    # warnings go to stderr, the job's log; the harmonic flux's energies are harmonic ones,
+    # so that they differ from the MLIP's is no sign of a wrong model
+    with warnings.catch_warnings():
+        if gk["flux"] == "harmonic":
+            warnings.filterwarnings("ignore", message=r".*heat-flux model's energy differs")
+        result = run_production(
+            atoms,
+            calculator,
+            flux,
+            out_dir,
+            temperature=temperature,
+            settings=prod,
+            attrs={
+                "material": settings["name"],
+                "model": str(model_dir),
+                "model_fingerprint": fingerprint,
+            },
+            progress=progress,
+        )
+    record = {
+        "material": settings["name"],
+        "flux": gk["flux"],
+        "threads": threads,
+        "model_fingerprint": fingerprint,
+        "settings": prod,
+        **result.to_dict(),
+    }
+    write_json(out_record, record)
+    if not result.equilibrated:
+        raise RuntimeError(
+            f"the NVT equilibration at {temperature:g} K blew up ({result.reason}); see "
+            f"{result.equilibration}"
+        )
+    for run in result.runs:
+        state = "reused" if run.reused else f"{run.seconds:.0f} s"
+        flag = "  FLAGGED" if run.drift_flagged else ""
+        print(
+            f"run {run.index}: {run.steps_done} steps, <T> = {run.temperature_mean:.1f} K, "
+            f"drift {run.drift:.2e} eV/atom/ps, max deviation {run.max_deviation:.2e} eV/atom "
+            f"({state}){flag}{': ' + run.reason if run.reason else ''}"
+        )
+
+
+def usable_runs(run_paths: Sequence[str | Path]) -> list[Path]:
+    """The runs that did not blow up (a blown-up run's last frames are not physical)."""
+    from alkappa.io.trajectory import read_trajectory
+
+    good = []
+    for path in run_paths:
+        attrs = read_trajectory(path).attrs
+        if int(attrs.get("blew_up", 0)):
+            print(f"WARNING: {path} blew up ({attrs.get('stop_reason', '')}): left out")
+        else:
+            good.append(Path(path))
+    if not good:
+        raise RuntimeError(f"all {len(run_paths)} production runs blew up")
+    return good
+
+
+def run_green_kubo_step(
+    settings: dict[str, Any],
+    run_paths: Sequence[str | Path],
+    out_netcdf: str | Path,
+    out_figure: str | Path,
+    *,
+    temperature: float,
+) -> None:
+    """Green-Kubo kappa of the production runs at one temperature (:func:`run_green_kubo`
+    with ``window_fs`` / ``window_factor`` / ``max_lag_fs``), and its kappa(t) figure."""
+    from alkappa.greenkubo import plot_green_kubo, run_green_kubo, write_green_kubo
+
+    gk = settings["greenkubo"]
+    ds = run_green_kubo(
+        [str(p) for p in usable_runs(run_paths)],
+        window_fs=gk["window_fs"],
+        window_factor=gk["window_factor"],
+        max_lag_fs=gk["max_lag_fs"],
+    )
+    ds.attrs.update(
+        {
+            "material": settings["name"],
+            "temperature_target": float(temperature),
+            "heat_flux_method": gk["flux"],
+        }
+    )
+    write_green_kubo(ds, out_netcdf)
+    print(
+        f"kappa = {float(ds['kappa_scalar']):.3f} ± {float(ds['kappa_scalar_error']):.3f} "
+        f"W/(m K) from {ds.attrs['n_runs']} run(s), <T> = {ds.attrs['temperature']:.1f} K, "
+        f"window {float(ds['window_fs'].mean()):.0f} fs"
+    )
+    plot_green_kubo(ds, out_figure)
+
+
+def run_mode_lifetimes_step(
+    settings: dict[str, Any],
+    run_paths: Sequence[str | Path],
+    force_constants: str | Path,
+    kappa_netcdf: str | Path,
+    out_netcdf: str | Path,
+    out_json: str | Path,
+    out_figure: str | Path,
+    *,
+    temperature: float,
+) -> None:
+    """Phonon lifetimes from the mode-energy autocorrelation of the production runs
+    (harmonic modes of the MLIP's ``phonopy_params.yaml``), against phono3py's of the MLIP
+    (``kappa.nc``) at the same q-points: ``lifetimes.nc`` (the MD lifetimes with phono3py's
+    next to them), ``lifetimes.json`` (median ratio and per-mode values) and the figure."""
+    from alkappa.greenkubo import compare_mode_lifetimes, plot_mode_lifetimes, run_mode_lifetimes
+    from alkappa.phonons._harmonic import write_netcdf
+
+    md = run_mode_lifetimes([str(p) for p in usable_runs(run_paths)], force_constants)
+    comparison = compare_mode_lifetimes(md, kappa_netcdf, temperature=temperature)
+    out = md.copy()
+    for name in ("tau_phono3py", "frequency_phono3py"):
+        out[name] = comparison[name]
+    out["tau_md_degenerate"] = comparison["tau_md"]
+    out["matched"] = comparison["matched"]
+    out.attrs.update({f"comparison_{k}": v for k, v in comparison.attrs.items()})
+    out.attrs["material"] = settings["name"]
+    write_netcdf(out, out_netcdf)
+    write_json(out_json, lifetime_record(comparison, temperature))
+    info = comparison.attrs
+    ratio = info.get("median_ratio")
+    print(
+        f"{info['n_modes_compared']} modes compared on {info['n_matched_qpoints']} of "
+        f"{info['n_qpoints']} q-points; median tau MD / phono3py = "
+        + (f"{ratio:.2f}" if ratio is not None else "n/a")
+    )
+    plot_mode_lifetimes(comparison, out_figure)
+
+
+def lifetime_record(comparison: xr.Dataset, temperature: float) -> dict[str, Any]:
+    """The numbers of :func:`compare_mode_lifetimes` (its attributes) and one row per mode."""
+    info = {k: _finite(v) for k, v in comparison.attrs.items()}
+    modes = []
+    q = comparison["qpoints"].values
+    for iq, ib in np.ndindex(comparison["tau_md"].shape):
+        modes.append(
+            {
+                "qpoint": [float(x) for x in q[iq]],
+                "band": int(ib),
+                "frequency_THz": _finite(comparison["frequency_md"].values[iq, ib]),
+                "tau_md_ps": _finite(comparison["tau_md"].values[iq, ib]),
+                "tau_phono3py_ps": _finite(comparison["tau_phono3py"].values[iq, ib]),
+            }
+        )
+    return {
+        "temperature_K": float(temperature),
+        "median_ratio": info.pop("median_ratio", None),
+        **info,
+        "modes": modes,
+    }
+
+
+def run_greenkubo_summary_step(
+    settings: dict[str, Any],
+    green_kubo: Mapping[str, str | Path],
+    productions: Mapping[str, str | Path],
+    lifetimes: Mapping[str, str | Path],
+    kappa_files: Mapping[str, str | Path],
+    out_json: str | Path,
+    out_figure: str | Path,
+) -> None:
+    """Green-Kubo kappa per temperature next to phono3py's RTA kappa at that temperature,
+    energy drift of every run, median lifetime ratio (``summary.json``); kappa(T) figure.
+
+    ``green_kubo``, ``productions`` and ``lifetimes`` map the temperature (as in the paths,
+    ``"300"``) to ``greenkubo.nc``, ``production.json`` and ``lifetimes.json``;
+    ``kappa_files`` the phono3py method (``mlip``, ``oracle``) to its ``kappa.nc``.
+    """
+    from alkappa.greenkubo import plot_kappa_temperature
+    from alkappa.phonons import read_netcdf
+
+    phono3py = {method: read_netcdf(path) for method, path in kappa_files.items()}
+    rows: dict[str, Any] = {}
+    datasets = []
+    for key in sorted(green_kubo, key=float):
+        ds = read_netcdf(green_kubo[key])
+        datasets.append(ds)
+        target = float(key)
+        kappa = float(ds["kappa_scalar"])
+        row: dict[str, Any] = {
+            "temperature_K": target,
+            "temperature_md_K": float(ds.attrs["temperature"]),
+            "kappa_W_per_mK": kappa,
+            "kappa_error_W_per_mK": _finite(float(ds["kappa_scalar_error"])),
+            "kappa_tensor_W_per_mK": ds["kappa"].values.tolist(),
+            "kappa_runs_W_per_mK": [float(k) for k in ds["kappa_run_scalar"].values],
+            "n_runs": int(ds.attrs["n_runs"]),
+            "cutoff_found": bool(_diagonal(ds["cutoff_found"].values).all()),
+            "cutoff_time_fs": float(_diagonal(ds["cutoff_time"].values).mean()),
+            "window_fs": float(ds["window_fs"].values.mean()),
+            "phono3py": {},
+        }
+        for method, k_ds in phono3py.items():
+            rta, how = kappa_at_temperature(k_ds, "kappa_rta_average", target)
+            entry: dict[str, Any] = {"kappa_rta_W_per_mK": rta, "how": how}
+            if "kappa_lbte_average" in k_ds:
+                entry["kappa_lbte_W_per_mK"] = kappa_at_temperature(
+                    k_ds, "kappa_lbte_average", target
+                )[0]
+            entry["gk_over_rta"] = kappa / rta if rta else None
+            row["phono3py"][method] = entry
+        row["drift"] = drift_record(read_json(productions[key]))
+        row["lifetimes"] = None
+        if key in lifetimes:
+            life = read_json(lifetimes[key])
+            row["lifetimes"] = {
+                "median_ratio_md_over_phono3py": life.get("median_ratio"),
+                "n_modes_compared": life.get("n_modes_compared"),
+                "n_matched_qpoints": life.get("n_matched_qpoints"),
+                "n_qpoints": life.get("n_qpoints"),
+                "log10_ratio_rms": life.get("log10_ratio_rms"),
+                "temperature_phono3py_K": life.get("temperature_phono3py"),
+            }
+        rows[key] = row
+    record = {
+        "material": settings["name"],
+        "flux": settings["greenkubo"]["flux"],
+        "drift_flagged": any(r["drift"]["flagged"] for r in rows.values()),
+        "temperatures": rows,
+    }
+    write_json(out_json, record)
+    for key, row in rows.items():
+        vs = ", ".join(
+            f"{m} RTA {e['kappa_rta_W_per_mK']:.3f}"
+            for m, e in row["phono3py"].items()
+            if e["kappa_rta_W_per_mK"] is not None
+        )
+        flag = "; DRIFT FLAGGED" if row["drift"]["flagged"] else ""
+        print(
+            f"{key} K: GK {row['kappa_W_per_mK']:.3f} ± {row['kappa_error_W_per_mK'] or 0:.3f} "
+            f"W/(m K){'; ' + vs if vs else ''}{flag}"
+        )
+    plot_kappa_temperature(
+        {"MLIP": datasets},
+        out_figure,
+        phono3py={_label(m): ds for m, ds in phono3py.items()},
+        title=f"{settings['name']}: Green-Kubo against phono3py",
+    )
+
+
+def by_temperature(paths: Sequence[str | Path]) -> dict[str, str]:
+    """``{"300": ".../greenkubo/T300/greenkubo.nc", ...}``: files keyed by the temperature of
+    their ``T<T>`` directory."""
+    return {Path(p).parent.name.removeprefix("T"): str(p) for p in paths}
+
+
+def kappa_at_temperature(
+    ds: xr.Dataset, variable: str, temperature: float
+) -> tuple[float | None, str]:
+    """phono3py's ``variable`` at ``temperature``: the value there (``"exact"``), linear
+    between the two nearest temperatures (``"interpolated"``), or None outside the range."""
+    temps = np.asarray(ds["temperature"].values, dtype=float)
+    values = np.asarray(ds[variable].values, dtype=float)
+    if temps.size == 0:
+        return None, "none"
+    close = np.abs(temps - temperature) < 1e-6
+    if close.any():
+        return _finite(float(values[np.argmax(close)])), "exact"
+    if temps.min() < temperature < temps.max():
+        order = np.argsort(temps)
+        return _finite(float(np.interp(temperature, temps[order], values[order]))), "interpolated"
+    return None, "outside"
+
+
+def drift_record(production: dict[str, Any]) -> dict[str, Any]:
+    """Energy conservation of a production (``production.json``): per run and overall."""
+    runs = [
+        {
+            "run": r["index"],
+            "drift_eV_per_atom_per_ps": _finite(r["drift"]),
+            "max_deviation_eV_per_atom": _finite(r["max_deviation"]),
+            "flagged": bool(r["drift_flagged"]),
+            "blew_up": bool(r["blew_up"]),
+            "reason": r["reason"],
+        }
+        for r in production.get("runs", [])
+    ]
+    drifts = [abs(r["drift"]) for r in production.get("runs", [])]
+    settings = production.get("settings", {})
+    return {
+        "flagged": bool(production.get("drift_flagged", True)),
+        "max_abs_drift_eV_per_atom_per_ps": _finite(max(drifts)) if drifts else None,
+        "drift_threshold": settings.get("drift_threshold"),
+        "deviation_threshold": settings.get("deviation_threshold"),
+        "runs": runs,
+    }
+
+
+def _diagonal(values: np.ndarray) -> np.ndarray:
+    return np.diagonal(values, axis1=-2, axis2=-1)
+
+
+def _finite(value: Any) -> Any:
+    """JSON-friendly: non-finite floats become None."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _label(key: str) -> str:
+    return {"mlip": "MLIP", "oracle": "oracle"}.get(key, key)

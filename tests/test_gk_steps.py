@@ -1,0 +1,131 @@
+"""The pipeline's Green-Kubo steps (alkappa.greenkubo.steps) on a small Lennard-Jones production:
+analysis, summary against phono3py, drift record; helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from test_gk_production import SMALL, crystal, lj
+
+from alkappa.greenkubo import VirialHeatFlux, run_production
+from alkappa.greenkubo.steps import (
+    by_temperature,
+    discard_stale,
+    drift_record,
+    kappa_at_temperature,
+    run_green_kubo_step,
+    run_greenkubo_summary_step,
+)
+from alkappa.io import read_json, write_json
+from alkappa.phonons._harmonic import write_netcdf
+
+
+def fake_kappa(path, temperatures=(100.0, 300.0, 500.0), kappa=(6.0, 2.0, 1.2)) -> None:
+    """A phono3py ``kappa.nc`` with just what the summary reads."""
+    ds = xr.Dataset(
+        {"kappa_rta_average": (("temperature",), np.array(kappa))},
+        coords={"temperature": np.array(temperatures)},
+    )
+    write_netcdf(ds, path)
+
+
+def test_kappa_at_temperature(tmp_path):
+    fake_kappa(tmp_path / "k.nc")
+    ds = xr.open_dataset(tmp_path / "k.nc")
+    assert kappa_at_temperature(ds, "kappa_rta_average", 300.0) == (2.0, "exact")
+    assert kappa_at_temperature(ds, "kappa_rta_average", 400.0) == (
+        pytest.approx(1.6),
+        "interpolated",
+    )
+    assert kappa_at_temperature(ds, "kappa_rta_average", 600.0) == (None, "outside")
+    ds.close()
+
+
+def test_by_temperature_and_drift_record():
+    assert by_temperature(["r/Cu/greenkubo/T300/greenkubo.nc", "r/Cu/greenkubo/T612.5/x.nc"]) == {
+        "300": "r/Cu/greenkubo/T300/greenkubo.nc",
+        "612.5": "r/Cu/greenkubo/T612.5/x.nc",
+    }
+    record = drift_record(
+        {
+            "drift_flagged": True,
+            "settings": {"drift_threshold": 1e-4, "deviation_threshold": 5e-3},
+            "runs": [
+                {"index": 0, "drift": -2e-4, "max_deviation": 1e-3, "drift_flagged": True,
+                 "blew_up": False, "reason": ""},
+                {"index": 1, "drift": float("inf"), "max_deviation": float("inf"),
+                 "drift_flagged": True, "blew_up": True, "reason": "max force"},
+            ],
+        }
+    )  # fmt: skip
+    assert record["flagged"] and record["drift_threshold"] == 1e-4
+    assert record["runs"][0]["drift_eV_per_atom_per_ps"] == -2e-4
+    # non-finite numbers are written as null
+    assert record["runs"][1]["drift_eV_per_atom_per_ps"] is None
+    assert record["max_abs_drift_eV_per_atom_per_ps"] is None
+
+
+@pytest.mark.filterwarnings("ignore:no zero crossing")
+def test_green_kubo_and_summary_steps(tmp_path):
+    prod = tmp_path / "greenkubo/T60"
+    result = run_production(
+        crystal(), lj(), VirialHeatFlux(), prod, temperature=60.0, settings=SMALL, progress=False
+    )
+    write_json(prod / "production.json", {"settings": SMALL, **result.to_dict()})
+    settings = {
+        "name": "Ar",
+        "greenkubo": {"flux": "virial", "window_fs": 20.0, "window_factor": 1.0,
+                      "max_lag_fs": None},
+    }  # fmt: skip
+    run_green_kubo_step(
+        settings,
+        result.paths,
+        prod / "greenkubo.nc",
+        prod / "greenkubo.png",
+        temperature=60.0,
+    )
+    with xr.open_dataset(prod / "greenkubo.nc") as ds:
+        kappa = float(ds["kappa_scalar"])
+        assert ds.attrs["n_runs"] == 2 and ds.attrs["temperature_target"] == 60.0
+        assert ds.attrs["heat_flux_method"] == "virial"
+    fake_kappa(tmp_path / "kappa.nc", temperatures=(50.0, 100.0), kappa=(3.0, 1.0))
+    run_greenkubo_summary_step(
+        settings,
+        {"60": prod / "greenkubo.nc"},
+        {"60": prod / "production.json"},
+        {},
+        {"mlip": tmp_path / "kappa.nc"},
+        tmp_path / "summary.json",
+        tmp_path / "kappa_T.png",
+    )
+    summary = read_json(tmp_path / "summary.json")
+    row = summary["temperatures"]["60"]
+    assert row["kappa_W_per_mK"] == kappa and row["n_runs"] == 2
+    assert row["phono3py"]["mlip"]["how"] == "interpolated"
+    assert row["phono3py"]["mlip"]["kappa_rta_W_per_mK"] == pytest.approx(2.6)
+    assert row["phono3py"]["mlip"]["gk_over_rta"] == pytest.approx(kappa / 2.6)
+    assert len(row["drift"]["runs"]) == 2 and row["lifetimes"] is None
+    assert summary["drift_flagged"] == result.drift_flagged
+    assert (tmp_path / "kappa_T.png").stat().st_size > 10_000
+    assert (prod / "greenkubo.png").stat().st_size > 10_000
+
+
+def test_files_of_another_model_are_discarded(tmp_path):
+    settings = {**SMALL, "runs": 1, "steps": 10}
+    kwargs = {"temperature": 60.0, "settings": settings, "progress": False}
+    run_production(
+        crystal(), lj(), VirialHeatFlux(), tmp_path, attrs={"model_fingerprint": "a"}, **kwargs
+    )
+    (tmp_path / "run_07.nc").write_text("not netCDF")
+    assert discard_stale(tmp_path, "a") == [tmp_path / "run_07.nc"]
+    assert (tmp_path / "run_00.nc").is_file()
+    again = run_production(
+        crystal(), lj(), VirialHeatFlux(), tmp_path, attrs={"model_fingerprint": "a"}, **kwargs
+    )
+    assert again.runs[0].reused
+    assert set(discard_stale(tmp_path, "b")) == {
+        tmp_path / "equilibration.nc",
+        tmp_path / "run_00.nc",
+    }
+    assert not list(tmp_path.glob("*.nc"))

@@ -1,0 +1,100 @@
+# Green-Kubo thermal conductivity from MD with the final ensemble: production (NVT
+# equilibration, then independent NVE runs logging the heat flux), the Green-Kubo analysis,
+# phonon lifetimes from the same runs against phono3py's, and a summary over temperatures.
+
+
+# One production rule per number of runs (the run files are outputs; see gk_run_groups).
+# The NVT and NVE files are update(): Snakemake does not delete them before a rerun, so a
+# production killed mid-way continues with its first unfinished run (the library reuses
+# completed runs of the same settings).
+for _runs, _materials in gk_run_groups().items():
+
+    rule:
+        name:
+            "production" if len(gk_run_groups()) == 1 else f"production_{_runs}runs"
+        input:
+            unpack(production_inputs),
+        output:
+            equilibration=update(f"{R}/{{material}}/greenkubo/T{{T}}/equilibration.nc"),
+            runs=[
+                update(f"{R}/{{material}}/greenkubo/T{{T}}/run_{k:02d}.nc")
+                for k in range(_runs)
+            ],
+            record=f"{R}/{{material}}/greenkubo/T{{T}}/production.json",
+        log:
+            f"{R}/{{material}}/logs/greenkubo/production_T{{T}}.log",
+        wildcard_constraints:
+            material="|".join(_materials),
+        conda:
+            "../../envs/mlip.yaml"
+        threads: config["threads"]["md"]
+        params:
+            settings=sections("greenkubo"),
+        script:
+            "../../scripts/gk_production.py"
+
+
+rule green_kubo:
+    input:
+        runs=gk_run_files,
+    output:
+        netcdf=f"{R}/{{material}}/greenkubo/T{{T}}/greenkubo.nc",
+        figure=report(
+            f"{R}/{{material}}/greenkubo/T{{T}}/greenkubo.png",
+            caption="../report/green_kubo.rst",
+            category="Green-Kubo",
+            subcategory="{material}",
+        ),
+    log:
+        f"{R}/{{material}}/logs/greenkubo/green_kubo_T{{T}}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=sections("greenkubo"),
+    script:
+        "../../scripts/green_kubo.py"
+
+
+rule mode_lifetimes:
+    input:
+        runs=gk_run_files,
+        force_constants=f"{R}/{{material}}/phonons/mlip/phonopy_params.yaml",
+        kappa=f"{R}/{{material}}/conductivity/mlip/kappa.nc",
+    output:
+        netcdf=f"{R}/{{material}}/greenkubo/T{{T}}/lifetimes.nc",
+        summary=f"{R}/{{material}}/greenkubo/T{{T}}/lifetimes.json",
+        figure=report(
+            f"{R}/{{material}}/greenkubo/T{{T}}/lifetimes.png",
+            caption="../report/md_lifetimes.rst",
+            category="Green-Kubo",
+            subcategory="{material}",
+        ),
+    log:
+        f"{R}/{{material}}/logs/greenkubo/mode_lifetimes_T{{T}}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=sections("greenkubo"),
+    script:
+        "../../scripts/mode_lifetimes.py"
+
+
+rule greenkubo_summary:
+    input:
+        unpack(gk_summary_inputs),
+    output:
+        summary=f"{R}/{{material}}/greenkubo/summary.json",
+        figure=report(
+            f"{R}/{{material}}/greenkubo/kappa_T.png",
+            caption="../report/kappa_gk.rst",
+            category="Green-Kubo",
+            subcategory="{material}",
+        ),
+    log:
+        f"{R}/{{material}}/logs/greenkubo/summary.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=sections("greenkubo"),
+    script:
+        "../../scripts/greenkubo_summary.py"
