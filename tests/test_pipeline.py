@@ -81,6 +81,9 @@ def test_phonons_conductivity_and_anharmonicity_outputs(test_campaign):
             assert (ds["kappa_rta_average"].values > 0).all()
             assert {"gamma", "tau", "frequency", "group_velocity", "weight"} <= set(ds)
         assert list((out / f"conductivity/{method}").glob("kappa-m444*.hdf5"))
+        convergence = read_json(out / f"conductivity/{method}/mesh_convergence.json")
+        assert convergence["meshes"] == [[2, 2, 2], [4, 4, 4]]
+        assert len(convergence["kappa_rta_W_per_mK"]) == 2
     # every oracle single point of the force constants is in the ledger, under its purpose
     counts = count_oracle_calls(out / "oracle")
     assert counts["fc3"] == read_json(out / "conductivity/oracle/fc3.json")["n_supercells"]

@@ -186,7 +186,8 @@ def run_kappa_step(
 ) -> None:
     """kappa (RTA, optionally LBTE) and per-mode lifetimes on the configured mesh, as netCDF;
     phono3py's own ``kappa-m*.hdf5`` next to it. With ``mesh_convergence`` also
-    ``mesh_convergence.json``."""
+    ``mesh_convergence.json`` (kappa RTA per mesh and temperature, change from the previous
+    mesh; NaN where undefined)."""
     from alkappa.phonons import load_fc3, run_mesh_convergence, run_phono3py, write_netcdf
 
     kappa = settings["conductivity"]
@@ -212,7 +213,24 @@ def run_kappa_step(
             lbte=False,
             sigma=kappa["sigma"],
         )
-        write_json(out.parent / "mesh_convergence.json", conv)
+        write_json(
+            out.parent / "mesh_convergence.json",
+            {
+                "meshes": conv.attrs["meshes"],
+                "n_qpoints": [int(n) for n in conv["n_qpoints"].values],
+                "temperatures_K": [float(t) for t in conv["temperature"].values],
+                "kappa_rta_W_per_mK": _finite_lists(conv["kappa_rta_average"].values),
+                "relative_change_rta": _finite_lists(conv["relative_change_rta"].values),
+            },
+        )
+        for mesh, kappas in zip(
+            conv.attrs["meshes"], conv["kappa_rta_average"].values, strict=True
+        ):
+            print(f"mesh {mesh}: kappa RTA {', '.join(f'{k:.3f}' for k in kappas)} W/mK")
+
+
+def _finite_lists(values: np.ndarray) -> list[list[float | None]]:
+    return [[float(x) if np.isfinite(x) else None for x in row] for row in values]
 
 
 def _kappa_at(ds: Any, temperature: float) -> float | None:
