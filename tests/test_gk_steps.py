@@ -13,6 +13,7 @@ from alkappa.greenkubo.steps import (
     by_temperature,
     discard_stale,
     drift_record,
+    gk_convergence,
     kappa_at_temperature,
     run_green_kubo_step,
     run_greenkubo_summary_step,
@@ -129,3 +130,23 @@ def test_files_of_another_model_are_discarded(tmp_path):
         tmp_path / "run_00.nc",
     }
     assert not list(tmp_path.glob("*.nc"))
+
+
+def test_gk_convergence_against_the_acoustic_lifetimes():
+    # acoustic lifetimes 8, 9, 10 ps (median 9): a 3 ps cutoff keeps 1 - exp(-1/3) of their
+    # decay, 20 ps runs are shorter than 10 lifetimes; the optical bands do not count
+    taus = [8.0, 9.0, 10.0, 0.5, 0.5, np.nan]
+    bands = [0, 1, 2, 3, 4, 0]
+    out = gk_convergence(3000.0, 20000.0, taus, bands)
+    assert out["checked"] and out["under_converged"]
+    assert out["acoustic_lifetime_ps"] == pytest.approx(9.0)
+    assert out["captured_fraction"] == pytest.approx(1.0 - np.exp(-1.0 / 3.0))
+    assert "cutoff" in out["reason"] and "10 acoustic lifetimes" in out["reason"]
+    # short-lived phonons, long runs: converged
+    fine = gk_convergence(5000.0, 50000.0, [1.0, 1.0, 1.0], [0, 1, 2])
+    assert fine["checked"] and not fine["under_converged"] and fine["reason"] == ""
+    assert fine["captured_fraction"] == pytest.approx(1.0 - np.exp(-5.0))
+    # only the run length too short
+    short = gk_convergence(5000.0, 5000.0, [1.0, 1.0, 1.0], [0, 1, 2])
+    assert short["under_converged"] and "cutoff" not in short["reason"]
+    assert not gk_convergence(3000.0, 20000.0, [np.nan, 2.0], [0, 3])["checked"]

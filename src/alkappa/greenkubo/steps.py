@@ -353,6 +353,52 @@ def lifetime_record(comparison: xr.Dataset, temperature: float) -> dict[str, Any
     }
 
 
+#: least fraction of the slowest (acoustic) modes' heat-flux autocorrelation that the cutoff
+#: must keep for kappa_GK to count as converged
+MIN_CAPTURED_FRACTION = 0.8
+
+
+def gk_convergence(
+    cutoff_fs: float, run_length_fs: float, tau_md_ps: Sequence[float], bands: Sequence[int]
+) -> dict[str, Any]:
+    """Whether the GK cutoff and the run length are long against the MD phonon lifetimes.
+
+    The heat carried by a mode decays in the flux autocorrelation as exp(-t/tau); reading kappa
+    at ``cutoff_fs`` keeps the fraction 1 - exp(-t_c/tau) of it. With ``tau`` the median MD
+    lifetime of the acoustic modes (bands 0-2 at the commensurate q-points, the slow heat
+    carriers), kappa_GK counts as under-converged when that fraction is below
+    :data:`MIN_CAPTURED_FRACTION` or a run is shorter than 10 tau (then the autocorrelation is
+    buried in noise before it has decayed, and the first-dip cutoff falls early). kappa_GK is
+    then a lower bound; its error bar (over runs) does not include this.
+    """
+    tau = np.asarray(tau_md_ps, dtype=float)
+    band = np.asarray(bands)
+    acoustic = tau[(band < 3) & np.isfinite(tau) & (tau > 0)]
+    if acoustic.size == 0:
+        return {"checked": False, "reason": "no finite MD lifetimes of acoustic modes"}
+    tau_fs = 1000.0 * float(np.median(acoustic))
+    captured = 1.0 - float(np.exp(-cutoff_fs / tau_fs))
+    reasons = []
+    if captured < MIN_CAPTURED_FRACTION:
+        reasons.append(
+            f"the cutoff ({cutoff_fs / 1000:.2g} ps) keeps {captured:.0%} of the decay of the "
+            f"acoustic modes (MD lifetime {tau_fs / 1000:.2g} ps)"
+        )
+    if run_length_fs < 10.0 * tau_fs:
+        reasons.append(
+            f"runs of {run_length_fs / 1000:.3g} ps are shorter than 10 acoustic lifetimes"
+        )
+    return {
+        "checked": True,
+        "acoustic_lifetime_ps": tau_fs / 1000.0,
+        "cutoff_ps": cutoff_fs / 1000.0,
+        "run_length_ps": run_length_fs / 1000.0,
+        "captured_fraction": captured,
+        "under_converged": bool(reasons),
+        "reason": "; ".join(reasons),
+    }
+
+
 def run_greenkubo_summary_step(
     settings: dict[str, Any],
     green_kubo: Mapping[str, str | Path],
@@ -402,10 +448,19 @@ def run_greenkubo_summary_step(
                 )[0]
             entry["gk_over_rta"] = kappa / rta if rta else None
             row["phono3py"][method] = entry
-        row["drift"] = drift_record(read_json(productions[key]))
+        production = read_json(productions[key])
+        row["drift"] = drift_record(production)
         row["lifetimes"] = None
+        row["convergence"] = {"checked": False, "reason": "no MD lifetimes"}
         if key in lifetimes:
             life = read_json(lifetimes[key])
+            step = production["settings"]
+            row["convergence"] = gk_convergence(
+                row["cutoff_time_fs"],
+                step["steps"] * step["timestep"],
+                [m["tau_md_ps"] if m["tau_md_ps"] is not None else np.nan for m in life["modes"]],
+                [m["band"] for m in life["modes"]],
+            )
             row["lifetimes"] = {
                 "median_ratio_md_over_phono3py": life.get("median_ratio"),
                 "n_modes_compared": life.get("n_modes_compared"),
@@ -419,6 +474,7 @@ def run_greenkubo_summary_step(
         "material": settings["name"],
         "flux": settings["greenkubo"]["flux"],
         "drift_flagged": any(r["drift"]["flagged"] for r in rows.values()),
+        "under_converged": any(r["convergence"].get("under_converged") for r in rows.values()),
         "temperatures": rows,
     }
     write_json(out_json, record)
@@ -429,6 +485,8 @@ def run_greenkubo_summary_step(
             if e["kappa_rta_W_per_mK"] is not None
         )
         flag = "; DRIFT FLAGGED" if row["drift"]["flagged"] else ""
+        if row["convergence"].get("under_converged"):
+            flag += f"; UNDER-CONVERGED, a lower bound: {row['convergence']['reason']}"
         print(
             f"{key} K: GK {row['kappa_W_per_mK']:.3f} ± {row['kappa_error_W_per_mK'] or 0:.3f} "
             f"W/(m K){'; ' + vs if vs else ''}{flag}"
