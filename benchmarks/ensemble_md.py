@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from _common import cui_supercell, write_timing_data
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -52,17 +53,11 @@ SPECIES = ["Cu", "I"]
 
 
 def cuI(repeat: int) -> Atoms:
-    from ase.build import bulk
-
-    return bulk("CuI", "zincblende", a=6.05, cubic=True).repeat(repeat)
+    return cui_supercell(repeat)
 
 
 def train_members(cache: Path, threads: int) -> list[Path]:
     """The 4 members' packages under ``cache`` (trained on first use)."""
-    from ase.calculators.lj import LennardJones
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    from alkappa.io.dataset import write_dataset
     from alkappa.models.nequip import NequIPModel
 
     stamp = cache / "settings.json"
@@ -71,21 +66,7 @@ def train_members(cache: Path, threads: int) -> list[Path]:
     if done and all(p.is_file() for p in paths):
         return paths
     cache.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    frames = []
-    for _ in range(6):
-        atoms = cuI(2)
-        atoms.positions += rng.normal(scale=0.1, size=atoms.positions.shape)
-        atoms.calc = LennardJones(sigma=2.3, epsilon=0.05, rc=5.0, smooth=True)
-        labels = {
-            "energy": atoms.get_potential_energy(),
-            "forces": atoms.get_forces(),
-            "stress": atoms.get_stress(),
-        }
-        atoms.calc = SinglePointCalculator(atoms, **labels)
-        frames.append(atoms)
-    write_dataset(cache / "train.xyz", frames[:4])
-    write_dataset(cache / "val.xyz", frames[4:])
+    write_timing_data(cache)
     model = NequIPModel(**MODEL)
     for m, path in enumerate(paths):
         print(f"training member {m} ...", flush=True)

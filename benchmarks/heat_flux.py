@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from _common import cui_supercell, write_timing_data
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,9 +52,7 @@ CACHE = Path.home() / ".cache" / "alkappa" / "heat_flux_benchmark"
 
 
 def cui() -> Atoms:
-    from ase.build import bulk
-
-    atoms = bulk("CuI", "zincblende", a=6.05, cubic=True).repeat(2)
+    atoms = cui_supercell(2)
     rng = np.random.default_rng(0)
     atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
     atoms.set_velocities(rng.normal(scale=0.02, size=atoms.positions.shape))
@@ -85,10 +84,6 @@ def untrained_member() -> Any:
 
 def trained_package(threads: int) -> Path:
     """A 1-epoch package under :data:`CACHE` (trained on first use)."""
-    from ase.calculators.lj import LennardJones
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    from alkappa.io.dataset import write_dataset
     from alkappa.models.nequip import NequIPModel
 
     path = CACHE / "member_0" / "model.nequip.zip"
@@ -96,21 +91,7 @@ def trained_package(threads: int) -> Path:
     if path.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == MODEL:
         return path
     CACHE.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    frames = []
-    for _ in range(6):
-        atoms = cui()
-        atoms.positions += rng.normal(scale=0.1, size=atoms.positions.shape)
-        atoms.calc = LennardJones(sigma=2.3, epsilon=0.05, rc=5.0, smooth=True)
-        labels = {
-            "energy": atoms.get_potential_energy(),
-            "forces": atoms.get_forces(),
-            "stress": atoms.get_stress(),
-        }
-        atoms.calc = SinglePointCalculator(atoms, **labels)
-        frames.append(atoms)
-    write_dataset(CACHE / "train.xyz", frames[:4])
-    write_dataset(CACHE / "val.xyz", frames[4:])
+    write_timing_data(CACHE)
     print("training the model (1 epoch) ...", flush=True)
     result = NequIPModel(**MODEL).train(
         CACHE / "train.xyz",
