@@ -64,6 +64,18 @@ def blow_up_reason(
     return ""
 
 
+def thermalize(atoms: Atoms, temperature: float, rng: np.random.Generator) -> None:
+    """Maxwell-Boltzmann velocities at ``temperature`` (K) with zero total momentum."""
+    # ASE >= 3.29 names it thermalize_momenta; older releases MaxwellBoltzmannDistribution
+    draw = getattr(
+        velocitydistribution,
+        "thermalize_momenta",
+        velocitydistribution.MaxwellBoltzmannDistribution,
+    )
+    draw(atoms, temperature_K=temperature, rng=rng)
+    velocitydistribution.Stationary(atoms)
+
+
 def frame_uncertainty(calc: Calculator) -> dict[str, float]:
     """The uncertainty statistics of the last calculation of an ensemble-like calculator.
 
@@ -118,14 +130,7 @@ def run_exploration(
     resumed = _load_checkpoint(checkpoint, atoms, fingerprint) if checkpoint else None
     if resumed is None:
         rng = np.random.default_rng(settings["seed"])
-        # ASE >= 3.29 names it thermalize_momenta; older releases MaxwellBoltzmannDistribution
-        thermalize = getattr(
-            velocitydistribution,
-            "thermalize_momenta",
-            velocitydistribution.MaxwellBoltzmannDistribution,
-        )
-        thermalize(work, temperature_K=temperature, rng=rng)
-        velocitydistribution.Stationary(work)
+        thermalize(work, temperature, rng)
         step = 0
     else:
         work.positions = resumed["positions"].values[-1]

@@ -48,7 +48,7 @@ from ase.md.langevin import Langevin
 from ase.md.verlet import VelocityVerlet
 from tqdm import tqdm
 
-from alkappa.al.explore import blow_up_reason, frame_uncertainty
+from alkappa.al.explore import blow_up_reason, frame_uncertainty, thermalize
 from alkappa.greenkubo._flux import HEAT_FLUX_UNIT
 from alkappa.io.trajectory import TrajectoryWriter, read_trajectory
 
@@ -315,14 +315,7 @@ def _equilibrate(
     work = atoms.copy()
     work.calc = calculator
     rng = np.random.default_rng(settings["seed"])
-    # ASE >= 3.29 names it thermalize_momenta; older releases MaxwellBoltzmannDistribution
-    thermalize = getattr(
-        velocitydistribution,
-        "thermalize_momenta",
-        velocitydistribution.MaxwellBoltzmannDistribution,
-    )
-    thermalize(work, temperature_K=temperature, rng=rng)
-    velocitydistribution.Stationary(work)
+    thermalize(work, temperature, rng)
     work.set_constraint(FixCom())
     dyn = Langevin(
         work,
