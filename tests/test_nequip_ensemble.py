@@ -217,6 +217,27 @@ def test_parallel_members_and_threads(members):
         torch.set_num_threads(previous)
 
 
+def test_compiled_members_run_one_after_the_other_by_default(members):
+    """Threads pay off for eager members only (benchmarks/ensemble_md.py); an explicit
+    ``parallel=True`` still wins."""
+    import dataclasses
+
+    import torch
+
+    previous = torch.get_num_threads()
+    try:
+        eager = [load_member(p, compiled=False) for p in members]
+        compiled = [dataclasses.replace(m, kind="compiled") for m in eager]
+        assert NequIPEnsembleCalculator(eager, threads=2).workers == 2
+        sequential = NequIPEnsembleCalculator(compiled, threads=2)
+        assert sequential.workers == 1 and torch.get_num_threads() == 2
+        forced = NequIPEnsembleCalculator(compiled, threads=2, parallel=True)
+        assert forced.workers == 2
+        forced.close()
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.mark.slow
 def test_uncertainty_every(members):
     naive = load_ensemble(members, fast=False)
