@@ -294,3 +294,21 @@ def gk_summary_inputs(wildcards):
 
 def greenkubo_outputs():
     return [f"{R}/{m}/greenkubo/summary.json" for m in gk_materials()]
+
+
+def bayesian_outputs():
+    """Bayesian FC stage of the materials that enable it (kappa needs third order)."""
+    outputs = []
+    for m in MATERIALS:
+        bayes = msettings(m)["bayesian"]
+        if not bayes["enabled"]:
+            continue
+        outputs += [
+            f"{R}/{m}/bayesian/decision.json",
+            f"{R}/{m}/bayesian/fc/export.json",
+            f"{R}/{m}/bayesian/errors.png",
+            f"{R}/{m}/bayesian/posterior_width.png",
+        ]
+        if bayes["kappa"] and len(bayes["cutoffs"]) >= 2:
+            outputs.append(f"{R}/{m}/bayesian/kappa/kappa.nc")
+    return outputs

@@ -1,0 +1,10 @@
+from pathlib import Path
+
+from alkappa._smk import script_context
+from alkappa.bayesfc.steps import run_bayes_figures_step
+
+smk = snakemake  # noqa: F821
+with script_context(smk) as settings:
+    run_bayes_figures_step(
+        settings, Path(smk.input.errors).parent, smk.output.errors, smk.output.width
+    )

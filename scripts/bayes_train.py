@@ -1,0 +1,10 @@
+from pathlib import Path
+
+from alkappa._smk import script_context
+from alkappa.bayesfc.steps import run_bayes_train_step
+
+smk = snakemake  # noqa: F821
+with script_context(smk) as settings:
+    run_bayes_train_step(
+        settings, smk.input.structure, smk.params.store, Path(smk.output.model).parent
+    )

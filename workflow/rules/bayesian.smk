@@ -1,0 +1,108 @@
+# Bayesian lattice-dynamics force field (design section 1.3): dynamic training with the
+# oracle, the no-new-data convergence decision, force constants for phono3py/ShengBTE,
+# kappa with the phonon stage's functions, figures. Target rule: `snakemake bayesian`.
+
+
+rule bayes_train:
+    input:
+        structure=f"{R}/{{material}}/structure/relaxed.extxyz",
+    output:
+        model=f"{R}/{{material}}/bayesian/train/model.npz",
+        triggers=f"{R}/{{material}}/bayesian/train/triggers.csv",
+        errors=f"{R}/{{material}}/bayesian/train/errors.csv",
+        posterior=f"{R}/{{material}}/bayesian/train/posterior.csv",
+        dataset=f"{R}/{{material}}/bayesian/train/dataset.extxyz",
+        summary=f"{R}/{{material}}/bayesian/train/train.json",
+    log:
+        f"{R}/{{material}}/logs/bayes_train.log",
+    conda:
+        "../../envs/phonons.yaml"
+    threads: config["threads"]["oracle"]
+    params:
+        settings=sections("oracle", "bayesian"),
+        store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
+    script:
+        "../../scripts/bayes_train.py"
+
+
+rule bayes_converged:
+    input:
+        model=rules.bayes_train.output.model,
+        summary=rules.bayes_train.output.summary,
+    output:
+        decision=f"{R}/{{material}}/bayesian/decision.json",
+    log:
+        f"{R}/{{material}}/logs/bayes_converged.log",
+    conda:
+        "../../envs/phonons.yaml"
+    params:
+        settings=sections("bayesian"),
+    script:
+        "../../scripts/bayes_converged.py"
+
+
+rule bayes_export:
+    input:
+        model=rules.bayes_train.output.model,
+    output:
+        fc2=f"{R}/{{material}}/bayesian/fc/fc2.hdf5",
+        params=f"{R}/{{material}}/bayesian/fc/phono3py_params.yaml",
+        shengbte=f"{R}/{{material}}/bayesian/fc/FORCE_CONSTANTS_2ND",
+        summary=f"{R}/{{material}}/bayesian/fc/export.json",
+    log:
+        f"{R}/{{material}}/logs/bayes_export.log",
+    conda:
+        "../../envs/phonons.yaml"
+    params:
+        settings=sections("bayesian"),
+    script:
+        "../../scripts/bayes_export.py"
+
+
+rule bayes_kappa:
+    input:
+        summary=rules.bayes_export.output.summary,
+    output:
+        netcdf=f"{R}/{{material}}/bayesian/kappa/kappa.nc",
+    log:
+        f"{R}/{{material}}/logs/bayes_kappa.log",
+    conda:
+        "../../envs/phonons.yaml"
+    threads: config["threads"]["kappa"]
+    params:
+        settings=sections("conductivity"),
+    script:
+        "../../scripts/bayes_kappa.py"
+
+
+rule bayes_figures:
+    input:
+        errors=rules.bayes_train.output.errors,
+        triggers=rules.bayes_train.output.triggers,
+        posterior=rules.bayes_train.output.posterior,
+    output:
+        errors=report(
+            f"{R}/{{material}}/bayesian/errors.png",
+            caption="../report/bayes_errors.rst",
+            category="Bayesian force field",
+            subcategory="{material}",
+        ),
+        width=report(
+            f"{R}/{{material}}/bayesian/posterior_width.png",
+            caption="../report/bayes_posterior.rst",
+            category="Bayesian force field",
+            subcategory="{material}",
+        ),
+    log:
+        f"{R}/{{material}}/logs/bayes_figures.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=sections("bayesian"),
+    script:
+        "../../scripts/bayes_figures.py"
+
+
+rule bayesian:
+    input:
+        bayesian_outputs(),
