@@ -2,7 +2,7 @@
 #
 #   snakemake --cores 64                      # the default campaign (config/config.yaml)
 #   snakemake --cores 2 --configfile config/test.yaml
-#   snakemake --executor slurm --jobs 100     # one job per rule on a SLURM cluster
+#   snakemake --profile profiles/slurm        # on a SLURM cluster (README)
 
 
 from snakemake.utils import min_version
@@ -34,6 +34,8 @@ include: "workflow/rules/al.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/phonons.smk"
 include: "workflow/rules/greenkubo.smk"
+# last: the campaign summary reads what the rules above produce
+include: "workflow/rules/campaign.smk"
 
 
 rule all:
@@ -42,3 +44,5 @@ rule all:
         al_outputs(),
         phonon_outputs(),
         greenkubo_outputs(),
+        campaign_outputs(),
+    localrule: True
