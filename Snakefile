@@ -2,7 +2,7 @@
 #
 #   snakemake --cores 64                      # the default campaign (config/config.yaml)
 #   snakemake --cores 2 --configfile config/test.yaml
-#   snakemake --executor slurm --jobs 100     # one job per rule on a SLURM cluster
+#   snakemake --profile profiles/slurm        # on a SLURM cluster (README)
 
 
 from snakemake.utils import min_version
@@ -35,6 +35,8 @@ include: "workflow/rules/baseline.smk"
 include: "workflow/rules/phonons.smk"
 include: "workflow/rules/greenkubo.smk"
 include: "workflow/rules/bayesian.smk"
+# last: the campaign summary reads what the rules above produce
+include: "workflow/rules/campaign.smk"
 
 
 rule all:
@@ -44,3 +46,5 @@ rule all:
         phonon_outputs(),
         greenkubo_outputs(),
         bayesian_outputs(),
+        campaign_outputs(),
+    localrule: True

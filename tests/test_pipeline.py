@@ -31,8 +31,11 @@ def snakemake(*args: str, env: dict[str, str] | None = None, timeout: int = 900)
 
 @pytest.fixture(scope="module")
 def test_campaign(tmp_path_factory):
-    """config/test.yaml run once through Snakemake into a temporary results directory."""
-    results = tmp_path_factory.mktemp("campaign") / "results"
+    """config/test.yaml run once through Snakemake into a temporary results directory (into
+    $ALKAPPA_TEST_CAMPAIGN/results if set: .ci/run keeps it as the SLURM test's local run)."""
+    keep = os.environ.get("ALKAPPA_TEST_CAMPAIGN")
+    results = (Path(keep) if keep else tmp_path_factory.mktemp("campaign")) / "results"
+    results.mkdir(parents=True, exist_ok=True)
     cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
     cfg["results"] = str(results)
     cfgfile = results.parent / "test.yaml"
@@ -214,6 +217,57 @@ def test_rerun_does_nothing(test_campaign):
     proc = snakemake("--configfile", str(cfgfile), "-n")
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_campaign_summary_collects_the_material(test_campaign):
+    import math
+
+    out, _ = test_campaign
+    with open(out.parent / "summary.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    with open(out / "al/summary.csv", newline="") as fh:
+        al = list(csv.DictReader(fh))
+    assert row["material"] == "Cu" and int(float(row["al_iterations"])) == len(al)
+    assert float(row["oracle_calls"]) == float(al[-1]["oracle_calls_cumulative"])
+    assert float(row["force_rmse_eV_per_A"]) == float(al[-1]["force_rmse_eV_per_A"])
+    gk = read_json(out / "greenkubo/summary.json")["temperatures"]["300"]
+    assert float(row["kappa_GK_W_per_mK"]) == gk["kappa_W_per_mK"]
+    kappa = read_json(out / "conductivity/comparison.json")
+    assert float(row["kappa_phono3py_oracle_W_per_mK"]) == kappa["oracle"]["kappa_rta_300K"]
+    sigma = read_json(out / "phonons/anharmonicity.json")["MLIP 300 K"]["sigma_A"]
+    assert float(row["sigma_A"]) == sigma
+    # no events stage in this workflow: NaN, not zero
+    assert math.isnan(float(row["missing_events"]))
+    assert (out.parent / "summary.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_report_contains_every_figure_and_the_summary_tables(test_campaign, tmp_path):
+    import zipfile
+
+    out, _ = test_campaign
+    results = out.parent
+    cfgfile = results.parent / "test.yaml"
+    figures = sorted(str(p.relative_to(results)) for p in results.rglob("*.png"))
+    assert len(figures) >= 10
+    # the `figures` target asks for every figure the run made
+    proc = snakemake("figures", "-n", "--forcerun", "figures", "--configfile", str(cfgfile))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.split("rule figures:")[1].splitlines() if "input:" in x)
+    declared = sorted(
+        str(Path(p.strip()).relative_to(results)) for p in line.split("input:")[1].split(",")
+    )
+    assert declared == figures
+    # the report holds each of them once, and the summary tables
+    report = tmp_path / "report.zip"
+    proc = snakemake("--configfile", str(cfgfile), "--report", str(report))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = zipfile.ZipFile(report).namelist()
+    in_report = [Path(n).name for n in names if n.endswith(".png")]
+    assert sorted(in_report) == sorted(Path(f).name for f in figures)
+    assert sum(Path(n).name == "summary.csv" for n in names) == 2  # campaign and AL loop
+    assert "report/report.html" in names
 
 
 @pytest.mark.parametrize(

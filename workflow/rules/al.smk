@@ -17,6 +17,7 @@ rule train_member:
     threads: config["threads"]["train"]
     resources:
         mem_mb=4000,
+        gpu=config["resources"]["train_gpus"],
     params:
         settings=sections("model", "ensemble"),
     script:
@@ -141,7 +142,12 @@ rule summary:
     input:
         unpack(summary_inputs),
     output:
-        summary=f"{R}/{{material}}/al/summary.csv",
+        summary=report(
+            f"{R}/{{material}}/al/summary.csv",
+            caption="../report/al_summary.rst",
+            category="Active learning",
+            subcategory="{material}",
+        ),
         curve=report(
             f"{R}/{{material}}/al/learning_curve.png",
             caption="../report/learning_curve.rst",

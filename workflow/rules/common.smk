@@ -29,7 +29,13 @@ def sections(*names):
 
 
 def msettings(material):
-    return material_settings(config, material)
+    """A material's settings (read-only: computed once, input functions call this often)."""
+    if material not in _SETTINGS:
+        _SETTINGS[material] = material_settings(config, material)
+    return _SETTINGS[material]
+
+
+_SETTINGS = {}
 
 
 def temperatures(material):
@@ -173,11 +179,41 @@ def conductivity_methods(material):
     from alkappa.phonons.steps import oracle_conductivity_wanted
 
     if material not in _ORACLE_KAPPA:  # a symmetry analysis: once per material
-        _ORACLE_KAPPA[material] = oracle_conductivity_wanted(msettings(material))
+        _ORACLE_KAPPA[material] = _cached_decision(
+            material,
+            "oracle_fc3",
+            ("structure", "supercell", "conductivity"),
+            oracle_conductivity_wanted,
+        )
     return ["mlip", "oracle"] if _ORACLE_KAPPA[material] else ["mlip"]
 
 
 _ORACLE_KAPPA = {}
+
+
+def _cached_decision(material, kind, keys, decide):
+    """`decide(settings)` of a material, kept in .snakemake/alkappa/ under a hash of the
+    settings it depends on (and the structure file's time stamp): a campaign of 100+
+    materials does not repeat a second of symmetry analysis per material at every start.
+    """
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from alkappa.io import write_json
+
+    settings = msettings(material)
+    key = {k: settings[k] for k in keys}
+    if "file" in settings["structure"]:
+        key["mtime"] = Path(settings["structure"]["file"]).stat().st_mtime_ns
+    text = json.dumps(key, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:20]
+    path = Path(".snakemake/alkappa") / f"{kind}_{digest}.json"
+    if path.is_file():
+        return read_json(path)["value"]
+    value = decide(settings)
+    write_json(path, {"value": value, "material": material, "key": text})
+    return value
 
 
 def force_inputs(wildcards):
@@ -312,3 +348,68 @@ def bayesian_outputs():
         if bayes["kappa"] and len(bayes["cutoffs"]) >= 2:
             outputs.append(f"{R}/{m}/bayesian/kappa/kappa.nc")
     return outputs
+def events_diagnosis(material):
+    """The events diagnosis of a material, when the workflow has a rule for it and the
+    material's `events` section (if any) does not switch it off."""
+    pattern = "events/diagnosis.json"
+    has_rule = any(
+        str(path).endswith(pattern) for rule in workflow.rules for path in rule.output
+    )
+    enabled = (msettings(material).get("events") or {}).get("enabled", True)
+    return f"{R}/{material}/{pattern}" if has_rule and enabled else None
+
+
+def campaign_files():
+    """Per material, the files the campaign summary reads (None: stage not run)."""
+    files = {}
+    for m in MATERIALS:
+        settings = msettings(m)
+        phonons, kappa = (
+            settings["phonons"]["enabled"],
+            settings["conductivity"]["enabled"],
+        )
+        files[m] = {
+            "al_summary": f"{R}/{m}/al/summary.csv",
+            "anharmonicity": f"{R}/{m}/phonons/anharmonicity.json" if phonons else None,
+            "conductivity": f"{R}/{m}/conductivity/comparison.json" if kappa else None,
+            "greenkubo": (
+                f"{R}/{m}/greenkubo/summary.json" if m in gk_materials() else None
+            ),
+            "events": events_diagnosis(m),
+        }
+    return files
+
+
+def campaign_inputs(wildcards):
+    return [p for f in campaign_files().values() for p in f.values() if p is not None]
+
+
+def campaign_outputs():
+    return [f"{R}/summary.csv"]
+
+
+def figure_outputs(wildcards=None):
+    """Every figure of the campaign (what `snakemake figures` builds)."""
+    figures = [f"{R}/summary.png"]
+    for m in MATERIALS:
+        settings = msettings(m)
+        figures += [f"{R}/{m}/al/learning_curve.png", f"{R}/{m}/al/calibration.png"]
+        if random_baseline(m):
+            figures.append(f"{R}/{m}/al/al_vs_random.png")
+        if settings["phonons"]["enabled"]:
+            figures += [
+                f"{R}/{m}/phonons/bands.png",
+                f"{R}/{m}/phonons/anharmonicity.png",
+            ]
+        if settings["conductivity"]["enabled"]:
+            figures += [
+                f"{R}/{m}/conductivity/kappa.png",
+                f"{R}/{m}/conductivity/lifetimes.png",
+            ]
+        if m in gk_materials():
+            figures.append(f"{R}/{m}/greenkubo/kappa_T.png")
+            for t in gk_temperatures(m):
+                figures.append(f"{gk_dir(m, t)}/greenkubo.png")
+                if gk_lifetimes(m):
+                    figures.append(f"{gk_dir(m, t)}/lifetimes.png")
+    return figures

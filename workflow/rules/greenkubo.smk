@@ -72,7 +72,7 @@ rule mode_lifetimes:
     log:
         f"{R}/{{material}}/logs/greenkubo/mode_lifetimes_T{{T}}.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../../envs/phonons.yaml"
     params:
         settings=sections("greenkubo"),
     script:

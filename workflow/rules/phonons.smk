@@ -13,7 +13,7 @@ rule phonons:
     log:
         f"{R}/{{material}}/logs/phonons_{{method}}.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../../envs/phonons.yaml"
     threads: method_threads
     params:
         settings=sections("oracle", "phonons"),
@@ -58,7 +58,7 @@ rule fc3:
     log:
         f"{R}/{{material}}/logs/fc3_{{method}}.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../../envs/phonons.yaml"
     threads: method_threads
     params:
         settings=sections("oracle", "conductivity"),
@@ -75,7 +75,7 @@ rule kappa:
     log:
         f"{R}/{{material}}/logs/kappa_{{method}}.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../../envs/phonons.yaml"
     threads: config["threads"]["kappa"]
     params:
         settings=sections("conductivity"),
@@ -127,7 +127,7 @@ rule anharmonicity:
     log:
         f"{R}/{{material}}/logs/anharmonicity.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../../envs/phonons.yaml"
     params:
         settings=sections("phonons"),
     script:

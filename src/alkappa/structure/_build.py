@@ -21,7 +21,10 @@ def read_unit_cell(spec: dict[str, Any]) -> Atoms:
     """The unit cell described by the config's ``structure`` block.
 
     ``{file: path, format: optional}`` reads any ASE-readable file (the last image if it has
-    several); ``{build: {name: ..., crystalstructure: ..., a: ...}}`` calls :func:`ase.build.bulk`.
+    several); ``{build: {name: ..., crystalstructure: ..., a: ...}}`` calls :func:`ase.build.bulk`;
+    ``{crystal: {symbols: [...], basis: [[x, y, z], ...], spacegroup: 62, cellpar: [a, b, c,
+    alpha, beta, gamma]}}`` builds the cell from the space group and the Wyckoff positions of the
+    asymmetric unit (:func:`ase.spacegroup.crystal`; e.g. chalcopyrite or Pnma SnSe).
     """
     if "file" in spec:
         path = Path(spec["file"])
@@ -34,8 +37,17 @@ def read_unit_cell(spec: dict[str, Any]) -> Atoms:
             atoms = ase.build.bulk(**kwargs)
         except (ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise ValueError(f"ase.build.bulk({_kwargs(kwargs)}) failed: {exc}") from exc
+    elif "crystal" in spec:
+        from ase.spacegroup import crystal
+        from ase.spacegroup.spacegroup import SpacegroupError
+
+        kwargs = dict(spec["crystal"])
+        try:
+            atoms = crystal(**kwargs)
+        except (ValueError, KeyError, TypeError, RuntimeError, SpacegroupError) as exc:
+            raise ValueError(f"ase.spacegroup.crystal({_kwargs(kwargs)}) failed: {exc}") from exc
     else:
-        raise ValueError("give either 'file' or 'build'")
+        raise ValueError("give one of 'file', 'build' or 'crystal'")
     atoms.calc = None
     if not atoms.pbc.all():
         raise ValueError("the structure must be periodic in all three directions")

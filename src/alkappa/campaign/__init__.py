@@ -1,0 +1,29 @@
+"""Multi-material campaigns: one summary row per material and a figure across materials.
+
+* :func:`material_summary`: a material's AL iterations, oracle calls, final errors, sigma^A,
+  kappa (Green-Kubo and phono3py) and flagged events, from its output files;
+* :func:`write_summary_csv`, :func:`read_summary_csv`: ``results/summary.csv``;
+* :func:`plot_campaign`: the summary figure.
+"""
+
+from __future__ import annotations
+
+from alkappa.campaign._summary import (
+    SUMMARY_COLUMNS,
+    SUMMARY_TEMPERATURE,
+    MaterialSummary,
+    material_summary,
+    plot_campaign,
+    read_summary_csv,
+    write_summary_csv,
+)
+
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "SUMMARY_TEMPERATURE",
+    "MaterialSummary",
+    "material_summary",
+    "plot_campaign",
+    "read_summary_csv",
+    "write_summary_csv",
+]

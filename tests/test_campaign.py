@@ -1,0 +1,130 @@
+"""Multi-material campaign summary: one row per material from its output files."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+
+from alkappa.campaign import (
+    SUMMARY_COLUMNS,
+    material_summary,
+    read_summary_csv,
+)
+from alkappa.campaign.steps import run_campaign_summary_step
+from alkappa.io import write_json
+
+
+def write_al_summary(path, rows):
+    fields = [
+        "iteration",
+        "oracle_calls_cumulative",
+        "energy_rmse_meV_per_atom",
+        "force_rmse_eV_per_A",
+        "reliability",
+        "decision",
+    ]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for i, (calls, e, f, decision) in enumerate(rows):
+            writer.writerow(
+                {
+                    "iteration": i,
+                    "oracle_calls_cumulative": calls,
+                    "energy_rmse_meV_per_atom": e,
+                    "force_rmse_eV_per_A": f,
+                    "reliability": 0.9,
+                    "decision": decision,
+                }
+            )
+
+
+@pytest.fixture
+def material_files(tmp_path):
+    """Two materials: A with every stage, B with the AL loop only."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    a.mkdir()
+    b.mkdir()
+    write_al_summary(
+        a / "summary.csv",
+        [(40, 5.0, 0.2, "continue"), (52, 3.0, 0.1, "continue"), (61, 2.5, 0.08, "converged")],
+    )
+    write_al_summary(b / "summary.csv", [(10, 9.0, 0.5, "stopped")])
+    write_json(
+        a / "anharmonicity.json",
+        {
+            "force_constants": "x",
+            "reference 300 K": {"sigma_A": 0.9},
+            "MLIP 900 K": {"sigma_A": 0.5},
+            "MLIP 300 K": {"sigma_A": 0.3},
+        },
+    )
+    write_json(
+        a / "comparison.json",
+        {
+            "mlip": {"temperatures_K": [100.0, 300.0], "kappa_rta_W_per_mK": [9.0, 3.0]},
+            "oracle": {"temperatures_K": [100.0, 300.0], "kappa_rta_W_per_mK": [8.0, 2.5]},
+        },
+    )
+    write_json(
+        a / "greenkubo.json",
+        {
+            "temperatures": {
+                "600": {"kappa_W_per_mK": 1.0, "kappa_error_W_per_mK": 0.1},
+                "300": {"kappa_W_per_mK": 2.0, "kappa_error_W_per_mK": 0.4},
+            }
+        },
+    )
+    write_json(a / "diagnosis.json", {"missing_events": [{"t": 1}, {"t": 2}], "false_events": 0})
+    return {
+        "A": {
+            "al_summary": a / "summary.csv",
+            "anharmonicity": a / "anharmonicity.json",
+            "conductivity": a / "comparison.json",
+            "greenkubo": a / "greenkubo.json",
+            "events": a / "diagnosis.json",
+        },
+        "B": {"al_summary": b / "summary.csv"},
+    }
+
+
+def test_material_summary_reads_the_final_iteration_and_300K(material_files):
+    row = material_summary("A", **material_files["A"])
+    assert row.al_iterations == 3 and row.decision == "converged"
+    assert row.oracle_calls == 61  # cumulative count of the last iteration, not a sum of rows
+    assert (row.energy_rmse_meV_per_atom, row.force_rmse_eV_per_A) == (2.5, 0.08)
+    # the MLIP exploration at the lowest temperature, not the reference MD
+    assert row.sigma_A == 0.3 and row.sigma_A_trajectory == "MLIP 300 K"
+    assert row.kappa_phono3py_mlip_W_per_mK == 3.0
+    assert row.kappa_phono3py_oracle_W_per_mK == 2.5
+    assert (row.kappa_GK_W_per_mK, row.kappa_GK_error_W_per_mK) == (2.0, 0.4)
+    assert (row.missing_events, row.false_events) == (2, 0)
+
+
+def test_stages_not_run_are_nan(material_files):
+    row = material_summary("B", **material_files["B"])
+    assert row.al_iterations == 1 and row.oracle_calls == 10
+    for key in ("sigma_A", "kappa_GK_W_per_mK", "kappa_phono3py_mlip_W_per_mK", "false_events"):
+        assert math.isnan(getattr(row, key))
+
+
+def test_summary_csv_and_figure(material_files, tmp_path):
+    out_csv, out_png = tmp_path / "summary.csv", tmp_path / "summary.png"
+    run_campaign_summary_step(["B", "A"], material_files, out_csv, out_png)
+    with open(out_csv, newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames) == SUMMARY_COLUMNS
+    rows = read_summary_csv(out_csv)
+    assert [r.material for r in rows] == ["B", "A"]  # campaign order
+    assert rows[1] == material_summary("A", **material_files["A"])
+    assert out_png.stat().st_size > 10_000
+
+
+def test_a_material_without_its_al_summary_is_named(material_files, tmp_path):
+    with pytest.raises(ValueError, match=r"no AL summary for material\(s\) \['C'\]"):
+        run_campaign_summary_step(
+            ["A", "C"], material_files, tmp_path / "s.csv", tmp_path / "s.png"
+        )
+    assert not (tmp_path / "s.csv").exists()
