@@ -35,6 +35,7 @@ include: "workflow/rules/baseline.smk"
 include: "workflow/rules/phonons.smk"
 include: "workflow/rules/greenkubo.smk"
 include: "workflow/rules/bayesian.smk"
+include: "workflow/rules/multifidelity.smk"
 # last: the campaign summary reads what the rules above produce
 include: "workflow/rules/campaign.smk"
 
@@ -46,5 +47,6 @@ rule all:
         phonon_outputs(),
         greenkubo_outputs(),
         bayesian_outputs(),
+        multifidelity_outputs(),
         campaign_outputs(),
     localrule: True

@@ -18,7 +18,9 @@ def test_plugins_lists_builtins(capsys):
     out = capsys.readouterr().out
     assert "alkappa.oracles:" in out and "tblite" in out and "torchscript-nequip" in out
     models = next(line for line in out.splitlines() if line.startswith("alkappa.models:"))
-    assert "nequip" in models and "bayesian-fc" in models
+    assert {"nequip", "bayesian-fc", "sevenn-mf"} <= set(
+        models.split(":", 1)[1].replace(",", " ").split()
+    )
 
 
 def test_oracle_calls_counts_the_store(tmp_path, capsys):

@@ -36,7 +36,9 @@ def test_defaults_are_filled():
     assert cfg["results"] == "results"
 
 
-@pytest.mark.parametrize("path", ["config/config.yaml", "config/test.yaml"])
+@pytest.mark.parametrize(
+    "path", ["config/config.yaml", "config/test.yaml", "config/multifidelity.yaml"]
+)
 def test_shipped_configs_are_valid(path):
     load_config(ROOT / path)
 
@@ -173,3 +175,17 @@ def test_reference_defaults_mean_no_reference_data():
     cfg = load_config(_config(reference={"md": {"temperatures": [600]}}))
     assert has_reference(material_settings(cfg, "Cu"))
     assert material_settings(cfg, "Cu")["reference"]["md"]["steps"] == 200
+
+
+def test_multifidelity_levels_are_checked_before_any_work():
+    levels = [{"name": "low", "oracle": {"name": "emt"}}]
+    with pytest.raises(ConfigError, match=r"multifidelity\.levels: .* too short"):
+        load_config(_config(multifidelity={"levels": levels}))
+    levels = [*levels, {"name": "high", "oracle": {"name": "nosuchcode"}}]
+    with pytest.raises(
+        ConfigError, match=r"multifidelity\.levels\.1\.oracle: unknown oracle 'nosuchcode'"
+    ):
+        load_config(_config(multifidelity={"levels": levels}))
+    levels[1]["oracle"] = {"name": "emt", "correction": {"epsilon": 0.1}}
+    cfg = load_config(_config(multifidelity={"levels": levels}))
+    assert cfg["multifidelity"]["study"]["budgets"] == [5, 10, 20, 40]

@@ -448,6 +448,37 @@ def test_ase_oracle_gpaw_runs_in_process():
     assert type(oracle.make_calculator()).__name__ == "GPAW"
 
 
+def test_ase_oracle_gpaw_forces_match_finite_differences():
+    """A real GPAW (PW, LDA, 2-atom Si) label: the force equals -dE/dx by central differences."""
+    pytest.importorskip("gpaw", reason="GPAW is not installed here")
+    spec = {
+        "name": "ase",
+        "calculator": "gpaw.GPAW",
+        "fidelity": "lda",
+        "kwargs": {
+            "mode": {"name": "pw", "ecut": 250},
+            "xc": "LDA",
+            "kpts": [2, 2, 2],
+            "txt": None,
+            "convergence": {"energy": 1e-7, "forces": 1e-5},
+        },
+    }
+    oracle = get_oracle(spec)
+    atoms = bulk("Si", "diamond", a=5.43)
+    atoms.positions[0] += [0.05, -0.03, 0.02]
+    out = oracle.label(atoms)
+    assert out.info["fidelity"] == "lda" and out.get_stress().shape == (6,)
+    h = 0.01
+    energies = []
+    for sign in (1, -1):
+        moved = atoms.copy()
+        moved.positions[0, 0] += sign * h
+        energies.append(oracle.label(moved).get_potential_energy())
+    fd = -(energies[0] - energies[1]) / (2 * h)
+    assert out.get_forces()[0, 0] == pytest.approx(fd, abs=5e-3)
+    np.testing.assert_allclose(out.get_forces().sum(axis=0), 0.0, atol=5e-3)
+
+
 def test_ase_oracle_in_process_calculator_matches_and_cleans_up(tmp_path, monkeypatch):
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     atoms = rattled(bulk("Cu", "fcc", a=3.6, cubic=True), seed=6)

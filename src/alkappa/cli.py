@@ -152,7 +152,7 @@ def _oracle_calls(directory: str) -> int:
     from pathlib import Path
 
     from alkappa.io import read_json
-    from alkappa.labelling import count_oracle_calls
+    from alkappa.labelling import count_oracle_calls, count_oracle_cost
     from alkappa.reference_data import count_reference_calls
 
     root = Path(directory)
@@ -170,6 +170,11 @@ def _oracle_calls(directory: str) -> int:
     for purpose, n in counts.items():
         print(f"{purpose:<{width}}  {n}")
     print(f"{'total':<{width}}  {sum(counts.values())}")
+    cost = count_oracle_cost(root / "oracle")
+    if len(cost) > 1:  # several oracle levels (multi-fidelity): calls and seconds per level
+        print("per fidelity (labelling calls, oracle seconds):")
+        for fidelity, entry in sorted(cost.items()):
+            print(f"{fidelity:<{width}}  {int(entry['calls'])}  {entry['seconds']:.0f} s")
     return 0
 
 

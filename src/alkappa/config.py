@@ -34,6 +34,7 @@ SECTIONS = (
     "conductivity",
     "greenkubo",
     "bayesian",
+    "multifidelity",
 )
 
 
@@ -89,7 +90,7 @@ def validate_schema(config: dict[str, Any]) -> None:
     # must override only what the user wrote there, so merge the raw section over the global
     for name, sections in own.items():
         for section, value in sections.items():
-            config["materials"][name][section] = _merge_section(config[section], value)
+            config["materials"][name][section] = _merge_section(config.get(section) or {}, value)
 
 
 def material_settings(config: dict[str, Any], material: str) -> dict[str, Any]:
@@ -132,6 +133,13 @@ def check_materials(config: dict[str, Any]) -> None:
             raise ConfigError(f"{where}.oracle.name: {exc}") from exc
         except (OracleInputError, TypeError, ValueError) as exc:
             raise ConfigError(f"{where}.oracle: {exc}") from exc
+        for k, level in enumerate((settings.get("multifidelity") or {}).get("levels", [])):
+            try:
+                get_oracle({**level["oracle"], "fidelity": level["name"]}).check(supercell)
+            except PluginError as exc:
+                raise ConfigError(f"{where}.multifidelity.levels.{k}.oracle.name: {exc}") from exc
+            except (OracleInputError, TypeError, ValueError) as exc:
+                raise ConfigError(f"{where}.multifidelity.levels.{k}.oracle: {exc}") from exc
         for k, entry in enumerate(settings["reference"]["files"]):
             if not Path(entry["path"]).is_file():
                 raise ConfigError(

@@ -98,6 +98,7 @@ def label_frames(
                 labelled = oracle.label(bare)
             except OracleError as exc:
                 record = {"key": key, "purpose": purpose, "error": str(exc), **(provenance or {})}
+                record["fidelity"] = oracle.fidelity
                 record.update({k: _plain(v) for k, v in atoms.info.items() if k in _PROVENANCE})
                 write_json(failed, record)
                 outcome.failures.append(record)
@@ -130,6 +131,30 @@ def count_oracle_calls(store: str | Path) -> dict[str, int]:
         purpose = str(read_json(path).get("purpose", "unknown"))
         counts[purpose] = counts.get(purpose, 0) + 1
     return counts
+
+
+def count_oracle_cost(store: str | Path) -> dict[str, dict[str, float]]:
+    """Oracle calls and their seconds recorded in ``store``, per fidelity (oracle level).
+
+    Returns ``{fidelity: {"calls": n, "seconds": s}}``; failed calls count as calls (their
+    seconds are not recorded) under the fidelity of their record, else ``unknown``.
+    """
+    cost: dict[str, dict[str, float]] = {}
+    store = Path(store)
+    if not store.is_dir():
+        return cost
+
+    def add(fidelity: str, seconds: float) -> None:
+        entry = cost.setdefault(fidelity, {"calls": 0, "seconds": 0.0})
+        entry["calls"] += 1
+        entry["seconds"] += seconds
+
+    for path in store.glob("*.extxyz"):
+        info = ase.io.read(path, format="extxyz").info
+        add(str(info.get("fidelity", "unknown")), float(info.get("oracle_seconds", 0.0)))
+    for path in store.glob("*.failed.json"):
+        add(str(read_json(path).get("fidelity", "unknown")), 0.0)
+    return cost
 
 
 # info keys describing where a structure came from; carried over into its labelled frame

@@ -413,3 +413,47 @@ def figure_outputs(wildcards=None):
                 if gk_lifetimes(m):
                     figures.append(f"{gk_dir(m, t)}/lifetimes.png")
     return figures
+# --- multi-fidelity study (workflow/rules/multifidelity.smk) ---
+
+
+def mf_materials():
+    """Materials whose config has a multifidelity section with the study enabled."""
+    return [
+        m
+        for m in MATERIALS
+        if (msettings(m).get("multifidelity") or {}).get("study", {}).get("enabled")
+    ]
+
+
+def mf_dir(material):
+    return f"{R}/{material}/multifidelity"
+
+
+def mf_pool(wildcards):
+    """Low-level pool of the study: the reference pool, else the initial dataset."""
+    from alkappa.reference_data import has_reference
+
+    m = wildcards.material
+    if has_reference(msettings(m)):
+        return f"{R}/{m}/reference/pool.extxyz"
+    return f"{R}/{m}/data/initial.extxyz"
+
+
+def mf_train_inputs(wildcards):
+    inputs = {"data": f"{mf_dir(wildcards.material)}/data/data.json"}
+    if wildcards.approach in ("transfer", "delta"):
+        inputs["low_model"] = f"{mf_dir(wildcards.material)}/low/model.pth"
+    return inputs
+
+
+def mf_errors(wildcards):
+    study = msettings(wildcards.material)["multifidelity"]["study"]
+    return [
+        f"{mf_dir(wildcards.material)}/{a}_{n}/errors.json"
+        for a in study["approaches"]
+        for n in study["budgets"]
+    ]
+
+
+def multifidelity_outputs():
+    return [f"{mf_dir(m)}/study.csv" for m in mf_materials()]

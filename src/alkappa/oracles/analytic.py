@@ -24,26 +24,51 @@ class EMTOracle(Oracle):
     ``ase.calculators.emt.parameters``: Al, Cu, Ag, Au, Ni, Pd, Pt and the "fun" H, C, N, O; see
     https://ase-lib.org/ase/calculators/emt.html).
 
+    With ``correction`` it is EMT plus a smooth, known pair term: ASE's Morse potential
+    (``epsilon`` eV, ``r0`` Å, ``rho0``, smoothly cut off between ``rcut1`` and ``rcut2`` Å).
+    That is a cheap second fidelity for multi-fidelity tests: "high = low + a smooth known
+    correction".
+
     Parameters
     ----------
     fidelity
-        Fidelity label of the frames (default ``"emt"``).
+        Fidelity label of the frames (default ``"emt"``, ``"emt+morse"`` with a correction).
+    correction
+        ``{epsilon, r0, rho0, rcut1, rcut2}`` of the added Morse term (``None``: plain EMT).
     """
 
     default_fidelity = "emt"
 
-    def __init__(self, fidelity: str | None = None) -> None:
-        super().__init__(fidelity)
+    def __init__(
+        self, fidelity: str | None = None, correction: dict[str, float] | None = None
+    ) -> None:
+        if correction is not None:
+            allowed = {"epsilon", "r0", "rho0", "rcut1", "rcut2"}
+            unknown = sorted(set(correction) - allowed)
+            if unknown:
+                raise OracleInputError(
+                    f"emt: unknown correction key(s) {unknown}; allowed: {sorted(allowed)}"
+                )
+            fidelity = fidelity or "emt+morse"
+            super().__init__(fidelity, correction=dict(correction))
+        else:
+            super().__init__(fidelity)
 
     @property
     def supported_elements(self) -> set[str]:
         return set(_emt.parameters)
 
     def make_calculator(self) -> Calculator:
-        return _emt.EMT()
+        correction = self.options.get("correction")
+        if correction is None:
+            return _emt.EMT()
+        from ase.calculators.mixing import SumCalculator
+        from ase.calculators.morse import MorsePotential
+
+        return SumCalculator([_emt.EMT(), MorsePotential(**correction)])
 
     def describe(self) -> str:
-        return "ASE EMT"
+        return "ASE EMT" + (" + Morse correction" if self.options.get("correction") else "")
 
 
 class LennardJonesOracle(Oracle):

@@ -1,0 +1,229 @@
+"""The pipeline's multi-fidelity steps, one function per Snakemake rule.
+
+All work in ``results/<m>/multifidelity/``:
+
+* :func:`run_mf_data_step`: the study's data: ``data/low.extxyz`` (the low-fidelity pool),
+  ``data/high.extxyz`` and ``data/low_of_high.extxyz`` (the high-fidelity candidates at both
+  levels, in the order the budgets use them), ``data/test.extxyz`` (test frames at the high
+  level), ``data/data.json`` (counts and oracle cost per level);
+* :func:`run_mf_low_model_step`: the low-fidelity model of ``transfer`` and ``delta``
+  (``low/model.pth``, ``low/reference.json``);
+* :func:`run_mf_train_step`: one approach at one budget, evaluated on the test frames
+  (``<approach>_<n>/errors.json``);
+* :func:`run_mf_study_step`: ``study.csv``, ``study.nc`` and ``study.png``, and the best
+  approach per budget in ``study.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from alkappa.io import read_dataset, read_json, write_dataset, write_json
+from alkappa.io._atomic import atomic_path, write_text
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ase import Atoms
+
+
+def levels(settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ordered fidelity levels (low to high) of the ``multifidelity`` section."""
+    return list(settings["multifidelity"]["levels"])
+
+
+def level_oracle_spec(level: dict[str, Any]) -> dict[str, Any]:
+    """The oracle block of a level, with the level's name as the frames' fidelity."""
+    return {**level["oracle"], "fidelity": level["name"]}
+
+
+def _label(
+    frames: Sequence[Atoms], level: dict[str, Any], store: Path, purpose: str
+) -> tuple[list[Atoms], float, int]:
+    from alkappa.labelling import label_frames
+    from alkappa.oracles import get_oracle
+
+    spec = level_oracle_spec(level)
+    outcome = label_frames(frames, get_oracle(spec), spec, store, purpose=purpose)
+    if outcome.failures:
+        raise RuntimeError(
+            f"{len(outcome.failures)} {level['name']} oracle call(s) failed for {purpose}: "
+            f"{outcome.failures[0]['error']}"
+        )
+    return outcome.frames, outcome.oracle_seconds, outcome.oracle_calls
+
+
+def _at_level(
+    frames: Sequence[Atoms], level: dict[str, Any], store: Path, purpose: str
+) -> tuple[list[Atoms], float, int]:
+    """``frames`` labelled at ``level``: kept when they already are, else labelled."""
+    if frames and all(
+        a.info.get("fidelity") == level["name"] and a.calc is not None for a in frames
+    ):
+        return list(frames), 0.0, 0
+    return _label(frames, level, store, purpose)
+
+
+def run_mf_data_step(
+    settings: dict[str, Any],
+    pool_path: str | Path,
+    test_path: str | Path,
+    store: str | Path,
+    out_dir: str | Path,
+) -> None:
+    """Label the study's frames at the low and the high level (reusing stored oracle calls)."""
+    from alkappa.multifidelity._study import check_budgets, high_fidelity_indices
+
+    mf = settings["multifidelity"]
+    study = mf["study"]
+    low_level, high_level = levels(settings)[0], levels(settings)[-1]
+    budgets = check_budgets(study["budgets"])
+    pool = read_dataset(pool_path)
+    n_low = min(int(study["n_low"]), len(pool))
+    order = high_fidelity_indices(len(pool), max(n_low, budgets[-1]), int(study["seed"]))
+    store = Path(store)
+    low, s_low, c_low = _at_level([pool[i] for i in order[:n_low]], low_level, store, "mf-low")
+    cand = [pool[i] for i in order[: budgets[-1]]]
+    low_of_high, s_lh, c_lh = _at_level(cand, low_level, store, "mf-low")
+    high, s_high, c_high = _label(cand, high_level, store, "mf-high")
+    test = read_dataset(test_path)
+    if study.get("n_test"):
+        test = test[: int(study["n_test"])]
+    test_high, s_test, c_test = _label(test, high_level, store, "mf-test")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frames in (
+        ("low", low),
+        ("low_of_high", low_of_high),
+        ("high", high),
+        ("test", test_high),
+    ):
+        write_dataset(out / f"{name}.extxyz", frames)
+    seconds_high = sum(float(a.info.get("oracle_seconds", 0.0)) for a in high + test_high)
+    write_json(
+        out / "data.json",
+        {
+            "low_level": low_level["name"],
+            "high_level": high_level["name"],
+            "n_low": len(low),
+            "n_high": len(high),
+            "n_test": len(test_high),
+            "oracle_calls_now": {"low": c_low + c_lh, "high": c_high + c_test},
+            "oracle_seconds": {"low": s_low + s_lh, "high": s_high + s_test},
+            "high_seconds_per_frame": seconds_high / max(1, len(high) + len(test_high)),
+        },
+    )
+
+
+def run_mf_low_model_step(
+    settings: dict[str, Any], data_dir: str | Path, out_model: str | Path, *, threads: int = 1
+) -> None:
+    """Train the low-fidelity model shared by ``transfer`` and ``delta``."""
+    from alkappa.multifidelity._baselines import train_low_model
+
+    low = read_dataset(Path(data_dir) / "low.extxyz")
+    out_model = Path(out_model)
+    _, ref = train_low_model(
+        low,
+        out_model.parent,
+        settings["multifidelity"]["model"],
+        low_level=levels(settings)[0]["name"],
+        seed=int(settings["multifidelity"]["study"]["seed"]),
+        threads=threads,
+    )
+    write_json(out_model.parent / "reference.json", ref.to_dict())
+
+
+def run_mf_train_step(
+    settings: dict[str, Any],
+    data_dir: str | Path,
+    approach: str,
+    n_high: int,
+    out_errors: str | Path,
+    *,
+    low_model: str | Path | None = None,
+    threads: int = 1,
+) -> None:
+    """Train ``approach`` on the first ``n_high`` high-fidelity frames; write its test errors."""
+    import time
+
+    from alkappa.multifidelity._baselines import train_approach
+    from alkappa.multifidelity._data import EnergyReference
+    from alkappa.multifidelity._study import error_metrics
+
+    data_dir = Path(data_dir)
+    out_errors = Path(out_errors)
+    start = time.perf_counter()
+    lows = None
+    if low_model is not None:
+        ref = EnergyReference.from_dict(read_json(Path(low_model).parent / "reference.json"))
+        lows = (Path(low_model), ref)
+    calc = train_approach(
+        approach,
+        read_dataset(data_dir / "low.extxyz"),
+        read_dataset(data_dir / "high.extxyz")[:n_high],
+        out_errors.parent,
+        settings["multifidelity"]["model"],
+        low_level=levels(settings)[0]["name"],
+        high_level=levels(settings)[-1]["name"],
+        low_model=lows,
+        low_of_high=read_dataset(data_dir / "low_of_high.extxyz")[:n_high],
+        seed=int(settings["multifidelity"]["study"]["seed"]),
+        threads=threads,
+    )
+    errors = error_metrics(calc, read_dataset(data_dir / "test.extxyz"))
+    print(f"{approach} with {n_high} high-fidelity frames: {errors}")
+    write_json(
+        out_errors,
+        {
+            "approach": approach,
+            "n_high": n_high,
+            **errors,
+            "seconds": time.perf_counter() - start,
+        },
+    )
+
+
+def run_mf_study_step(
+    error_paths: Sequence[str | Path],
+    data_json: str | Path,
+    out_csv: str | Path,
+    out_netcdf: str | Path,
+    out_figure: str | Path,
+    out_json: str | Path,
+) -> None:
+    """Collect the trainings into the study table, dataset, figure and verdict."""
+    from alkappa.multifidelity._plots import plot_study
+    from alkappa.multifidelity._study import METRICS, best_approach, study_dataset
+
+    rows = [read_json(p) for p in error_paths]
+    data = read_json(data_json)
+    ds = study_dataset(rows, {k: data[k] for k in ("low_level", "high_level", "n_low", "n_test")})
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["approach", "n_high", *METRICS, "seconds"])
+    for r in sorted(rows, key=lambda r: (int(r["n_high"]), r["approach"])):
+        writer.writerow(
+            [
+                r["approach"],
+                r["n_high"],
+                *(f"{float(r[m]):.5g}" for m in METRICS),
+                f"{r['seconds']:.0f}",
+            ]
+        )
+    write_text(out_csv, buf.getvalue())
+    with atomic_path(out_netcdf) as tmp:
+        ds.to_netcdf(tmp)
+    plot_study(ds, out_figure)
+    best = best_approach(ds, "force_rmse")
+    write_json(
+        out_json,
+        {
+            "best_force_rmse": {str(n): a for n, a in best.items()},
+            "multifidelity_best_at": [n for n, a in best.items() if a == "multifidelity"],
+            "data": data,
+        },
+    )
