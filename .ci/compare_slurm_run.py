@@ -153,9 +153,7 @@ def compare(local: Path, slurm: Path) -> int:
             da, db = json.loads(a.read_text()), json.loads(b.read_text())
             same_numbers(da, db, rel, rtol=1e-6)
         elif rel.endswith("greenkubo/summary.json") or rel.endswith("conductivity/comparison.json"):
-            same_numbers(
-                json.loads(a.read_text()), json.loads(b.read_text()), rel, rtol=1e-6
-            )
+            same_numbers(json.loads(a.read_text()), json.loads(b.read_text()), rel, rtol=1e-6)
         else:
             continue
         n += 1

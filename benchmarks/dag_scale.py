@@ -123,12 +123,24 @@ def main() -> int:
     start = time.perf_counter()
     for m in cfg["materials"]:
         fake_al_loop(faker, results / m, args.iterations)
-    print(f"faked {args.materials} materials x {args.iterations} iterations "
-          f"in {time.perf_counter() - start:.1f} s ({work})")
+    print(
+        f"faked {args.materials} materials x {args.iterations} iterations "
+        f"in {time.perf_counter() - start:.1f} s ({work})"
+    )
 
     snakemake = str(Path(sys.executable).parent / "snakemake")
-    command = [snakemake, "-n", "--cores", "64", "--configfile", str(cfgfile),
-               "--rerun-triggers", "mtime", "--quiet", "rules"]
+    command = [
+        snakemake,
+        "-n",
+        "--cores",
+        "64",
+        "--configfile",
+        str(cfgfile),
+        "--rerun-triggers",
+        "mtime",
+        "--quiet",
+        "rules",
+    ]
     start = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -155,8 +167,10 @@ def main() -> int:
     # on a shared machine the wall time includes waiting for a core; the CPU time does not
     # (Snakemake plans in one thread: on an idle core wall time ~ CPU time), so it is judged
     verdict = "within" if cpu <= TARGET_SECONDS else "OVER"
-    print(f"snakemake -n for {args.materials} materials, {args.iterations} AL iterations each: "
-          f"{elapsed:.1f} s wall, {cpu:.1f} s CPU ({verdict} the {TARGET_SECONDS:.0f} s target)")
+    print(
+        f"snakemake -n for {args.materials} materials, {args.iterations} AL iterations each: "
+        f"{elapsed:.1f} s wall, {cpu:.1f} s CPU ({verdict} the {TARGET_SECONDS:.0f} s target)"
+    )
     return 0 if cpu <= TARGET_SECONDS else 2
 
 

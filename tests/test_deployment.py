@@ -28,9 +28,7 @@ def rule_blocks(path: Path) -> list[tuple[str, str]]:
     """(name, text) of every rule and checkpoint of a Snakemake file; anonymous rules (made
     in loops) are named by their `name:` directive."""
     text = path.read_text()
-    starts = [
-        m for m in re.finditer(r"^(\s*)(rule|checkpoint)\s*(\w*)\s*:", text, flags=re.M)
-    ]
+    starts = [m for m in re.finditer(r"^(\s*)(rule|checkpoint)\s*(\w*)\s*:", text, flags=re.M)]
     blocks = []
     for i, m in enumerate(starts):
         end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
@@ -105,9 +103,7 @@ def test_environment_pins_what_pyproject_pins(name):
     env, pip = env_requirements(name)
     # the package itself, from the checkout (relative to envs/)
     assert "-e ../" in pip
-    listed = {
-        canonicalize_name(r.name): r for r in (Requirement(p) for p in pip if p[0] != "-")
-    }
+    listed = {canonicalize_name(r.name): r for r in (Requirement(p) for p in pip if p[0] != "-")}
     for dep, req in pinned.items():
         assert dep in listed, f"envs/{name}.yaml does not pin {req}"
         assert listed[dep].specifier == req.specifier, f"envs/{name}.yaml: {listed[dep]} != {req}"
@@ -175,9 +171,19 @@ def test_slurm_profile_gives_every_job_its_resources(tmp_path):
         ("config/studies/kang2024_fhiaims.yaml", ["CuI"]),
     ],
 )
-def test_campaign_configs_list_every_materials_jobs(config, materials):
+def test_campaign_configs_list_every_materials_jobs(config, materials, tmp_path):
+    # results elsewhere: finished results in the checkout would hide jobs from the dry run
     proc = subprocess.run(
-        [SNAKEMAKE, "-n", "--cores", "1", "--configfile", config],
+        [
+            SNAKEMAKE,
+            "-n",
+            "--cores",
+            "1",
+            "--configfile",
+            config,
+            "--config",
+            f"results={tmp_path / 'results'}",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -185,8 +191,9 @@ def test_campaign_configs_list_every_materials_jobs(config, materials):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for m in materials:
         for rule in ("prepare_structure", "initial_data", "train_member"):
-            assert re.search(rf"rule {rule}:\n(?:.*\n)*?\s+wildcards: material={re.escape(m)}\b",
-                             proc.stdout), (m, rule)
+            assert re.search(
+                rf"rule {rule}:\n(?:.*\n)*?\s+wildcards: material={re.escape(m)}\b", proc.stdout
+            ), (m, rule)
     assert "rule campaign_summary:" in proc.stdout
 
 
@@ -219,5 +226,13 @@ def test_seed_structures_have_their_space_groups_and_bad_ones_are_named():
         assert spglib.get_symmetry_dataset(cell, symprec=1e-3).number == expected[name], name
         assert atoms.get_chemical_formula(empirical=True) == formula[name]
     with pytest.raises(ValueError, match=r"ase.spacegroup.crystal\(.*\) failed"):
-        read_unit_cell({"crystal": {"symbols": ["Sn"], "basis": [[0, 0, 0]], "spacegroup": 999,
-                                    "cellpar": [4, 4, 4, 90, 90, 90]}})
+        read_unit_cell(
+            {
+                "crystal": {
+                    "symbols": ["Sn"],
+                    "basis": [[0, 0, 0]],
+                    "spacegroup": 999,
+                    "cellpar": [4, 4, 4, 90, 90, 90],
+                }
+            }
+        )

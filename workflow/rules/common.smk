@@ -348,6 +348,8 @@ def bayesian_outputs():
         if bayes["kappa"] and len(bayes["cutoffs"]) >= 2:
             outputs.append(f"{R}/{m}/bayesian/kappa/kappa.nc")
     return outputs
+
+
 def events_diagnosis(material):
     """The events diagnosis of a material, when the workflow has a rule for it and the
     material's `events` section (if any) does not switch it off."""
@@ -412,7 +414,11 @@ def figure_outputs(wildcards=None):
                 figures.append(f"{gk_dir(m, t)}/greenkubo.png")
                 if gk_lifetimes(m):
                     figures.append(f"{gk_dir(m, t)}/lifetimes.png")
+    figures += [p for p in bayesian_outputs() if p.endswith(".png")]
+    figures += [f"{mf_dir(m)}/study.png" for m in mf_materials()]
     return figures
+
+
 # --- multi-fidelity study (workflow/rules/multifidelity.smk) ---
 
 

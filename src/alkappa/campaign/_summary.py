@@ -100,9 +100,7 @@ def material_summary(
         reliability=_number(last["reliability"]),
     )
     if anharmonicity is not None:
-        scores = {
-            k: v for k, v in read_json(anharmonicity).items() if k.startswith("MLIP ")
-        }
+        scores = {k: v for k, v in read_json(anharmonicity).items() if k.startswith("MLIP ")}
         if scores:
             # the lowest exploration temperature: "MLIP 300 K" before "MLIP 900 K"
             label = min(scores, key=lambda k: _number(k.split()[1]))
@@ -148,9 +146,7 @@ def read_summary_csv(path: str | Path) -> list[MaterialSummary]:
     out = []
     with open(path, newline="") as fh:
         for raw in csv.DictReader(fh):
-            values = {
-                k: (v if types[k] == "str" else _number(v)) for k, v in raw.items()
-            }
+            values = {k: (v if types[k] == "str" else _number(v)) for k, v in raw.items()}
             out.append(MaterialSummary(**values))
     return out
 
