@@ -34,6 +34,7 @@ include: "workflow/rules/al.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/phonons.smk"
 include: "workflow/rules/greenkubo.smk"
+include: "workflow/rules/events.smk"
 
 
 rule all:
@@ -42,3 +43,4 @@ rule all:
         al_outputs(),
         phonon_outputs(),
         greenkubo_outputs(),
+        events_outputs(),

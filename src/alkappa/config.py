@@ -33,6 +33,7 @@ SECTIONS = (
     "phonons",
     "conductivity",
     "greenkubo",
+    "events",
 )
 
 
