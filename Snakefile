@@ -34,6 +34,7 @@ include: "workflow/rules/al.smk"
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/phonons.smk"
 include: "workflow/rules/greenkubo.smk"
+include: "workflow/rules/events.smk"
 include: "workflow/rules/bayesian.smk"
 include: "workflow/rules/multifidelity.smk"
 # last: the campaign summary reads what the rules above produce
@@ -46,6 +47,7 @@ rule all:
         al_outputs(),
         phonon_outputs(),
         greenkubo_outputs(),
+        events_outputs(),
         bayesian_outputs(),
         multifidelity_outputs(),
         campaign_outputs(),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alkappa.io import read_dataset, read_json
+from alkappa.io import read_dataset, read_json, read_trajectory
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -515,3 +515,15 @@ def test_reference_md_gives_the_test_set_and_never_trains_on_it(tmp_path):
     assert {r["group"] for r in rows} == {"all"}  # one reference temperature: one panel
     assert all(float(r["random_force_rmse_eV_per_A"]) > 0 for r in rows)
     assert (out / "al/al_vs_random.png").stat().st_size > 10_000
+    # event diagnostics (on by default with reference MD): AL model and random baseline MD
+    # with the reference MD's settings, compared with it
+    diagnosis = read_json(out / "events/diagnosis.json")
+    assert {"reference_events", "missing_events", "false_events", "auc"} <= set(diagnosis)
+    assert set(diagnosis["models"]) == {"al", "random"}
+    for model in ("al", "random"):
+        md = read_trajectory(out / f"events/{model}/md_T900.nc")
+        ref = read_trajectory(out / "reference/md_T900.nc")
+        assert md.attrs["timestep"] == ref.attrs["timestep"]
+        assert md.attrs["friction"] == ref.attrs["friction"]
+        assert "uncertainty_force_max" in md
+    assert (out / "events/timeline.png").stat().st_size > 10_000

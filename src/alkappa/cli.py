@@ -59,6 +59,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--discard-fs", type=float, default=0.0, help="drop this much at the start")
     p.add_argument("--plot", metavar="FILE", help="also plot kappa(t) (e.g. greenkubo.png)")
 
+    p = sub.add_parser(
+        "events",
+        help="atoms leaving their lattice sites in a trajectory (events table)",
+        description="Lattice-site assignment against the trajectory's reference structure with "
+        "the drift removed; an atom farther than a fraction of the nearest-neighbour distance "
+        "from its site for at least a minimum time is an event, classified as Frenkel pair, "
+        "site exchange or transient excursion (see alkappa.events).",
+    )
+    p.add_argument("trajectory", help="trajectory.nc (alkappa or FHI-vibes)")
+    p.add_argument("--threshold-fraction", type=float, default=0.4, help="site radius / d_nn")
+    p.add_argument("--min-duration", type=float, default=50.0, help="fs off site for an event")
+    p.add_argument("--frenkel-duration", type=float, default=250.0, help="fs as interstitial")
+    p.add_argument("--csv", metavar="FILE", help="also write the events table")
+
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(args.config)
@@ -74,7 +88,47 @@ def main(argv: list[str] | None = None) -> int:
         return _anharmonicity(args.trajectory, args.force_constants, args.json)
     if args.command == "gk":
         return _green_kubo(args)
+    if args.command == "events":
+        return _events(args)
     return 2
+
+
+def _events(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from alkappa.events import detect_trajectory_events, event_rates
+    from alkappa.io import read_trajectory
+    from alkappa.io._atomic import atomic_path
+
+    if not Path(args.trajectory).is_file():
+        print(f"alkappa: {args.trajectory} does not exist", file=sys.stderr)
+        return 1
+    try:
+        det = detect_trajectory_events(
+            read_trajectory(args.trajectory),
+            threshold_fraction=args.threshold_fraction,
+            min_duration=args.min_duration,
+            frenkel_duration=args.frenkel_duration,
+        )
+    except (ValueError, KeyError, OSError) as exc:
+        print(f"alkappa: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.trajectory}: {len(det.times)} frames, {det.duration / 1000:.2f} ps, "
+        f"{det.n_atoms} atoms; site radius {det.radius:.2f} Å; "
+        f"largest displacement {det.displacement.max():.2f} Å"
+    )
+    for key, r in event_rates(det).items():
+        print(
+            f"{key:<16} {r['count']:4d} events  {r['rate_per_ps']:7.2f} /ps "
+            f"[{r['rate_low']:.2f}, {r['rate_high']:.2f}] (95%)"
+        )
+    if len(det.events):
+        print(det.events.to_string(index=False, max_rows=20))
+    if args.csv:
+        with atomic_path(args.csv) as tmp:
+            det.events.to_csv(tmp, index=False)
+    return 0
 
 
 def _green_kubo(args: argparse.Namespace) -> int:

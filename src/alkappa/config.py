@@ -35,6 +35,7 @@ SECTIONS = (
     "greenkubo",
     "bayesian",
     "multifidelity",
+    "events",
 )
 
 
