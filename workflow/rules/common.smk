@@ -351,14 +351,10 @@ def bayesian_outputs():
 
 
 def events_diagnosis(material):
-    """The events diagnosis of a material, when the workflow has a rule for it and the
-    material's `events` section (if any) does not switch it off."""
-    pattern = "events/diagnosis.json"
-    has_rule = any(
-        str(path).endswith(pattern) for rule in workflow.rules for path in rule.output
-    )
-    enabled = (msettings(material).get("events") or {}).get("enabled", True)
-    return f"{R}/{material}/{pattern}" if has_rule and enabled else None
+    """The events diagnosis of a material, if it has the events stage (reference MD)."""
+    if material in events_materials():
+        return f"{R}/{material}/events/diagnosis.json"
+    return None
 
 
 def campaign_files():
