@@ -50,11 +50,17 @@ def check_slurm_evidence(
         # the controller's own record: submitted, allocated a node, exited with 0
         for event in (
             f"_slurm_rpc_submit_batch_job: JobId={slurm_id} ",
-            f"sched: Allocate JobId={slurm_id} NodeList=",
             f"_job_complete: JobId={slurm_id} WEXITSTATUS 0",
         ):
             if event not in controller:
                 fail(f"slurmctld log has no '{event}'")
+        # started by the main scheduler or by the backfill scheduler
+        started = (
+            f"sched: Allocate JobId={slurm_id} NodeList=",
+            f"sched/backfill: _start_job: Started JobId={slurm_id} ",
+        )
+        if not any(event in controller for event in started):
+            fail(f"slurmctld log does not show SLURM job {slurm_id} started on a node")
         # squeue keeps finished jobs for MinJobAge; those it still knows must be COMPLETED
         if slurm_id in states and states[slurm_id] != "COMPLETED":
             fail(f"SLURM job {slurm_id} is {states[slurm_id]!r} in squeue, not COMPLETED")
@@ -137,12 +143,20 @@ def same_numbers(a, b, where: str, rtol: float) -> None:
         fail(f"{where}: {a!r} locally, {b!r} on SLURM")
 
 
-def compare(local: Path, slurm: Path) -> int:
+def compare(local: Path, slurm: Path, required: list[str]) -> int:
+    """Compare the SLURM run's results with the local run's. ``required`` (relative paths): the
+    SLURM run built only these targets (and what they need); otherwise it built everything."""
     files_local, files_slurm = outputs(local), outputs(slurm)
-    if files_local != files_slurm:
+    if required:
+        missing = [rel for rel in required if rel not in files_slurm]
+        if missing:
+            fail(f"the SLURM run did not make its targets: {missing}")
+        if not files_slurm <= files_local:
+            fail(f"outputs the local run lacks: {sorted(files_slurm - files_local)[:10]}")
+    elif files_local != files_slurm:
         fail(f"different outputs: {sorted(files_local ^ files_slurm)[:10]}")
     n = 0
-    for rel in sorted(files_local):
+    for rel in sorted(files_slurm):
         a, b = local / rel, slurm / rel
         name = Path(rel).name
         if rel.endswith(".extxyz") and ("/data/" in rel or "/oracle/" in rel or "dataset" in name):
@@ -168,10 +182,17 @@ def main() -> None:
     parser.add_argument("--slurm-logs", type=Path, required=True)
     parser.add_argument("--squeue", type=Path, required=True)
     parser.add_argument("--slurmctld-log", type=Path, required=True)
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        help="result path (relative to the results dir) the SLURM run was asked for; "
+        "without it the two runs must have made the same files",
+    )
     args = parser.parse_args()
     ids = check_slurm_evidence(args.log, args.slurm_logs, args.squeue, args.slurmctld_log)
     batch = check_label_batches(args.log, args.slurm)
-    n = compare(args.local, args.slurm)
+    n = compare(args.local, args.slurm, args.target)
     print(
         f"slurm test passed: {len(ids)} SLURM jobs (ids {ids[0]}..{ids[-1]}), each submitted, "
         f"allocated and exited 0 (slurmctld), COMPLETED where squeue still lists it; "
