@@ -133,14 +133,14 @@ case $TARGET in
 esac
 echo "slurm test: SLURM run (${TARGET})"
 LEFT=$((TIMEOUT - (SECONDS - START)))
-OMP_NUM_THREADS=1 timeout "$LEFT" "$BIN/snakemake" --profile profiles/slurm --jobs 4 \
+OMP_NUM_THREADS=1 timeout "$LEFT" "$BIN/snakemake" "${TARGETS[@]/#/$WORK/slurm/}" \
+    --profile profiles/slurm --jobs 4 \
     --configfile "$WORK/slurm.yaml" --max-status-checks-per-second 1 \
     --slurm-no-account --slurm-status-command squeue \
     --slurm-init-seconds-before-status-checks 3 --slurm-keep-successful-logs \
     --slurm-logdir "$WORK/slurm-logs" \
     --default-resources "mem_mb=1000*attempt" "runtime=30*attempt" \
     --set-resources "kappa:mem_mb=1000*attempt" \
-    "${TARGETS[@]/#/$WORK/slurm/}" \
     >"$WORK/slurm.log" 2>&1 || { tail -n 80 "$WORK/slurm.log"; exit 1; }
 echo "slurm test: SLURM run done, $((SECONDS - START)) s after the start of the runs"
 

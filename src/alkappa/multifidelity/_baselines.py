@@ -127,21 +127,10 @@ def train_approach(
         result = model.train(data, data, workdir, species=[], **common)
         return model.load_calculator(result.model_path, fidelity=high_level)
     ref_high = EnergyReference({high_level: fit_element_energies(high)})
-    if approach == "high_only":
-        data = _write(workdir / "train.extxyz", referenced(high, ref_high))
-        model = train_sevenn(
-            {high_level: data},
-            workdir,
-            settings,
-            n_frames=len(high),
-            multi_fidelity=False,
-            **common,
-        )
-        return ReferencedCalculator(model, high_level, ref_high, multi_fidelity=False)
-    if low_model is None:
+    if approach != "high_only" and low_model is None:
         raise ValueError(f"approach '{approach}' needs the low-fidelity model")
-    low_path, low_ref = low_model
-    if approach == "transfer":
+    if approach in ("high_only", "transfer"):
+        # transfer: the same training on the high level, started from the low-level model
         data = _write(workdir / "train.extxyz", referenced(high, ref_high))
         model = train_sevenn(
             {high_level: data},
@@ -149,10 +138,11 @@ def train_approach(
             settings,
             n_frames=len(high),
             multi_fidelity=False,
-            init_checkpoint=low_path,
+            init_checkpoint=low_model[0] if approach == "transfer" else None,
             **common,
         )
         return ReferencedCalculator(model, high_level, ref_high, multi_fidelity=False)
+    low_path, low_ref = low_model
     # delta
     if low_of_high is None:
         raise ValueError("Delta-learning needs the high-fidelity frames labelled at the low level")
