@@ -5,9 +5,10 @@
 # scratch directory, stops what it started on exit. Time-bounded: the two runs together get
 # ALKAPPA_SLURM_TIMEOUT seconds (default 1200). ALKAPPA_SLURM_LOCAL_RESULTS: the results of a
 # finished local run of config/test.yaml to compare with, instead of making one here.
-# ALKAPPA_SLURM_TARGET: `al` (default) runs the active-learning loop of config/test.yaml (22 of
-# its 33 jobs: the checkpoints, labelling batches and training, in about 6 minutes), `all` the
-# whole campaign (about 9 minutes on 2 cores: too long for CI's 20-minute budget).
+# ALKAPPA_SLURM_TARGET: `al` (default) runs the first active-learning iteration of
+# config/test.yaml (training, exploration, both checkpoints, a labelling batch and the merge),
+# `loop` the whole AL loop (19 SLURM jobs, 5.5 minutes on 2 cores), `all` the whole campaign
+# (33 SLURM jobs, 8.5 minutes: too long for CI's 20-minute budget).
 #
 #   .ci/slurm_test.sh                  # uses .venv/bin (created by `make test`)
 #   BIN=/path/to/venv/bin .ci/slurm_test.sh
@@ -127,9 +128,10 @@ fi
 
 TARGET=${ALKAPPA_SLURM_TARGET:-al}
 case $TARGET in
-    al) TARGETS=(Cu/al/summary.csv) ;;
+    al) TARGETS=(Cu/al/iter_1/dataset.extxyz) ;;
+    loop) TARGETS=(Cu/al/summary.csv) ;;
     all) TARGETS=() ;;
-    *) echo "ALKAPPA_SLURM_TARGET must be al or all, not '$TARGET'"; exit 2 ;;
+    *) echo "ALKAPPA_SLURM_TARGET must be al, loop or all, not '$TARGET'"; exit 2 ;;
 esac
 echo "slurm test: SLURM run (${TARGET})"
 LEFT=$((TIMEOUT - (SECONDS - START)))
