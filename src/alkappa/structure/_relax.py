@@ -60,8 +60,13 @@ class _CountingCalculator(Calculator):
             "free_energy": work.get_potential_energy(),
             "forces": work.get_forces(),
         }
-        if work.pbc.all():
+        if work.pbc.all() and has_stress(self.inner):
             self.results["stress"] = work.get_stress(voigt=True)
+
+
+def has_stress(calculator: Calculator) -> bool:
+    """Whether ``calculator`` computes the stress (some oracles, e.g. legacy models, do not)."""
+    return "stress" in getattr(calculator, "implemented_properties", ("stress",))
 
 
 def relax_structure(
@@ -79,6 +84,11 @@ def relax_structure(
     ``keep_symmetry`` adds :class:`ase.constraints.FixSymmetry`, which keeps the space group of
     the input (a perfect crystal stays perfect: its forces vanish by symmetry).
     """
+    if cell and not has_stress(calculator):
+        raise ValueError(
+            "cell relaxation needs the stress, which this oracle does not compute; "
+            "set relax.cell: false"
+        )
     work = atoms.copy()
     counting = _CountingCalculator(calculator)
     work.calc = counting
@@ -90,7 +100,7 @@ def relax_structure(
     converged = bool(opt.run(fmax=fmax, steps=max_steps))
     energy = float(work.get_potential_energy())
     forces = work.get_forces()
-    stress = work.get_stress(voigt=True) if work.pbc.all() else None
+    stress = work.get_stress(voigt=True) if work.pbc.all() and has_stress(calculator) else None
     relaxed = with_labels(work, energy, np.asarray(forces), stress)
     relaxed.set_constraint()
     return RelaxResult(
