@@ -37,7 +37,13 @@ def test_defaults_are_filled():
 
 
 @pytest.mark.parametrize(
-    "path", ["config/config.yaml", "config/test.yaml", "config/multifidelity.yaml"]
+    "path",
+    [
+        "config/config.yaml",
+        "config/test.yaml",
+        "config/multifidelity.yaml",
+        "config/test_multifidelity_al.yaml",
+    ],
 )
 def test_shipped_configs_are_valid(path):
     load_config(ROOT / path)
@@ -189,3 +195,31 @@ def test_multifidelity_levels_are_checked_before_any_work():
     levels[1]["oracle"] = {"name": "emt", "correction": {"epsilon": 0.1}}
     cfg = load_config(_config(multifidelity={"levels": levels}))
     assert cfg["multifidelity"]["study"]["budgets"] == [5, 10, 20, 40]
+
+
+def _mf_al_config(**changes):
+    cfg = yaml.safe_load((ROOT / "config/test_multifidelity_al.yaml").read_text())
+    cfg.update(changes)
+    return cfg
+
+
+def test_multifidelity_al_makes_the_oracle_the_cheap_level():
+    settings = material_settings(load_config(_mf_al_config()), "Cu")
+    assert settings["oracle"]["fidelity"] == "low"
+    assert settings["model"]["fidelities"] == ["low", "high"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"model": {"name": "nequip"}}, "model.name: multifidelity.al needs .*sevenn-mf"),
+        ({"oracle": {"name": "emt", "fidelity": "cheap"}}, "oracle.fidelity: 'cheap' is not"),
+        (
+            {"oracle": {"name": "emt", "correction": {"epsilon": 0.1}}},
+            "oracle: with multifidelity.al .* must be the cheapest level",
+        ),
+    ],
+)
+def test_multifidelity_al_config_errors_are_named(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(_mf_al_config(**changes))

@@ -238,3 +238,78 @@ def test_multifidelity_labelling_gives_the_most_uncertain_the_high_level(tmp_pat
     # a rerun (after a crash) calls nothing and returns the same frames
     again = label_multifidelity(frames, uncertainty, levels, tmp_path, budget=2)
     assert again.calls == {"low": 0, "high": 0} and len(again.frames) == 6
+
+
+@pytest.mark.slow
+def test_multifidelity_active_learning_end_to_end(tmp_path):
+    """config/test_multifidelity_al.yaml through Snakemake: D_0 and the test set gain the high
+    level, the most uncertain selected frames get it too, every member learns both levels."""
+    import math
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from ase.calculators.morse import MorsePotential
+
+    from alkappa.io import read_dataset, read_json
+    from alkappa.labelling import count_oracle_cost
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((root / "config/test_multifidelity_al.yaml").read_text())
+    cfg["results"] = str(tmp_path / "results")
+    (tmp_path / "mf.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    proc = subprocess.run(
+        [snakemake, "--cores", "2", "--configfile", str(tmp_path / "mf.yaml")],
+        cwd=root, capture_output=True, text=True, env=dict(os.environ), timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    out = tmp_path / "results/Cu"
+    al = cfg["multifidelity"]["al"]
+    morse = cfg["multifidelity"]["levels"][1]["oracle"]["correction"]
+
+    def fid(frames):
+        return [a.info["fidelity"] for a in frames]
+
+    initial = read_dataset(out / "data/initial_mf.extxyz")
+    assert fid(initial).count("high") == al["initial_high"]
+    test = read_dataset(out / "data/test_high.extxyz")
+    assert set(fid(test)) == {"high"}
+    assert read_json(out / "al/iter_0/test_metrics.json")["n_frames"] == len(test)
+    # the expensive level is the cheap one plus the Morse term, frame by frame
+    high = [a for a in initial if a.info["fidelity"] == "high"]
+    for a in high:
+        twin = next(b for b in initial if b.info["fidelity"] == "low" and b == a)
+        work = a.copy()
+        work.calc = MorsePotential(**morse)
+        assert a.get_potential_energy() - twin.get_potential_energy() == pytest.approx(
+            work.get_potential_energy(), abs=1e-8
+        )
+    # each iteration: all selected frames cheap, the most uncertain ceil(fraction*n) expensive
+    n_high_al = 0
+    iterations = sorted(out.glob("al/iter_*/candidates.extxyz"))
+    for cand_path in iterations:
+        it = int(cand_path.parent.name.split("_")[1])
+        merge = out / f"al/iter_{it + 1}/merge.json"
+        if not merge.exists():
+            continue
+        candidates = read_dataset(cand_path)
+        u = [a.info["uncertainty"] for a in candidates]
+        n_expected = math.ceil(al["fraction"] * len(u))
+        most = sorted(range(len(u)), key=lambda i: -u[i])[:n_expected]
+        added = read_json(merge)["added_by_fidelity"]
+        assert added == {"low": len(u), "high": n_expected}
+        dataset = read_dataset(out / f"al/iter_{it + 1}/dataset.extxyz")
+        new_high = [a for a in dataset[-(len(u) + n_expected) :] if a.info["fidelity"] == "high"]
+        for a in new_high:  # the high labels went to the most uncertain candidates
+            assert any(candidates[i] == a for i in most)
+        n_high_al += n_expected
+    assert n_high_al > 0
+    for member in out.glob("al/iter_*/ensemble/member_*/train.extxyz"):
+        assert set(fid(read_dataset(member))) == {"low", "high"}, member
+    # oracle accounting per level: D_0 extras + test set + AL selections at the high level
+    cost = count_oracle_cost(out / "oracle")
+    assert cost["high"]["calls"] == al["initial_high"] + len(test) + n_high_al
+    assert cost["high"]["seconds"] > 0

@@ -41,3 +41,16 @@ def test_members_differ():
 def test_too_few_frames():
     with pytest.raises(ValueError, match="at least 2 frames"):
         member_split(_frames(1), seed=0, validation_fraction=0.2, bootstrap=False)
+
+
+def test_every_member_sees_every_fidelity_however_few_high_frames():
+    # 20 cheap frames and 2 expensive ones: a plain bootstrap of 22 frames would leave a member
+    # without any expensive frame in about 1 case of 10; split level by level it never does
+    frames = _frames(22)
+    for i, atoms in enumerate(frames):
+        atoms.info["fidelity"] = "high" if i >= 20 else "low"
+    for seed in range(200):
+        train, val = member_split(frames, seed=seed, validation_fraction=0.2, bootstrap=True)
+        assert {frames[i].info["fidelity"] for i in train} == {"low", "high"}
+        assert not set(train) & set(val)
+        assert len(val) == 4 + 0  # round(0.2 * 20) low + round(0.2 * 2) = 0 high

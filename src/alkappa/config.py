@@ -104,7 +104,42 @@ def material_settings(config: dict[str, Any], material: str) -> dict[str, Any]:
         out[key] = copy.deepcopy(value)
     out["name"] = material
     out.setdefault("supercell", [1, 1, 1])
+    if multifidelity_al(out):  # the campaign's oracle is the cheap level: its labels say so
+        names = [level["name"] for level in out["multifidelity"]["levels"]]
+        out["oracle"].setdefault("fidelity", names[0])
+        if out["model"].get("name") == "sevenn-mf":  # predict (and rank) at the highest level
+            out["model"].setdefault("fidelities", names)
     return out
+
+
+def multifidelity_al(settings: dict[str, Any]) -> bool:
+    """Whether a material's settings ask for multi-fidelity active learning."""
+    return bool(((settings.get("multifidelity") or {}).get("al") or {}).get("enabled"))
+
+
+def _check_multifidelity_al(settings: dict[str, Any], where: str) -> None:
+    """Multi-fidelity AL needs a fidelity-aware model and the oracle as the cheapest level."""
+    if not multifidelity_al(settings):
+        return
+    if settings["model"]["name"] != "sevenn-mf":
+        raise ConfigError(
+            f"{where}.model.name: multifidelity.al needs the multi-fidelity model 'sevenn-mf' "
+            f"(got '{settings['model']['name']}'): one model must learn all levels"
+        )
+    low = settings["multifidelity"]["levels"][0]
+    if settings["oracle"]["fidelity"] != low["name"]:
+        raise ConfigError(
+            f"{where}.oracle.fidelity: '{settings['oracle']['fidelity']}' is not the cheapest "
+            f"level '{low['name']}' of multifidelity.levels"
+        )
+    oracle = {k: v for k, v in settings["oracle"].items() if k != "fidelity"}
+    level = {k: v for k, v in low["oracle"].items() if k != "fidelity"}
+    if oracle != level:
+        raise ConfigError(
+            f"{where}.oracle: with multifidelity.al the campaign's oracle labels D_0, the test set "
+            f"and every selected frame, so it must be the cheapest level "
+            f"multifidelity.levels.0.oracle = {level} (got {oracle})"
+        )
 
 
 def check_materials(config: dict[str, Any]) -> None:
@@ -146,6 +181,7 @@ def check_materials(config: dict[str, Any]) -> None:
                 raise ConfigError(
                     f"{where}.reference.files.{k}.path: {entry['path']} does not exist"
                 )
+        _check_multifidelity_al(settings, where)
         try:
             get_model(settings["model"])
         except PluginError as exc:

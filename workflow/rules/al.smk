@@ -29,7 +29,7 @@ rule evaluate:
         members=lambda wildcards: member_infos(
             wildcards.material, wildcards.it, wildcards.kind
         ),
-        test=lambda wildcards: test_set(wildcards.material),
+        test=lambda wildcards: al_test_set(wildcards.material),
     output:
         metrics=f"{R}/{{material}}/{{kind}}/iter_{{it}}/test_metrics.json",
     log:
@@ -113,7 +113,7 @@ rule label:
         "../../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
-        settings=sections("oracle"),
+        settings=label_settings,
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
         "../../scripts/label.py"

@@ -2,7 +2,7 @@
 
 import sys
 
-from alkappa.config import ConfigError, load_config, material_settings
+from alkappa.config import ConfigError, load_config, material_settings, multifidelity_al
 from alkappa.io import read_json
 
 # validate before anything runs: one line naming the problem, in seconds
@@ -67,8 +67,29 @@ def iter_dir(material, it, kind="al"):
 def dataset_path(material, it, kind="al"):
     it = int(it)
     if it == 0:
+        if multifidelity_al(msettings(material)):  # plus a few frames at the high level
+            return f"{R}/{material}/data/initial_mf.extxyz"
         return f"{R}/{material}/data/initial.extxyz"
     return f"{iter_dir(material, it, kind)}/dataset.extxyz"
+
+
+def al_test_set(material):
+    """The frames the ensembles are tested on: the test set, at the high level with
+    multi-fidelity AL (the level the ensemble predicts)."""
+    if multifidelity_al(msettings(material)):
+        return f"{R}/{material}/data/test_high.extxyz"
+    return test_set(material)
+
+
+def label_settings(wildcards):
+    """params of `label`: the oracle, and the levels and policy of multi-fidelity AL (only
+    then, so that editing the multi-fidelity study does not relabel the AL loop)."""
+    full = msettings(wildcards.material)
+    out = {"name": full["name"], "oracle": full["oracle"]}
+    if multifidelity_al(full):
+        mf = full["multifidelity"]
+        out["multifidelity"] = {"levels": mf["levels"], "al": mf["al"]}
+    return out
 
 
 def member_infos(material, it, kind="al"):

@@ -1,6 +1,27 @@
 # Multi-fidelity study: a low-level pool plus a growing number of high-level frames; four
 # approaches (multi-fidelity SevenNet, high-only, transfer, Delta) evaluated on high-level
-# test frames. One job per training.
+# test frames. One job per training. Multi-fidelity active learning (multifidelity.al) uses
+# the AL loop of al.smk; here only its high-level start (D_0 and test set at the high level).
+
+
+rule mf_al_data:
+    input:
+        initial=rules.initial_data.output.initial,
+        test=lambda wildcards: test_set(wildcards.material),
+    output:
+        initial=f"{R}/{{material}}/data/initial_mf.extxyz",
+        test=f"{R}/{{material}}/data/test_high.extxyz",
+        record=f"{R}/{{material}}/data/initial_mf.json",
+    log:
+        f"{R}/{{material}}/logs/multifidelity/al_data.log",
+    conda:
+        "../../envs/oracle.yaml"
+    threads: config["threads"]["oracle"]
+    params:
+        settings=label_settings,
+        store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
+    script:
+        "../../scripts/mf_al_data.py"
 
 
 rule mf_data:

@@ -382,7 +382,19 @@ def run_label(
     store: str | Path,
     out_frame: str | Path,
 ) -> None:
-    """Label one selected frame; a failure is written as an unlabelled frame with its error."""
+    """Label one selected frame; a failure is written as an unlabelled frame with its error.
+
+    With ``multifidelity.al`` enabled the frame goes to
+    :func:`alkappa.multifidelity.steps.run_mf_label_step` (cheap level, and the high level
+    for the most uncertain frames).
+    """
+    from alkappa.config import multifidelity_al
+
+    if multifidelity_al(settings):
+        from alkappa.multifidelity.steps import run_mf_label_step
+
+        run_mf_label_step(settings, candidates_path, index, store, out_frame)
+        return
     frame = read_dataset(candidates_path)[index]
     outcome = label_frames(
         [frame], _oracle(settings), settings["oracle"], store, purpose="al", progress=False
@@ -405,15 +417,23 @@ def run_merge(
     *,
     iteration: int,
 ) -> None:
-    """D_{i+1} = D_i + the frames labelled in iteration i; failed frames are listed, not added."""
+    """D_{i+1} = D_i + the frames labelled in iteration i; failed frames are listed, not added.
+
+    A label file holds one frame, or (multi-fidelity AL) the same structure at several levels.
+    """
     frames = read_dataset(dataset_path)
-    added, failed = [], []
+    added, failed, calls = [], [], 0
     for path in label_paths:
-        frame = read_dataset(path)[0]
-        if "oracle_error" in frame.info:
-            failed.append({"file": str(path), "error": frame.info["oracle_error"]})
-        else:
-            added.append(frame)
+        for frame in read_dataset(path):
+            calls += 1
+            if "oracle_error" in frame.info:
+                failed.append({"file": str(path), "error": frame.info["oracle_error"]})
+            else:
+                added.append(frame)
+    by_fidelity: dict[str, int] = {}
+    for frame in added:
+        key = str(frame.info.get("fidelity", "reference"))
+        by_fidelity[key] = by_fidelity.get(key, 0) + 1
     write_dataset(out_dataset, frames + added)
     write_json(
         out_record,
@@ -421,9 +441,10 @@ def run_merge(
             "iteration": iteration,
             "size_before": len(frames),
             "added": len(added),
+            "added_by_fidelity": by_fidelity,
             "failed": failed,
             "size_after": len(frames) + len(added),
-            "oracle_calls": len(label_paths),
+            "oracle_calls": calls,
         },
     )
 

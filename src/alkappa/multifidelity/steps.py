@@ -12,6 +12,14 @@ All work in ``results/<m>/multifidelity/``:
   (``<approach>_<n>/errors.json``);
 * :func:`run_mf_study_step`: ``study.csv``, ``study.nc`` and ``study.png``, and the best
   approach per budget in ``study.json``.
+
+Multi-fidelity active learning (``multifidelity.al``) adds two steps to the AL loop:
+
+* :func:`run_mf_al_data_step`: ``data/initial_mf.extxyz`` (D_0 at the cheap level plus a few
+  of its frames at the high level) and ``data/test_high.extxyz`` (the test set at the high
+  level, which the ensemble predicts);
+* :func:`run_mf_label_step`: one selected frame at the cheap level, and also at the high level
+  when it is among the most uncertain of its iteration.
 """
 
 from __future__ import annotations
@@ -227,3 +235,93 @@ def run_mf_study_step(
             "data": data,
         },
     )
+
+
+def spread_indices(n: int, k: int) -> list[int]:
+    """``min(k, n)`` distinct indices spread evenly over ``range(n)``, first and last included."""
+    import numpy as np
+
+    if k >= n:
+        return list(range(n))
+    return sorted({int(i) for i in np.linspace(0, n - 1, k).round()})
+
+
+def run_mf_al_data_step(
+    settings: dict[str, Any],
+    initial_path: str | Path,
+    test_path: str | Path,
+    store: str | Path,
+    out_initial: str | Path,
+    out_test: str | Path,
+    out_record: str | Path,
+) -> None:
+    """D_0 for multi-fidelity AL (cheap labels + ``initial_high`` frames at the high level)
+    and the test set at the high level."""
+    low_level, high_level = levels(settings)[0], levels(settings)[-1]
+    store = Path(store)
+    initial = read_dataset(initial_path)
+    wrong = sorted({str(a.info.get("fidelity")) for a in initial} - {low_level["name"]})
+    if wrong:
+        raise ValueError(
+            f"{initial_path}: D_0 frames of fidelity {wrong}, expected the cheap level "
+            f"'{low_level['name']}' (rerun initial_data after enabling multifidelity.al)"
+        )
+    chosen = spread_indices(len(initial), int(settings["multifidelity"]["al"]["initial_high"]))
+    high, s_high, c_high = _label([initial[i] for i in chosen], high_level, store, "al")
+    test, s_test, c_test = _label(read_dataset(test_path), high_level, store, "test")
+    write_dataset(out_initial, initial + high)
+    write_dataset(out_test, test)
+    write_json(
+        out_record,
+        {
+            "low_level": low_level["name"],
+            "high_level": high_level["name"],
+            "n_low": len(initial),
+            "high_indices": chosen,
+            "n_test_high": len(test),
+            "oracle_calls_now": {"initial_high": c_high, "test_high": c_test},
+            "oracle_seconds": {"initial_high": s_high, "test_high": s_test},
+        },
+    )
+
+
+def run_mf_label_step(
+    settings: dict[str, Any],
+    candidates_path: str | Path,
+    index: int,
+    store: str | Path,
+    out_frame: str | Path,
+) -> None:
+    """Label selected frame ``index`` at the cheap level, and at the high level too when it is
+    among the most uncertain frames of the selection (``multifidelity.al``: fraction, budget).
+
+    The ranking uses every candidate's ``uncertainty`` (the ensemble predicts at the high
+    level), so each per-frame job reaches the same choice. Writes one or two frames; a failed
+    cheap call is written as an unlabelled frame with ``oracle_error`` (merge skips it), a
+    failed high call only loses the high label.
+    """
+    import math
+
+    from alkappa.multifidelity._al import choose_high_fidelity, label_multifidelity
+
+    al = settings["multifidelity"]["al"]
+    candidates = read_dataset(candidates_path)
+    uncertainty = [float(a.info.get("uncertainty", math.nan)) for a in candidates]
+    chosen = choose_high_fidelity(uncertainty, fraction=al["fraction"], budget=al["budget"])
+    frame = candidates[index]
+    high = index in chosen
+    labels = label_multifidelity(
+        [frame], [uncertainty[index]], levels(settings), store, fraction=1.0 if high else 0.0
+    )
+    low_name = levels(settings)[0]["name"]
+    frames = labels.frames
+    if not any(a.info.get("fidelity") == low_name for a in frames):
+        out = frame.copy()
+        out.info["oracle_error"] = labels.failures[0]["error"]
+        print(f"oracle failed on frame {index}: {out.info['oracle_error']}")
+        frames = [out]
+    elif labels.failures:
+        print(f"high-level oracle failed on frame {index}: {labels.failures[0]['error']}")
+    rank = "" if not high else f", rank {chosen.index(index) + 1} of {len(chosen)} high labels"
+    print(f"frame {index}: uncertainty {uncertainty[index]:.4g}{rank}")
+    write_dataset(out_frame, frames)
