@@ -219,3 +219,32 @@ def test_a_checkpoint_of_another_run_is_ignored(tmp_path):
     assert calc.calls == 40 + 1  # started again: the checkpoint was of the 300 K run
     ds = read_trajectory(out)
     assert "restarted_at_steps" not in ds.attrs and int(ds.attrs["force_evaluations"]) == 41
+
+
+class _NoStressEMT(EMT):
+    """EMT without the stress, like a legacy-model oracle driving reference MD."""
+
+    implemented_properties = ("energy", "free_energy", "forces")
+
+
+def test_md_with_a_calculator_without_stress_reads_back_without_stress_labels(tmp_path):
+    from alkappa.io.reference import read_reference
+
+    atoms = bulk("Cu", cubic=True).repeat(2)
+    res = run_exploration(
+        atoms,
+        _NoStressEMT(),
+        tmp_path / "T300.nc",
+        temperature=300.0,
+        settings=SETTINGS,
+        nn_distance=2.55,
+        progress=False,
+    )
+    assert res.steps_done == 40
+    ds = read_trajectory(tmp_path / "T300.nc")
+    assert np.isnan(ds.stress_potential.values).all()
+    frame = read_reference(tmp_path / "T300.nc", format="vibes-netcdf")[3]
+    assert "stress" not in frame.calc.results  # no invented stress label
+    check = frame.copy()
+    check.calc = EMT()
+    np.testing.assert_allclose(frame.get_forces(), check.get_forces(), atol=1e-10)

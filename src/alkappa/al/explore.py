@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from alkappa.al.uncertainty import uncertainty_statistics
 from alkappa.io.trajectory import TrajectoryWriter
+from alkappa.structure import has_stress
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -185,7 +186,8 @@ def run_exploration(
     def log() -> None:
         forces = work.get_forces()
         nan33 = np.full((3, 3), np.nan)
-        periodic = work.pbc.all()
+        # NaN where the calculator has no stress (e.g. a legacy-model oracle's reference MD)
+        periodic = work.pbc.all() and has_stress(calculator)
         values = {
             "positions": work.positions,
             # ASE units (Å per ASE time unit), as FHI-vibes stores atoms.get_velocities()

@@ -8,12 +8,13 @@ from alkappa.structure._build import (
     nearest_neighbour_distance,
     read_unit_cell,
 )
-from alkappa.structure._relax import RelaxResult, relax_structure
+from alkappa.structure._relax import RelaxResult, has_stress, relax_structure
 
 __all__ = [
     "RelaxResult",
     "build_supercell",
     "check_geometry",
+    "has_stress",
     "nearest_neighbour_distance",
     "read_unit_cell",
     "relax_structure",
