@@ -103,3 +103,41 @@ def test_key_depends_on_structure_and_oracle_settings():
     c = a.copy()
     c.positions[0, 0] += 1e-9  # below the rounding: the same calculation
     assert structure_key(a, SPEC) == structure_key(c, SPEC)
+
+
+def test_merge_adds_every_level_and_lists_failures(tmp_path):
+    import pytest
+
+    from alkappa.al.steps import run_merge
+    from alkappa.io import read_dataset, read_json, write_dataset
+
+    def labelled(seed, fidelity):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+        atoms.rattle(0.05, seed=seed)
+        atoms.calc = EMT()
+        atoms.get_potential_energy()
+        atoms.info["fidelity"] = fidelity
+        return atoms
+
+    write_dataset(tmp_path / "d0.extxyz", [labelled(0, "low"), labelled(1, "low")])
+    write_dataset(tmp_path / "f0.extxyz", [labelled(2, "low"), labelled(2, "high")])
+    failed = bulk("Cu", "fcc", a=3.6, cubic=True)
+    failed.info["oracle_error"] = "SCF did not converge"
+    write_dataset(tmp_path / "f1.extxyz", [failed])
+    labels = [tmp_path / "f0.extxyz", tmp_path / "f1.extxyz"]
+    run_merge(
+        tmp_path / "d0.extxyz", labels, tmp_path / "d1.extxyz", tmp_path / "m.json", iteration=1
+    )
+    record = read_json(tmp_path / "m.json")
+    assert record["added_by_fidelity"] == {"low": 1, "high": 1}
+    assert record["size_after"] == len(read_dataset(tmp_path / "d1.extxyz")) == 4
+    assert record["oracle_calls"] == 3 and len(record["failed"]) == 1
+    # a single path (a Snakemake checkpoint placeholder) is refused, not read letter by letter
+    with pytest.raises(TypeError, match="instead of the list of label files"):
+        run_merge(
+            tmp_path / "d0.extxyz",
+            str(labels[0]),
+            tmp_path / "x.extxyz",
+            tmp_path / "x.json",
+            iteration=1,
+        )

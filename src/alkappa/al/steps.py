@@ -421,6 +421,11 @@ def run_merge(
 
     A label file holds one frame, or (multi-fidelity AL) the same structure at several levels.
     """
+    if isinstance(label_paths, (str, Path)):  # a checkpoint placeholder, never a label list
+        raise TypeError(
+            f"merge got one path ({label_paths}) instead of the list of label files: the "
+            "selection checkpoint was not re-evaluated; run the same command again"
+        )
     frames = read_dataset(dataset_path)
     added, failed, calls = [], [], 0
     for path in label_paths:
