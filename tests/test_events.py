@@ -267,3 +267,29 @@ def test_cli_events(harmonic_md, tmp_path, capsys):
     assert "Cu:exchange" in out and "frenkel" in out
     assert len((tmp_path / "ev.csv").read_text().splitlines()) == 5  # header + 4 events
     assert main(["events", str(tmp_path / "missing.nc")]) == 1
+
+
+def _model(missing, false, tau):
+    return {
+        "label": "m",
+        "missing_events": missing,
+        "false_events": false,
+        "lifetimes": {"median_ratio": tau},
+    }
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        ((0, 5, 0.7), (0, 0, 0.98), "reproduced in part: false events without AL"),
+        ((3, 0, 1.5), (0, 0, 1.05), "missing events without AL, fewer with AL; lifetime bias"),
+        # a bias that barely moves (1.95 -> 1.92) is not a fix
+        ((0, 0, 1.95), (0, 0, 1.92), "not reproduced"),
+        ((0, 0, 1.0), (0, 0, 1.0), "not reproduced"),
+    ],
+)
+def test_paper_pattern_needs_a_real_change(before, after, expected):
+    from alkappa.events.steps import _paper_pattern
+
+    verdict = _paper_pattern({"random": _model(*before), "al": _model(*after)})
+    assert expected in verdict

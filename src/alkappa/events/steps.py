@@ -343,8 +343,9 @@ def _paper_pattern(per_model: Mapping[str, Mapping[str, Any]]) -> str:
         found.append("missing events without AL, fewer with AL")
     if before["false_events"] > after["false_events"]:
         found.append("false events without AL, fewer with AL")
+    # a bias counts as reduced when it shrinks by more than the tolerance itself
     if tau_b is not None and abs(tau_b - 1) > LIFETIME_TOLERANCE:
-        if tau_a is not None and abs(tau_a - 1) < abs(tau_b - 1):
+        if tau_a is not None and abs(tau_a - 1) < abs(tau_b - 1) - LIFETIME_TOLERANCE:
             found.append(f"lifetime bias {tau_b:.2f} without AL reduced to {tau_a:.2f} with AL")
     if not found:
         return (
