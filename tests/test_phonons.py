@@ -227,3 +227,16 @@ def test_random_displacements_with_symfc_agree_with_systematic_ones():
     random = run_phono3py(fc.phono3py, mesh=5, temperatures=[300])
     ratio = random["kappa_rta_average"].item() / systematic["kappa_rta_average"].item()
     assert ratio == pytest.approx(1.0, abs=0.15)
+
+
+def test_too_few_random_snapshots_are_refused_not_fitted_to_zero():
+    # one snapshot under-determines fc2 + fc3 of a 32-atom fcc cell: symfc alone would return
+    # force constants near zero (0.002 instead of 7.8 eV/Å^2)
+    from alkappa.phonons._conductivity import harmonic_r2
+
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    with pytest.raises(ValueError, match="under-determined"):
+        run_fc3(cu, EMT(), random_snapshots=1, cutoff_pair_distance=3.0)
+    enough = run_fc3(cu, EMT(), random_snapshots=2, cutoff_pair_distance=3.0)
+    assert harmonic_r2(enough.phono3py) > 0.99
+    assert np.abs(enough.phono3py.fc2).max() == pytest.approx(7.8, rel=0.05)

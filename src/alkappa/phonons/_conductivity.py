@@ -240,6 +240,7 @@ def run_fc3(
     else:
         options = None if cutoff_pair_distance is None else f"|cutoff={cutoff_pair_distance}"
         ph3.produce_fc3(fc_calculator="symfc", fc_calculator_options=options)
+        check_random_fit(ph3)
         method = "random"
     if phonon_supercell_matrix is not None:
         if random_snapshots is None:
@@ -248,6 +249,42 @@ def run_fc3(
         else:
             ph3.produce_fc2(fc_calculator="symfc")
     return Fc3Result(ph3, method, len(frames), n_phonon, cutoff_pair_distance)
+
+
+#: least share of the random snapshots' force variance the fitted fc2 must explain
+MIN_HARMONIC_R2 = 0.8
+
+
+def harmonic_r2(ph3: Phono3py) -> float:
+    """Share of the variance of the displaced supercells' forces that fc2 alone explains,
+    ``1 - sum|F + fc2 u|^2 / sum|F - <F>|^2`` (about 1 for small displacements)."""
+    from phonopy.harmonic.force_constants import compact_fc_to_full_fc
+
+    fc2 = np.asarray(ph3.fc2)
+    if fc2.shape[0] != fc2.shape[1]:
+        fc2 = compact_fc_to_full_fc(ph3.phonon_primitive, fc2)
+    u = np.asarray(ph3.dataset["displacements"], dtype=float)
+    f = np.asarray(ph3.dataset["forces"], dtype=float)
+    residual = f + np.einsum("ijab,njb->nia", fc2, u)
+    return float(1.0 - np.sum(residual**2) / np.sum((f - f.mean(axis=(0, 1))) ** 2))
+
+
+def check_random_fit(ph3: Phono3py) -> None:
+    """Refuse force constants fitted from too few random snapshots.
+
+    symfc solves an under-determined fit without complaint and returns near-zero force
+    constants (a 32-atom fcc cell with one snapshot: fc2 0.002 instead of 7.8 eV/Å^2), which
+    would give phonon frequencies and lifetimes off by orders of magnitude. The harmonic part
+    must explain most of the forces of the snapshots it was fitted to.
+    """
+    r2 = harmonic_r2(ph3)
+    if r2 < MIN_HARMONIC_R2:
+        n = len(ph3.dataset["displacements"])
+        raise ValueError(
+            f"fc2/fc3 from {n} random snapshots explain only {r2:.0%} of their forces: the fit "
+            f"is under-determined; raise conductivity.random_snapshots (or use systematic "
+            f"displacements, random_snapshots: null)"
+        )
 
 
 def write_fc3(result: Fc3Result, directory: str | os.PathLike[str]) -> dict[str, Path]:
