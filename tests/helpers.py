@@ -115,3 +115,9 @@ def spring_frequencies(qpoints: np.ndarray, k: float, mass: float) -> np.ndarray
     q = np.atleast_2d(np.asarray(qpoints, dtype=float))
     omega2 = 2.0 * k / mass * (1.0 - np.cos(2.0 * np.pi * q)).sum(axis=1)
     return get_physical_units().DefaultToTHz * np.sign(omega2) * np.sqrt(np.abs(omega2))
+
+
+class NoStressEMT(EMT):
+    """EMT without the stress, like oracles (e.g. legacy NequIP models) that lack it."""
+
+    implemented_properties = ("energy", "free_energy", "forces")

@@ -7,6 +7,7 @@ import pytest
 from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
+from helpers import NoStressEMT
 
 from alkappa.al.explore import blow_up_reason, run_exploration
 from alkappa.io import read_trajectory
@@ -221,19 +222,13 @@ def test_a_checkpoint_of_another_run_is_ignored(tmp_path):
     assert "restarted_at_steps" not in ds.attrs and int(ds.attrs["force_evaluations"]) == 41
 
 
-class _NoStressEMT(EMT):
-    """EMT without the stress, like a legacy-model oracle driving reference MD."""
-
-    implemented_properties = ("energy", "free_energy", "forces")
-
-
 def test_md_with_a_calculator_without_stress_reads_back_without_stress_labels(tmp_path):
     from alkappa.io.reference import read_reference
 
     atoms = bulk("Cu", cubic=True).repeat(2)
     res = run_exploration(
         atoms,
-        _NoStressEMT(),
+        NoStressEMT(),
         tmp_path / "T300.nc",
         temperature=300.0,
         settings=SETTINGS,

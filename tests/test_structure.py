@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
+from helpers import NoStressEMT
 
 from alkappa.structure import (
     build_supercell,
@@ -70,18 +71,12 @@ def test_relaxation_finds_emt_lattice_constant():
     assert result.max_stress < 1e-4
 
 
-class _NoStressEMT(EMT):
-    """EMT without the stress, like oracles (e.g. legacy NequIP models) that lack it."""
-
-    implemented_properties = ("energy", "free_energy", "forces")
-
-
 def test_relaxation_with_an_oracle_without_stress():
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 1, 1))
     atoms.positions[0] += [0.05, 0.02, 0.0]
     with pytest.raises(ValueError, match="cell relaxation needs the stress"):
-        relax_structure(atoms, _NoStressEMT(), cell=True)
-    result = relax_structure(atoms, _NoStressEMT(), cell=False, keep_symmetry=False, fmax=0.005)
+        relax_structure(atoms, NoStressEMT(), cell=True)
+    result = relax_structure(atoms, NoStressEMT(), cell=False, keep_symmetry=False, fmax=0.005)
     assert result.converged and result.max_force < 0.005
     assert result.max_stress == 0.0  # not computed, not invented
     np.testing.assert_allclose(result.cell_after, result.cell_before)
