@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         "FHI-vibes trajectory.nc with heat_flux in eV/Å^2/fs, temperature and volume), as in "
         "FHI-vibes and Knoop et al., Phys. Rev. B 107, 224304 (2023): autocorrelation, "
         "cumulative kappa, smoothing over one period of the lowest vibrational peak, cutoff "
-        "at the first dip, mean over runs with its standard error.",
+        "at the first dip, mean over runs with its standard error. With force constants "
+        "(--force-constants or force_constants_remapped in the file) also the MD mode "
+        "lifetimes, the harmonic-model kappa and the finite-size correction by harmonic "
+        "interpolation (Carbogno et al., PRL 118, 175901 (2017)): kappa_corrected.",
     )
     p.add_argument("trajectories", nargs="+", metavar="TRAJECTORY", help="trajectory.nc files")
     p.add_argument("-o", "--output", default="greenkubo.nc", help="output netCDF file")
@@ -58,6 +62,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-lag-fs", type=float, help="longest correlation time (default T/2)")
     p.add_argument("--discard-fs", type=float, default=0.0, help="drop this much at the start")
     p.add_argument("--plot", metavar="FILE", help="also plot kappa(t) (e.g. greenkubo.png)")
+    p.add_argument(
+        "--force-constants",
+        metavar="FILE",
+        help="harmonic force constants of the MD supercell for the finite-size correction: "
+        "phonopy_params.yaml (or a directory holding one), or a full force-constant matrix "
+        "(.npy, FORCE_CONSTANTS, .hdf5) in the trajectory's atom order (default: the "
+        "trajectory's force_constants_remapped, if any)",
+    )
+    correction = p.add_mutually_exclusive_group()
+    correction.add_argument(
+        "--correction",
+        action="store_true",
+        help="require the finite-size correction (an error if there are no force constants)",
+    )
+    correction.add_argument(
+        "--no-correction", action="store_true", help="skip the finite-size correction"
+    )
 
     p = sub.add_parser(
         "events",
@@ -137,10 +158,15 @@ def _green_kubo(args: argparse.Namespace) -> int:
 
     from alkappa.greenkubo import plot_green_kubo, run_green_kubo, write_green_kubo
 
-    for path in args.trajectories:
-        if not Path(path).is_file():
+    for path in [*args.trajectories, args.force_constants]:
+        if path is not None and not Path(path).exists():
             print(f"alkappa: {path} does not exist", file=sys.stderr)
             return 1
+    try:
+        phonon = _gk_force_constants(args)
+    except (ValueError, KeyError, OSError) as exc:
+        print(f"alkappa: {exc}", file=sys.stderr)
+        return 1
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         try:
@@ -155,6 +181,14 @@ def _green_kubo(args: argparse.Namespace) -> int:
         except (ValueError, KeyError, OSError) as exc:
             print(f"alkappa: {exc}", file=sys.stderr)
             return 1
+        if phonon is not None:
+            try:
+                ds = _gk_correction(ds, args.trajectories, phonon, args.discard_fs)
+            except (ValueError, KeyError, OSError) as exc:
+                if args.correction:
+                    print(f"alkappa: finite-size correction: {exc}", file=sys.stderr)
+                    return 1
+                warnings.warn(f"no finite-size correction: {exc}", RuntimeWarning, stacklevel=1)
     for warning in caught:
         print(f"alkappa: warning: {warning.message}", file=sys.stderr)
     write_green_kubo(ds, args.output)
@@ -172,9 +206,70 @@ def _green_kubo(args: argparse.Namespace) -> int:
         f"W/(m K) ({ds.attrs['n_runs']} run(s), T = {ds.attrs['temperature']:.1f} K); "
         f"written to {args.output}"
     )
+    if "kappa_corrected" in ds:
+        print(
+            f"kappa_ha = {float(ds['kappa_ha_scalar']):.3f} W/(m K) (MD lifetimes, "
+            f"{ds.attrs['n_commensurate_qpoints']} commensurate q-points); finite-size "
+            f"correction {float(ds['interpolation_correction']):+.3f} ± "
+            f"{float(ds['interpolation_fit_stderr']):.3f}"
+        )
+        print(
+            f"kappa_corrected = {float(ds['kappa_corrected']):.3f} ± "
+            f"{float(ds['kappa_corrected_error']):.3f} W/(m K)"
+        )
     if args.plot:
         plot_green_kubo(ds, args.plot)
     return 0
+
+
+def _gk_force_constants(args: argparse.Namespace) -> Any:
+    """The phonopy object for the finite-size correction of ``alkappa gk``, or None.
+
+    Cheap checks only (reading attributes, matching the cell, the q-point grid), so that bad
+    input fails before the Green-Kubo analysis.
+    """
+    import xarray as xr
+
+    from alkappa.greenkubo import commensurate_modes, phonopy_from_trajectory
+    from alkappa.greenkubo._finite_size import check_interpolation_grid
+    from alkappa.io.reference import _vibes_reference_atoms
+
+    if args.no_correction:
+        return None
+    first = args.trajectories[0]
+    with xr.open_dataset(first) as ds:
+        has_remapped = "force_constants_remapped" in ds
+    if args.force_constants is None and not has_remapped:
+        if args.correction:
+            raise ValueError(
+                f"{first}: no force constants for the finite-size correction (no "
+                "'force_constants_remapped'; give --force-constants)"
+            )
+        return None
+    from alkappa.io.trajectory import read_trajectory
+
+    trajectory = read_trajectory(first)
+    trajectory.attrs.setdefault("source", str(first))
+    phonon = phonopy_from_trajectory(trajectory, args.force_constants)
+    origin = args.force_constants or f"{first} (force_constants_remapped)"
+    try:
+        modes = commensurate_modes(phonon, _vibes_reference_atoms(trajectory))
+        check_interpolation_grid(modes.qpoints)
+    except ValueError as exc:
+        raise ValueError(f"{origin}: {exc}") from exc
+    return phonon
+
+
+def _gk_correction(ds: Any, trajectories: list[str], phonon: Any, discard_fs: float) -> Any:
+    """``ds`` with the MD lifetimes' finite-size correction merged in."""
+    from alkappa.greenkubo import run_finite_size_correction, run_mode_lifetimes
+
+    lifetimes = run_mode_lifetimes(trajectories, phonon, discard_fs=discard_fs)
+    correction = run_finite_size_correction(ds, lifetimes, phonon)
+    merged = ds.merge(correction, combine_attrs="no_conflicts")
+    merged.attrs.update(ds.attrs)
+    merged.attrs["mode_lifetimes_temperature"] = float(lifetimes.attrs["temperature"])
+    return merged
 
 
 def _anharmonicity(trajectory: str, force_constants: str | None, json_path: str | None) -> int:

@@ -14,6 +14,9 @@
 * Phonon lifetimes from MD (:func:`run_mode_lifetimes`): mode-energy autocorrelation at the
   supercell's commensurate q-points, compared with phono3py by
   :func:`compare_mode_lifetimes`.
+* Finite-size correction by harmonic interpolation (:func:`run_finite_size_correction`;
+  :func:`run_harmonic_interpolation` for the harmonic-model kappa from MD lifetimes,
+  :func:`phonopy_from_trajectory` for the force constants of FHI-vibes files).
 * Figures (:func:`plot_green_kubo`, :func:`plot_kappa_temperature`,
   :func:`plot_mode_lifetimes`).
 """
@@ -29,6 +32,14 @@ from alkappa.greenkubo._analysis import (
     run_green_kubo,
     write_green_kubo,
 )
+from alkappa.greenkubo._finite_size import (
+    DEFAULT_MESHES,
+    harmonic_kappa,
+    mesh_modes,
+    phonopy_from_trajectory,
+    run_finite_size_correction,
+    run_harmonic_interpolation,
+)
 from alkappa.greenkubo._flux import (
     HarmonicHeatFlux,
     HeatFluxCalculator,
@@ -42,6 +53,7 @@ from alkappa.greenkubo._modes import (
     commensurate_qpoints,
     compare_mode_lifetimes,
     mode_energies,
+    mode_velocities,
     run_mode_lifetimes,
 )
 from alkappa.greenkubo._plots import plot_green_kubo, plot_kappa_temperature, plot_mode_lifetimes
@@ -53,6 +65,7 @@ from alkappa.greenkubo._production import (
 )
 
 __all__ = [
+    "DEFAULT_MESHES",
     "DEFAULT_PRODUCTION_SETTINGS",
     "CommensurateModes",
     "HarmonicHeatFlux",
@@ -66,15 +79,21 @@ __all__ = [
     "compare_mode_lifetimes",
     "gk_prefactor",
     "green_kubo",
+    "harmonic_kappa",
     "lowest_vibrational_frequency",
     "make_heat_flux",
+    "mesh_modes",
     "mode_energies",
+    "mode_velocities",
+    "phonopy_from_trajectory",
     "plot_green_kubo",
     "plot_kappa_temperature",
     "plot_mode_lifetimes",
     "read_heat_flux",
     "run_files",
+    "run_finite_size_correction",
     "run_green_kubo",
+    "run_harmonic_interpolation",
     "run_mode_lifetimes",
     "run_production",
     "write_green_kubo",

@@ -212,6 +212,26 @@ def commensurate_modes(
     )
 
 
+def mode_velocities(
+    phonon: Phonopy | str | os.PathLike[str], qpoints: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frequencies (n_q, n_band; THz) and group velocities (n_q, n_band, 3; Å/ps) at ``qpoints``.
+
+    ``qpoints`` are reduced (primitive reciprocal basis). phonopy's group velocity
+    d nu / d k (nu in THz, k = q / a without 2 pi) is d omega / d k in Å/ps; within
+    degenerate sets phonopy diagonalises the derivative of the dynamical matrix.
+    """
+    ph = _load_phonopy(phonon)
+    if ph.force_constants is None:
+        raise ValueError("the phonopy object has no force constants")
+    ph.run_qpoints(np.atleast_2d(np.asarray(qpoints, dtype=float)), with_group_velocities=True)
+    result = ph.qpoints
+    return (
+        np.asarray(result.frequencies, dtype=float),
+        np.asarray(result.group_velocities, dtype=float),
+    )
+
+
 def commensurate_qpoints(supercell_matrix: np.ndarray) -> np.ndarray:
     """q-points (reduced, primitive reciprocal basis, in [0, 1)) commensurate with a supercell.
 
