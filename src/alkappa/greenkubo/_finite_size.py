@@ -181,11 +181,14 @@ def check_interpolation_grid(qpoints: np.ndarray) -> None:
     q = np.asarray(qpoints, dtype=float)
     if len(q) < 2:
         raise ValueError("the supercell holds only Gamma: nothing to interpolate from")
-    points, _ = _gamma_neighbourhood(q, np.zeros(len(q)))
-    try:
-        inside = Delaunay(points).find_simplex(np.zeros((1, 3)))[0] >= 0
-    except QhullError:
-        inside = False
+    centred = q - np.rint(q)
+    inside = np.linalg.matrix_rank(centred, tol=1e-8) == 3  # else flat along a direction
+    if inside:
+        points, _ = _gamma_neighbourhood(q, np.zeros(len(q)))
+        try:
+            inside = Delaunay(points).find_simplex(np.zeros((1, 3)))[0] >= 0
+        except QhullError:
+            inside = False
     if not inside:
         raise ValueError(
             f"the supercell's {len(q)} commensurate q-points do not surround Gamma in 3D "
@@ -264,6 +267,7 @@ def run_harmonic_interpolation(
     qpoints = np.asarray(lifetimes["qpoints"].values, dtype=float)
     tau = np.asarray(lifetimes["tau"].values, dtype=float)
     check_interpolation_grid(qpoints)
+    _check_commensurate(qpoints, ph)
     freq, velocity = mode_velocities(ph, qpoints)
     if freq.shape != tau.shape:
         raise ValueError(
@@ -497,6 +501,22 @@ def _plain(atoms: Atoms) -> Atoms:
     out.set_constraint()
     out.calc = None
     return out
+
+
+def _check_commensurate(qpoints: np.ndarray, phonon: Phonopy) -> None:
+    """The q-points must be exactly the commensurate points of the phonopy supercell."""
+    from alkappa.greenkubo._modes import _qkey, commensurate_qpoints
+
+    matrix = np.asarray(phonon.supercell.cell, dtype=float) @ np.linalg.inv(
+        np.asarray(phonon.primitive.cell, dtype=float)
+    )
+    expected = {_qkey(p) for p in commensurate_qpoints(np.rint(matrix))}
+    given = {_qkey(p) for p in np.mod(qpoints, 1.0)}
+    if given != expected or len(given) != len(qpoints):
+        raise ValueError(
+            f"the lifetimes' {len(qpoints)} q-points are not the {len(expected)} commensurate "
+            "q-points of the force constants' supercell: different MD cell"
+        )
 
 
 def _gamma_neighbourhood(qpoints: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
