@@ -226,7 +226,7 @@ def test_mismatched_lifetimes_are_refused(spring4):
 TEMPERATURE, TAU_FS, DT = 300.0, 400.0, 10.0
 
 
-def _vibes_md(path, phonon, seed, n_steps, *, with_fc=True, primitive=True):
+def _vibes_md(path, phonon, seed, n_steps):
     """Langevin MD of the exactly harmonic 3x3x3 spring model (every mode decays with
     1 / friction), written as FHI-vibes does: ASE-unit velocities, atoms_* JSON attributes,
     force_constants_remapped (3N, 3N); an OU heat flux stands in for the real one."""
@@ -276,12 +276,13 @@ def _vibes_md(path, phonon, seed, n_steps, *, with_fc=True, primitive=True):
         "velocities": (("time", "I", "a"), np.array(vel)),
         "temperature": (("time",), np.array(temp)),
         "heat_flux": (("time", "a"), flux),
+        "force_constants_remapped": (("Ia", "Jb"), fc),
     }
-    if with_fc:
-        data["force_constants_remapped"] = (("Ia", "Jb"), fc)
-    attrs = {"volume": reference.get_volume(), "atoms_reference": as_json(reference)}
-    if primitive:
-        attrs["atoms_primitive"] = as_json(simple_cubic(A, mass=MASS))
+    attrs = {
+        "volume": reference.get_volume(),
+        "atoms_reference": as_json(reference),
+        "atoms_primitive": as_json(simple_cubic(A, mass=MASS)),
+    }
     ds = xr.Dataset(data, coords={"time": np.arange(n_steps) * DT}, attrs=attrs)
     ds.to_netcdf(path, engine="h5netcdf")
     return ds
@@ -324,6 +325,10 @@ def test_phonopy_from_vibes_trajectory(vibes_runs):
     f_built, _ = mode_velocities(built, q)
     f_ref, _ = mode_velocities(phonon, q)
     np.testing.assert_allclose(f_built, f_ref, atol=1e-6)
+    # without atoms_primitive the primitive cell is found by symmetry
+    ds = xr.open_dataset(paths[0]).load()
+    del ds.attrs["atoms_primitive"]
+    assert len(phonopy_from_trajectory(ds).primitive) == 1
 
 
 def test_gk_command_writes_kappa_corrected(vibes_runs, tmp_path, capsys):
