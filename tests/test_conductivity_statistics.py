@@ -66,6 +66,8 @@ def _cell_matrix(ph3) -> np.ndarray:
         (bulk("Ar", "fcc", a=A_AR, cubic=True), [2, 2, 2], 32, False),
         # the pipeline's case: the MD supercell itself is phono3py's unit cell
         (bulk("Ar", "fcc", a=A_AR, cubic=True).repeat(2), None, 32, False),
+        # zincblende CuI's 64-atom MD cell (two atoms per primitive cell)
+        (bulk("CuI", "zincblende", a=6.05, cubic=True).repeat(2), None, 32, False),
         # a supercell of the primitive cell: an ordinary 3x3x3 mesh
         (bulk("Ar", "fcc", a=A_AR), [3, 3, 3], 27, True),
         # a rotated (sqrt 3 x sqrt 3) hexagonal cell: the grid matrix is not symmetric, so
