@@ -83,11 +83,35 @@ rule kappa:
         "../../scripts/kappa.py"
 
 
+rule kappa_commensurate:
+    # kappa (RTA, quantum and classical) on exactly the MD supercell's q-points; requested
+    # where Green-Kubo is compared with phono3py (conductivity.commensurate: true)
+    input:
+        fc3=rules.fc3.output.fc3,
+    output:
+        netcdf=f"{R}/{{material}}/conductivity/{{method}}/kappa_commensurate.nc",
+    log:
+        f"{R}/{{material}}/logs/kappa_commensurate_{{method}}.log",
+    conda:
+        "../../envs/phonons.yaml"
+    threads: config["threads"]["kappa"]
+    params:
+        settings=sections("conductivity"),
+    script:
+        "../../scripts/kappa_commensurate.py"
+
+
 rule conductivity_comparison:
     input:
         kappa=lambda wildcards: expand(
             f"{R}/{wildcards.material}/conductivity/{{method}}/kappa.nc",
             method=conductivity_methods(wildcards.material),
+        ),
+        # the MLIP's kappa on the MD cell's q-points, when asked for: made with the comparison
+        commensurate=lambda wildcards: (
+            [f"{R}/{wildcards.material}/conductivity/mlip/kappa_commensurate.nc"]
+            if msettings(wildcards.material)["conductivity"]["commensurate"]
+            else []
         ),
     output:
         summary=f"{R}/{{material}}/conductivity/comparison.json",

@@ -5,7 +5,9 @@
   frequency error of one set of force constants against another on a q-mesh.
 * Third-order force constants and lattice thermal conductivity with phono3py
   (:func:`run_fc3`, :func:`run_phono3py`, :func:`run_mesh_convergence`,
-  :func:`compare_conductivity`): kappa in RTA (and LBTE), per-mode linewidths and lifetimes.
+  :func:`compare_conductivity`): kappa in RTA (and LBTE), per-mode linewidths and lifetimes,
+  with quantum or classical statistics (:func:`classical_from_high_temperature`), on regular
+  meshes or on exactly the q-points of an MD supercell (:func:`commensurate_mesh`).
 * The anharmonicity score sigma^A of Knoop et al. (:func:`sigma_a`,
   :func:`anharmonicity_from_trajectory`).
 * Figures (:func:`plot_phonons`, :func:`plot_kappa`, :func:`plot_lifetimes`,
@@ -25,6 +27,8 @@ from alkappa.phonons._anharmonicity import (
 from alkappa.phonons._compare import compare_phonons, frequency_errors
 from alkappa.phonons._conductivity import (
     Fc3Result,
+    classical_from_high_temperature,
+    commensurate_mesh,
     compare_conductivity,
     count_fc3_supercells,
     fc3_displacements,
@@ -56,6 +60,8 @@ __all__ = [
     "ImaginaryModeWarning",
     "anharmonicity_from_dataset",
     "anharmonicity_from_trajectory",
+    "classical_from_high_temperature",
+    "commensurate_mesh",
     "compare_conductivity",
     "compare_phonons",
     "count_fc3_supercells",

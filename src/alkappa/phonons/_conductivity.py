@@ -19,6 +19,14 @@ J. Phys.: Condens. Matter 35, 353001 (2023); phono3py documentation, "Phono3py A
   documentation, "Output files", ``gamma``). Modes with ``gamma = 0`` (acoustic modes at
   Gamma, below phono3py's cutoff frequency) get ``tau = NaN``.
 
+* **Classical statistics** (to compare with classical MD and Green-Kubo): phono3py has no
+  switch for classical occupations, so the classical limit is taken from one run at a very
+  high reference temperature (:func:`classical_from_high_temperature` has the derivation).
+* **Commensurate q-points**: ``mesh="commensurate"`` (or a (3, 3) integer matrix) gives
+  phono3py a generalized regular grid (Hart, Jorgensen, Morgan, Forcade, J. Phys. Commun. 3,
+  065009 (2019); phono3py documentation, ``--grg``) that holds exactly the q-points of a supercell
+  (:func:`commensurate_mesh`), e.g. those an MD cell samples.
+
 Units of the datasets: kappa in W/(m K), frequencies and gamma in THz, tau in ps, group
 velocities in THz·Å (= 100 m/s), mode heat capacities in eV/K; Voigt order xx, yy, zz, yz, xz,
 xy (phono3py's).
@@ -28,6 +36,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -57,9 +66,12 @@ if TYPE_CHECKING:
 
     from alkappa.phonons._common import ForceSource
 
-    MeshSpec = int | Sequence[int]
+    MeshSpec = int | Sequence[int] | Sequence[Sequence[int]] | np.ndarray | str
 
 VOIGT = ("xx", "yy", "zz", "yz", "xz", "xy")
+STATISTICS = ("quantum", "classical")
+#: reference temperature (K) of the classical limit; see :func:`classical_from_high_temperature`
+CLASSICAL_REFERENCE_TEMPERATURE = 1.0e5
 
 
 @dataclass(frozen=True)
@@ -336,6 +348,61 @@ def load_fc3(directory: str | os.PathLike[str], *, symprec: float = DEFAULT_SYMP
         )
 
 
+def commensurate_mesh(ph3: Phono3py, supercell_matrix: ArrayLike | None = None) -> np.ndarray:
+    """Grid-generating matrix of the q-points commensurate with a supercell.
+
+    A supercell of the *unit cell* with matrix S (phonopy's convention: supercell basis
+    vectors as columns = unit-cell columns @ S) is, relative to the primitive cell with
+    phonopy's primitive matrix P, the supercell N = P^-1 S. A q-point (reduced coordinates of
+    the primitive reciprocal basis) is commensurate if exp(2 pi i q . R) = 1 for every
+    supercell lattice vector R, i.e. if N^T q is integer: q = (N^T)^-1 n. phono3py's
+    generalized regular grid with generating matrix G holds the points q = G^-1 n (its
+    ``BZGrid``: q = Q D^-1 address with the Smith normal form D = P_s G Q), so G = N^T =
+    (P^-1 S)^T, with |det G| = number of supercell atoms / primitive atoms points.
+
+    For fcc with the conventional 2x2x2 cell this is 2 [[-1, 1, 1], [1, -1, 1], [1, 1, -1]]
+    (32 points), not a diagonal mesh of the primitive cell; for S a multiple of P it is
+    diagonal, i.e. an ordinary n1 x n2 x n3 mesh. phono3py needs the point set closed under
+    the crystal's point group (a supercell with the crystal's symmetry).
+
+    Energy conservation on such a coarse grid: the tetrahedron method works on a generalized
+    grid (its tetrahedra follow the grid's basis) and interpolates the frequencies linearly
+    between the points, i.e. it samples a continuum of final states the MD cell does not
+    have. Gaussian smearing depends strongly on its width here (LJ argon, 32 points, 50 K,
+    classical RTA: tetrahedron 4.4 W/mK; sigma 0.1 / 0.2 / 0.3 / 0.5 THz: 320 / 0.87 / 0.37 /
+    0.26 W/mK; converged dense mesh 0.51), so neither is "the" in-cell value: report both.
+
+    Parameters
+    ----------
+    ph3
+        The phono3py object (its unit cell and primitive matrix).
+    supercell_matrix
+        S relative to ph3's unit cell (three integers or 3x3); default: ph3's own supercell.
+
+    Returns
+    -------
+    numpy.ndarray
+        (3, 3) integer grid-generating matrix for ``Phono3py.mesh_numbers`` (or
+        ``run_phono3py(mesh=...)``).
+    """
+    s = (
+        np.asarray(ph3.supercell_matrix, dtype=float)
+        if supercell_matrix is None
+        else np.asarray(supercell_matrix_3x3(supercell_matrix), dtype=float)
+    )
+    primitive = np.asarray(ph3.primitive_matrix, dtype=float)
+    n = np.linalg.solve(primitive, s)
+    grid = np.rint(n.T).astype(np.int64)
+    if not np.allclose(grid, n.T, atol=1e-6) or round(abs(np.linalg.det(grid))) == 0:
+        raise ValueError(
+            f"supercell matrix {s.astype(int).tolist()} is not a supercell of the primitive cell "
+            f"(primitive matrix {primitive.tolist()}): no commensurate q-grid"
+        )
+    if np.linalg.det(grid) < 0:  # same lattice of q-points, positive orientation
+        grid = -grid
+    return grid
+
+
 def run_phono3py(
     ph3: Phono3py,
     *,
@@ -344,6 +411,8 @@ def run_phono3py(
     lbte: bool = False,
     sigma: float | None = None,
     hdf5_directory: str | os.PathLike[str] | None = None,
+    statistics: str | Sequence[str] = "quantum",
+    classical_temperature: float = CLASSICAL_REFERENCE_TEMPERATURE,
 ) -> xr.Dataset:
     """Thermal conductivity and per-mode properties on one q-mesh.
 
@@ -353,7 +422,9 @@ def run_phono3py(
         A :class:`phono3py.Phono3py` with ``fc2`` and ``fc3`` (:attr:`Fc3Result.phono3py` or
         :func:`load_fc3`).
     mesh
-        Three mesh numbers, or one for all three directions.
+        Three mesh numbers, or one for all three directions; a (3, 3) integer
+        grid-generating matrix (generalized regular grid); or ``"commensurate"``: the
+        q-points commensurate with ph3's own supercell (:func:`commensurate_mesh`).
     temperatures
         Temperatures (K).
     lbte
@@ -362,7 +433,15 @@ def run_phono3py(
     sigma
         Gaussian smearing width (THz); ``None`` uses the tetrahedron method.
     hdf5_directory
-        If given, phono3py's own ``kappa-m*.hdf5`` is written there too.
+        If given, phono3py's own ``kappa-m*.hdf5`` is written there too (with classical
+        statistics its temperatures include ``classical_temperature``).
+    statistics
+        ``"quantum"`` (Bose-Einstein occupations, phono3py's own), ``"classical"``
+        (occupations k_B T / (h nu), as in classical MD), or both (a sequence). Both come from
+        one phono3py run.
+    classical_temperature
+        Reference temperature (K) of the classical limit
+        (:func:`classical_from_high_temperature`).
 
     Returns
     -------
@@ -376,20 +455,170 @@ def run_phono3py(
         qpoint, band), ``frequency`` (qpoint, band), ``group_velocity`` (qpoint, band,
         cartesian), ``qpoints`` (qpoint, reciprocal; reduced coordinates of the primitive
         cell), ``weight`` (qpoint; multiplicity on the full mesh) and ``grid_point`` (qpoint).
+        The temperature-dependent variables are the quantum ones; with classical statistics
+        the same names with ``_classical`` (``kappa_rta_classical``,
+        ``kappa_rta_classical_average``, ``mode_kappa_rta_classical``, ``gamma_classical``,
+        ``tau_classical``, ``kappa_lbte_classical``, ...; heat capacity k_B per mode) are
+        added, and without quantum statistics the quantum ones are left out. Attributes
+        include ``statistics``, ``mesh`` (phono3py's D of the grid's Smith normal form),
+        ``grid_matrix`` (for a generalized grid) and ``n_grid_points``.
     """
     if ph3.fc2 is None or ph3.fc3 is None:
         raise ValueError("the Phono3py object needs fc2 and fc3")
-    mesh_numbers = _mesh(mesh)
+    wanted = _statistics(statistics)
+    mesh_numbers = _mesh(mesh, ph3)
     temps = np.asarray(temperatures, dtype=float)
-    ph3.mesh_numbers = mesh_numbers
+    if "classical" in wanted and not (
+        1e4 <= classical_temperature <= 1e7 and classical_temperature > 10 * temps.max(initial=0.0)
+    ):
+        # above ~1e9 K phono3py's LBTE loses precision (argon: kappa -1e10 at 1e10 K)
+        raise ValueError(
+            f"classical_temperature {classical_temperature} K: the classical limit needs a "
+            f"reference between 1e4 and 1e7 K and 10x the highest temperature ({temps.max()} K)"
+        )
+    if "classical" in wanted and (temps <= 0).any():
+        raise ValueError(f"classical kappa needs positive temperatures, got {temps.tolist()}")
+    run_temps = temps if "quantum" in wanted else np.zeros(0)
+    if "classical" in wanted:
+        run_temps = np.append(run_temps, classical_temperature)
+    try:
+        ph3.mesh_numbers = mesh_numbers
+    except RuntimeError as exc:  # phono3py: "Grid symmetry is broken."
+        raise ValueError(
+            f"mesh {np.asarray(mesh_numbers).tolist()}: its q-points are not closed under the "
+            f"crystal's point group ({exc}); a commensurate grid needs a supercell with the "
+            f"crystal's symmetry"
+        ) from exc
     ph3.sigmas = [sigma]
     ph3.init_phph_interaction()
     if hdf5_directory is None:
-        ph3.run_thermal_conductivity(is_LBTE=lbte, temperatures=temps, log_level=0)
+        ph3.run_thermal_conductivity(is_LBTE=lbte, temperatures=run_temps, log_level=0)
         hdf5_files: list[str] = []
     else:
-        hdf5_files = _run_writing_hdf5(ph3, lbte, temps, Path(hdf5_directory))
-    return _conductivity_dataset(ph3, lbte, sigma, hdf5_files)
+        hdf5_files = _run_writing_hdf5(ph3, lbte, run_temps, Path(hdf5_directory))
+    ds = _conductivity_dataset(ph3, lbte, sigma, hdf5_files)
+    grid = ph3.grid.grid_matrix
+    ds.attrs["grid_matrix"] = "none" if grid is None else np.asarray(grid).ravel().tolist()
+    ds.attrs["statistics"] = list(wanted)
+    if "classical" not in wanted:
+        return ds
+    hot = ds.isel(temperature=-1)
+    _check_classical_limit(hot)
+    if "quantum" in wanted:
+        ds = ds.isel(temperature=slice(0, len(temps))).assign_coords(temperature=temps)
+    else:
+        ds = _static(ds)
+    classical = classical_from_high_temperature(hot, temps)
+    ds = ds.assign(classical.data_vars).assign_coords(temperature=temps)
+    ds.attrs.update(classical.attrs)
+    ds.attrs["classical_reference_temperature"] = float(classical_temperature)
+    return ds
+
+
+#: largest h nu / (k_B T_ref) accepted for the classical limit (relative error ~ x^2 / 12)
+MAX_CLASSICAL_X = 0.05
+
+
+def _check_classical_limit(hot: xr.Dataset) -> None:
+    """Warn if the highest frequency is not far below k_B T_ref / h."""
+    from phonopy.physical_units import get_physical_units
+
+    units = get_physical_units()
+    x = float(hot["frequency"].max()) * units.THzToEv / (units.KB * float(hot["temperature"]))
+    if x > MAX_CLASSICAL_X:
+        warnings.warn(
+            f"classical limit: h nu_max / k_B T_ref = {x:.3f} > {MAX_CLASSICAL_X}; "
+            f"raise classical_temperature",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def classical_from_high_temperature(hot: xr.Dataset, temperatures: ArrayLike) -> xr.Dataset:
+    """Classical-statistics kappa and linewidths from one phono3py run at a high temperature.
+
+    phono3py has no switch for classical occupations (checked in phono3py 4.10), but the
+    classical limit follows from a run at a reference temperature T_ref >> h nu / k_B:
+
+    * **Linewidths.** The three-phonon linewidth (Togo, Chaput, Tanaka, Phys. Rev. B 91,
+      094306 (2015), Eq. 10) is a sum of |Phi_lambda lambda' lambda''|^2 times
+      ``(n' + n'' + 1) delta(w - w' - w'') + (n' - n'') [delta(w + w' - w'') -
+      delta(w - w' + w'')]``, where only the occupations n depend on T. Classically
+      n = k_B T / (h nu), so the linewidth is exactly proportional to T:
+      gamma_cl(T) = gamma_cl(T_ref) T / T_ref. The Bose-Einstein occupation expands as
+      n = k_B T / (h nu) - 1/2 + h nu / (12 k_B T) + ..., so in the combinations above the
+      -1/2 cancels (n' + n'' + 1, n' - n'') and gamma_quantum(T_ref) = gamma_cl(T_ref)
+      (1 + O(x^2)), x = h nu / (k_B T_ref). Hence gamma_cl(T) = gamma(T_ref) T / T_ref and
+      tau_cl(T) = tau(T_ref) T_ref / T.
+    * **RTA.** kappa = sum_lambda c_lambda v_lambda (x) v_lambda tau_lambda / (N V) with the
+      classical mode heat capacity c = k_B, so per mode
+      kappa_cl(T) = mode_kappa(T_ref) (k_B / c(T_ref)) (T_ref / T); c(T_ref) = k_B
+      (1 - x^2 / 12 + ...) is divided out exactly, the rates carry the O(x^2) rest.
+    * **LBTE.** phono3py solves Chaput's symmetrised form (Phys. Rev. Lett. 110, 265506
+      (2013)): kappa = k_B T^2 X . Omega^-1 X / V with X_lambda = v_lambda h nu_lambda
+      sqrt(n (n + 1)) / (2 k_B T^2) = v_lambda sqrt(c_lambda / k_B) / (2 T) and a collision
+      matrix Omega built from the same occupation combinations as the linewidths, so
+      Omega_cl is proportional to T. Classically X = v / (2 T), hence kappa_LBTE,cl ~ 1/T and
+      kappa_LBTE,cl(T) = kappa_LBTE(T_ref) T_ref / T. The heat capacity enters only as
+      sqrt(c / k_B) = 1 - x^2 / 24 inside X and cannot be divided out per mode from phono3py's
+      output; it is an O(x^2) term like the rest, so no heat-capacity factor is applied.
+
+    With T_ref = 1e5 K and frequencies below 20 THz, x < 0.01: relative errors ~1e-4 or less.
+    Numerically (LJ argon, 4x4x4 mesh): T_ref from 1e4 to 1e8 K changes the classical RTA
+    kappa by 3e-7 and LBTE by 3e-6; no overflow or warning (phono3py's occupations and its
+    sinh factor are well-behaved for small x, its frequency cutoff only drops the acoustic
+    modes at Gamma, the same at any T). At 1e10 K the LBTE solution breaks down (kappa
+    -1e10), hence T_ref <= 1e7 K in :func:`run_phono3py`.
+
+    Parameters
+    ----------
+    hot
+        A :func:`run_phono3py` dataset selected at the reference temperature (no
+        ``temperature`` dimension).
+    temperatures
+        Temperatures (K) at which the classical values are wanted.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``gamma_classical``, ``tau_classical`` (temperature, qpoint, band),
+        ``kappa_rta_classical`` (temperature, voigt), ``kappa_rta_classical_average``
+        (temperature), ``mode_kappa_rta_classical`` (temperature, qpoint, band, voigt), and
+        the ``lbte`` ones if ``hot`` has LBTE values.
+    """
+    from phonopy.physical_units import get_physical_units
+
+    kb = get_physical_units().KB  # phono3py's own k_B (eV/K), so that c(T_ref) / k_B -> 1
+    t_ref = float(hot["temperature"])
+    hot = hot.drop_vars("temperature")  # the scalar coordinate would clash with the new axis
+    temps = xr.DataArray(np.asarray(temperatures, dtype=float), dims="temperature")
+    ratio = t_ref / temps  # T_ref / T
+    n_grid = float(hot.attrs["n_grid_points"])
+    capacity = hot["heat_capacity"]
+    k_over_c = xr.where(capacity > 0, kb / capacity.where(capacity > 0), 0.0)
+    mode_rta = hot["mode_kappa_rta"] * k_over_c * ratio
+    out = {
+        "gamma_classical": hot["gamma"] / ratio,
+        "tau_classical": hot["tau"] * ratio,
+        "mode_kappa_rta_classical": mode_rta,
+        "kappa_rta_classical": mode_rta.sum(("qpoint", "band")) / n_grid,
+    }
+    if "kappa_lbte" in hot:
+        out["mode_kappa_lbte_classical"] = hot["mode_kappa_lbte"] * ratio
+        out["kappa_lbte_classical"] = hot["kappa_lbte"] * ratio
+    for method in ("rta", "lbte"):
+        key = f"kappa_{method}_classical"
+        if key in out:
+            out[f"{key}_average"] = out[key].sel(voigt=list(VOIGT[:3])).mean("voigt")
+    ds = xr.Dataset(out).assign_coords(temperature=temps.values)
+    for name in ds.data_vars:
+        ds[name] = ds[name].transpose("temperature", ...)
+        ds[name].attrs = {}
+    units = {"gamma_classical": "THz", "tau_classical": "ps"}
+    for name in ds.data_vars:
+        ds[name].attrs["units"] = units.get(str(name), "W/(m K)")
+    ds.attrs["classical_heat_capacity_eV_per_K"] = kb
+    return ds
 
 
 def run_mesh_convergence(
@@ -496,11 +725,35 @@ def compare_conductivity(reference: xr.Dataset, other: xr.Dataset) -> dict[str, 
 # --------------------------------------------------------------------------------------------
 
 
-def _mesh(mesh: MeshSpec) -> list[int]:
+def _mesh(mesh: MeshSpec, ph3: Phono3py) -> list[int] | np.ndarray:
+    """Mesh numbers (three integers) or a (3, 3) grid-generating matrix for phono3py."""
+    if isinstance(mesh, str):
+        if mesh != "commensurate":
+            raise ValueError(f"mesh {mesh!r}: give mesh numbers, a 3x3 matrix or 'commensurate'")
+        return commensurate_mesh(ph3)
+    if np.shape(mesh) == (3, 3):
+        grid = np.asarray(mesh)
+        if not np.allclose(grid, np.rint(grid)) or round(abs(np.linalg.det(grid))) == 0:
+            raise ValueError(f"mesh {grid.tolist()} is not a non-singular integer matrix")
+        return np.rint(grid).astype(np.int64)
     numbers = [int(mesh)] * 3 if np.ndim(mesh) == 0 else [int(n) for n in mesh]  # type: ignore[arg-type, union-attr]
     if len(numbers) != 3 or min(numbers) < 1:
         raise ValueError(f"mesh {mesh!r} is not three positive integers")
     return numbers
+
+
+def _statistics(statistics: str | Sequence[str]) -> tuple[str, ...]:
+    wanted = (statistics,) if isinstance(statistics, str) else tuple(statistics)
+    unknown = set(wanted) - set(STATISTICS)
+    if unknown or not wanted:
+        raise ValueError(f"statistics {list(wanted)}: choose from {list(STATISTICS)}")
+    return tuple(s for s in STATISTICS if s in wanted)
+
+
+def _static(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` without its temperature-dependent (quantum) variables."""
+    keep = [v for v in ds.data_vars if "temperature" not in ds[v].dims]
+    return ds[keep]
 
 
 def _run_writing_hdf5(ph3: Phono3py, lbte: bool, temps: np.ndarray, directory: Path) -> list[str]:

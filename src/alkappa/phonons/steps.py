@@ -185,9 +185,12 @@ def run_kappa_step(
     out_netcdf: str | Path,
 ) -> None:
     """kappa (RTA, optionally LBTE) and per-mode lifetimes on the configured mesh, as netCDF;
-    phono3py's own ``kappa-m*.hdf5`` next to it. With ``mesh_convergence`` also
-    ``mesh_convergence.json`` (kappa RTA per mesh and temperature, change from the previous
-    mesh; NaN where undefined)."""
+    phono3py's own ``kappa-m*.hdf5`` next to it (with classical statistics its temperatures
+    include ``classical_temperature``). ``conductivity.statistics`` adds the classical
+    values (``kappa_rta_classical``, ``tau_classical``, ...; see
+    :func:`~alkappa.phonons.run_phono3py`) next to the quantum ones. With
+    ``mesh_convergence`` also ``mesh_convergence.json`` (quantum kappa RTA per mesh and
+    temperature, change from the previous mesh; NaN where undefined)."""
     from alkappa.phonons import load_fc3, run_mesh_convergence, run_phono3py, write_netcdf
 
     kappa = settings["conductivity"]
@@ -200,11 +203,11 @@ def run_kappa_step(
         lbte=kappa["lbte"],
         sigma=kappa["sigma"],
         hdf5_directory=out.parent,
+        statistics=kappa["statistics"],
+        classical_temperature=kappa["classical_temperature"],
     )
     write_netcdf(ds, out)
-    k300 = _kappa_at(ds, 300.0)
-    if k300 is not None:
-        print(f"kappa(300 K) RTA = {k300:.3f} W/mK")
+    _print_kappa_300(ds)
     if kappa["mesh_convergence"]:
         conv = run_mesh_convergence(
             ph3,
@@ -229,18 +232,59 @@ def run_kappa_step(
             print(f"mesh {mesh}: kappa RTA {', '.join(f'{k:.3f}' for k in kappas)} W/mK")
 
 
+def run_kappa_commensurate_step(
+    settings: dict[str, Any],
+    fc3_dir: str | Path,
+    out_netcdf: str | Path,
+) -> None:
+    """kappa RTA with quantum and classical statistics on exactly the q-points commensurate
+    with the MD supercell (the fc3 supercell, built from the material's ``supercell``
+    setting), to compare with Green-Kubo and MD lifetimes in the same cell.
+
+    Smearing: ``conductivity.commensurate_sigma`` (``null``: tetrahedron method). On such a
+    coarse grid a Gaussian narrower than the spacing of the frequencies finds almost no
+    energy-conserving triplets and kappa diverges; see :func:`~alkappa.phonons.commensurate_mesh`.
+    """
+    from alkappa.phonons import load_fc3, run_phono3py, write_netcdf
+
+    kappa = settings["conductivity"]
+    ds = run_phono3py(
+        load_fc3(fc3_dir),
+        mesh="commensurate",
+        temperatures=kappa["temperatures"],
+        sigma=kappa["commensurate_sigma"],
+        statistics=("quantum", "classical"),
+        classical_temperature=kappa["classical_temperature"],
+    )
+    write_netcdf(ds, out_netcdf)
+    print(
+        f"commensurate grid: {ds.attrs['n_grid_points']} q-points, {ds.sizes['qpoint']} irreducible"
+    )
+    _print_kappa_300(ds)
+
+
+def _print_kappa_300(ds: Any) -> None:
+    for suffix in ("", "_classical"):
+        k300 = _kappa_at(ds, 300.0, f"kappa_rta{suffix}_average")
+        if k300 is not None:
+            label = "classical" if suffix else "quantum"
+            print(f"kappa(300 K) RTA {label} = {k300:.3f} W/mK")
+
+
 def _finite_lists(values: np.ndarray) -> list[list[float | None]]:
     return [[float(x) if np.isfinite(x) else None for x in row] for row in values]
 
 
-def _kappa_at(ds: Any, temperature: float) -> float | None:
+def _kappa_at(ds: Any, temperature: float, name: str = "kappa_rta_average") -> float | None:
+    if name not in ds:
+        return None
     temps = np.asarray(ds["temperature"].values, dtype=float)
     if temps.size == 0:
         return None
     k = int(np.argmin(np.abs(temps - temperature)))
     if abs(temps[k] - temperature) > 1e-6:
         return None
-    return float(ds["kappa_rta_average"].values[k])
+    return float(ds[name].values[k])
 
 
 def run_conductivity_comparison_step(
