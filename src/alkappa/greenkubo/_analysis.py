@@ -659,7 +659,6 @@ def _smooth(kappa: np.ndarray, width: int, dt: float) -> tuple[np.ndarray, np.nd
     return k_smooth, c_smooth
 
 
-
 @dataclass(frozen=True)
 class _Estimate:
     """kappa read at the common cutoffs of a set of runs."""
