@@ -200,3 +200,31 @@ def test_convergence_data_and_figure(tmp_path):
     )
     plot_kappa_convergence(ds, tmp_path / "convergence.png")
     assert (tmp_path / "convergence.png").stat().st_size > 0
+
+
+def test_per_direction_cutoffs_and_too_short_runs_for_the_cepstrum():
+    rng = np.random.default_rng(16)
+    runs = [_ou(rng, (2000, 3), 20.0) for _ in range(3)]
+    ds = green_kubo(
+        runs, dt_fs=DT, volume=VOLUME, temperature=TEMPERATURE, window_fs=5.0, pool_directions=False
+    )
+    cut = ds["cutoff_time"].values
+    assert np.all(cut == cut[0])  # common to all runs, one per element
+    assert ds.attrs["pool_directions"] == 0
+    exact = _ou_kappa(20.0)
+    assert abs(float(ds["kappa_scalar"]) - exact) < 3 * float(ds["kappa_scalar_error"])
+    # runs of 40 samples hold too few frequencies below f*: NaN and a warning, kappa still there
+    # (read at the last lag, with its own warning)
+    with (
+        pytest.warns(RuntimeWarning, match="no cepstral estimate"),
+        pytest.warns(RuntimeWarning, match="no zero crossing"),
+    ):
+        short = green_kubo(
+            [r[:40] for r in runs],
+            dt_fs=DT,
+            volume=VOLUME,
+            temperature=TEMPERATURE,
+            window_fs=5.0,
+            cepstral_cutoff_thz=50.0,
+        )
+    assert np.isnan(float(short["kappa_cepstral"])) and np.isfinite(float(short["kappa_scalar"]))
