@@ -198,7 +198,8 @@ def test_gk_command_on_fhi_vibes_trajectories(tmp_path, capsys):
     same = run_green_kubo(paths, lowest_frequency=ds["lowest_frequency"].values.mean())
     assert float(ds["kappa_scalar"]) == pytest.approx(float(same["kappa_scalar"]), rel=0.05)
     exact = gk_prefactor(VOLUME, TEMPERATURE) * SIGMA**2 * TC
-    assert float(ds["kappa_scalar"]) == pytest.approx(exact, rel=0.5)
+    # the window (667 fs) is 67 correlation times: a late cutoff, a large but honest error
+    assert abs(float(ds["kappa_scalar"]) - exact) < 3 * float(ds["kappa_scalar_error"])
     assert f"{float(ds['kappa_scalar']):.3f} ± {float(ds['kappa_scalar_error']):.3f}" in printed
 
     # kappa(T) against a phono3py-like dataset

@@ -8,16 +8,17 @@
   record the heat flux, with the energy drift of each run.
 * Green-Kubo analysis in the manner of FHI-vibes (:func:`run_green_kubo` on trajectory files,
   :func:`green_kubo` on heat-flux arrays): FFT autocorrelation of the heat flux, cumulative
-  kappa(t), smoothing over one period of the lowest vibrational peak, kappa at the first dip
-  of the smoothed autocorrelation, averaged over runs with a standard error;
-  :func:`write_green_kubo` writes ``greenkubo.nc``.
+  kappa(t), smoothing over one period of the lowest vibrational peak, kappa of every run at
+  the first dip of the run-averaged smoothed autocorrelation, with a standard error; a second
+  estimate by cepstral analysis (:func:`cepstral_kappa`); :func:`write_green_kubo` writes
+  ``greenkubo.nc``.
 * Phonon lifetimes from MD (:func:`run_mode_lifetimes`): mode-energy autocorrelation at the
   supercell's commensurate q-points, compared with phono3py by
   :func:`compare_mode_lifetimes`.
 * Finite-size correction by harmonic interpolation (:func:`run_finite_size_correction`;
   :func:`run_harmonic_interpolation` for the harmonic-model kappa from MD lifetimes,
   :func:`phonopy_from_trajectory` for the force constants of FHI-vibes files).
-* Figures (:func:`plot_green_kubo`, :func:`plot_kappa_temperature`,
+* Figures (:func:`plot_green_kubo`, :func:`plot_kappa_convergence`, :func:`plot_kappa_temperature`,
   :func:`plot_mode_lifetimes`).
 """
 
@@ -32,6 +33,7 @@ from alkappa.greenkubo._analysis import (
     run_green_kubo,
     write_green_kubo,
 )
+from alkappa.greenkubo._cepstral import CepstralResult, cepstral_kappa
 from alkappa.greenkubo._finite_size import (
     DEFAULT_MESHES,
     harmonic_kappa,
@@ -56,7 +58,12 @@ from alkappa.greenkubo._modes import (
     mode_velocities,
     run_mode_lifetimes,
 )
-from alkappa.greenkubo._plots import plot_green_kubo, plot_kappa_temperature, plot_mode_lifetimes
+from alkappa.greenkubo._plots import (
+    plot_green_kubo,
+    plot_kappa_convergence,
+    plot_kappa_temperature,
+    plot_mode_lifetimes,
+)
 from alkappa.greenkubo._production import (
     DEFAULT_PRODUCTION_SETTINGS,
     ProductionResult,
@@ -67,6 +74,7 @@ from alkappa.greenkubo._production import (
 __all__ = [
     "DEFAULT_MESHES",
     "DEFAULT_PRODUCTION_SETTINGS",
+    "CepstralResult",
     "CommensurateModes",
     "HarmonicHeatFlux",
     "HeatFluxCalculator",
@@ -74,6 +82,7 @@ __all__ = [
     "UnfoldedHeatFlux",
     "VirialHeatFlux",
     "autocorrelation",
+    "cepstral_kappa",
     "commensurate_modes",
     "commensurate_qpoints",
     "compare_mode_lifetimes",
@@ -87,6 +96,7 @@ __all__ = [
     "mode_velocities",
     "phonopy_from_trajectory",
     "plot_green_kubo",
+    "plot_kappa_convergence",
     "plot_kappa_temperature",
     "plot_mode_lifetimes",
     "read_heat_flux",

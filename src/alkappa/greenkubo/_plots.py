@@ -1,4 +1,5 @@
-"""Figures: Green-Kubo kappa(t) with its cutoff, kappa(T) against phono3py, MD lifetimes.
+"""Figures: Green-Kubo kappa(t) with its cutoff, kappa vs simulated time, kappa(T) against
+phono3py, MD lifetimes.
 
 Every function writes the figure atomically to ``path`` (format from the suffix), like
 :mod:`alkappa.phonons._plots`, and accepts datasets or the netCDF files they were written to.
@@ -152,6 +153,42 @@ def plot_kappa_temperature(
     ax.legend(frameon=False, fontsize=8)
     if title:
         ax.set_title(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_kappa_convergence(
+    dataset: DatasetLike,
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+) -> None:
+    """kappa against the simulated time it holds (the first k runs), with its error band.
+
+    From ``kappa_vs_runs`` and ``kappa_vs_runs_error`` of
+    :func:`~alkappa.greenkubo.green_kubo` against ``simulated_time`` (ps); the cepstral
+    estimate of all runs (``kappa_cepstral`` ± its error) is drawn at the end for comparison.
+    """
+    plt = _pyplot()
+    ds = _dataset(dataset)
+    t = ds["simulated_time"].values
+    k = ds["kappa_vs_runs"].values
+    err = np.nan_to_num(ds["kappa_vs_runs_error"].values)
+    fig, ax = plt.subplots(figsize=(5.0, 3.8))
+    ax.fill_between(t, k - err, k + err, color="C0", alpha=0.25, lw=0)
+    ax.plot(t, k, "o-", color="C0", label="Green-Kubo (first dip)")
+    if "kappa_cepstral" in ds and np.isfinite(float(ds["kappa_cepstral"])):
+        kc = float(ds["kappa_cepstral"])
+        kc_err = float(ds["kappa_cepstral_error"])
+        ax.errorbar([t[-1]], [kc], yerr=[kc_err], fmt="s", color="C1", capsize=3, label="cepstral")
+    ax.axhline(0.0, color="0.5", lw=0.5)
+    ax.set_xlabel("simulated time (ps)")
+    ax.set_ylabel(r"$\kappa$ (W m$^{-1}$ K$^{-1}$)")
+    ax.set_xlim(0.0, 1.05 * float(t[-1]))
+    ax.legend(frameon=False, fontsize=8)
+    rel = ds.attrs.get("relative_error")
+    label = "convergence" if rel is None else f"relative error {float(rel):.0%}"
+    ax.set_title(title or label, fontsize=10)
     fig.tight_layout()
     _save(fig, path)
 
