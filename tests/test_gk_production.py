@@ -41,6 +41,7 @@ SMALL = {
     "average_virial_frames": 3,
     "log_interval": 10,
     "seed": 1,
+    "target_error": None,  # exactly `runs` runs
 }
 
 
