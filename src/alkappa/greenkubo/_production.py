@@ -389,13 +389,14 @@ def run_production(
         stopped_by = _stop_reason(entry, results, settings)
         if stopped_by:
             break
-        if not warned and entry["projected_runs"] > _budget_runs(results, settings):
+        budget = _budget_runs(results, settings)
+        if not warned and np.isfinite(entry["projected_runs"]) and entry["projected_runs"] > budget:
             warned = True
             warnings.warn(
                 f"{temperature:g} K: kappa's relative error is {entry['relative_error']:.3g} "
                 f"after {len(results)} run(s); reaching target_error {target:g} needs about "
-                f"{entry['projected_runs']} runs (n x (err/target)^2), more than the budget "
-                f"allows ({_budget_runs(results, settings)} runs)",
+                f"{entry['projected_runs']:.0f} runs (n x (err/target)^2), more than the budget "
+                f"allows ({budget:.0f} runs)",
                 stacklevel=2,
             )
         k = len(results)
