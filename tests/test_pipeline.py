@@ -113,9 +113,20 @@ def test_green_kubo_outputs(test_campaign):
 
     out, _ = test_campaign
     settings = yaml.safe_load((ROOT / "config/test.yaml").read_text())["greenkubo"]
-    runs, frames = settings["runs"], settings["steps"] // settings["sample_interval"] + 1
+    frames = settings["steps"] // settings["sample_interval"] + 1
     t300 = out / "greenkubo/T300"
     assert (t300 / "equilibration.nc").is_file()
+    # production went on until the target error or max_runs, and says which
+    record = read_json(t300 / "production.json")
+    runs = record["n_runs"]
+    assert len(record["runs"]) == runs and [h["n_runs"] for h in record["history"]] == list(
+        range(settings["runs"], runs + 1)
+    )
+    if record["stopped_by"] == "target_error":
+        assert record["relative_error"] <= settings["target_error"]
+    else:
+        assert record["stopped_by"] == "max_runs" and runs == settings["max_runs"]
+        assert record["relative_error"] > settings["target_error"]
     for k in range(runs):
         ds = read_trajectory(t300 / f"run_{k:02d}.nc")
         assert ds["heat_flux"].shape == (frames, 3)
@@ -130,6 +141,9 @@ def test_green_kubo_outputs(test_campaign):
     summary = read_json(out / "greenkubo/summary.json")
     row = summary["temperatures"]["300"]
     assert row["kappa_W_per_mK"] == kappa and row["kappa_error_W_per_mK"] == error
+    assert row["stopped_by"] == record["stopped_by"] == summary["stopped_by"]["300"]
+    assert row["relative_error"] == pytest.approx(record["relative_error"], rel=1e-9)
+    assert row["converged"] == summary["converged"] == (record["stopped_by"] == "target_error")
     # next to phono3py's RTA kappa at the same temperature, of the MLIP and the oracle
     assert set(row["phono3py"]) == {"mlip", "oracle"}
     for entry in row["phono3py"].values():
@@ -175,7 +189,9 @@ def test_killed_production_continues_with_the_unfinished_run(test_campaign, tmp_
     for name, content in finished.items():
         assert (t300 / name).read_bytes() == content, name
     record = read_json(t300 / "production.json")
-    assert [r["reused"] for r in record["runs"]] == [True, False]
+    runs = read_json(out / "greenkubo/T300/production.json")["n_runs"]
+    # the runs after the second one (from the NVT chain's extensions) are reused too
+    assert [r["reused"] for r in record["runs"]] == [True, False] + [True] * (runs - 2)
     assert (t300 / "run_01.nc").is_file()
 
 

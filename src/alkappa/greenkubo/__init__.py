@@ -5,7 +5,8 @@
   ASE calculator with per-atom stresses (:class:`VirialHeatFlux`), the harmonic flux from force
   constants (:class:`HarmonicHeatFlux`).
 * Production MD (:func:`run_production`): NVT equilibration, then independent NVE runs that
-  record the heat flux, with the energy drift of each run.
+  record the heat flux, with the energy drift of each run, until kappa's relative error
+  reaches ``target_error`` or a budget is spent (``stopped_by``, one of :data:`STOPPED_BY`).
 * Green-Kubo analysis in the manner of FHI-vibes (:func:`run_green_kubo` on trajectory files,
   :func:`green_kubo` on heat-flux arrays): FFT autocorrelation of the heat flux, cumulative
   kappa(t), smoothing over one period of the lowest vibrational peak, kappa at the first dip
@@ -47,6 +48,7 @@ from alkappa.greenkubo._modes import (
 from alkappa.greenkubo._plots import plot_green_kubo, plot_kappa_temperature, plot_mode_lifetimes
 from alkappa.greenkubo._production import (
     DEFAULT_PRODUCTION_SETTINGS,
+    STOPPED_BY,
     ProductionResult,
     run_files,
     run_production,
@@ -54,6 +56,7 @@ from alkappa.greenkubo._production import (
 
 __all__ = [
     "DEFAULT_PRODUCTION_SETTINGS",
+    "STOPPED_BY",
     "CommensurateModes",
     "HarmonicHeatFlux",
     "HeatFluxCalculator",
