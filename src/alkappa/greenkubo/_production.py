@@ -386,19 +386,11 @@ def run_production(
         entry = {**_analyse(results, analysis or {}), **totals}
         entry["projected_runs"] = _projected_runs(len(results), entry["relative_error"], target)
         history.append(entry)
+        if not warned and entry["relative_error"] > target:
+            warned = _warn_if_out_of_budget(entry, results, settings, temperature)
         stopped_by = _stop_reason(entry, results, settings)
         if stopped_by:
             break
-        budget = _budget_runs(results, settings)
-        if not warned and np.isfinite(entry["projected_runs"]) and entry["projected_runs"] > budget:
-            warned = True
-            warnings.warn(
-                f"{temperature:g} K: kappa's relative error is {entry['relative_error']:.3g} "
-                f"after {len(results)} run(s); reaching target_error {target:g} needs about "
-                f"{entry['projected_runs']:.0f} runs (n x (err/target)^2), more than the budget "
-                f"allows ({budget:.0f} runs)",
-                stacklevel=2,
-            )
         k = len(results)
         if k >= len(equilibration.snapshots):
             reason = _extend_chain(
@@ -490,6 +482,24 @@ def _stop_reason(entry: dict[str, Any], runs: list[RunResult], settings: dict[st
     if limit_hours is not None and entry["wall_seconds"] + seconds > 3600.0 * limit_hours:
         return "max_wall_hours"
     return ""
+
+
+def _warn_if_out_of_budget(
+    entry: dict[str, Any], runs: list[RunResult], settings: dict[str, Any], temperature: float
+) -> bool:
+    """Warn (and return True) when the projected number of runs exceeds the budget."""
+    budget = _budget_runs(runs, settings)
+    projected = entry["projected_runs"]
+    if not (np.isfinite(projected) and projected > budget):
+        return False
+    warnings.warn(
+        f"{temperature:g} K: kappa's relative error is {entry['relative_error']:.3g} after "
+        f"{len(runs)} run(s); reaching target_error {settings['target_error']:g} needs about "
+        f"{projected:.0f} runs (n x (err/target)^2), more than the budget allows "
+        f"({budget:.0f} runs)",
+        stacklevel=3,
+    )
+    return True
 
 
 def _budget_runs(runs: list[RunResult], settings: dict[str, Any]) -> float:
