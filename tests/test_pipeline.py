@@ -127,16 +127,20 @@ def test_green_kubo_outputs(test_campaign):
     else:
         assert record["stopped_by"] == "max_runs" and runs == settings["max_runs"]
         assert record["relative_error"] > settings["target_error"]
-    for k in range(runs):
+    # the test model is crude: a run may blow up (recorded, left out of the analysis)
+    usable = [r for r in record["runs"] if not r["blew_up"]]
+    assert len(usable) >= settings["runs"] - 1
+    for k, run in enumerate(record["runs"]):
         ds = read_trajectory(t300 / f"run_{k:02d}.nc")
-        assert ds["heat_flux"].shape == (frames, 3)
+        assert ds["heat_flux"].shape == (run["frames"], 3)
+        assert run["frames"] == frames or (run["blew_up"] and run["reason"])
         assert ds.attrs["heat_flux_method"] == "unfolded" and int(ds.attrs["completed"]) == 1
     # progress bars and the per-run drift go to the job's log
     log = (out / "logs/greenkubo/production_T300.log").read_text()
     assert "NVE 1 300 K" in log and "run 0:" in log
     with xr.open_dataset(t300 / "greenkubo.nc") as ds:
         kappa, error = float(ds["kappa_scalar"]), float(ds["kappa_scalar_error"])
-        assert int(ds.attrs["n_runs"]) == runs and ds["kappa"].shape == (3, 3)
+        assert int(ds.attrs["n_runs"]) == len(usable) and ds["kappa"].shape == (3, 3)
     assert math.isfinite(kappa) and math.isfinite(error) and error > 0
     summary = read_json(out / "greenkubo/summary.json")
     row = summary["temperatures"]["300"]
@@ -152,8 +156,9 @@ def test_green_kubo_outputs(test_campaign):
     drift = row["drift"]
     assert len(drift["runs"]) == runs
     for run in drift["runs"]:
-        assert math.isfinite(run["drift_eV_per_atom_per_ps"])
-        assert run["max_deviation_eV_per_atom"] >= 0 and isinstance(run["flagged"], bool)
+        assert run["blew_up"] or math.isfinite(run["drift_eV_per_atom_per_ps"])
+        assert run["blew_up"] or run["max_deviation_eV_per_atom"] >= 0
+        assert isinstance(run["flagged"], bool)
     assert summary["drift_flagged"] == drift["flagged"] == any(r["flagged"] for r in drift["runs"])
     # MD lifetimes at all 8 q-points of the 2x1x1 cubic cell, all on phono3py's 4x4x4 mesh
     lifetimes = read_json(t300 / "lifetimes.json")
