@@ -5,7 +5,7 @@ smk = snakemake  # noqa: F821
 with script_context(smk) as settings:
     run_green_kubo_step(
         settings,
-        list(smk.input.runs),
+        smk.input.production,
         smk.output.netcdf,
         smk.output.figure,
         temperature=float(smk.wildcards.T),

@@ -5,7 +5,7 @@ smk = snakemake  # noqa: F821
 with script_context(smk) as settings:
     run_mode_lifetimes_step(
         settings,
-        list(smk.input.runs),
+        smk.input.production,
         smk.input.force_constants,
         smk.input.kappa,
         smk.output.netcdf,

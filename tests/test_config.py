@@ -134,6 +134,32 @@ def test_greenkubo_defaults_are_the_production_defaults():
         assert gk[key] == value, key
     with pytest.raises(ConfigError, match=r"greenkubo\.flux"):
         load_config(_config(greenkubo={"flux": "hardy"}))
+    assert gk["target_error"] == 0.1 and gk["subtract_mean"] is False
+
+
+@pytest.mark.parametrize(
+    ("greenkubo", "match"),
+    [
+        ({"runs": 4, "max_runs": 3}, r"materials\.Cu\.greenkubo\.max_runs: 3 is fewer than"),
+        (
+            {"runs": 3, "steps": 4000, "timestep": 5.0, "max_simulated_ps": 50},
+            r"materials\.Cu\.greenkubo\.max_simulated_ps: 50 ps is less than .* 60 ps",
+        ),
+        ({"max_runs": None}, r"materials\.Cu\.greenkubo\.target_error: a target needs a budget"),
+        ({"target_error": 0}, r"greenkubo\.target_error"),
+    ],
+)
+def test_impossible_greenkubo_budgets_are_config_errors(greenkubo, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(_config(greenkubo=greenkubo))
+
+
+def test_greenkubo_budgets_that_fit():
+    gk = {"runs": 3, "steps": 4000, "timestep": 5.0, "max_runs": 3, "max_simulated_ps": 60}
+    assert load_config(_config(greenkubo=gk))["greenkubo"]["max_simulated_ps"] == 60
+    # no target, no budget needed; a disabled stage is not checked
+    load_config(_config(greenkubo={"target_error": None, "max_runs": None}))
+    load_config(_config(greenkubo={"enabled": False, "runs": 4, "max_runs": 3}))
 
 
 def test_lattice_dynamics_overrides_merge_over_global_sections():

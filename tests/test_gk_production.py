@@ -1,4 +1,5 @@
-"""Green-Kubo production MD: files, units, attributes, energy drift, restarts."""
+"""Green-Kubo production MD: files, units, attributes, energy drift, restarts, and production
+until kappa's error reaches a target or a budget is spent."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from ase import Atoms, units
 from ase.build import bulk
 from ase.calculators.lj import LennardJones
 
+from alkappa.greenkubo import run_green_kubo
 from alkappa.greenkubo._flux import HEAT_FLUX_UNIT, VirialHeatFlux
 from alkappa.greenkubo._production import (
     DEFAULT_PRODUCTION_SETTINGS,
@@ -41,6 +43,7 @@ SMALL = {
     "average_virial_frames": 3,
     "log_interval": 10,
     "seed": 1,
+    "target_error": None,  # exactly `runs` runs
 }
 
 
@@ -153,3 +156,124 @@ def test_production_with_unfolded_ensemble_flux(tmp_path):
     assert "uncertainty_force_max" in ds
     assert ds.attrs["heat_flux_method"] == "unfolded"
     assert ds.attrs["flux_energy_mismatch_per_atom"] < 1e-10
+
+
+# --- production until a target error or a budget -------------------------------------------
+
+#: the analysis that decides when to stop (a fixed window: the runs are too short for a VDOS)
+ANALYSIS = {"window_fs": 20.0}
+
+
+def _loop(path, **changes):
+    settings = {**SMALL, "target_error": 1e-6, "max_runs": 4, **changes}
+    return run_production(
+        crystal(),
+        lj(),
+        VirialHeatFlux(),
+        path,
+        temperature=60.0,
+        settings=settings,
+        analysis=ANALYSIS,
+        progress=False,
+    )
+
+
+def _relative_error(paths) -> float:
+    """The second route: the public analysis on the run files themselves."""
+    ds = run_green_kubo([str(p) for p in paths], **ANALYSIS)
+    return float(ds["kappa_scalar_error"]) / abs(float(ds["kappa_scalar"]))
+
+
+@pytest.mark.filterwarnings("ignore:no zero crossing", "ignore:.*kappa's relative error")
+def test_production_stops_at_the_target_or_max_runs(tmp_path):
+    # an unreachable target: the budget of 4 runs ends it, with a warning that says so
+    with pytest.warns(UserWarning, match=r"needs about \d+ runs .* more than the budget"):
+        result = _loop(tmp_path)
+    assert result.stopped_by == "max_runs" and len(result.runs) == 4
+    assert [h["n_runs"] for h in result.history] == [2, 3, 4]
+    errors = [h["relative_error"] for h in result.history]
+    for n, err in zip((2, 3, 4), errors, strict=True):
+        assert err == pytest.approx(_relative_error(result.paths[:n]), rel=1e-12)
+    # the runs after the first two start from new snapshots further along one NVT chain
+    eq = read_trajectory(tmp_path / "equilibration.nc")
+    assert [r.start_step for r in result.runs] == [40, 60, 80, 100]
+    assert list(np.atleast_1d(eq.attrs["snapshot_steps"])) == [40, 60, 80, 100]
+    assert int(eq.attrs["chain_extensions"]) == 2
+    assert np.all(np.diff(eq["time"].values) > 0)
+    record = result.to_dict()
+    assert record["stopped_by"] == "max_runs" and not record["converged"]
+    assert record["relative_error"] == errors[-1] and record["n_runs"] == 4
+    assert record["simulated_ps"] == pytest.approx(4 * 60 * 2.0 / 1000)
+    # a rerun whose target is the smallest error seen stops where that error was reached,
+    # reusing the runs (the stopping keys are not part of the fingerprint)
+    first = int(np.argmin(errors))
+    again = _loop(tmp_path, target_error=errors[first])
+    assert again.stopped_by == "target_error" and again.converged
+    assert len(again.runs) == first + 2 and all(r.reused for r in again.runs)
+    assert again.relative_error == pytest.approx(errors[first])
+
+
+@pytest.mark.filterwarnings("ignore:no zero crossing", "ignore:.*kappa's relative error")
+def test_production_stops_by_simulated_time_and_wall_time(tmp_path):
+    # 0.12 ps per run: 0.4 ps allows three runs, not four
+    by_time = _loop(tmp_path / "ps", max_runs=None, max_simulated_ps=0.4)
+    assert by_time.stopped_by == "max_simulated_ps" and len(by_time.runs) == 3
+    assert by_time.simulated_ps == pytest.approx(0.36)
+    # no time for a third run
+    by_wall = _loop(tmp_path / "wall", max_runs=None, max_wall_hours=1e-9)
+    assert by_wall.stopped_by == "max_wall_hours" and len(by_wall.runs) == 2
+    assert by_wall.wall_seconds > 0
+    # a fixed number of runs: analysed once (with `analysis`), never extended
+    fixed = _loop(tmp_path / "fixed", target_error=None)
+    assert fixed.stopped_by == "fixed_runs" and len(fixed.runs) == 2
+    assert [h["n_runs"] for h in fixed.history] == [2]
+    assert fixed.relative_error == pytest.approx(_relative_error(fixed.paths), rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:no zero crossing", "ignore:.*kappa's relative error")
+def test_interrupted_production_resumes_without_redoing_runs(tmp_path, monkeypatch):
+    from alkappa.greenkubo import _production
+
+    whole = _loop(tmp_path / "whole")
+    original = _production._nve_run
+
+    def killed_in_run_3(index, *args, **kwargs):
+        if index == 3:
+            raise KeyboardInterrupt
+        return original(index, *args, **kwargs)
+
+    monkeypatch.setattr(_production, "_nve_run", killed_in_run_3)
+    with pytest.raises(KeyboardInterrupt):
+        _loop(tmp_path / "killed")
+    monkeypatch.setattr(_production, "_nve_run", original)
+    chain = (tmp_path / "killed/equilibration.nc").read_bytes()
+    resumed = _loop(tmp_path / "killed")
+    assert [r.reused for r in resumed.runs] == [True, True, True, False]
+    # the chain's fourth snapshot was made before the kill: reused, not redone
+    assert (tmp_path / "killed/equilibration.nc").read_bytes() == chain
+    # the same production as the uninterrupted one
+    assert resumed.stopped_by == whole.stopped_by
+    # (to rounding: the resumed process's arithmetic may differ in the last bit)
+    assert [h["kappa"] for h in resumed.history] == pytest.approx(
+        [h["kappa"] for h in whole.history], rel=1e-10
+    )
+    for a, b in zip(resumed.paths, whole.paths, strict=True):
+        np.testing.assert_allclose(
+            read_trajectory(a)["heat_flux"].values,
+            read_trajectory(b)["heat_flux"].values,
+            rtol=1e-10,
+            atol=1e-16,
+        )
+
+
+def test_impossible_budgets_are_refused_before_any_md():
+    with pytest.raises(ValueError, match=r"greenkubo\.max_runs: 3 is fewer than the 4"):
+        resolve_production_settings({"runs": 4, "max_runs": 3})
+    with pytest.raises(ValueError, match=r"greenkubo\.max_simulated_ps: 0\.1 ps is less"):
+        resolve_production_settings({"runs": 2, "steps": 100, "max_simulated_ps": 0.1})
+    with pytest.raises(ValueError, match=r"greenkubo\.target_error: a target needs a budget"):
+        resolve_production_settings({"max_runs": None})
+    with pytest.raises(ValueError, match="max_wall_hours must be positive"):
+        resolve_production_settings({"max_wall_hours": 0})
+    # no target: no budget needed
+    assert resolve_production_settings({"target_error": None, "max_runs": None})["runs"] == 4

@@ -10,11 +10,14 @@ from test_gk_production import SMALL, crystal, lj
 
 from alkappa.greenkubo import VirialHeatFlux, run_production
 from alkappa.greenkubo.steps import (
+    analysis_settings,
     by_temperature,
     discard_stale,
     drift_record,
     gk_convergence,
     kappa_at_temperature,
+    production_runs,
+    production_state,
     run_green_kubo_step,
     run_greenkubo_summary_step,
 )
@@ -67,29 +70,43 @@ def test_by_temperature_and_drift_record():
     assert record["max_abs_drift_eV_per_atom_per_ps"] is None
 
 
-@pytest.mark.filterwarnings("ignore:no zero crossing")
+@pytest.mark.filterwarnings("ignore:no zero crossing", "ignore:.*kappa's relative error")
 def test_green_kubo_and_summary_steps(tmp_path):
     prod = tmp_path / "greenkubo/T60"
-    result = run_production(
-        crystal(), lj(), VirialHeatFlux(), prod, temperature=60.0, settings=SMALL, progress=False
-    )
-    write_json(prod / "production.json", {"settings": SMALL, **result.to_dict()})
     settings = {
         "name": "Ar",
         "greenkubo": {"flux": "virial", "window_fs": 20.0, "window_factor": 1.0,
                       "max_lag_fs": None},
     }  # fmt: skip
+    # production until a target it cannot reach in 3 runs: one extra run, stopped by max_runs
+    small = {**SMALL, "target_error": 1e-6, "max_runs": 3}
+    result = run_production(
+        crystal(),
+        lj(),
+        VirialHeatFlux(),
+        prod,
+        temperature=60.0,
+        settings=small,
+        analysis=analysis_settings(settings),
+        progress=False,
+    )
+    write_json(prod / "production.json", {"settings": small, **result.to_dict()})
+    # the record lists the runs
+    assert production_runs(prod / "production.json") == result.paths
     run_green_kubo_step(
         settings,
-        result.paths,
+        prod / "production.json",
         prod / "greenkubo.nc",
         prod / "greenkubo.png",
         temperature=60.0,
     )
     with xr.open_dataset(prod / "greenkubo.nc") as ds:
         kappa = float(ds["kappa_scalar"])
-        assert ds.attrs["n_runs"] == 2 and ds.attrs["temperature_target"] == 60.0
+        assert ds.attrs["n_runs"] == 3 and ds.attrs["temperature_target"] == 60.0
         assert ds.attrs["heat_flux_method"] == "virial"
+        # the analysis that stopped the production is the one of the final kappa
+        relative = float(ds["kappa_scalar_error"]) / abs(kappa)
+        assert relative == pytest.approx(result.relative_error, rel=1e-12)
     fake_kappa(tmp_path / "kappa.nc", temperatures=(50.0, 100.0), kappa=(3.0, 1.0))
     run_greenkubo_summary_step(
         settings,
@@ -102,11 +119,17 @@ def test_green_kubo_and_summary_steps(tmp_path):
     )
     summary = read_json(tmp_path / "summary.json")
     row = summary["temperatures"]["60"]
-    assert row["kappa_W_per_mK"] == kappa and row["n_runs"] == 2
+    assert row["kappa_W_per_mK"] == kappa and row["n_runs"] == 3
+    # the honest state: which budget ended it, at what error
+    assert row["stopped_by"] == "max_runs" and not row["converged"] and not summary["converged"]
+    assert summary["stopped_by"] == {"60": "max_runs"}
+    assert row["relative_error"] == pytest.approx(relative) and row["target_error"] == 1e-6
+    assert row["simulated_ps"] == pytest.approx(3 * 60 * 2.0 / 1000)
+    assert row["lifetime_check"] == {"checked": False, "reason": "no MD lifetimes"}
     assert row["phono3py"]["mlip"]["how"] == "interpolated"
     assert row["phono3py"]["mlip"]["kappa_rta_W_per_mK"] == pytest.approx(2.6)
     assert row["phono3py"]["mlip"]["gk_over_rta"] == pytest.approx(kappa / 2.6)
-    assert len(row["drift"]["runs"]) == 2 and row["lifetimes"] is None
+    assert len(row["drift"]["runs"]) == 3 and row["lifetimes"] is None
     assert summary["drift_flagged"] == result.drift_flagged
     assert (tmp_path / "kappa_T.png").stat().st_size > 10_000
     assert (prod / "greenkubo.png").stat().st_size > 10_000
@@ -150,3 +173,27 @@ def test_gk_convergence_against_the_acoustic_lifetimes():
     short = gk_convergence(5000.0, 5000.0, [1.0, 1.0, 1.0], [0, 1, 2])
     assert short["under_converged"] and "cutoff" not in short["reason"]
     assert not gk_convergence(3000.0, 20000.0, [np.nan, 2.0], [0, 3])["checked"]
+
+
+def test_production_runs_and_state_from_the_record(tmp_path):
+    for k in range(2):
+        (tmp_path / f"run_{k:02d}.nc").write_text("x")
+    # paths are taken by name next to the record (the results directory may have moved)
+    runs = [{"path": f"/elsewhere/run_{k:02d}.nc", "steps_done": 100} for k in range(2)]
+    write_json(tmp_path / "production.json", {"runs": runs})
+    assert production_runs(tmp_path / "production.json") == [
+        tmp_path / "run_00.nc",
+        tmp_path / "run_01.nc",
+    ]
+    (tmp_path / "run_01.nc").unlink()
+    with pytest.raises(ValueError, match=r"production.json: its run .*run_01.nc is missing"):
+        production_runs(tmp_path / "production.json")
+    # a record of a production reaching its target, and one written before targets existed
+    reached = {"stopped_by": "target_error", "target_error": 0.1, "simulated_ps": 40.0,
+               "wall_seconds": 7200.0, "runs": runs}  # fmt: skip
+    state = production_state(reached, kappa=-2.0, kappa_error=0.15)
+    assert state["converged"] and state["relative_error"] == pytest.approx(0.075)
+    assert state["wall_hours"] == pytest.approx(2.0) and state["simulated_ps"] == 40.0
+    old = production_state({"settings": {"timestep": 5.0}, "runs": runs}, 1.0, None)
+    assert old["stopped_by"] == "fixed_runs" and not old["converged"]
+    assert old["relative_error"] is None and old["simulated_ps"] == pytest.approx(1.0)

@@ -113,23 +113,41 @@ def test_green_kubo_outputs(test_campaign):
 
     out, _ = test_campaign
     settings = yaml.safe_load((ROOT / "config/test.yaml").read_text())["greenkubo"]
-    runs, frames = settings["runs"], settings["steps"] // settings["sample_interval"] + 1
+    frames = settings["steps"] // settings["sample_interval"] + 1
     t300 = out / "greenkubo/T300"
     assert (t300 / "equilibration.nc").is_file()
-    for k in range(runs):
+    # production went on until the target error or max_runs, and says which
+    record = read_json(t300 / "production.json")
+    runs = record["n_runs"]
+    assert len(record["runs"]) == runs and [h["n_runs"] for h in record["history"]] == list(
+        range(settings["runs"], runs + 1)
+    )
+    if record["stopped_by"] == "target_error":
+        assert record["relative_error"] <= settings["target_error"]
+    else:
+        assert record["stopped_by"] == "max_runs" and runs == settings["max_runs"]
+        assert record["relative_error"] > settings["target_error"]
+    # the test model is crude: a run may blow up (recorded, left out of the analysis)
+    usable = [r for r in record["runs"] if not r["blew_up"]]
+    assert len(usable) >= settings["runs"] - 1
+    for k, run in enumerate(record["runs"]):
         ds = read_trajectory(t300 / f"run_{k:02d}.nc")
-        assert ds["heat_flux"].shape == (frames, 3)
+        assert ds["heat_flux"].shape == (run["frames"], 3)
+        assert run["frames"] == frames or (run["blew_up"] and run["reason"])
         assert ds.attrs["heat_flux_method"] == "unfolded" and int(ds.attrs["completed"]) == 1
     # progress bars and the per-run drift go to the job's log
     log = (out / "logs/greenkubo/production_T300.log").read_text()
     assert "NVE 1 300 K" in log and "run 0:" in log
     with xr.open_dataset(t300 / "greenkubo.nc") as ds:
         kappa, error = float(ds["kappa_scalar"]), float(ds["kappa_scalar_error"])
-        assert int(ds.attrs["n_runs"]) == runs and ds["kappa"].shape == (3, 3)
+        assert int(ds.attrs["n_runs"]) == len(usable) and ds["kappa"].shape == (3, 3)
     assert math.isfinite(kappa) and math.isfinite(error) and error > 0
     summary = read_json(out / "greenkubo/summary.json")
     row = summary["temperatures"]["300"]
     assert row["kappa_W_per_mK"] == kappa and row["kappa_error_W_per_mK"] == error
+    assert row["stopped_by"] == record["stopped_by"] == summary["stopped_by"]["300"]
+    assert row["relative_error"] == pytest.approx(record["relative_error"], rel=1e-9)
+    assert row["converged"] == summary["converged"] == (record["stopped_by"] == "target_error")
     # next to phono3py's RTA kappa at the same temperature, of the MLIP and the oracle
     assert set(row["phono3py"]) == {"mlip", "oracle"}
     for entry in row["phono3py"].values():
@@ -138,8 +156,9 @@ def test_green_kubo_outputs(test_campaign):
     drift = row["drift"]
     assert len(drift["runs"]) == runs
     for run in drift["runs"]:
-        assert math.isfinite(run["drift_eV_per_atom_per_ps"])
-        assert run["max_deviation_eV_per_atom"] >= 0 and isinstance(run["flagged"], bool)
+        assert run["blew_up"] or math.isfinite(run["drift_eV_per_atom_per_ps"])
+        assert run["blew_up"] or run["max_deviation_eV_per_atom"] >= 0
+        assert isinstance(run["flagged"], bool)
     assert summary["drift_flagged"] == drift["flagged"] == any(r["flagged"] for r in drift["runs"])
     # MD lifetimes at all 8 q-points of the 2x1x1 cubic cell, all on phono3py's 4x4x4 mesh
     lifetimes = read_json(t300 / "lifetimes.json")
@@ -175,7 +194,9 @@ def test_killed_production_continues_with_the_unfinished_run(test_campaign, tmp_
     for name, content in finished.items():
         assert (t300 / name).read_bytes() == content, name
     record = read_json(t300 / "production.json")
-    assert [r["reused"] for r in record["runs"]] == [True, False]
+    runs = read_json(out / "greenkubo/T300/production.json")["n_runs"]
+    # the runs after the second one (from the NVT chain's extensions) are reused too
+    assert [r["reused"] for r in record["runs"]] == [True, False] + [True] * (runs - 2)
     assert (t300 / "run_01.nc").is_file()
 
 

@@ -18,6 +18,7 @@ from alkappa._dicts import deep_merge
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import Mapping
 
 SECTIONS = (
     "oracle",
@@ -142,6 +143,33 @@ def _check_multifidelity_al(settings: dict[str, Any], where: str) -> None:
         )
 
 
+def check_greenkubo_budget(gk: Mapping[str, Any], where: str = "greenkubo") -> None:
+    """Raise :class:`ConfigError` if a Green-Kubo production's budget contradicts its runs.
+
+    ``gk`` holds (at least) ``runs``, ``steps``, ``timestep``, ``target_error``, ``max_runs``,
+    ``max_simulated_ps`` and ``max_wall_hours``; the message starts with ``where.<key>``.
+    The wall-time budget cannot be checked here: what a run costs is known only once it ran.
+    """
+    runs, max_runs = int(gk["runs"]), gk.get("max_runs")
+    if max_runs is not None and int(max_runs) < runs:
+        raise ConfigError(
+            f"{where}.max_runs: {max_runs} is fewer than the {runs} initial runs (runs)"
+        )
+    initial_ps = runs * int(gk["steps"]) * float(gk["timestep"]) / 1000.0
+    max_ps = gk.get("max_simulated_ps")
+    if max_ps is not None and float(max_ps) < initial_ps * (1 - 1e-9):
+        raise ConfigError(
+            f"{where}.max_simulated_ps: {max_ps:g} ps is less than the initial runs take "
+            f"(runs x steps x timestep = {initial_ps:g} ps)"
+        )
+    budgets = ("max_runs", "max_simulated_ps", "max_wall_hours")
+    if gk.get("target_error") is not None and all(gk.get(key) is None for key in budgets):
+        raise ConfigError(
+            f"{where}.target_error: a target needs a budget that ends production if it is "
+            f"never reached: set one of {', '.join(budgets)}"
+        )
+
+
 def check_materials(config: dict[str, Any]) -> None:
     """Cheap physical and plugin checks per material (structure readable, elements supported)."""
     from alkappa._plugins import PluginError
@@ -182,6 +210,8 @@ def check_materials(config: dict[str, Any]) -> None:
                     f"{where}.reference.files.{k}.path: {entry['path']} does not exist"
                 )
         _check_multifidelity_al(settings, where)
+        if settings["greenkubo"]["enabled"]:
+            check_greenkubo_budget(settings["greenkubo"], f"{where}.greenkubo")
         try:
             get_model(settings["model"])
         except PluginError as exc:

@@ -293,22 +293,9 @@ def gk_dir(material, T):
     return f"{R}/{material}/greenkubo/T{T}"
 
 
-def gk_run_groups():
-    """Materials with the Green-Kubo stage, grouped by their number of NVE runs: the run
-    files are outputs, and a rule's outputs cannot depend on the material."""
-    import re
-
-    groups = {}
-    for m in gk_materials():
-        groups.setdefault(gk_settings(m)["runs"], []).append(re.escape(m))
-    return groups
-
-
-def gk_run_files(wildcards):
-    runs = gk_settings(wildcards.material)["runs"]
-    return [
-        f"{gk_dir(wildcards.material, wildcards.T)}/run_{k:02d}.nc" for k in range(runs)
-    ]
+def gk_production_record(wildcards):
+    """production.json, which lists the NVE runs (their number is decided during production)."""
+    return f"{gk_dir(wildcards.material, wildcards.T)}/production.json"
 
 
 def gk_lifetimes(material):

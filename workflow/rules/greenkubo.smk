@@ -3,40 +3,32 @@
 # phonon lifetimes from the same runs against phono3py's, and a summary over temperatures.
 
 
-# One production rule per number of runs (the run files are outputs; see gk_run_groups).
-# The NVT and NVE files are update(): Snakemake does not delete them before a rerun, so a
-# production killed mid-way continues with its first unfinished run (the library reuses
-# completed runs of the same settings).
-for _runs, _materials in gk_run_groups().items():
-
-    rule:
-        name:
-            "production" if len(gk_run_groups()) == 1 else f"production_{_runs}runs"
-        input:
-            unpack(production_inputs),
-        output:
-            equilibration=update(f"{R}/{{material}}/greenkubo/T{{T}}/equilibration.nc"),
-            runs=[
-                update(f"{R}/{{material}}/greenkubo/T{{T}}/run_{k:02d}.nc")
-                for k in range(_runs)
-            ],
-            record=f"{R}/{{material}}/greenkubo/T{{T}}/production.json",
-        log:
-            f"{R}/{{material}}/logs/greenkubo/production_T{{T}}.log",
-        wildcard_constraints:
-            material="|".join(_materials),
-        conda:
-            "../../envs/mlip.yaml"
-        threads: config["threads"]["md"]
-        params:
-            settings=sections("greenkubo"),
-        script:
-            "../../scripts/gk_production.py"
+# The number of NVE runs is decided during production (more runs until kappa's relative error
+# reaches greenkubo.target_error or a budget is spent), so the outputs are the record that lists
+# the runs and the NVT chain; the rules after it read the runs from production.json. The run
+# files are no outputs (Snakemake never deletes them) and the chain is update(): a production
+# killed mid-way continues with its first unfinished run (the library reuses completed runs
+# of the same settings).
+rule production:
+    input:
+        unpack(production_inputs),
+    output:
+        equilibration=update(f"{R}/{{material}}/greenkubo/T{{T}}/equilibration.nc"),
+        record=f"{R}/{{material}}/greenkubo/T{{T}}/production.json",
+    log:
+        f"{R}/{{material}}/logs/greenkubo/production_T{{T}}.log",
+    conda:
+        "../../envs/mlip.yaml"
+    threads: config["threads"]["md"]
+    params:
+        settings=sections("greenkubo"),
+    script:
+        "../../scripts/gk_production.py"
 
 
 rule green_kubo:
     input:
-        runs=gk_run_files,
+        production=gk_production_record,
     output:
         netcdf=f"{R}/{{material}}/greenkubo/T{{T}}/greenkubo.nc",
         figure=report(
@@ -57,7 +49,7 @@ rule green_kubo:
 
 rule mode_lifetimes:
     input:
-        runs=gk_run_files,
+        production=gk_production_record,
         force_constants=f"{R}/{{material}}/phonons/mlip/phonopy_params.yaml",
         kappa=f"{R}/{{material}}/conductivity/mlip/kappa.nc",
     output:

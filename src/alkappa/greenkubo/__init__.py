@@ -5,7 +5,8 @@
   ASE calculator with per-atom stresses (:class:`VirialHeatFlux`), the harmonic flux from force
   constants (:class:`HarmonicHeatFlux`).
 * Production MD (:func:`run_production`): NVT equilibration, then independent NVE runs that
-  record the heat flux, with the energy drift of each run.
+  record the heat flux, with the energy drift of each run, until kappa's relative error
+  reaches ``target_error`` or a budget is spent (``stopped_by``, one of :data:`STOPPED_BY`).
 * Green-Kubo analysis in the manner of FHI-vibes (:func:`run_green_kubo` on trajectory files,
   :func:`green_kubo` on heat-flux arrays): FFT autocorrelation of the heat flux, cumulative
   kappa(t), smoothing over one period of the lowest vibrational peak, kappa of every run at
@@ -66,6 +67,7 @@ from alkappa.greenkubo._plots import (
 )
 from alkappa.greenkubo._production import (
     DEFAULT_PRODUCTION_SETTINGS,
+    STOPPED_BY,
     ProductionResult,
     run_files,
     run_production,
@@ -74,6 +76,7 @@ from alkappa.greenkubo._production import (
 __all__ = [
     "DEFAULT_MESHES",
     "DEFAULT_PRODUCTION_SETTINGS",
+    "STOPPED_BY",
     "CepstralResult",
     "CommensurateModes",
     "HarmonicHeatFlux",

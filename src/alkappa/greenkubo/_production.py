@@ -24,9 +24,23 @@ the file's attributes and returned; a run whose ``|slope|`` exceeds ``drift_thre
 deviation exceeds ``deviation_threshold`` or that blew up (the checks of
 :func:`alkappa.al.explore.blow_up_reason`) is ``drift_flagged``.
 
+Convergence by design: after the first ``runs`` runs, the finished (not blown-up) runs are
+analysed with :func:`alkappa.greenkubo.run_green_kubo`, and while the relative standard error
+of the scalar kappa (``kappa_scalar_error / |kappa_scalar|``) exceeds ``target_error``, one
+more independent NVE run is added, from a new snapshot ``snapshot_spacing`` NVT steps further
+along the thermostatted chain (the chain in ``equilibration.nc`` is extended from its last
+frame). Production ends when the target is reached or when the next run would break a budget:
+``max_runs``, ``max_simulated_ps`` (NVE time over all runs) or ``max_wall_hours`` (NVT and
+NVE wall time, summed over restarts; the next run is expected to cost the mean of the runs so
+far). The error of a mean over n independent runs falls as 1/sqrt(n), so about
+n (err/target)^2 runs are needed; a warning says so when that exceeds the budget. With
+``target_error`` None exactly ``runs`` runs are made (``stopped_by = "fixed_runs"``).
+
 Restarts: a completed equilibration (``equilibration.nc``, which stores the snapshots and the
-average virials) and completed runs of the same settings (same fingerprint) are reused, so a
-killed production continues with the first unfinished run.
+average virials, including the snapshots of chain extensions) and completed runs of the same
+settings (same fingerprint; the stopping keys :data:`STOPPING_KEYS` are not part of it) are
+reused, so a killed production continues with the first unfinished run, and a production
+rerun with a tighter target or a larger budget continues where the last one stopped.
 """
 
 from __future__ import annotations
@@ -49,6 +63,7 @@ from ase.md.verlet import VelocityVerlet
 from tqdm import tqdm
 
 from alkappa.al.explore import blow_up_reason, frame_uncertainty, thermalize
+from alkappa.config import check_greenkubo_budget
 from alkappa.greenkubo._flux import HEAT_FLUX_UNIT
 from alkappa.io.trajectory import TrajectoryWriter, read_trajectory
 
@@ -78,7 +93,25 @@ DEFAULT_PRODUCTION_SETTINGS: dict[str, Any] = {
     "min_distance_fraction": 0.6,
     "max_temperature_factor": 3.0,
     "flush_every": 1000,  # frames between (atomic) rewrites of a run file
+    # when production ends (see the module docstring); None: no such limit
+    "target_error": 0.1,  # relative standard error of kappa_scalar; None: exactly `runs` runs
+    "max_runs": 20,
+    "max_simulated_ps": None,  # NVE time over all runs
+    "max_wall_hours": None,  # NVT + NVE wall time, summed over restarts
 }
+
+#: settings that decide when production ends, not what a run is (not in the fingerprint)
+STOPPING_KEYS = ("target_error", "max_runs", "max_simulated_ps", "max_wall_hours")
+
+#: why a production ended (``ProductionResult.stopped_by``)
+STOPPED_BY = (
+    "target_error",
+    "max_runs",
+    "max_simulated_ps",
+    "max_wall_hours",
+    "fixed_runs",
+    "nvt_blew_up",
+)
 
 EQUILIBRATION_FILE = "equilibration.nc"
 
@@ -108,6 +141,10 @@ def resolve_production_settings(settings: dict[str, Any] | None) -> dict[str, An
             raise ValueError(f"production setting {key} must be >= 1 (got {out[key]})")
     if out["timestep"] <= 0 or out["friction"] <= 0:
         raise ValueError("timestep and friction must be positive")
+    for key in STOPPING_KEYS:
+        if out[key] is not None and not out[key] > 0:
+            raise ValueError(f"production setting {key} must be positive or None (got {out[key]})")
+    check_greenkubo_budget(out, "greenkubo")
     return out
 
 
@@ -156,7 +193,14 @@ class RunResult:
 
 @dataclass(frozen=True)
 class ProductionResult:
-    """A whole production at one temperature."""
+    """A whole production at one temperature.
+
+    ``history`` has one entry per analysis of the finished runs (``n_runs``, ``kappa``,
+    ``kappa_error``, ``relative_error``, ``projected_runs``, ``simulated_ps``,
+    ``wall_seconds``, and ``analysis_error`` if the analysis failed); ``stopped_by`` is one of
+    :data:`STOPPED_BY`; ``simulated_ps`` the NVE time of all runs, ``wall_seconds`` the NVT and
+    NVE wall time, both summed over restarts.
+    """
 
     directory: Path
     temperature: float
@@ -165,6 +209,11 @@ class ProductionResult:
     reason: str
     runs: list[RunResult] = field(default_factory=list)
     seconds: float = 0.0
+    stopped_by: str = "fixed_runs"
+    target_error: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    simulated_ps: float = 0.0
+    wall_seconds: float = 0.0
 
     @property
     def drift_flagged(self) -> bool:
@@ -175,6 +224,16 @@ class ProductionResult:
     def paths(self) -> list[Path]:
         return [r.path for r in self.runs]
 
+    @property
+    def relative_error(self) -> float | None:
+        """Relative standard error of kappa after the last run (None: not analysed)."""
+        return self.history[-1]["relative_error"] if self.history else None
+
+    @property
+    def converged(self) -> bool:
+        """Whether production ended because the target error was reached."""
+        return self.stopped_by == "target_error"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "directory": str(self.directory),
@@ -184,6 +243,16 @@ class ProductionResult:
             "reason": self.reason,
             "drift_flagged": self.drift_flagged,
             "seconds": self.seconds,
+            "stopped_by": self.stopped_by,
+            "converged": self.converged,
+            "target_error": self.target_error,
+            "relative_error": _finite_or_none(self.relative_error),
+            "n_runs": len(self.runs),
+            "simulated_ps": self.simulated_ps,
+            "wall_seconds": self.wall_seconds,
+            "history": [
+                {k: _finite_or_none(v) for k, v in entry.items()} for entry in self.history
+            ],
             "runs": [r.to_dict() for r in self.runs],
         }
 
@@ -194,6 +263,7 @@ class _Equilibration:
     average_virials: np.ndarray | None
     blew_up: bool
     reason: str
+    seconds: float = 0.0  # NVT wall time, summed over the chain's extensions
 
 
 def run_production(
@@ -205,9 +275,11 @@ def run_production(
     temperature: float,
     settings: dict[str, Any] | None = None,
     attrs: dict[str, Any] | None = None,
+    analysis: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> ProductionResult:
-    """NVT equilibration at ``temperature``, then ``runs`` NVE runs logging the heat flux.
+    """NVT equilibration at ``temperature``, then NVE runs logging the heat flux until kappa's
+    relative error reaches ``target_error`` or a budget is spent (module docstring).
 
     Parameters
     ----------
@@ -226,8 +298,17 @@ def run_production(
         See :data:`DEFAULT_PRODUCTION_SETTINGS` (missing keys take the defaults).
     attrs
         Extra attributes for every file.
+    analysis
+        Keywords of :func:`alkappa.greenkubo.run_green_kubo` (``window_fs``, ...) for the
+        analyses that decide when to stop. With ``target_error`` None the runs are analysed
+        once at the end only if this is given.
     progress
         Show tqdm progress bars.
+
+    Returns
+    -------
+    ProductionResult
+        The runs, the error after each analysis and why production ended.
     """
     start = time.perf_counter()
     settings = resolve_production_settings(settings)
@@ -264,28 +345,61 @@ def run_production(
             equilibrated=False,
             reason=equilibration.reason,
             seconds=time.perf_counter() - start,
+            stopped_by="nvt_blew_up",
+            target_error=settings["target_error"],
+            wall_seconds=equilibration.seconds,
         )
     if hasattr(flux, "average_virials"):
         flux.average_virials = equilibration.average_virials  # type: ignore[attr-defined]
-    results = []
-    paths = run_files(directory, settings["runs"])
-    for k, (run_path, snapshot) in enumerate(zip(paths, equilibration.snapshots, strict=True)):
+    run_attrs = {**common, "average_virial_subtracted": equilibration.average_virials is not None}
+
+    def run(k: int) -> RunResult:
+        run_path = directory / f"run_{k:02d}.nc"
         done = _load_run(run_path, fingerprint, k)
         if done is None:
             done = _nve_run(
                 k,
                 run_path,
-                snapshot,
+                equilibration.snapshots[k],
                 atoms,
                 calculator,
                 flux,
                 temperature,
                 settings,
                 limits,
-                {**common, "average_virial_subtracted": equilibration.average_virials is not None},
+                run_attrs,
                 progress,
             )
-        results.append(done)
+        return done
+
+    results = [run(k) for k in range(int(settings["runs"]))]
+    target = settings["target_error"]
+    history: list[dict[str, Any]] = []
+    warned = False
+    while True:
+        totals = _totals(results, equilibration, settings)
+        if target is None:
+            if analysis is not None:
+                history.append({**_analyse(results, analysis), **totals})
+            stopped_by = "fixed_runs"
+            break
+        entry = {**_analyse(results, analysis or {}), **totals}
+        entry["projected_runs"] = _projected_runs(len(results), entry["relative_error"], target)
+        history.append(entry)
+        if not warned and entry["relative_error"] > target:
+            warned = _warn_if_out_of_budget(entry, results, settings, temperature)
+        stopped_by = _stop_reason(entry, results, settings)
+        if stopped_by:
+            break
+        k = len(results)
+        if k >= len(equilibration.snapshots):
+            reason = _extend_chain(
+                eq_path, atoms, calculator, equilibration, settings, limits, k, progress
+            )
+            if reason:
+                stopped_by = "nvt_blew_up"
+                break
+        results.append(run(k))
     return ProductionResult(
         directory=directory,
         temperature=temperature,
@@ -294,7 +408,111 @@ def run_production(
         reason="",
         runs=results,
         seconds=time.perf_counter() - start,
+        stopped_by=stopped_by,
+        target_error=target,
+        history=history,
+        **_totals(results, equilibration, settings),
     )
+
+
+# --- when to stop -------------------------------------------------------------------------------
+
+
+def _analyse(runs: list[RunResult], analysis: dict[str, Any]) -> dict[str, Any]:
+    """kappa and its relative standard error from the runs that did not blow up."""
+    from alkappa.greenkubo._analysis import run_green_kubo
+
+    entry: dict[str, Any] = {
+        "n_runs": len(runs),
+        "kappa": float("nan"),
+        "kappa_error": float("nan"),
+        "relative_error": float("inf"),
+    }
+    usable = [r.path for r in runs if not r.blew_up]
+    if not usable:
+        entry["analysis_error"] = "all runs blew up"
+        return entry
+    try:
+        ds = run_green_kubo(usable, **analysis)
+    except ValueError as exc:  # e.g. no VDOS peak for the window: more data may help
+        entry["analysis_error"] = str(exc)
+        return entry
+    kappa, error = float(ds["kappa_scalar"]), float(ds["kappa_scalar_error"])
+    entry.update(kappa=kappa, kappa_error=error)
+    if np.isfinite(kappa) and np.isfinite(error) and kappa != 0.0:
+        entry["relative_error"] = error / abs(kappa)
+    return entry
+
+
+def _projected_runs(n_runs: int, relative_error: float, target: float) -> float:
+    """Runs needed for ``target`` if the error falls as 1/sqrt(n) (inf if unknown)."""
+    if not np.isfinite(relative_error):
+        return float("inf")
+    return float(max(n_runs, int(np.ceil(n_runs * (relative_error / target) ** 2))))
+
+
+def _totals(
+    runs: list[RunResult], equilibration: _Equilibration, settings: dict[str, Any]
+) -> dict[str, float]:
+    return {
+        "simulated_ps": sum(r.steps_done for r in runs) * settings["timestep"] / 1000.0,
+        "wall_seconds": equilibration.seconds + sum(r.seconds for r in runs),
+    }
+
+
+def _next_run_cost(runs: list[RunResult], settings: dict[str, Any]) -> tuple[float, float]:
+    """Simulated ps and expected wall seconds (NVE and its NVT segment) of one more run."""
+    ps = int(settings["steps"]) * settings["timestep"] / 1000.0
+    nvt_share = int(settings["snapshot_spacing"]) / int(settings["steps"])
+    seconds = float(np.mean([r.seconds for r in runs])) * (1.0 + nvt_share) if runs else 0.0
+    return ps, seconds
+
+
+def _stop_reason(entry: dict[str, Any], runs: list[RunResult], settings: dict[str, Any]) -> str:
+    """Why production ends now ("" to go on): the target, or the budget the next run breaks."""
+    if entry["relative_error"] <= settings["target_error"]:
+        return "target_error"
+    if settings["max_runs"] is not None and len(runs) + 1 > settings["max_runs"]:
+        return "max_runs"
+    ps, seconds = _next_run_cost(runs, settings)
+    limit_ps = settings["max_simulated_ps"]
+    if limit_ps is not None and entry["simulated_ps"] + ps > limit_ps * (1 + 1e-9):
+        return "max_simulated_ps"
+    limit_hours = settings["max_wall_hours"]
+    if limit_hours is not None and entry["wall_seconds"] + seconds > 3600.0 * limit_hours:
+        return "max_wall_hours"
+    return ""
+
+
+def _warn_if_out_of_budget(
+    entry: dict[str, Any], runs: list[RunResult], settings: dict[str, Any], temperature: float
+) -> bool:
+    """Warn (and return True) when the projected number of runs exceeds the budget."""
+    budget = _budget_runs(runs, settings)
+    projected = entry["projected_runs"]
+    if not (np.isfinite(projected) and projected > budget):
+        return False
+    warnings.warn(
+        f"{temperature:g} K: kappa's relative error is {entry['relative_error']:.3g} after "
+        f"{len(runs)} run(s); reaching target_error {settings['target_error']:g} needs about "
+        f"{projected:.0f} runs (n x (err/target)^2), more than the budget allows "
+        f"({budget:.0f} runs)",
+        stacklevel=3,
+    )
+    return True
+
+
+def _budget_runs(runs: list[RunResult], settings: dict[str, Any]) -> float:
+    """The most runs the budgets allow (inf: no budget)."""
+    ps, seconds = _next_run_cost(runs, settings)
+    counts = [float("inf")]
+    if settings["max_runs"] is not None:
+        counts.append(int(settings["max_runs"]))
+    if settings["max_simulated_ps"] is not None:
+        counts.append(int(settings["max_simulated_ps"] * (1 + 1e-9) // ps))
+    if settings["max_wall_hours"] is not None and seconds > 0:
+        counts.append(int(3600.0 * settings["max_wall_hours"] // seconds))
+    return min(counts)
 
 
 # --- NVT ---------------------------------------------------------------------------------------
@@ -312,6 +530,7 @@ def _equilibrate(
     progress: bool,
 ) -> _Equilibration:
     """Langevin NVT; snapshots for the runs and atomic virials for their average."""
+    start = time.perf_counter()
     work = atoms.copy()
     work.calc = calculator
     rng = np.random.default_rng(settings["seed"])
@@ -365,7 +584,8 @@ def _equilibrate(
             step += 1
             bar.update(1)
             is_snapshot = step in snapshot_steps
-            logged = is_snapshot or step % settings["log_interval"] == 0
+            # the last state too: a chain extension continues from it
+            logged = is_snapshot or step % settings["log_interval"] == 0 or step == total
             reason = blow_up_reason(work, work.get_forces(), check_distances=logged, **limits)
             if reason:
                 log(step, False)
@@ -379,8 +599,10 @@ def _equilibrate(
     finally:
         bar.close()
     average = np.mean(virials, axis=0) if virials and not reason else None
+    seconds = time.perf_counter() - start
     writer.attrs.update(
         {
+            "seconds": seconds,
             "blew_up": bool(reason),
             "stop_reason": reason,
             "steps_done": step,
@@ -391,7 +613,90 @@ def _equilibrate(
         }
     )
     writer.flush()
-    return _Equilibration(snapshots, average, bool(reason), reason)
+    return _Equilibration(snapshots, average, bool(reason), reason, seconds)
+
+
+def _extend_chain(
+    path: Path,
+    atoms: Atoms,
+    calculator: Calculator,
+    equilibration: _Equilibration,
+    settings: dict[str, Any],
+    limits: dict[str, float],
+    index: int,
+    progress: bool,
+) -> str:
+    """One more starting snapshot: ``snapshot_spacing`` Langevin steps from the last frame of
+    ``equilibration.nc``; appended to the file and to ``equilibration`` ("" ), or the blow-up
+    reason (then nothing is written).
+
+    The segment's random numbers are seeded by (``seed``, ``index``), so a segment lost to a
+    kill is redone identically.
+    """
+    start = time.perf_counter()
+    ds = read_trajectory(path)
+    dt = settings["timestep"]
+    step = round(float(ds["time"].values[-1]) / dt)
+    work = atoms.copy()
+    work.calc = calculator
+    work.positions = ds["positions"].values[-1]
+    work.set_velocities(ds["velocities"].values[-1])
+    work.set_constraint(FixCom())
+    rng = np.random.default_rng([int(settings["seed"]), index])
+    dyn = Langevin(
+        work,
+        timestep=dt * units.fs,
+        temperature_K=limits["target_temperature"],
+        friction=settings["friction"] / units.fs,
+        rng=rng,
+        fixcm=False,
+    )
+    # the file's attributes as plain Python values (netCDF hands lists back as arrays)
+    attrs = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in ds.attrs.items()}
+    writer = TrajectoryWriter(path, reference=atoms, attrs=attrs)
+    writer.load(ds)
+    target = step + int(settings["snapshot_spacing"])
+    bar = tqdm(
+        total=target - step,
+        desc=f"NVT {limits['target_temperature']:g} K, snapshot {index + 1}",
+        disable=not progress,
+        unit="step",
+    )
+    try:
+        while step < target:
+            dyn.run(1)
+            step += 1
+            bar.update(1)
+            logged = step == target or step % settings["log_interval"] == 0
+            reason = blow_up_reason(work, work.get_forces(), check_distances=logged, **limits)
+            if reason:
+                return reason
+            if logged:
+                writer.append(
+                    step * dt,
+                    positions=work.positions,
+                    velocities=work.get_velocities(),
+                    energy_potential=work.get_potential_energy(),
+                    energy_kinetic=work.get_kinetic_energy(),
+                    temperature=work.get_temperature(),
+                    snapshot=float(step == target),
+                )
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    steps = [int(x) for x in np.atleast_1d(attrs["snapshot_steps"])]
+    writer.attrs.update(
+        {
+            "snapshot_steps": [*steps, target],
+            "steps_done": target,
+            "seconds": float(attrs.get("seconds", 0.0)) + seconds,
+            "chain_extensions": int(attrs.get("chain_extensions", 0)) + 1,
+        }
+    )
+    writer.flush()
+    equilibration.snapshots.append((target, work.positions.copy(), work.get_velocities().copy()))
+    equilibration.seconds += seconds
+    return ""
 
 
 def _load_equilibration(path: Path, reference: Atoms, fingerprint: str) -> _Equilibration | None:
@@ -418,7 +723,7 @@ def _load_equilibration(path: Path, reference: Atoms, fingerprint: str) -> _Equi
     average = None
     if flat.size:
         average = np.asarray(flat, dtype=float).reshape(len(reference), 3, 3)
-    return _Equilibration(snapshots, average, False, "")
+    return _Equilibration(snapshots, average, False, "", float(ds.attrs.get("seconds", 0.0)))
 
 
 # --- NVE ---------------------------------------------------------------------------------------
@@ -616,9 +921,13 @@ def _fingerprint(
     settings: dict[str, Any], temperature: float, flux: HeatFluxMethod, atoms: Atoms
 ) -> str:
     """What makes two productions the same (for reusing finished parts)."""
+    # the stopping keys decide how many runs, not what a run is: a production rerun with
+    # another target or budget reuses the runs (and the fingerprint is the same as before
+    # these keys existed)
+    same = {k: v for k, v in settings.items() if k not in STOPPING_KEYS}
     text = json.dumps(
         {
-            "settings": settings,
+            "settings": same,
             "temperature": temperature,
             "flux": flux.name,
             "symbols": atoms.get_chemical_symbols(),
@@ -628,3 +937,10 @@ def _fingerprint(
         sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _finite_or_none(value: Any) -> Any:
+    """JSON-friendly: non-finite floats become None."""
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value

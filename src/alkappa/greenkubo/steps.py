@@ -4,8 +4,10 @@ Each reads files, calls the library (:mod:`alkappa.greenkubo`) and writes its ou
 ``scripts/*.py`` wrappers only translate the Snakemake object into one of these calls. All of
 them work on ``results/<m>/greenkubo/T<T>/``:
 
-* :func:`run_production_step`: NVT equilibration and NVE runs with the final ensemble
-  (``equilibration.nc``, ``run_00.nc``, ..., ``production.json``);
+* :func:`run_production_step`: NVT equilibration and NVE runs with the final ensemble until
+  kappa's relative error reaches ``target_error`` or a budget is spent (``equilibration.nc``,
+  ``run_00.nc``, ..., and ``production.json``, the record that lists the runs:
+  :func:`production_runs`);
 * :func:`run_green_kubo_step`: the Green-Kubo analysis (``greenkubo.nc``, ``greenkubo.png``);
 * :func:`run_mode_lifetimes_step`: phonon lifetimes of the same runs against phono3py's
   (``lifetimes.nc``, ``lifetimes.json``, ``lifetimes.png``);
@@ -16,6 +18,7 @@ them work on ``results/<m>/greenkubo/T<T>/``:
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 import warnings
 from pathlib import Path
@@ -41,6 +44,48 @@ def production_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
     gk = settings["greenkubo"]
     return {key: gk[key] for key in DEFAULT_PRODUCTION_SETTINGS if key in gk}
+
+
+def analysis_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Keywords of :func:`~alkappa.greenkubo.run_green_kubo` from a material's ``greenkubo``
+    section: the same analysis decides when production stops and gives the final kappa."""
+    from alkappa.greenkubo import run_green_kubo
+
+    gk = settings["greenkubo"]
+    out = {key: gk[key] for key in ("window_fs", "window_factor", "max_lag_fs")}
+    # TODO(issue 16): once every installed analysis has `subtract_mean`, pass it always; an
+    # analysis without it subtracts each run's mean (FHI-vibes' convention) whatever is set
+    if "subtract_mean" in inspect.signature(run_green_kubo).parameters:
+        out["subtract_mean"] = bool(gk.get("subtract_mean", False))
+    return out
+
+
+def production_runs(record: str | Path) -> list[Path]:
+    """The NVE run files listed in ``production.json``, found next to it.
+
+    The number of runs is decided during production, so the rules after it take the record,
+    not the run files. Raises ValueError naming the record and the file if one is missing.
+    """
+    record = Path(record)
+    directory = record.parent
+    paths = [directory / Path(run["path"]).name for run in read_json(record).get("runs", [])]
+    if not paths:
+        raise ValueError(f"{record}: the production record lists no runs")
+    for path in paths:
+        if not path.is_file():
+            raise ValueError(
+                f"{record}: its run {path} is missing; delete the record to rerun the production"
+            )
+    return paths
+
+
+def _runs(runs: str | Path | Sequence[str | Path]) -> list[Path]:
+    """A production record (``.json``) or the run files themselves."""
+    if isinstance(runs, (str, Path)):
+        if Path(runs).suffix == ".json":
+            return production_runs(runs)
+        return [Path(runs)]
+    return [Path(p) for p in runs]
 
 
 def member_files(model_dir: str | Path) -> list[Path]:
@@ -168,10 +213,15 @@ def run_production_step(
     force_constants: str | Path | None = None,
     progress: bool = True,
 ) -> None:
-    """NVT equilibration and ``runs`` NVE runs logging the heat flux, with the final ensemble
-    (``load_model(model_dir, threads=threads)``) at ``temperature``; ``production.json`` is the
-    record (energy drift of every run, timings). Completed parts of an interrupted production
-    with the same settings, structure and model are reused (:func:`discard_stale`)."""
+    """NVT equilibration and NVE runs logging the heat flux, with the final ensemble
+    (``load_model(model_dir, threads=threads)``) at ``temperature``, until kappa's relative
+    error reaches ``greenkubo.target_error`` or a budget is spent (:func:`run_production`
+    with :func:`analysis_settings`).
+
+    ``production.json`` is the record: the runs (energy drift, timings), the error after each
+    analysis (``history``), ``stopped_by``, ``relative_error``, ``simulated_ps``. Completed
+    parts of an interrupted production with the same settings, structure and model are reused
+    (:func:`discard_stale`)."""
     from alkappa import load_model
     from alkappa.greenkubo import run_production
 
@@ -190,11 +240,12 @@ def run_production_step(
     fingerprint = model_fingerprint(model_dir)
     discard_stale(out_dir, fingerprint)
     prod = production_settings(settings)
+    analysis = analysis_settings(settings)
     n_frames = prod["steps"] // prod["sample_interval"] + 1
     print(
-        f"{settings['name']} at {temperature:g} K: {gk['flux']} heat flux, {prod['runs']} run(s) "
-        f"of {prod['steps']} x {prod['timestep']:g} fs ({n_frames} flux frames each), "
-        f"{threads} thread(s)",
+        f"{settings['name']} at {temperature:g} K: {gk['flux']} heat flux, runs of "
+        f"{prod['steps']} x {prod['timestep']:g} fs ({n_frames} flux frames each), "
+        f"{threads} thread(s); {_plan(prod)}",
         flush=True,
     )
     # warnings go to stderr, the job's log; the harmonic flux's energies are harmonic ones,
@@ -214,6 +265,7 @@ def run_production_step(
                 "model": str(model_dir),
                 "model_fingerprint": fingerprint,
             },
+            analysis=analysis,
             progress=progress,
         )
     record = {
@@ -222,6 +274,7 @@ def run_production_step(
         "threads": threads,
         "model_fingerprint": fingerprint,
         "settings": prod,
+        "analysis": analysis,
         **result.to_dict(),
     }
     write_json(out_record, record)
@@ -238,6 +291,30 @@ def run_production_step(
             f"drift {run.drift:.2e} eV/atom/ps, max deviation {run.max_deviation:.2e} eV/atom "
             f"({state}){flag}{': ' + run.reason if run.reason else ''}"
         )
+    for entry in result.history:
+        error = entry.get("relative_error")
+        print(
+            f"after {entry['n_runs']} run(s): kappa {entry['kappa']:.4g} ± "
+            f"{entry['kappa_error']:.2g} W/(m K), relative error "
+            + (f"{error:.3f}" if error is not None and math.isfinite(error) else "n/a")
+            + (f" ({entry['analysis_error']})" if "analysis_error" in entry else "")
+        )
+    print(f"stopped by {result.stopped_by}: {len(result.runs)} run(s), {result.simulated_ps:g} ps")
+
+
+def _plan(prod: dict[str, Any]) -> str:
+    """The stopping rule in words."""
+    if prod.get("target_error") is None:
+        return f"{prod['runs']} run(s)"
+    budgets = [
+        f"{key} {prod[key]:g}"
+        for key in ("max_runs", "max_simulated_ps", "max_wall_hours")
+        if prod.get(key) is not None
+    ]
+    return (
+        f"at least {prod['runs']} run(s), more until kappa's relative error is "
+        f"<= {prod['target_error']:g} ({', '.join(budgets)})"
+    )
 
 
 def usable_runs(run_paths: Sequence[str | Path]) -> list[Path]:
@@ -258,22 +335,20 @@ def usable_runs(run_paths: Sequence[str | Path]) -> list[Path]:
 
 def run_green_kubo_step(
     settings: dict[str, Any],
-    run_paths: Sequence[str | Path],
+    run_paths: str | Path | Sequence[str | Path],
     out_netcdf: str | Path,
     out_figure: str | Path,
     *,
     temperature: float,
 ) -> None:
     """Green-Kubo kappa of the production runs at one temperature (:func:`run_green_kubo`
-    with ``window_fs`` / ``window_factor`` / ``max_lag_fs``), and its kappa(t) figure."""
+    with :func:`analysis_settings`), and its kappa(t) figure. ``run_paths``: the production
+    record ``production.json`` (its runs) or the run files."""
     from alkappa.greenkubo import plot_green_kubo, run_green_kubo, write_green_kubo
 
     gk = settings["greenkubo"]
     ds = run_green_kubo(
-        [str(p) for p in usable_runs(run_paths)],
-        window_fs=gk["window_fs"],
-        window_factor=gk["window_factor"],
-        max_lag_fs=gk["max_lag_fs"],
+        [str(p) for p in usable_runs(_runs(run_paths))], **analysis_settings(settings)
     )
     ds.attrs.update(
         {
@@ -293,7 +368,7 @@ def run_green_kubo_step(
 
 def run_mode_lifetimes_step(
     settings: dict[str, Any],
-    run_paths: Sequence[str | Path],
+    run_paths: str | Path | Sequence[str | Path],
     force_constants: str | Path,
     kappa_netcdf: str | Path,
     out_netcdf: str | Path,
@@ -305,11 +380,12 @@ def run_mode_lifetimes_step(
     """Phonon lifetimes from the mode-energy autocorrelation of the production runs
     (harmonic modes of the MLIP's ``phonopy_params.yaml``), against phono3py's of the MLIP
     (``kappa.nc``) at the same q-points: ``lifetimes.nc`` (the MD lifetimes with phono3py's
-    next to them), ``lifetimes.json`` (median ratio and per-mode values) and the figure."""
+    next to them), ``lifetimes.json`` (median ratio and per-mode values) and the figure.
+    ``run_paths``: the production record ``production.json`` (its runs) or the run files."""
     from alkappa.greenkubo import compare_mode_lifetimes, plot_mode_lifetimes, run_mode_lifetimes
     from alkappa.phonons._harmonic import write_netcdf
 
-    md = run_mode_lifetimes([str(p) for p in usable_runs(run_paths)], force_constants)
+    md = run_mode_lifetimes([str(p) for p in usable_runs(_runs(run_paths))], force_constants)
     comparison = compare_mode_lifetimes(md, kappa_netcdf, temperature=temperature)
     out = md.copy()
     for name in ("tau_phono3py", "frequency_phono3py"):
@@ -411,6 +487,12 @@ def run_greenkubo_summary_step(
     """Green-Kubo kappa per temperature next to phono3py's RTA kappa at that temperature,
     energy drift of every run, median lifetime ratio (``summary.json``); kappa(T) figure.
 
+    Whether kappa_GK is the answer is said by the production's stopping state
+    (:func:`production_state`: ``converged``, ``stopped_by``, ``relative_error``,
+    ``target_error``, ``simulated_ps`` per temperature; ``converged`` overall when every
+    temperature reached its target). The lifetime-based check (:func:`gk_convergence`) is
+    extra information (``lifetime_check``).
+
     ``green_kubo``, ``productions`` and ``lifetimes`` map the temperature (as in the paths,
     ``"300"``) to ``greenkubo.nc``, ``production.json`` and ``lifetimes.json``;
     ``kappa_files`` the phono3py method (``mlip``, ``oracle``) to its ``kappa.nc``.
@@ -449,13 +531,14 @@ def run_greenkubo_summary_step(
             entry["gk_over_rta"] = kappa / rta if rta else None
             row["phono3py"][method] = entry
         production = read_json(productions[key])
+        row.update(production_state(production, kappa, row["kappa_error_W_per_mK"]))
         row["drift"] = drift_record(production)
         row["lifetimes"] = None
-        row["convergence"] = {"checked": False, "reason": "no MD lifetimes"}
+        row["lifetime_check"] = {"checked": False, "reason": "no MD lifetimes"}
         if key in lifetimes:
             life = read_json(lifetimes[key])
             step = production["settings"]
-            row["convergence"] = gk_convergence(
+            row["lifetime_check"] = gk_convergence(
                 row["cutoff_time_fs"],
                 step["steps"] * step["timestep"],
                 [m["tau_md_ps"] if m["tau_md_ps"] is not None else np.nan for m in life["modes"]],
@@ -473,8 +556,12 @@ def run_greenkubo_summary_step(
     record = {
         "material": settings["name"],
         "flux": settings["greenkubo"]["flux"],
+        "converged": all(r["converged"] for r in rows.values()),
+        "stopped_by": {key: r["stopped_by"] for key, r in rows.items()},
         "drift_flagged": any(r["drift"]["flagged"] for r in rows.values()),
-        "under_converged": any(r["convergence"].get("under_converged") for r in rows.values()),
+        "lifetime_check_under_converged": any(
+            r["lifetime_check"].get("under_converged") for r in rows.values()
+        ),
         "temperatures": rows,
     }
     write_json(out_json, record)
@@ -485,11 +572,11 @@ def run_greenkubo_summary_step(
             if e["kappa_rta_W_per_mK"] is not None
         )
         flag = "; DRIFT FLAGGED" if row["drift"]["flagged"] else ""
-        if row["convergence"].get("under_converged"):
-            flag += f"; UNDER-CONVERGED, a lower bound: {row['convergence']['reason']}"
+        if row["lifetime_check"].get("under_converged"):
+            flag += f"; lifetime check: {row['lifetime_check']['reason']}"
         print(
             f"{key} K: GK {row['kappa_W_per_mK']:.3f} ± {row['kappa_error_W_per_mK'] or 0:.3f} "
-            f"W/(m K){'; ' + vs if vs else ''}{flag}"
+            f"W/(m K), {_state_words(row)}{'; ' + vs if vs else ''}{flag}"
         )
     plot_kappa_temperature(
         {"MLIP": datasets},
@@ -497,6 +584,46 @@ def run_greenkubo_summary_step(
         phono3py={_label(m): ds for m, ds in phono3py.items()},
         title=f"{settings['name']}: Green-Kubo against phono3py",
     )
+
+
+def production_state(
+    production: dict[str, Any], kappa: float, kappa_error: float | None
+) -> dict[str, Any]:
+    """Why a production ended and how far kappa's error got (for ``summary.json``).
+
+    ``relative_error`` is that of the final analysis (``kappa_error / |kappa|``);
+    ``converged`` means the production stopped because it reached ``target_error``. A record
+    written before productions had a target reads as a fixed number of runs.
+    """
+    relative = None
+    if kappa_error is not None and math.isfinite(kappa) and kappa != 0.0:
+        relative = _finite(kappa_error / abs(kappa))
+    runs = production.get("runs", [])
+    step = production.get("settings", {})
+    simulated = production.get("simulated_ps")
+    if simulated is None:
+        simulated = sum(r["steps_done"] for r in runs) * step.get("timestep", 0.0) / 1000.0
+    stopped_by = production.get("stopped_by", "fixed_runs")
+    return {
+        "converged": stopped_by == "target_error",
+        "stopped_by": stopped_by,
+        "relative_error": relative,
+        "target_error": production.get("target_error"),
+        "simulated_ps": float(simulated),
+        "wall_hours": _finite(production.get("wall_seconds", float("nan")) / 3600.0),
+    }
+
+
+def _state_words(row: dict[str, Any]) -> str:
+    error = row["relative_error"]
+    text = f"relative error {error:.1%}" if error is not None else "relative error n/a"
+    text += f" from {row['n_runs']} run(s), {row['simulated_ps']:g} ps"
+    target = row["target_error"]
+    if row["stopped_by"] == "target_error":
+        return f"{text}: target {target:.0%} reached"
+    if row["stopped_by"] == "fixed_runs":
+        return f"{text} (fixed number of runs, no target)"
+    return f"{text}: target {target:.0%} NOT reached, stopped by {row['stopped_by']}"
 
 
 def by_temperature(paths: Sequence[str | Path]) -> dict[str, str]:
