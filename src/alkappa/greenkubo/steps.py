@@ -18,7 +18,6 @@ them work on ``results/<m>/greenkubo/T<T>/``:
 from __future__ import annotations
 
 import hashlib
-import inspect
 import math
 import warnings
 from pathlib import Path
@@ -49,14 +48,9 @@ def production_settings(settings: dict[str, Any]) -> dict[str, Any]:
 def analysis_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """Keywords of :func:`~alkappa.greenkubo.run_green_kubo` from a material's ``greenkubo``
     section: the same analysis decides when production stops and gives the final kappa."""
-    from alkappa.greenkubo import run_green_kubo
-
     gk = settings["greenkubo"]
     out = {key: gk[key] for key in ("window_fs", "window_factor", "max_lag_fs")}
-    # TODO(issue 16): once every installed analysis has `subtract_mean`, pass it always; an
-    # analysis without it subtracts each run's mean (FHI-vibes' convention) whatever is set
-    if "subtract_mean" in inspect.signature(run_green_kubo).parameters:
-        out["subtract_mean"] = bool(gk.get("subtract_mean", False))
+    out["subtract_mean"] = bool(gk.get("subtract_mean", False))
     return out
 
 
