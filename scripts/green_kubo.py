@@ -9,4 +9,5 @@ with script_context(smk) as settings:
         smk.output.netcdf,
         smk.output.figure,
         temperature=float(smk.wildcards.T),
+        out_convergence=smk.output.convergence,
     )

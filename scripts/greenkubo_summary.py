@@ -13,4 +13,5 @@ with script_context(smk) as settings:
         {Path(p).parent.name: p for p in smk.input.kappa},
         smk.output.summary,
         smk.output.figure,
+        finite_size=by_temperature(smk.input.finite_size),
     )

@@ -332,6 +332,9 @@ def gk_summary_inputs(wildcards):
         "lifetimes": (
             [f"{gk_dir(m, t)}/lifetimes.json" for t in temps] if gk_lifetimes(m) else []
         ),
+        "finite_size": (
+            [f"{gk_dir(m, t)}/finite_size.nc" for t in temps] if gk_lifetimes(m) else []
+        ),
         "kappa": kappa,
     }
 

@@ -37,6 +37,12 @@ rule green_kubo:
             category="Green-Kubo",
             subcategory="{material}",
         ),
+        convergence=report(
+            f"{R}/{{material}}/greenkubo/T{{T}}/convergence.png",
+            caption="../report/gk_convergence.rst",
+            category="Green-Kubo",
+            subcategory="{material}",
+        ),
     log:
         f"{R}/{{material}}/logs/greenkubo/green_kubo_T{{T}}.log",
     conda:
@@ -69,6 +75,29 @@ rule mode_lifetimes:
         settings=sections("greenkubo"),
     script:
         "../../scripts/mode_lifetimes.py"
+
+
+rule finite_size:
+    input:
+        green_kubo=f"{R}/{{material}}/greenkubo/T{{T}}/greenkubo.nc",
+        lifetimes=f"{R}/{{material}}/greenkubo/T{{T}}/lifetimes.nc",
+        force_constants=f"{R}/{{material}}/phonons/mlip/phonopy_params.yaml",
+    output:
+        netcdf=f"{R}/{{material}}/greenkubo/T{{T}}/finite_size.nc",
+        figure=report(
+            f"{R}/{{material}}/greenkubo/T{{T}}/finite_size.png",
+            caption="../report/finite_size.rst",
+            category="Green-Kubo",
+            subcategory="{material}",
+        ),
+    log:
+        f"{R}/{{material}}/logs/greenkubo/finite_size_T{{T}}.log",
+    conda:
+        "../../envs/phonons.yaml"
+    params:
+        settings=sections("greenkubo"),
+    script:
+        "../../scripts/finite_size.py"
 
 
 rule greenkubo_summary:

@@ -19,7 +19,8 @@
 * Finite-size correction by harmonic interpolation (:func:`run_finite_size_correction`;
   :func:`run_harmonic_interpolation` for the harmonic-model kappa from MD lifetimes,
   :func:`phonopy_from_trajectory` for the force constants of FHI-vibes files).
-* Figures (:func:`plot_green_kubo`, :func:`plot_kappa_convergence`, :func:`plot_kappa_temperature`,
+* Figures (:func:`plot_green_kubo`, :func:`plot_kappa_convergence`, :func:`plot_finite_size`,
+  :func:`plot_kappa_temperature`,
   :func:`plot_mode_lifetimes`).
 """
 
@@ -60,6 +61,7 @@ from alkappa.greenkubo._modes import (
     run_mode_lifetimes,
 )
 from alkappa.greenkubo._plots import (
+    plot_finite_size,
     plot_green_kubo,
     plot_kappa_convergence,
     plot_kappa_temperature,
@@ -98,6 +100,7 @@ __all__ = [
     "mode_energies",
     "mode_velocities",
     "phonopy_from_trajectory",
+    "plot_finite_size",
     "plot_green_kubo",
     "plot_kappa_convergence",
     "plot_kappa_temperature",

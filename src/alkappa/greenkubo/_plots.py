@@ -90,10 +90,12 @@ def plot_kappa_temperature(
     path: str | os.PathLike[str],
     *,
     phono3py: Mapping[str, DatasetLike] | None = None,
+    corrected: Mapping[str, Sequence[tuple[float, float, float]]] | None = None,
     title: str | None = None,
 ) -> None:
-    """kappa(T): Green-Kubo results (one dataset per temperature, error bars) against
-    phono3py's RTA (and LBTE, dashed, where present).
+    """kappa(T): Green-Kubo results (one dataset per temperature, error bars), optionally
+    their finite-size-corrected values (open markers), against phono3py's RTA (solid) and
+    LBTE (dashed), each with quantum and, where present, classical statistics (thin).
 
     Parameters
     ----------
@@ -103,6 +105,8 @@ def plot_kappa_temperature(
         several potentials.
     phono3py
         ``label -> dataset`` of :func:`~alkappa.phonons.run_phono3py`.
+    corrected
+        ``label -> [(temperature, kappa, error), ...]``: finite-size-corrected GK values.
     """
     plt = _pyplot()
     series = green_kubo if hasattr(green_kubo, "items") else {"Green-Kubo": green_kubo}
@@ -131,22 +135,41 @@ def plot_kappa_temperature(
             capsize=3,
             label=f"{label} (GK)",
         )
+        rows = sorted((corrected or {}).get(label, []))
+        if rows:
+            t, kap, err = (np.array(col) for col in zip(*rows, strict=True))
+            ax.errorbar(
+                t,
+                kap,
+                yerr=err,
+                fmt=markers[k % len(markers)],
+                mfc="none",
+                color=f"C{k}",
+                ms=7,
+                capsize=3,
+                label=f"{label} (GK, finite-size corrected)",
+            )
+    curves = (
+        ("kappa_rta_average", "-", 1.5, "RTA"),
+        ("kappa_lbte_average", "--", 1.5, "LBTE"),
+        ("kappa_rta_classical_average", "-", 0.8, "RTA classical"),
+        ("kappa_lbte_classical_average", "--", 0.8, "LBTE classical"),
+    )
     for k, (label, item) in enumerate((phono3py or {}).items()):
         ds = _dataset(item)
         color = _STYLES[(k + len(series)) % len(_STYLES)][0]
         t = ds["temperature"].values
         keep = t > 0
-        ax.plot(
-            t[keep], ds["kappa_rta_average"].values[keep], "-", color=color, label=f"{label} RTA"
-        )
-        if "kappa_lbte_average" in ds:
-            ax.plot(
-                t[keep],
-                ds["kappa_lbte_average"].values[keep],
-                "--",
-                color=color,
-                label=f"{label} LBTE",
-            )
+        for name, style, width, kind in curves:
+            if name in ds:
+                ax.plot(
+                    t[keep],
+                    ds[name].values[keep],
+                    style,
+                    lw=width,
+                    color=color,
+                    label=f"{label} {kind}",
+                )
     ax.set_xlabel("temperature (K)")
     ax.set_ylabel(r"$\kappa$ (W m$^{-1}$ K$^{-1}$)")
     ax.set_ylim(bottom=0)
@@ -231,5 +254,43 @@ def plot_mode_lifetimes(
     if "median_ratio" in info:
         default += f", median MD/phono3py = {float(info['median_ratio']):.2f}"
     ax.set_title(title or default, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_finite_size(
+    dataset: DatasetLike,
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+) -> None:
+    """The harmonic interpolation of :func:`~alkappa.greenkubo.run_finite_size_correction`:
+    the harmonic-model kappa on n x n x n meshes against 1/n, the linear fit extrapolated to
+    1/n = 0 (the bulk value), the value at the supercell's commensurate q-points, and the
+    resulting correction of kappa_GK (as FHI-vibes' ``greenkubo_interpolation_fit`` plot)."""
+    plt = _pyplot()
+    ds = _dataset(dataset)
+    nq = ds["nq"].values.astype(float)
+    kap = np.diagonal(ds["interpolation_kappa_array"].values, axis1=1, axis2=2).mean(axis=1)
+    slope = float(ds["interpolation_fit_slope"])
+    intercept = float(ds["interpolation_fit_intercept"])
+    fig, ax = plt.subplots(figsize=(5.0, 3.8))
+    ax.plot(1.0 / nq, kap, "o", color="C0", label="harmonic model, interpolated to n$^3$ mesh")
+    x = np.linspace(0.0, 1.0 / nq.min(), 50)
+    ax.plot(x, intercept + slope * x, "-", color="C1", label=f"fit: bulk {intercept:.3g}")
+    k_comm = float(ds["kappa_ha_scalar"])
+    ax.axhline(k_comm, color="C2", ls=":", label=f"commensurate q-points {k_comm:.3g}")
+    if "kappa_corrected" in ds:
+        ax.set_title(
+            (title + ": " if title else "")
+            + f"correction {float(ds['interpolation_correction']):+.3g} W/(m K)",
+            fontsize=9,
+        )
+    elif title:
+        ax.set_title(title, fontsize=9)
+    ax.set_xlabel("1 / n (mesh n x n x n)")
+    ax.set_ylabel(r"$\kappa_{\rm ha}$ (W m$^{-1}$ K$^{-1}$)")
+    ax.set_xlim(left=0)
+    ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     _save(fig, path)

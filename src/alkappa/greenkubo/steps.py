@@ -334,11 +334,18 @@ def run_green_kubo_step(
     out_figure: str | Path,
     *,
     temperature: float,
+    out_convergence: str | Path | None = None,
 ) -> None:
     """Green-Kubo kappa of the production runs at one temperature (:func:`run_green_kubo`
-    with :func:`analysis_settings`), and its kappa(t) figure. ``run_paths``: the production
-    record ``production.json`` (its runs) or the run files."""
-    from alkappa.greenkubo import plot_green_kubo, run_green_kubo, write_green_kubo
+    with :func:`analysis_settings`), its kappa(t) figure and (``out_convergence``) kappa
+    against simulated time with the cepstral estimate. ``run_paths``: the production record
+    ``production.json`` (its runs) or the run files."""
+    from alkappa.greenkubo import (
+        plot_green_kubo,
+        plot_kappa_convergence,
+        run_green_kubo,
+        write_green_kubo,
+    )
 
     gk = settings["greenkubo"]
     ds = run_green_kubo(
@@ -355,9 +362,44 @@ def run_green_kubo_step(
     print(
         f"kappa = {float(ds['kappa_scalar']):.3f} ± {float(ds['kappa_scalar_error']):.3f} "
         f"W/(m K) from {ds.attrs['n_runs']} run(s), <T> = {ds.attrs['temperature']:.1f} K, "
-        f"window {float(ds['window_fs'].mean()):.0f} fs"
+        f"window {float(ds['window_fs'].mean()):.0f} fs; cepstral "
+        f"{float(ds['kappa_cepstral']):.3f} ± {float(ds['kappa_cepstral_error']):.3f}"
     )
     plot_green_kubo(ds, out_figure)
+    if out_convergence is not None:
+        plot_kappa_convergence(ds, out_convergence, title=f"{settings['name']}, {temperature:g} K")
+
+
+def run_finite_size_step(
+    settings: dict[str, Any],
+    green_kubo: str | Path,
+    lifetimes: str | Path,
+    force_constants: str | Path,
+    out_netcdf: str | Path,
+    out_figure: str | Path,
+    *,
+    temperature: float,
+) -> None:
+    """The finite-size correction of kappa_GK by harmonic interpolation
+    (:func:`~alkappa.greenkubo.run_finite_size_correction`): the harmonic-model kappa from
+    the MD lifetimes (``lifetimes.nc``) at the supercell's commensurate q-points, its
+    interpolation to denser meshes with the MLIP's force constants and extrapolation in 1/n;
+    ``finite_size.nc`` (FHI-vibes' variable names) and the extrapolation figure."""
+    from alkappa.greenkubo import plot_finite_size, run_finite_size_correction
+    from alkappa.phonons import read_netcdf
+    from alkappa.phonons._harmonic import write_netcdf
+
+    gk = read_netcdf(green_kubo)
+    ds = run_finite_size_correction(gk, read_netcdf(lifetimes), str(force_constants))
+    ds.attrs.update({"material": settings["name"], "temperature_target": float(temperature)})
+    write_netcdf(ds, out_netcdf)
+    print(
+        f"harmonic-model kappa {float(ds['kappa_ha_scalar']):.3f} W/(m K) at the commensurate "
+        f"q-points, {float(ds['interpolation_fit_intercept']):.3f} extrapolated; kappa_GK "
+        f"{float(gk['kappa_scalar']):.3f} -> corrected {float(ds['kappa_corrected']):.3f} ± "
+        f"{float(ds['kappa_corrected_error']):.3f} W/(m K)"
+    )
+    plot_finite_size(ds, out_figure, title=f"{settings['name']}, {temperature:g} K")
 
 
 def run_mode_lifetimes_step(
@@ -477,9 +519,12 @@ def run_greenkubo_summary_step(
     kappa_files: Mapping[str, str | Path],
     out_json: str | Path,
     out_figure: str | Path,
+    finite_size: Mapping[str, str | Path] | None = None,
 ) -> None:
-    """Green-Kubo kappa per temperature next to phono3py's RTA kappa at that temperature,
-    energy drift of every run, median lifetime ratio (``summary.json``); kappa(T) figure.
+    """Green-Kubo kappa per temperature (with its cepstral estimate and, where
+    ``finite_size`` has the temperature, the finite-size-corrected value) next to phono3py's
+    RTA and LBTE kappa at that temperature with quantum and classical statistics, energy
+    drift of every run, median lifetime ratio (``summary.json``); kappa(T) figure.
 
     Whether kappa_GK is the answer is said by the production's stopping state
     (:func:`production_state`: ``converged``, ``stopped_by``, ``relative_error``,
@@ -489,14 +534,17 @@ def run_greenkubo_summary_step(
 
     ``green_kubo``, ``productions`` and ``lifetimes`` map the temperature (as in the paths,
     ``"300"``) to ``greenkubo.nc``, ``production.json`` and ``lifetimes.json``;
-    ``kappa_files`` the phono3py method (``mlip``, ``oracle``) to its ``kappa.nc``.
+    ``kappa_files`` the phono3py method (``mlip``, ``oracle``) to its ``kappa.nc``;
+    ``finite_size`` the temperature to ``finite_size.nc``.
     """
     from alkappa.greenkubo import plot_kappa_temperature
     from alkappa.phonons import read_netcdf
 
     phono3py = {method: read_netcdf(path) for method, path in kappa_files.items()}
+    finite_size = finite_size or {}
     rows: dict[str, Any] = {}
     datasets = []
+    corrected = []
     for key in sorted(green_kubo, key=float):
         ds = read_netcdf(green_kubo[key])
         datasets.append(ds)
@@ -513,15 +561,39 @@ def run_greenkubo_summary_step(
             "cutoff_found": bool(_diagonal(ds["cutoff_found"].values).all()),
             "cutoff_time_fs": float(_diagonal(ds["cutoff_time"].values).mean()),
             "window_fs": float(ds["window_fs"].values.mean()),
+            "kappa_cepstral_W_per_mK": _finite(float(ds["kappa_cepstral"]))
+            if "kappa_cepstral" in ds
+            else None,
+            "kappa_cepstral_error_W_per_mK": _finite(float(ds["kappa_cepstral_error"]))
+            if "kappa_cepstral_error" in ds
+            else None,
+            "finite_size": None,
             "phono3py": {},
         }
+        if key in finite_size:
+            fs = read_netcdf(finite_size[key])
+            row["finite_size"] = {
+                "kappa_corrected_W_per_mK": float(fs["kappa_corrected"]),
+                "kappa_corrected_error_W_per_mK": _finite(float(fs["kappa_corrected_error"])),
+                "interpolation_correction_W_per_mK": float(fs["interpolation_correction"]),
+                "kappa_ha_commensurate_W_per_mK": float(fs["kappa_ha_scalar"]),
+                "kappa_ha_bulk_W_per_mK": float(fs["interpolation_fit_intercept"]),
+            }
+            corrected.append(
+                (
+                    float(ds.attrs["temperature"]),
+                    float(fs["kappa_corrected"]),
+                    float(fs["kappa_corrected_error"]),
+                )
+            )
         for method, k_ds in phono3py.items():
-            rta, how = kappa_at_temperature(k_ds, "kappa_rta_average", target)
-            entry: dict[str, Any] = {"kappa_rta_W_per_mK": rta, "how": how}
-            if "kappa_lbte_average" in k_ds:
-                entry["kappa_lbte_W_per_mK"] = kappa_at_temperature(
-                    k_ds, "kappa_lbte_average", target
-                )[0]
+            entry: dict[str, Any] = {}
+            for name in ("rta", "lbte", "rta_classical", "lbte_classical"):
+                if f"kappa_{name}_average" in k_ds:
+                    value, how = kappa_at_temperature(k_ds, f"kappa_{name}_average", target)
+                    entry[f"kappa_{name}_W_per_mK"] = value
+                    entry.setdefault("how", how)
+            rta = entry.get("kappa_rta_W_per_mK")
             entry["gk_over_rta"] = kappa / rta if rta else None
             row["phono3py"][method] = entry
         production = read_json(productions[key])
@@ -563,19 +635,27 @@ def run_greenkubo_summary_step(
         vs = ", ".join(
             f"{m} RTA {e['kappa_rta_W_per_mK']:.3f}"
             for m, e in row["phono3py"].items()
-            if e["kappa_rta_W_per_mK"] is not None
+            if e.get("kappa_rta_W_per_mK") is not None
         )
         flag = "; DRIFT FLAGGED" if row["drift"]["flagged"] else ""
         if row["lifetime_check"].get("under_converged"):
             flag += f"; lifetime check: {row['lifetime_check']['reason']}"
+        fs = row["finite_size"]
+        corr = (
+            f", finite-size corrected {fs['kappa_corrected_W_per_mK']:.3f} ± "
+            f"{fs['kappa_corrected_error_W_per_mK'] or 0:.3f}"
+            if fs
+            else ""
+        )
         print(
             f"{key} K: GK {row['kappa_W_per_mK']:.3f} ± {row['kappa_error_W_per_mK'] or 0:.3f} "
-            f"W/(m K), {_state_words(row)}{'; ' + vs if vs else ''}{flag}"
+            f"W/(m K){corr}, {_state_words(row)}{'; ' + vs if vs else ''}{flag}"
         )
     plot_kappa_temperature(
         {"MLIP": datasets},
         out_figure,
         phono3py={_label(m): ds for m, ds in phono3py.items()},
+        corrected={"MLIP": corrected} if corrected else None,
         title=f"{settings['name']}: Green-Kubo against phono3py",
     )
 
