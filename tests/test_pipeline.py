@@ -153,6 +153,15 @@ def test_green_kubo_outputs(test_campaign):
     for entry in row["phono3py"].values():
         assert entry["how"] == "exact" and entry["kappa_rta_W_per_mK"] > 0
         assert entry["gk_over_rta"] == kappa / entry["kappa_rta_W_per_mK"]
+        # and with classical statistics, the like-with-like partner of classical MD
+        assert entry["kappa_rta_classical_W_per_mK"] > 0
+    # the cepstral estimate of the same integral, and the finite-size correction or the
+    # one-line reason it could not be made
+    assert math.isfinite(row["kappa_cepstral_W_per_mK"]) or row["kappa_cepstral_W_per_mK"] is None
+    fs = row["finite_size"]
+    assert ("kappa_corrected_W_per_mK" in fs) != ("failed" in fs)
+    with xr.open_dataset(t300 / "finite_size.nc") as ds:
+        assert "kappa_corrected" in ds
     drift = row["drift"]
     assert len(drift["runs"]) == runs
     for run in drift["runs"]:
@@ -167,7 +176,13 @@ def test_green_kubo_outputs(test_campaign):
     assert row["lifetimes"]["median_ratio_md_over_phono3py"] == lifetimes["median_ratio"] > 0
     with xr.open_dataset(t300 / "lifetimes.nc") as ds:
         assert {"tau", "tau_phono3py", "frequency", "energy_acf"} <= set(ds)
-    for figure in ("T300/greenkubo.png", "T300/lifetimes.png", "kappa_T.png"):
+    for figure in (
+        "T300/greenkubo.png",
+        "T300/lifetimes.png",
+        "T300/convergence.png",
+        "T300/finite_size.png",
+        "kappa_T.png",
+    ):
         assert (out / "greenkubo" / figure).stat().st_size > 10_000
 
 

@@ -63,6 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--discard-fs", type=float, default=0.0, help="drop this much at the start")
     p.add_argument("--plot", metavar="FILE", help="also plot kappa(t) (e.g. greenkubo.png)")
     p.add_argument(
+        "--convergence-plot",
+        metavar="FILE",
+        help="also plot kappa against simulated time (first k runs) with the cepstral value",
+    )
+    p.add_argument(
+        "--subtract-mean",
+        action="store_true",
+        help="subtract each run's mean flux first (FHI-vibes' convention, biased low by about "
+        "2 kappa t/T for runs of length T; only to compare with vibes' numbers)",
+    )
+    p.add_argument(
         "--force-constants",
         metavar="FILE",
         help="harmonic force constants of the MD supercell for the finite-size correction: "
@@ -156,7 +167,12 @@ def _green_kubo(args: argparse.Namespace) -> int:
     import warnings
     from pathlib import Path
 
-    from alkappa.greenkubo import plot_green_kubo, run_green_kubo, write_green_kubo
+    from alkappa.greenkubo import (
+        plot_green_kubo,
+        plot_kappa_convergence,
+        run_green_kubo,
+        write_green_kubo,
+    )
 
     for path in [*args.trajectories, args.force_constants]:
         if path is not None and not Path(path).exists():
@@ -177,6 +193,7 @@ def _green_kubo(args: argparse.Namespace) -> int:
                 window_factor=args.window_factor,
                 max_lag_fs=args.max_lag_fs,
                 discard_fs=args.discard_fs,
+                subtract_mean=args.subtract_mean,
             )
         except (ValueError, KeyError, OSError) as exc:
             print(f"alkappa: {exc}", file=sys.stderr)
@@ -203,7 +220,10 @@ def _green_kubo(args: argparse.Namespace) -> int:
         )
     print(
         f"kappa = {float(ds['kappa_scalar']):.3f} ± {float(ds['kappa_scalar_error']):.3f} "
-        f"W/(m K) ({ds.attrs['n_runs']} run(s), T = {ds.attrs['temperature']:.1f} K); "
+        f"W/(m K) ({ds.attrs['n_runs']} run(s), T = {ds.attrs['temperature']:.1f} K, "
+        f"relative error {ds.attrs['relative_error']:.0%}"
+        f"{', per-run mean subtracted' if args.subtract_mean else ''}); "
+        f"cepstral {float(ds['kappa_cepstral']):.3f} ± {float(ds['kappa_cepstral_error']):.3f}; "
         f"written to {args.output}"
     )
     if "kappa_corrected" in ds:
@@ -219,6 +239,8 @@ def _green_kubo(args: argparse.Namespace) -> int:
         )
     if args.plot:
         plot_green_kubo(ds, args.plot)
+    if args.convergence_plot:
+        plot_kappa_convergence(ds, args.convergence_plot)
     return 0
 
 
@@ -230,8 +252,11 @@ def _gk_force_constants(args: argparse.Namespace) -> Any:
     """
     import xarray as xr
 
-    from alkappa.greenkubo import commensurate_modes, phonopy_from_trajectory
-    from alkappa.greenkubo._finite_size import check_interpolation_grid
+    from alkappa.greenkubo import (
+        check_interpolation_grid,
+        commensurate_modes,
+        phonopy_from_trajectory,
+    )
     from alkappa.io.reference import _vibes_reference_atoms
 
     if args.no_correction:

@@ -38,6 +38,7 @@ from alkappa.greenkubo._analysis import (
 from alkappa.greenkubo._cepstral import CepstralResult, cepstral_kappa
 from alkappa.greenkubo._finite_size import (
     DEFAULT_MESHES,
+    check_interpolation_grid,
     harmonic_kappa,
     mesh_modes,
     phonopy_from_trajectory,
@@ -88,6 +89,7 @@ __all__ = [
     "VirialHeatFlux",
     "autocorrelation",
     "cepstral_kappa",
+    "check_interpolation_grid",
     "commensurate_modes",
     "commensurate_qpoints",
     "compare_mode_lifetimes",

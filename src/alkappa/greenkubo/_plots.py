@@ -270,6 +270,22 @@ def plot_finite_size(
     resulting correction of kappa_GK (as FHI-vibes' ``greenkubo_interpolation_fit`` plot)."""
     plt = _pyplot()
     ds = _dataset(dataset)
+    if "failed_reason" in ds.attrs:  # the step could not correct: say why in the figure
+        fig, ax = plt.subplots(figsize=(5.0, 3.8))
+        ax.axis("off")
+        ax.text(
+            0.5,
+            0.5,
+            "no finite-size correction:\n" + str(ds.attrs["failed_reason"]),
+            ha="center",
+            va="center",
+            wrap=True,
+            fontsize=8,
+        )
+        if title:
+            ax.set_title(title, fontsize=9)
+        _save(fig, path)
+        return
     nq = ds["nq"].values.astype(float)
     kap = np.diagonal(ds["interpolation_kappa_array"].values, axis1=1, axis2=2).mean(axis=1)
     slope = float(ds["interpolation_fit_slope"])

@@ -385,14 +385,27 @@ def run_finite_size_step(
     the MD lifetimes (``lifetimes.nc``) at the supercell's commensurate q-points, its
     interpolation to denser meshes with the MLIP's force constants and extrapolation in 1/n;
     ``finite_size.nc`` (FHI-vibes' variable names) and the extrapolation figure."""
+    import xarray as xr
+
     from alkappa.greenkubo import plot_finite_size, run_finite_size_correction
     from alkappa.phonons import read_netcdf
     from alkappa.phonons._harmonic import write_netcdf
 
     gk = read_netcdf(green_kubo)
-    ds = run_finite_size_correction(gk, read_netcdf(lifetimes), str(force_constants))
+    try:
+        ds = run_finite_size_correction(gk, read_netcdf(lifetimes), str(force_constants))
+    except ValueError as exc:
+        # e.g. modes without a finite MD lifetime (runs too short): kappa_GK stands as it is
+        print(f"WARNING: no finite-size correction at {temperature:g} K: {exc}")
+        ds = xr.Dataset(
+            {"kappa_corrected": ((), np.nan), "kappa_corrected_error": ((), np.nan)},
+            attrs={"failed_reason": str(exc)},
+        )
     ds.attrs.update({"material": settings["name"], "temperature_target": float(temperature)})
     write_netcdf(ds, out_netcdf)
+    if "failed_reason" in ds.attrs:
+        plot_finite_size(ds, out_figure, title=f"{settings['name']}, {temperature:g} K")
+        return
     print(
         f"harmonic-model kappa {float(ds['kappa_ha_scalar']):.3f} W/(m K) at the commensurate "
         f"q-points, {float(ds['interpolation_fit_intercept']):.3f} extrapolated; kappa_GK "
@@ -570,8 +583,10 @@ def run_greenkubo_summary_step(
             "finite_size": None,
             "phono3py": {},
         }
-        if key in finite_size:
-            fs = read_netcdf(finite_size[key])
+        fs = read_netcdf(finite_size[key]) if key in finite_size else None
+        if fs is not None and "failed_reason" in fs.attrs:
+            row["finite_size"] = {"failed": str(fs.attrs["failed_reason"])}
+        elif fs is not None:
             row["finite_size"] = {
                 "kappa_corrected_W_per_mK": float(fs["kappa_corrected"]),
                 "kappa_corrected_error_W_per_mK": _finite(float(fs["kappa_corrected_error"])),
@@ -640,12 +655,12 @@ def run_greenkubo_summary_step(
         flag = "; DRIFT FLAGGED" if row["drift"]["flagged"] else ""
         if row["lifetime_check"].get("under_converged"):
             flag += f"; lifetime check: {row['lifetime_check']['reason']}"
-        fs = row["finite_size"]
+        fs = row["finite_size"] or {}
         corr = (
             f", finite-size corrected {fs['kappa_corrected_W_per_mK']:.3f} ± "
             f"{fs['kappa_corrected_error_W_per_mK'] or 0:.3f}"
-            if fs
-            else ""
+            if "kappa_corrected_W_per_mK" in fs
+            else (f", no finite-size correction ({fs['failed']})" if fs else "")
         )
         print(
             f"{key} K: GK {row['kappa_W_per_mK']:.3f} ± {row['kappa_error_W_per_mK'] or 0:.3f} "
