@@ -249,3 +249,27 @@ def test_multifidelity_al_makes_the_oracle_the_cheap_level():
 def test_multifidelity_al_config_errors_are_named(changes, message):
     with pytest.raises(ConfigError, match=message):
         load_config(_mf_al_config(**changes))
+
+
+def test_lifetime_mesh_that_misses_the_md_q_points_is_named():
+    """fcc Cu, 2x2x2 conventional supercell: 32 commensurate q-points, multiples of 1/4 of the
+    primitive reciprocal vectors; an 11^3 mesh holds only Gamma of them, 12^3 holds all."""
+    from alkappa.config import ConfigWarning
+
+    cfg = _config()
+    cfg["materials"]["Cu"]["supercell"] = [2, 2, 2]
+    cfg["materials"]["Cu"]["structure"]["build"]["cubic"] = True
+    with pytest.warns(
+        ConfigWarning,
+        match=r"materials\.Cu\.conductivity\.mesh: \[11, 11, 11\].*"
+        r"32 q-points.*multiples of \[4, 4, 4\]",
+    ):
+        load_config({**cfg, "conductivity": {"mesh": [11, 11, 11]}})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConfigWarning)
+        load_config({**cfg, "conductivity": {"mesh": [12, 12, 12]}})
+        load_config(
+            {**cfg, "conductivity": {"mesh": [11, 11, 11]}, "greenkubo": {"lifetimes": False}}
+        )

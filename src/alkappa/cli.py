@@ -353,13 +353,20 @@ def _oracle_calls(directory: str) -> int:
 
 
 def _validate(path: str) -> int:
-    from alkappa.config import ConfigError, load_config
+    import warnings
 
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        print(f"alkappa: invalid config: {exc}", file=sys.stderr)
-        return 1
+    from alkappa.config import ConfigError, ConfigWarning, load_config
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConfigWarning)
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            print(f"alkappa: invalid config: {exc}", file=sys.stderr)
+            return 1
+    for warning in caught:
+        if issubclass(warning.category, ConfigWarning):
+            print(f"alkappa: warning: {warning.message}", file=sys.stderr)
     print(
         f"{path}: valid ({len(config['materials'])} material(s): {', '.join(config['materials'])})"
     )

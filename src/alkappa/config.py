@@ -7,6 +7,8 @@ all checks here are cheap, so a bad config stops the pipeline in seconds, before
 from __future__ import annotations
 
 import copy
+import warnings
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +44,10 @@ SECTIONS = (
 
 class ConfigError(ValueError):
     """An invalid campaign configuration; the message names the key."""
+
+
+class ConfigWarning(UserWarning):
+    """A valid configuration that will not give everything asked for; names the key."""
 
 
 def schema() -> dict[str, Any]:
@@ -212,12 +218,45 @@ def check_materials(config: dict[str, Any]) -> None:
         _check_multifidelity_al(settings, where)
         if settings["greenkubo"]["enabled"]:
             check_greenkubo_budget(settings["greenkubo"], f"{where}.greenkubo")
+            if settings["greenkubo"]["lifetimes"] and settings["conductivity"]["enabled"]:
+                check_lifetime_mesh(supercell, settings["conductivity"]["mesh"], where)
         try:
             get_model(settings["model"])
         except PluginError as exc:
             raise ConfigError(f"{where}.model.name: {exc}") from exc
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}.model: {exc}") from exc
+
+
+def check_lifetime_mesh(supercell: Any, mesh: Any, where: str) -> None:
+    """Warn when ``conductivity.mesh`` misses q-points commensurate with the MD supercell,
+    where the MD lifetimes are compared with phono3py's (the finite-size correction does not
+    need them: it interpolates with the force constants)."""
+    import math
+
+    import numpy as np
+
+    from alkappa.greenkubo import commensurate_qpoints
+    from alkappa.phonons import make_phonopy
+
+    phonon = make_phonopy(supercell)
+    matrix = np.rint(
+        np.linalg.solve(phonon.primitive.cell.T, np.asarray(supercell.cell).T).T
+    ).astype(int)
+    q = commensurate_qpoints(matrix)
+    need = [
+        math.lcm(*(Fraction(float(x)).limit_denominator(1000).denominator for x in q[:, a]))
+        for a in range(3)
+    ]
+    mesh = [int(n) for n in mesh]
+    if any(n % m for n, m in zip(mesh, need, strict=True)):
+        warnings.warn(
+            f"{where}.conductivity.mesh: {mesh} does not hold the {len(q)} q-points of the MD "
+            f"supercell, so the Green-Kubo lifetimes are compared with phono3py's at none or "
+            f"some of them; use multiples of {need} (or greenkubo.lifetimes: false)",
+            ConfigWarning,
+            stacklevel=2,
+        )
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
