@@ -418,9 +418,15 @@ def figure_outputs(wildcards=None):
         if m in gk_materials():
             figures.append(f"{R}/{m}/greenkubo/kappa_T.png")
             for t in gk_temperatures(m):
-                figures.append(f"{gk_dir(m, t)}/greenkubo.png")
+                figures += [
+                    f"{gk_dir(m, t)}/greenkubo.png",
+                    f"{gk_dir(m, t)}/convergence.png",
+                ]
                 if gk_lifetimes(m):
-                    figures.append(f"{gk_dir(m, t)}/lifetimes.png")
+                    figures += [
+                        f"{gk_dir(m, t)}/lifetimes.png",
+                        f"{gk_dir(m, t)}/finite_size.png",
+                    ]
     for m in events_materials():
         figures += [f"{R}/{m}/events/timeline.png", f"{R}/{m}/events/lifetimes.png"]
     figures += [p for p in bayesian_outputs() if p.endswith(".png")]
