@@ -23,7 +23,7 @@ run: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
 
 test: setup
-	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/ruff check src tests scripts benchmarks validation
 	$(BIN)/python -m pytest -v --durations=15
 
 clean:
