@@ -10,7 +10,7 @@ from ase.build import bulk
 from ase.calculators.lj import LennardJones
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "validation"))
-from _lj import ARGON, PairListLennardJones  # noqa: E402
+from _lj import ARGON, PairListLennardJones
 
 
 def _both(atoms):
