@@ -389,7 +389,7 @@ def run_finite_size_step(
 
     from alkappa.greenkubo import plot_finite_size, run_finite_size_correction
     from alkappa.phonons import read_netcdf
-    from alkappa.phonons._harmonic import write_netcdf
+    from alkappa.phonons import write_netcdf
 
     gk = read_netcdf(green_kubo)
     try:
@@ -432,7 +432,7 @@ def run_mode_lifetimes_step(
     next to them), ``lifetimes.json`` (median ratio and per-mode values) and the figure.
     ``run_paths``: the production record ``production.json`` (its runs) or the run files."""
     from alkappa.greenkubo import compare_mode_lifetimes, plot_mode_lifetimes, run_mode_lifetimes
-    from alkappa.phonons._harmonic import write_netcdf
+    from alkappa.phonons import write_netcdf
 
     md = run_mode_lifetimes([str(p) for p in usable_runs(_runs(run_paths))], force_constants)
     comparison = compare_mode_lifetimes(md, kappa_netcdf, temperature=temperature)
