@@ -388,8 +388,7 @@ def run_finite_size_step(
     import xarray as xr
 
     from alkappa.greenkubo import plot_finite_size, run_finite_size_correction
-    from alkappa.phonons import read_netcdf
-    from alkappa.phonons import write_netcdf
+    from alkappa.phonons import read_netcdf, write_netcdf
 
     gk = read_netcdf(green_kubo)
     try:
