@@ -10,7 +10,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT"
 $PY validation/lj_argon_md.py --repeat 3 --temperature 56 --runs 12 --ps 40 --out "$OUT/N108_T56"
 $PY validation/lj_argon_md.py --repeat 3 --temperature 25 --runs 6 --ps 60 --out "$OUT/N108_T25"
-$PY validation/lj_argon_md.py --repeat 4 --temperature 56 --runs 8 --ps 40 --out "$OUT/N256_T56"
+$PY validation/lj_argon_md.py --repeat 4 --temperature 56 --runs 5 --ps 40 --out "$OUT/N256_T56"
 $PY validation/lj_argon.py "$OUT/N108_T56"
 $PY validation/lj_argon.py "$OUT/N108_T25"
 $PY validation/lj_argon.py "$OUT/N256_T56" --no-phono3py
