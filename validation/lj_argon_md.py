@@ -36,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timestep", type=float, default=4.0)
     p.add_argument("--sample-interval", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--target-error",
+        type=float,
+        default=None,
+        help="add runs until kappa's relative error is this (default: exactly --runs runs)",
+    )
+    p.add_argument("--max-runs", type=int, default=20)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
 
@@ -51,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         "log_interval": 25,
         "seed": args.seed,
         "flush_every": 500,
+        "target_error": args.target_error,
+        "max_runs": max(args.max_runs, args.runs),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
