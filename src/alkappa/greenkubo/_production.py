@@ -564,15 +564,7 @@ def _equilibrate(
     dt = settings["timestep"]
 
     def log(step: int, snapshot: bool) -> None:
-        writer.append(
-            step * dt,
-            positions=work.positions,
-            velocities=work.get_velocities(),
-            energy_potential=work.get_potential_energy(),
-            energy_kinetic=work.get_kinetic_energy(),
-            temperature=work.get_temperature(),
-            snapshot=float(snapshot),
-        )
+        _append_nvt_frame(writer, work, step * dt, snapshot)
 
     reason = ""
     step = 0
@@ -672,15 +664,7 @@ def _extend_chain(
             if reason:
                 return reason
             if logged:
-                writer.append(
-                    step * dt,
-                    positions=work.positions,
-                    velocities=work.get_velocities(),
-                    energy_potential=work.get_potential_energy(),
-                    energy_kinetic=work.get_kinetic_energy(),
-                    temperature=work.get_temperature(),
-                    snapshot=float(step == target),
-                )
+                _append_nvt_frame(writer, work, step * dt, step == target)
     finally:
         bar.close()
     seconds = time.perf_counter() - start
@@ -944,3 +928,16 @@ def _finite_or_none(value: Any) -> Any:
     if isinstance(value, (float, np.floating)) and not np.isfinite(value):
         return None
     return value
+
+
+def _append_nvt_frame(writer: Any, work: Atoms, time_fs: float, snapshot: bool) -> None:
+    """One frame of ``equilibration.nc`` (``snapshot``: a run starts from it)."""
+    writer.append(
+        time_fs,
+        positions=work.positions,
+        velocities=work.get_velocities(),
+        energy_potential=work.get_potential_energy(),
+        energy_kinetic=work.get_kinetic_energy(),
+        temperature=work.get_temperature(),
+        snapshot=float(snapshot),
+    )
