@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     unit = bulk("Ar", "fcc", a=setup["lattice_constant"], cubic=True)
     repeat = round((setup["n_atoms"] / 4) ** (1 / 3))
     cell = unit.repeat(repeat)
-    calc = PairListLennardJones(**ARGON)
+    calc = PairListLennardJones(**setup.get("potential", ARGON))
     result: dict = {"setup": setup, "runs": runs}
 
     gk_numbers, gk = green_kubo_routes(runs)

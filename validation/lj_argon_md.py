@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-interval", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--rc",
+        type=float,
+        default=ARGON["rc"],
+        help="LJ cutoff (Å); 8.5125 (2.5 sigma) for the MLIP comparison (lj_mlip.py)",
+    )
+    p.add_argument(
         "--target-error",
         type=float,
         default=None,
@@ -47,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     atoms = bulk("Ar", "fcc", a=LATTICE_CONSTANT, cubic=True).repeat(args.repeat)
+    potential = {**ARGON, "rc": args.rc}
     settings = {
         "timestep": args.timestep,
         "friction": 0.01,
@@ -68,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "n_atoms": len(atoms),
                 "lattice_constant": LATTICE_CONSTANT,
-                "potential": ARGON,
+                "potential": potential,
                 "temperature": args.temperature,
                 "settings": settings,
             },
@@ -77,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     result = run_production(
         atoms,
-        PairListLennardJones(**ARGON),
+        PairListLennardJones(**potential),
         make_heat_flux("virial"),
         out,
         temperature=args.temperature,
