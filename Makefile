@@ -7,6 +7,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 CONFIG ?= config/config.yaml
+# pytest workers; test files stay whole on one worker (the pipeline file shares one campaign)
+TEST_WORKERS ?= 2
 
 .PHONY: setup run test lint clean
 
@@ -24,7 +26,7 @@ run: setup
 
 test: setup
 	$(BIN)/ruff check src tests scripts benchmarks validation
-	$(BIN)/python -m pytest -v --durations=15
+	$(BIN)/python -m pytest -v --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf results results-test .snakemake
