@@ -27,6 +27,7 @@ wildcard_constraints:
     T=r"[0-9]+(\.[0-9]+)?",
     k=r"\d+",
     method="mlip|oracle",
+    gk=r"greenkubo(_[0-9]+x[0-9]+x[0-9]+)?",
 
 
 include: "workflow/rules/reference.smk"

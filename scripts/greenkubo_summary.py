@@ -14,4 +14,6 @@ with script_context(smk) as settings:
         smk.output.summary,
         smk.output.figure,
         finite_size=by_temperature(smk.input.finite_size),
+        structure=smk.input.structure,
+        size_check=list(smk.input.size_check),
     )

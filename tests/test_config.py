@@ -273,3 +273,53 @@ def test_lifetime_mesh_that_misses_the_md_q_points_is_named():
         load_config(
             {**cfg, "conductivity": {"mesh": [11, 11, 11]}, "greenkubo": {"lifetimes": False}}
         )
+
+
+def test_greenkubo_cells_given_twice_or_missing_mesh_points_are_named():
+    """The size-check cells are checked like the main one: each cell once, and the lifetime
+    mesh against every cell's q-points (a 3x3x3 conventional fcc cell needs multiples of 6)."""
+    from alkappa.config import ConfigWarning
+
+    cfg = _config()
+    cfg["materials"]["Cu"]["supercell"] = [2, 2, 2]
+    cfg["materials"]["Cu"]["structure"]["build"]["cubic"] = True
+    with pytest.raises(
+        ConfigError, match=r"materials\.Cu\.greenkubo\.size_check\.0: \[2, 2, 2\] is a cell"
+    ):
+        load_config({**cfg, "greenkubo": {"size_check": [[2, 2, 2]]}})
+    with pytest.raises(ConfigError, match=r"greenkubo\.size_check\.1: \[3, 3, 3\]"):
+        load_config(
+            {
+                **cfg,
+                "greenkubo": {
+                    "supercell": [3, 3, 3],
+                    "size_check": [[4, 4, 4], [3, 3, 3]],
+                },
+            }
+        )
+    with pytest.raises(ConfigError, match=r"greenkubo\.size_check\.0"):
+        load_config({**cfg, "greenkubo": {"size_check": [[3, 3]]}})
+    with pytest.warns(ConfigWarning, match=r"108 q-points.*multiples of \[6, 6, 6\]"):
+        load_config(
+            {
+                **cfg,
+                "conductivity": {"mesh": [8, 8, 8]},
+                "greenkubo": {"size_check": [[3, 3, 3]]},
+            }
+        )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConfigWarning)
+        settings = material_settings(
+            load_config(
+                {
+                    **cfg,
+                    "conductivity": {"mesh": [12, 12, 12]},
+                    "greenkubo": {"size_check": [[3, 3, 3]]},
+                }
+            ),
+            "Cu",
+        )
+    assert settings["greenkubo"]["size_check"] == [[3, 3, 3]]
+    assert settings["greenkubo"]["supercell"] is None

@@ -20,6 +20,7 @@ from alkappa.greenkubo.steps import (
     production_state,
     run_green_kubo_step,
     run_greenkubo_summary_step,
+    size_check_record,
 )
 from alkappa.io import read_json, write_json
 from alkappa.phonons._harmonic import write_netcdf
@@ -197,3 +198,81 @@ def test_production_runs_and_state_from_the_record(tmp_path):
     old = production_state({"settings": {"timestep": 5.0}, "runs": runs}, 1.0, None)
     assert old["stopped_by"] == "fixed_runs" and not old["converged"]
     assert old["relative_error"] is None and old["simulated_ps"] == pytest.approx(1.0)
+
+
+def test_size_check_compares_each_cell_with_the_main_cells_corrected_kappa():
+    def row(t, kappa, error, corrected=None, corrected_error=None):
+        fs = None
+        if corrected is not None:
+            fs = {
+                "kappa_corrected_W_per_mK": corrected,
+                "kappa_corrected_error_W_per_mK": corrected_error,
+            }
+        return {
+            "temperature_K": t,
+            "kappa_W_per_mK": kappa,
+            "kappa_error_W_per_mK": error,
+            "finite_size": fs,
+        }
+
+    main = {"natoms": 108, "temperatures": {"56": row(56.0, 0.43, 0.07, 0.71, 0.07)}}
+    big = {
+        "natoms": 256,
+        "temperatures": {"56": row(56.0, 0.71, 0.12, 0.91, 0.12), "80": row(80.0, 0.3, 0.1)},
+    }
+    uncorrected = {"natoms": 500, "temperatures": {"56": {**row(56.0, 0.8, 0.2)}}}
+    (check, other) = size_check_record(main, [big, uncorrected])
+    assert check["natoms"] == 256 and len(check["temperatures"]) == 1  # 80 K: not in main
+    entry = check["temperatures"][0]
+    assert entry["main_kappa_corrected_W_per_mK"] == 0.71
+    assert entry["kappa_minus_main_corrected_sigma"] == pytest.approx(0.0)
+    assert entry["corrected_minus_main_corrected_sigma"] == pytest.approx(
+        0.2 / np.hypot(0.12, 0.07)
+    )
+    assert other["temperatures"][0]["corrected_minus_main_corrected_sigma"] is None
+    assert other["temperatures"][0]["kappa_minus_main_corrected_sigma"] == pytest.approx(
+        0.09 / np.hypot(0.2, 0.07)
+    )
+
+
+def test_gk_cell_is_the_resized_relaxed_crystal_with_its_own_force_constants(tmp_path, monkeypatch):
+    """A size-check cell: 2x2x2 conventional cells of the material's relaxed 2x1x1 cell, with
+    EMT standing in for the MLIP; its force constants belong to that cell (what the MD
+    lifetimes and the finite-size correction read) and give EMT's phonons."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    import alkappa
+    from alkappa.greenkubo.steps import run_gk_cell_step
+    from alkappa.io import read_dataset, write_dataset
+    from alkappa.phonons import load_phonopy, read_force_constants, run_harmonic
+
+    monkeypatch.setattr(alkappa, "load_model", lambda *args, **kwargs: EMT())
+    a = 3.59  # EMT's own lattice constant is close: no big residual forces
+    relaxed = bulk("Cu", "fcc", a=a, cubic=True).repeat((2, 1, 1))
+    write_dataset(tmp_path / "relaxed.extxyz", [relaxed])
+    settings = {
+        "name": "Cu",
+        "structure": {"build": {"name": "Cu", "crystalstructure": "fcc", "a": 3.61, "cubic": True}},
+        "supercell": [2, 1, 1],
+        "relax": {"keep_symmetry": True, "fmax": 0.01, "max_steps": 20},
+        "phonons": {"displacement": 0.01, "mesh": [4, 4, 4], "band_npoints": 11,
+                    "imaginary_threshold": -0.1},
+        "greenkubo": {},
+    }  # fmt: skip
+    run_gk_cell_step(settings, tmp_path / "relaxed.extxyz", tmp_path, [2, 2, 2], tmp_path / "c")
+    cell = read_dataset(tmp_path / "c/structure.extxyz")[0]
+    assert len(cell) == 32
+    np.testing.assert_allclose(cell.cell.cellpar()[:3], [2 * a] * 3, atol=1e-9)
+    assert read_json(tmp_path / "c/relax.json")["natoms"] == 32
+    fc = read_force_constants(tmp_path / "c/phonopy_params.yaml", cell)
+    assert fc.shape == (32, 32, 3, 3)
+    # EMT's phonons at X (commensurate with both cells, so exact in both) from the cell's
+    # force constants, against phonopy on the primitive cell's own 2x2x2 supercell
+    ph = load_phonopy(tmp_path / "c/phonopy_params.yaml")
+    prim = bulk("Cu", "fcc", a=a)
+    direct = run_harmonic(prim, EMT(), supercell_matrix=[2, 2, 2], mesh=[2, 2, 2]).phonon
+    x = [0.5, 0.0, 0.5]
+    ph.run_qpoints([x])
+    direct.run_qpoints([x])
+    np.testing.assert_allclose(ph.qpoints.frequencies, direct.qpoints.frequencies, atol=0.05)

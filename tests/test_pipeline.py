@@ -256,6 +256,28 @@ def test_rerun_does_nothing(test_campaign):
 
 
 @pytest.mark.slow
+def test_size_check_cell_plans_only_its_green_kubo_jobs(test_campaign):
+    """Adding greenkubo.size_check to a finished campaign plans the Green-Kubo stage in the new
+    cell (its own MLIP phonons) and a new main summary, nothing upstream."""
+    out, _ = test_campaign
+    cfg = yaml.safe_load((out.parent.parent / "test.yaml").read_text())
+    cfg["greenkubo"]["size_check"] = [[2, 2, 1]]
+    cfgfile = out.parent.parent / "size_check.yaml"
+    cfgfile.write_text(yaml.safe_dump(cfg))
+    proc = snakemake("--configfile", str(cfgfile), "-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    planned = {
+        line.split()[0]: int(line.split()[1])
+        for line in proc.stdout.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
+    for rule in ("gk_cell", "production", "green_kubo", "mode_lifetimes", "finite_size"):
+        assert planned.get(rule) == 1, planned
+    assert planned["greenkubo_summary"] == 2
+    assert not {"train_member", "phonons", "kappa", "label"} & set(planned)
+
+
+@pytest.mark.slow
 def test_campaign_summary_collects_the_material(test_campaign):
     import math
 

@@ -14,6 +14,7 @@ from alkappa.structure import (
     nearest_neighbour_distance,
     read_unit_cell,
     relax_structure,
+    resize_supercell,
 )
 
 
@@ -80,3 +81,23 @@ def test_relaxation_with_an_oracle_without_stress():
     assert result.converged and result.max_force < 0.005
     assert result.max_stress == 0.0  # not computed, not invented
     np.testing.assert_allclose(result.cell_after, result.cell_before)
+
+
+def test_resized_supercell_keeps_the_relaxed_lattice():
+    unit = bulk("Cu", "fcc", a=3.61, cubic=True)
+    relaxed = build_supercell(unit, [2, 1, 1])
+    relaxed.set_cell(relaxed.cell * 1.013, scale_atoms=True)
+    big = resize_supercell(unit, relaxed, [2, 1, 1], [3, 3, 3])
+    # the same crystal built directly at the relaxed lattice constant
+    expected = bulk("Cu", "fcc", a=3.61 * 1.013, cubic=True).repeat((3, 3, 3))
+    assert len(big) == len(expected) == 108
+    np.testing.assert_allclose(big.cell[:], expected.cell[:], atol=1e-10)
+    assert nearest_neighbour_distance(big) == pytest.approx(3.61 * 1.013 / np.sqrt(2))
+    # a matrix supercell of the primitive cell
+    prim = bulk("Cu", "fcc", a=3.61)
+    matrix = [[-1, 1, 1], [1, -1, 1], [1, 1, -1]]  # the conventional cube
+    cube = build_supercell(prim, matrix)
+    cube.set_cell(cube.cell * 0.99, scale_atoms=True)
+    resized = resize_supercell(prim, cube, matrix, [2, 2, 2])
+    assert len(resized) == 8
+    np.testing.assert_allclose(resized.cell[:], prim.cell[:] * 0.99 * 2, atol=1e-10)

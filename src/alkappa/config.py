@@ -217,15 +217,39 @@ def check_materials(config: dict[str, Any]) -> None:
                 )
         _check_multifidelity_al(settings, where)
         if settings["greenkubo"]["enabled"]:
-            check_greenkubo_budget(settings["greenkubo"], f"{where}.greenkubo")
-            if settings["greenkubo"]["lifetimes"] and settings["conductivity"]["enabled"]:
-                check_lifetime_mesh(supercell, settings["conductivity"]["mesh"], where)
+            gk = settings["greenkubo"]
+            check_greenkubo_budget(gk, f"{where}.greenkubo")
+            for gk_cell in greenkubo_cells(cell, supercell, gk, f"{where}.greenkubo"):
+                if gk["lifetimes"] and settings["conductivity"]["enabled"]:
+                    check_lifetime_mesh(gk_cell, settings["conductivity"]["mesh"], where)
         try:
             get_model(settings["model"])
         except PluginError as exc:
             raise ConfigError(f"{where}.model.name: {exc}") from exc
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}.model: {exc}") from exc
+
+
+def greenkubo_cells(unit: Any, supercell: Any, gk: Mapping[str, Any], where: str) -> list[Any]:
+    """The Green-Kubo cells of a material: the main one (``greenkubo.supercell`` or the
+    material's supercell), then those of ``greenkubo.size_check``. Raises
+    :class:`ConfigError` for a cell given twice."""
+    import numpy as np
+
+    from alkappa.structure import build_supercell
+
+    main = supercell if gk["supercell"] is None else build_supercell(unit, gk["supercell"])
+    cells = [main]
+    for k, reps in enumerate(gk["size_check"]):
+        new = build_supercell(unit, reps)
+        for old in cells:
+            if len(old) == len(new) and np.allclose(old.cell, new.cell):
+                raise ConfigError(
+                    f"{where}.size_check.{k}: {reps} is a cell the Green-Kubo stage already "
+                    f"runs in ({len(new)} atoms)"
+                )
+        cells.append(new)
+    return cells
 
 
 def check_lifetime_mesh(supercell: Any, mesh: Any, where: str) -> None:

@@ -289,13 +289,44 @@ def gk_temperatures(material):
     return [f"{t:g}" for t in gk_settings(material)["temperatures"]]
 
 
-def gk_dir(material, T):
-    return f"{R}/{material}/greenkubo/T{T}"
+def gk_dir(material, T, gk="greenkubo"):
+    return f"{R}/{material}/{gk}/T{T}"
+
+
+def gk_dirname(cell):
+    """The directory of a Green-Kubo cell: greenkubo_<n1>x<n2>x<n3> for a size-check cell."""
+    return "greenkubo_" + "x".join(str(n) for n in cell)
+
+
+def gk_cell(material, gk):
+    """The repetitions of the unit cell of a Green-Kubo directory; None: the material's
+    supercell (the relaxed structure itself)."""
+    if gk == "greenkubo":
+        return gk_settings(material)["supercell"]
+    return [int(n) for n in gk.removeprefix("greenkubo_").split("x")]
+
+
+def gk_size_check_dirs(material):
+    return [gk_dirname(cell) for cell in gk_settings(material)["size_check"]]
+
+
+def gk_structure(material, gk):
+    if gk_cell(material, gk) is None:
+        return f"{R}/{material}/structure/relaxed.extxyz"
+    return f"{R}/{material}/{gk}/cell/structure.extxyz"
+
+
+def gk_force_constants(wildcards):
+    """The MLIP's harmonic force constants in the Green-Kubo cell."""
+    m, gk = wildcards.material, wildcards.gk
+    if gk_cell(m, gk) is None:
+        return f"{R}/{m}/phonons/mlip/phonopy_params.yaml"
+    return f"{R}/{m}/{gk}/cell/phonopy_params.yaml"
 
 
 def gk_production_record(wildcards):
     """production.json, which lists the NVE runs (their number is decided during production)."""
-    return f"{gk_dir(wildcards.material, wildcards.T)}/production.json"
+    return f"{gk_dir(wildcards.material, wildcards.T, wildcards.gk)}/production.json"
 
 
 def gk_lifetimes(material):
@@ -309,33 +340,45 @@ def gk_lifetimes(material):
 
 
 def production_inputs(wildcards):
-    """The final ensemble and the relaxed cell; the MLIP's force constants for the harmonic flux."""
+    """The final ensemble and the Green-Kubo cell; the MLIP's force constants in that cell
+    for the harmonic flux."""
     m = wildcards.material
     inputs = {
         "model": f"{R}/{m}/model/ensemble.json",
-        "structure": f"{R}/{m}/structure/relaxed.extxyz",
+        "structure": gk_structure(m, wildcards.gk),
     }
     if gk_settings(m)["flux"] == "harmonic":
-        inputs["force_constants"] = f"{R}/{m}/phonons/mlip/phonopy_params.yaml"
+        inputs["force_constants"] = gk_force_constants(wildcards)
     return inputs
 
 
 def gk_summary_inputs(wildcards):
-    m = wildcards.material
+    m, gk = wildcards.material, wildcards.gk
     temps = gk_temperatures(m)
     kappa = []
     if msettings(m)["conductivity"]["enabled"]:
         kappa = [f"{R}/{m}/conductivity/{x}/kappa.nc" for x in conductivity_methods(m)]
     return {
-        "greenkubo": [f"{gk_dir(m, t)}/greenkubo.nc" for t in temps],
-        "productions": [f"{gk_dir(m, t)}/production.json" for t in temps],
+        "greenkubo": [f"{gk_dir(m, t, gk)}/greenkubo.nc" for t in temps],
+        "productions": [f"{gk_dir(m, t, gk)}/production.json" for t in temps],
         "lifetimes": (
-            [f"{gk_dir(m, t)}/lifetimes.json" for t in temps] if gk_lifetimes(m) else []
+            [f"{gk_dir(m, t, gk)}/lifetimes.json" for t in temps]
+            if gk_lifetimes(m)
+            else []
         ),
         "finite_size": (
-            [f"{gk_dir(m, t)}/finite_size.nc" for t in temps] if gk_lifetimes(m) else []
+            [f"{gk_dir(m, t, gk)}/finite_size.nc" for t in temps]
+            if gk_lifetimes(m)
+            else []
         ),
         "kappa": kappa,
+        "structure": gk_structure(m, gk),
+        # the main cell's summary compares the size-check cells with it
+        "size_check": (
+            [f"{R}/{m}/{d}/summary.json" for d in gk_size_check_dirs(m)]
+            if gk == "greenkubo"
+            else []
+        ),
     }
 
 

@@ -1,6 +1,27 @@
 # Green-Kubo thermal conductivity from MD with the final ensemble: production (NVT
 # equilibration, then independent NVE runs logging the heat flux), the Green-Kubo analysis,
 # phonon lifetimes from the same runs against phono3py's, and a summary over temperatures.
+# {gk} is greenkubo/ for the main cell and greenkubo_<n1>x<n2>x<n3>/ for greenkubo.size_check.
+
+
+# A cell other than the material's supercell: resized relaxed lattice, MLIP-relaxed positions,
+# the MLIP's harmonic phonons in it.
+rule gk_cell:
+    input:
+        structure=f"{R}/{{material}}/structure/relaxed.extxyz",
+        model=f"{R}/{{material}}/model/ensemble.json",
+    output:
+        structure=f"{R}/{{material}}/{{gk}}/cell/structure.extxyz",
+        phonopy=f"{R}/{{material}}/{{gk}}/cell/phonopy_params.yaml",
+    log:
+        f"{R}/{{material}}/logs/{{gk}}/cell.log",
+    conda:
+        "../../envs/phonons.yaml"
+    params:
+        settings=sections("structure", "supercell", "relax", "phonons", "greenkubo"),
+        supercell=lambda wildcards: gk_cell(wildcards.material, wildcards.gk),
+    script:
+        "../../scripts/gk_cell.py"
 
 
 # The number of NVE runs is decided during production (more runs until kappa's relative error
@@ -13,10 +34,10 @@ rule production:
     input:
         unpack(production_inputs),
     output:
-        equilibration=update(f"{R}/{{material}}/greenkubo/T{{T}}/equilibration.nc"),
-        record=f"{R}/{{material}}/greenkubo/T{{T}}/production.json",
+        equilibration=update(f"{R}/{{material}}/{{gk}}/T{{T}}/equilibration.nc"),
+        record=f"{R}/{{material}}/{{gk}}/T{{T}}/production.json",
     log:
-        f"{R}/{{material}}/logs/greenkubo/production_T{{T}}.log",
+        f"{R}/{{material}}/logs/{{gk}}/production_T{{T}}.log",
     conda:
         "../../envs/mlip.yaml"
     threads: config["threads"]["md"]
@@ -30,21 +51,21 @@ rule green_kubo:
     input:
         production=gk_production_record,
     output:
-        netcdf=f"{R}/{{material}}/greenkubo/T{{T}}/greenkubo.nc",
+        netcdf=f"{R}/{{material}}/{{gk}}/T{{T}}/greenkubo.nc",
         figure=report(
-            f"{R}/{{material}}/greenkubo/T{{T}}/greenkubo.png",
+            f"{R}/{{material}}/{{gk}}/T{{T}}/greenkubo.png",
             caption="../report/green_kubo.rst",
             category="Green-Kubo",
             subcategory="{material}",
         ),
         convergence=report(
-            f"{R}/{{material}}/greenkubo/T{{T}}/convergence.png",
+            f"{R}/{{material}}/{{gk}}/T{{T}}/convergence.png",
             caption="../report/gk_convergence.rst",
             category="Green-Kubo",
             subcategory="{material}",
         ),
     log:
-        f"{R}/{{material}}/logs/greenkubo/green_kubo_T{{T}}.log",
+        f"{R}/{{material}}/logs/{{gk}}/green_kubo_T{{T}}.log",
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -56,19 +77,19 @@ rule green_kubo:
 rule mode_lifetimes:
     input:
         production=gk_production_record,
-        force_constants=f"{R}/{{material}}/phonons/mlip/phonopy_params.yaml",
+        force_constants=gk_force_constants,
         kappa=f"{R}/{{material}}/conductivity/mlip/kappa.nc",
     output:
-        netcdf=f"{R}/{{material}}/greenkubo/T{{T}}/lifetimes.nc",
-        summary=f"{R}/{{material}}/greenkubo/T{{T}}/lifetimes.json",
+        netcdf=f"{R}/{{material}}/{{gk}}/T{{T}}/lifetimes.nc",
+        summary=f"{R}/{{material}}/{{gk}}/T{{T}}/lifetimes.json",
         figure=report(
-            f"{R}/{{material}}/greenkubo/T{{T}}/lifetimes.png",
+            f"{R}/{{material}}/{{gk}}/T{{T}}/lifetimes.png",
             caption="../report/md_lifetimes.rst",
             category="Green-Kubo",
             subcategory="{material}",
         ),
     log:
-        f"{R}/{{material}}/logs/greenkubo/mode_lifetimes_T{{T}}.log",
+        f"{R}/{{material}}/logs/{{gk}}/mode_lifetimes_T{{T}}.log",
     conda:
         "../../envs/phonons.yaml"
     params:
@@ -79,19 +100,19 @@ rule mode_lifetimes:
 
 rule finite_size:
     input:
-        green_kubo=f"{R}/{{material}}/greenkubo/T{{T}}/greenkubo.nc",
-        lifetimes=f"{R}/{{material}}/greenkubo/T{{T}}/lifetimes.nc",
-        force_constants=f"{R}/{{material}}/phonons/mlip/phonopy_params.yaml",
+        green_kubo=f"{R}/{{material}}/{{gk}}/T{{T}}/greenkubo.nc",
+        lifetimes=f"{R}/{{material}}/{{gk}}/T{{T}}/lifetimes.nc",
+        force_constants=gk_force_constants,
     output:
-        netcdf=f"{R}/{{material}}/greenkubo/T{{T}}/finite_size.nc",
+        netcdf=f"{R}/{{material}}/{{gk}}/T{{T}}/finite_size.nc",
         figure=report(
-            f"{R}/{{material}}/greenkubo/T{{T}}/finite_size.png",
+            f"{R}/{{material}}/{{gk}}/T{{T}}/finite_size.png",
             caption="../report/finite_size.rst",
             category="Green-Kubo",
             subcategory="{material}",
         ),
     log:
-        f"{R}/{{material}}/logs/greenkubo/finite_size_T{{T}}.log",
+        f"{R}/{{material}}/logs/{{gk}}/finite_size_T{{T}}.log",
     conda:
         "../../envs/phonons.yaml"
     params:
@@ -104,15 +125,15 @@ rule greenkubo_summary:
     input:
         unpack(gk_summary_inputs),
     output:
-        summary=f"{R}/{{material}}/greenkubo/summary.json",
+        summary=f"{R}/{{material}}/{{gk}}/summary.json",
         figure=report(
-            f"{R}/{{material}}/greenkubo/kappa_T.png",
+            f"{R}/{{material}}/{{gk}}/kappa_T.png",
             caption="../report/kappa_gk.rst",
             category="Green-Kubo",
             subcategory="{material}",
         ),
     log:
-        f"{R}/{{material}}/logs/greenkubo/summary.log",
+        f"{R}/{{material}}/logs/{{gk}}/summary.log",
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -2,8 +2,11 @@
 
 Each reads files, calls the library (:mod:`alkappa.greenkubo`) and writes its outputs; the
 ``scripts/*.py`` wrappers only translate the Snakemake object into one of these calls. All of
-them work on ``results/<m>/greenkubo/T<T>/``:
+them work on ``results/<m>/greenkubo/T<T>/`` (``greenkubo_<n1>x<n2>x<n3>/`` for the cells of
+``greenkubo.size_check``):
 
+* :func:`run_gk_cell_step`: a Green-Kubo cell other than the material's supercell, with the
+  MLIP's harmonic phonons in it (``cell/structure.extxyz``, ``cell/phonopy_params.yaml``);
 * :func:`run_production_step`: NVT equilibration and NVE runs with the final ensemble until
   kappa's relative error reaches ``target_error`` or a budget is spent (``equilibration.nc``,
   ``run_00.nc``, ..., and ``production.json``, the record that lists the runs:
@@ -173,6 +176,69 @@ def discard_stale(directory: str | Path, fingerprint: str) -> list[Path]:
     if removed:
         print(f"removed {len(removed)} production file(s) of another model or unreadable")
     return removed
+
+
+def run_gk_cell_step(
+    settings: dict[str, Any],
+    relaxed_path: str | Path,
+    model_dir: str | Path,
+    supercell: Sequence[int],
+    out_dir: str | Path,
+) -> None:
+    """A Green-Kubo cell of ``supercell`` repetitions of the unit cell with the relaxed
+    lattice (:func:`~alkappa.structure.resize_supercell`), positions relaxed with the final
+    MLIP, and the MLIP's harmonic phonons in that cell (the modes of the MD lifetimes and of
+    the finite-size correction): ``structure.extxyz``, ``relax.json`` and the phonon files
+    (``phonopy_params.yaml``, ``phonons.nc``, ``phonons.json``) in ``out_dir``."""
+    from alkappa import load_model
+    from alkappa.io import write_dataset
+    from alkappa.phonons import run_harmonic, write_harmonic
+    from alkappa.structure import read_unit_cell, relax_structure, resize_supercell
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atoms = resize_supercell(
+        read_unit_cell(settings["structure"]),
+        _structure(relaxed_path),
+        settings["supercell"],
+        list(supercell),
+    )
+    calculator = load_model(model_dir)
+    relax = settings["relax"]
+    result = relax_structure(
+        atoms,
+        calculator,
+        cell=False,
+        keep_symmetry=relax["keep_symmetry"],
+        fmax=relax["fmax"],
+        max_steps=relax["max_steps"],
+    )
+    cell = result.atoms
+    cell.calc = None
+    cell.info.update({"source": "greenkubo_cell", "supercell": "x".join(map(str, supercell))})
+    record = {"material": settings["name"], "supercell": list(supercell), "natoms": len(cell)}
+    record.update(result.record())
+    write_dataset(out / "structure.extxyz", [cell])
+    write_json(out / "relax.json", record)
+    print(
+        f"{settings['name']}: Green-Kubo cell {supercell} ({len(cell)} atoms), positions "
+        f"relaxed with the MLIP in {result.steps} steps"
+    )
+    ph = settings["phonons"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        harmonic = run_harmonic(
+            cell,
+            calculator,
+            displacement=ph["displacement"],
+            mesh=ph["mesh"],
+            band_npoints=ph["band_npoints"],
+            imaginary_threshold=ph["imaginary_threshold"],
+        )
+    for w in caught:
+        print(f"WARNING: {w.message}")
+    harmonic.dataset.attrs["method"] = "mlip"
+    write_harmonic(harmonic, out)
 
 
 def _structure(structure_path: str | Path) -> Atoms:
@@ -532,6 +598,9 @@ def run_greenkubo_summary_step(
     out_json: str | Path,
     out_figure: str | Path,
     finite_size: Mapping[str, str | Path] | None = None,
+    *,
+    structure: str | Path | None = None,
+    size_check: Sequence[str | Path] = (),
 ) -> None:
     """Green-Kubo kappa per temperature (with its cepstral estimate and, where
     ``finite_size`` has the temperature, the finite-size-corrected value) next to phono3py's
@@ -547,7 +616,9 @@ def run_greenkubo_summary_step(
     ``green_kubo``, ``productions`` and ``lifetimes`` map the temperature (as in the paths,
     ``"300"``) to ``greenkubo.nc``, ``production.json`` and ``lifetimes.json``;
     ``kappa_files`` the phono3py method (``mlip``, ``oracle``) to its ``kappa.nc``;
-    ``finite_size`` the temperature to ``finite_size.nc``.
+    ``finite_size`` the temperature to ``finite_size.nc``; ``structure`` the MD cell (its
+    atom count is recorded); ``size_check`` the ``summary.json`` of the same stage in other
+    cells, compared with this one (:func:`size_check_record`).
     """
     from alkappa.greenkubo import plot_kappa_temperature
     from alkappa.phonons import read_netcdf
@@ -644,6 +715,10 @@ def run_greenkubo_summary_step(
         ),
         "temperatures": rows,
     }
+    if structure is not None:
+        record["natoms"] = len(_structure(structure))
+    if size_check:
+        record["size_check"] = size_check_record(record, [read_json(p) for p in size_check])
     write_json(out_json, record)
     for key, row in rows.items():
         vs = ", ".join(
@@ -672,6 +747,57 @@ def run_greenkubo_summary_step(
         corrected={"MLIP": corrected} if corrected else None,
         title=f"{settings['name']}: Green-Kubo against phono3py",
     )
+
+
+def size_check_record(
+    main: dict[str, Any], others: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Green-Kubo kappa of other cells against the main cell's, per common temperature.
+
+    For every other cell (a ``summary.json`` record with ``natoms``): its plain and
+    finite-size-corrected kappa and, as ``(other - main) / combined error``, how far they are
+    from the main cell's corrected kappa (the correction's purpose is that the small cell's
+    corrected value equals a large cell's value).
+    """
+
+    def corrected(row: dict[str, Any]) -> tuple[float | None, float | None]:
+        fs = row.get("finite_size") or {}
+        return fs.get("kappa_corrected_W_per_mK"), fs.get("kappa_corrected_error_W_per_mK")
+
+    def sigmas(a: float | None, ea: float | None, b: float | None, eb: float | None):
+        if None in (a, b, ea, eb) or not math.hypot(ea, eb):  # type: ignore[arg-type]
+            return None
+        return _finite((a - b) / math.hypot(ea, eb))  # type: ignore[operator]
+
+    out = []
+    for other in others:
+        rows = []
+        for key, row in other["temperatures"].items():
+            if key not in main["temperatures"]:
+                continue
+            base = main["temperatures"][key]
+            main_corr, main_corr_err = corrected(base)
+            corr, corr_err = corrected(row)
+            kappa, error = row["kappa_W_per_mK"], row["kappa_error_W_per_mK"]
+            rows.append(
+                {
+                    "temperature_K": row["temperature_K"],
+                    "kappa_W_per_mK": kappa,
+                    "kappa_error_W_per_mK": error,
+                    "kappa_corrected_W_per_mK": corr,
+                    "kappa_corrected_error_W_per_mK": corr_err,
+                    "main_kappa_W_per_mK": base["kappa_W_per_mK"],
+                    "main_kappa_corrected_W_per_mK": main_corr,
+                    "kappa_minus_main_corrected_sigma": sigmas(
+                        kappa, error, main_corr, main_corr_err
+                    ),
+                    "corrected_minus_main_corrected_sigma": sigmas(
+                        corr, corr_err, main_corr, main_corr_err
+                    ),
+                }
+            )
+        out.append({"natoms": other.get("natoms"), "temperatures": rows})
+    return out
 
 
 def production_state(

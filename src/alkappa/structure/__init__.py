@@ -7,6 +7,7 @@ from alkappa.structure._build import (
     check_geometry,
     nearest_neighbour_distance,
     read_unit_cell,
+    resize_supercell,
 )
 from alkappa.structure._relax import RelaxResult, has_stress, relax_structure
 
@@ -18,4 +19,5 @@ __all__ = [
     "nearest_neighbour_distance",
     "read_unit_cell",
     "relax_structure",
+    "resize_supercell",
 ]

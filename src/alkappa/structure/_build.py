@@ -66,6 +66,28 @@ def build_supercell(unit_cell: Atoms, supercell: list[int] | list[list[int]]) ->
     return atoms
 
 
+def resize_supercell(
+    unit_cell: Atoms,
+    relaxed: Atoms,
+    supercell: list[int] | list[list[int]],
+    new_supercell: list[int] | list[list[int]],
+) -> Atoms:
+    """The ``new_supercell`` of ``unit_cell`` with the lattice of ``relaxed``.
+
+    ``relaxed`` is the ``supercell`` of ``unit_cell`` after relaxation; its lattice divided by
+    the supercell matrix is the relaxed unit lattice, which the new cell repeats with the unit
+    cell's fractional positions (relax them afterwards if the structure has free internal
+    coordinates).
+    """
+    matrix = np.asarray(supercell, dtype=int)
+    if matrix.shape == (3,):
+        matrix = np.diag(matrix)
+    lattice = np.linalg.solve(matrix.astype(float), np.asarray(relaxed.cell, dtype=float))
+    unit = unit_cell.copy()
+    unit.set_cell(lattice, scale_atoms=True)
+    return build_supercell(unit, new_supercell)
+
+
 def nearest_neighbour_distance(atoms: Atoms) -> float:
     """Shortest interatomic distance under periodic boundary conditions (Å)."""
     if len(atoms) == 1:
