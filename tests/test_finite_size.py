@@ -119,6 +119,20 @@ def test_extrapolated_kappa_is_the_dense_mesh_integral(spring4):
     err = np.hypot(0.002, float(corrected["interpolation_fit_stderr"]))
     assert float(corrected["kappa_corrected_error"]) == pytest.approx(err)
     assert corrected["kappa_corrected_ab"].shape == (3, 3)
+    assert np.isnan(float(corrected["interpolation_correction_jackknife_error"]))  # one run
+
+    # leave-one-run-out lifetimes tau (1 + eps_r): kappa_ha and the correction are linear in
+    # tau here, so the jackknife error is correction * sqrt((n - 1)/n sum (eps_r - mean)^2)
+    eps = np.array([0.1, -0.05, 0.02, -0.07])
+    with_runs = _lifetimes(q, tau)
+    with_runs["tau_jackknife"] = (("run", "qpoint", "band"), tau[None] * (1 + eps)[:, None, None])
+    corrected = run_finite_size_correction(gk, with_runs, spring4, meshes=meshes)
+    jk = abs(correction) * np.sqrt((len(eps) - 1) * np.mean((eps - eps.mean()) ** 2))
+    assert float(corrected["interpolation_correction_jackknife_error"]) == pytest.approx(
+        jk, rel=1e-6
+    )
+    err = np.sqrt(0.002**2 + float(corrected["interpolation_fit_stderr"]) ** 2 + jk**2)
+    assert float(corrected["kappa_corrected_error"]) == pytest.approx(err, rel=1e-6)
 
 
 def test_commensurate_kappa_is_the_hand_sum():

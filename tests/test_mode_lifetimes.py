@@ -166,6 +166,12 @@ def test_langevin_lifetimes_are_the_inverse_friction(langevin):
     np.testing.assert_allclose(ds["relative_fluctuation"].values[finite], 1.0, atol=0.5)
     assert ds.attrs["temperature"] == pytest.approx(TEMPERATURE, rel=0.05)
     assert ds["energy_acf"].shape == (27, 3, ds.sizes["time"])
+    # leave-one-run-out lifetimes: here each is one run's estimate of the same 1/friction
+    jk = ds["tau_jackknife"].values
+    assert jk.shape == (2, 27, 3)
+    assert np.array_equal(np.isfinite(jk[0]), finite)
+    assert np.median(jk[:, finite]) == pytest.approx(expected, rel=0.15)
+    assert not np.allclose(jk[0][finite], jk[1][finite])
 
 
 def test_harmonic_nve_modes_do_not_decay(spring):

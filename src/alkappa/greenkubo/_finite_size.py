@@ -26,7 +26,9 @@ Method: the harmonic interpolation of Carbogno, Ramprasad, Scheffler, Phys. Rev.
    1/q^2 integrand, Riemann sum), per tensor element, by least squares weighted with n^2
    (sigma ~ 1/n: the dense meshes are in the asymptotic regime), as FHI-vibes does. The
    correction is kappa_ha(inf) - kappa_ha(commensurate); ``kappa_corrected = kappa_GK +
-   correction`` with the error sqrt(err_GK^2 + stderr_fit^2).
+   correction`` with the error sqrt(err_GK^2 + stderr_fit^2 + err_jk^2), err_jk the
+   jackknife error of the correction over the MD runs (each run left out of the lifetimes
+   once; the correction's dominant noise for short runs, which the fit's stderr misses).
 
 Variables carry FHI-vibes' names (``kappa_ha``, ``interpolation_*``). One difference:
 ``interpolation_fit_stderr`` here is the standard error of the fit's *intercept* (the
@@ -292,24 +294,10 @@ def run_harmonic_interpolation(
             "mode exchanges no energy, e.g. a harmonic run; NaN: imaginary frequency)"
         )
     omega = 2.0 * np.pi * freq  # 1/ps
-    lam = omega**2 * tau
-    undefined = ~np.isfinite(lam[g])
-    if undefined.any():
-        lam[g, undefined] = lambda_at_gamma(qpoints, lam)[undefined]
-
-    tau_used = _tau_from_lambda(lam, omega, qpoints)
     volume_sc = abs(np.linalg.det(np.asarray(ph.supercell.cell, dtype=float)))
     volume_prim = abs(np.linalg.det(np.asarray(ph.primitive.cell, dtype=float)))
-    kappa_ha = harmonic_kappa(velocity, tau_used, volume_sc)
-
-    kappas = np.empty((len(meshes), 3, 3))
-    n_imaginary = 0
-    for k, n in enumerate(meshes):
-        q_mesh, f_mesh, v_mesh = mesh_modes(ph, n)
-        lam_mesh = interpolate_lambda(qpoints, lam, q_mesh)
-        tau_mesh = _tau_from_lambda(lam_mesh, 2.0 * np.pi * f_mesh, q_mesh)
-        n_imaginary = max(n_imaginary, int((f_mesh[1:] < -1e-3).sum()))  # Gamma first
-        kappas[k] = harmonic_kappa(v_mesh, tau_mesh, n**3 * volume_prim)
+    mesh_data = [mesh_modes(ph, n) for n in meshes]
+    n_imaginary = max(int((f_mesh[1:] < -1e-3).sum()) for _, f_mesh, _ in mesh_data)
     if n_imaginary:
         warnings.warn(
             f"{n_imaginary} modes with imaginary frequencies on the interpolation meshes "
@@ -318,12 +306,43 @@ def run_harmonic_interpolation(
             stacklevel=2,
         )
 
+    def harmonic_model(tau_modes: np.ndarray) -> dict[str, Any]:
+        """kappa_ha at the commensurate points and on the meshes for one set of lifetimes."""
+        lam = omega**2 * tau_modes
+        undefined = ~np.isfinite(lam[g])
+        if undefined.any():
+            lam[g, undefined] = lambda_at_gamma(qpoints, lam)[undefined]
+        tau_used = _tau_from_lambda(lam, omega, qpoints)
+        kappas = np.empty((len(meshes), 3, 3))
+        for k, (n, (q_mesh, f_mesh, v_mesh)) in enumerate(zip(meshes, mesh_data, strict=True)):
+            lam_mesh = interpolate_lambda(qpoints, lam, q_mesh)
+            tau_mesh = _tau_from_lambda(lam_mesh, 2.0 * np.pi * f_mesh, q_mesh)
+            kappas[k] = harmonic_kappa(v_mesh, tau_mesh, n**3 * volume_prim)
+        kappa_ha = harmonic_kappa(velocity, tau_used, volume_sc)
+        scalar_fit = extrapolate(meshes, np.trace(kappas, axis1=1, axis2=2) / 3.0)
+        return {
+            "lam": lam,
+            "tau": tau_used,
+            "kappa_ha": kappa_ha,
+            "kappas": kappas,
+            "scalar_fit": scalar_fit,
+            "correction": float(scalar_fit["intercept"]) - float(np.trace(kappa_ha) / 3.0),
+        }
+
+    model = harmonic_model(tau.copy())
+    lam, tau_used, kappa_ha, kappas = (model[k] for k in ("lam", "tau", "kappa_ha", "kappas"))
+    scalar_fit = model["scalar_fit"]
     fit = extrapolate(meshes, kappas)
-    scalar_fit = extrapolate(meshes, np.trace(kappas, axis1=1, axis2=2) / 3.0)
     k_ha = float(np.trace(kappa_ha) / 3.0)
     correction_ab = fit["intercept"] - kappa_ha
-    correction = float(scalar_fit["intercept"]) - k_ha
+    correction = model["correction"]
     stderr = float(scalar_fit["intercept_stderr"])
+    # the lifetimes' statistical error carried into the correction: jackknife over runs
+    jk_error = float("nan")
+    samples = _jackknife_taus(lifetimes, g)
+    if len(samples) > 1:
+        values = np.array([harmonic_model(t)["correction"] for t in samples])
+        jk_error = float(np.sqrt((len(values) - 1) * np.mean((values - values.mean()) ** 2)))
     factor = 1.0 + correction / k_ha if k_ha != 0 else float("nan")
     dims = ("qpoint", "band")
     tensor = ("a", "b")
@@ -337,6 +356,7 @@ def run_harmonic_interpolation(
             "interpolation_fit_intercept": ((), float(scalar_fit["intercept"])),
             "interpolation_fit_stderr": ((), stderr),
             "interpolation_correction": ((), correction),
+            "interpolation_correction_jackknife_error": ((), jk_error),
             "interpolation_correction_ab": (tensor, correction_ab),
             "interpolation_correction_ab_stderr": (tensor, fit["intercept_stderr"]),
             "interpolation_correction_factor": ((), factor),
@@ -378,6 +398,27 @@ def run_harmonic_interpolation(
     return ds
 
 
+def _jackknife_taus(lifetimes: xr.Dataset, gamma: int) -> list[np.ndarray]:
+    """The leave-one-run-out lifetime sets of ``lifetimes`` usable for the interpolation
+    (every mode away from Gamma finite); none for a single run or old files."""
+    if "tau_jackknife" not in lifetimes or lifetimes.sizes.get("run", 0) < 2:
+        return []
+    samples = []
+    for tau in np.asarray(lifetimes["tau_jackknife"].values, dtype=float):
+        finite = np.isfinite(tau)
+        finite[gamma] = True
+        if finite.all():
+            samples.append(tau.copy())
+    if len(samples) < lifetimes.sizes["run"]:
+        warnings.warn(
+            f"{lifetimes.sizes['run'] - len(samples)} of {lifetimes.sizes['run']} jackknife "
+            "lifetime sets have modes without a finite lifetime: left out of the error",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return samples
+
+
 def run_finite_size_correction(
     green_kubo: xr.Dataset,
     lifetimes: xr.Dataset,
@@ -407,19 +448,23 @@ def run_finite_size_correction(
     k_gk = float(green_kubo["kappa_scalar"])
     err_gk = float(green_kubo["kappa_scalar_error"])
     corrected = k_gk + float(ds["interpolation_correction"])
-    error = float(np.hypot(err_gk, float(ds["interpolation_fit_stderr"])))
+    jk = float(ds["interpolation_correction_jackknife_error"])
+    jk = jk if np.isfinite(jk) else 0.0
+    error = float(np.sqrt(err_gk**2 + float(ds["interpolation_fit_stderr"]) ** 2 + jk**2))
     tensor = np.asarray(green_kubo["kappa"].values) + ds["interpolation_correction_ab"].values
-    tensor_err = np.hypot(
-        np.asarray(green_kubo["kappa_error"].values),
-        ds["interpolation_correction_ab_stderr"].values,
+    tensor_err = np.sqrt(
+        np.asarray(green_kubo["kappa_error"].values) ** 2
+        + ds["interpolation_correction_ab_stderr"].values ** 2
+        + jk**2
     )
     ds["kappa_corrected"] = ((), corrected)
     ds["kappa_corrected_error"] = ((), error)
     ds["kappa_corrected_ab"] = (("a", "b"), tensor)
     ds["kappa_corrected_ab_error"] = (("a", "b"), tensor_err)
     ds.attrs["kappa_corrected_definition"] = (
-        "kappa_scalar (Green-Kubo) + interpolation_correction; error: GK error and "
-        "interpolation_fit_stderr in quadrature"
+        "kappa_scalar (Green-Kubo) + interpolation_correction; error: GK error, "
+        "interpolation_fit_stderr and interpolation_correction_jackknife_error (the MD "
+        "lifetimes' statistical error, jackknife over runs) in quadrature"
     )
     return ds
 

@@ -280,6 +280,7 @@ def run_mode_lifetimes(
     min_fluctuation: float = 0.1,
     discard_fs: float = 0.0,
     bias_correction: bool = True,
+    jackknife: bool = True,
 ) -> xr.Dataset:
     """Per-mode lifetimes from the mode-energy autocorrelation of one or several MD runs.
 
@@ -304,6 +305,10 @@ def run_mode_lifetimes(
         Undo the offset that subtracting the sample mean puts on the estimated
         autocorrelation (see :func:`_lifetime`); without it tau comes out low by a few
         2 tau / T_total.
+    jackknife
+        Also fit every mode once per left-out run (``tau_jackknife``), from which the
+        statistical error of anything computed from the lifetimes follows (the
+        finite-size correction's).
 
     Returns
     -------
@@ -312,8 +317,10 @@ def run_mode_lifetimes(
         ``qpoints`` (qpoint, reciprocal; reduced, primitive reciprocal basis),
         ``frequency`` (qpoint, band; THz), ``tau`` (ps; energy-autocorrelation decay time,
         comparable to phono3py's tau; NaN for omega <= 0, inf without energy exchange),
-        ``tau_integral`` (ps), ``fit_amplitude``, ``decay_observed`` (1 if the
-        autocorrelation fell below ``fit_threshold``), ``relative_fluctuation``,
+        ``tau_integral`` (ps), ``tau_jackknife`` (run, qpoint, band; ps; tau without run
+        r, equal to ``tau`` for a single run or ``jackknife=False``), ``fit_amplitude``,
+        ``decay_observed`` (1 if the autocorrelation fell below ``fit_threshold``),
+        ``relative_fluctuation``,
         ``mean_energy`` (eV), ``energy_acf`` (qpoint, band, time; normalised),
         ``self_conjugate`` (qpoint), ``rotations`` (symmetry, reciprocal, reciprocal_; the
         point group acting on reduced q, for matching q-points), ``primitive_cell``
@@ -351,16 +358,18 @@ def run_mode_lifetimes(
     n_modes = int(np.prod(shape))
     total = sum(e.reshape(len(e), -1).sum(axis=0) for e in energies)
     mean = total / sum(len(e) for e in energies)
-    sums = np.zeros((n_lags, n_modes))
-    counts = np.zeros(n_lags)
-    for e in energies:
+    # per-run sums of lagged products (about the pooled mean), kept for the jackknife
+    run_sums = np.zeros((len(energies), n_lags, n_modes))
+    run_counts = np.zeros((len(energies), n_lags))
+    for r, e in enumerate(energies):
         flat = e.reshape(len(e), -1) - mean
         for start in range(0, n_modes, 32):
             block = slice(start, start + 32)
-            sums[:, block] += len(e) * autocorrelation(
+            run_sums[r, :, block] = len(e) * autocorrelation(
                 flat[:, block], max_lag=n_lags - 1, unbiased=False
             )
-        counts += len(e) - np.arange(n_lags)
+        run_counts[r] = len(e) - np.arange(n_lags)
+    sums, counts = run_sums.sum(axis=0), run_counts.sum(axis=0)
     acf = sums / counts[:, None]
     time = np.arange(n_lags) * dt
     total_time = dt * sum(len(e) for e in energies)
@@ -378,15 +387,32 @@ def run_mode_lifetimes(
     # the three lowest bands at Gamma are the acoustic (translation) modes
     zone_centre = np.all(np.abs(modes.qpoints) < 1e-8, axis=1)
     acoustic = (zone_centre[:, None] & (np.arange(shape[1]) < 3)[None, :]).ravel()
+    fitted = np.zeros(n_modes, dtype=bool)
     for s in range(n_modes):
         if not positive[s] or acoustic[s] or not variance[s] > 0:
             continue
         if relative[s] < min_fluctuation:
             tau[s] = tau_int[s] = np.inf
             continue
+        fitted[s] = True
         tau[s], tau_int[s], amplitude[s], observed[s] = _lifetime(
             time, normalised[:, s], fit_threshold, total_time if bias_correction else None
         )
+    # leave-one-run-out lifetimes (jackknife samples; the same modes fitted, the rest as tau)
+    tau_jk = np.repeat(tau[None, :], len(runs), axis=0)
+    if jackknife and len(runs) > 1:
+        for r in range(len(runs)):
+            acf_r = (sums - run_sums[r]) / (counts - run_counts[r])[:, None]
+            time_r = total_time - dt * len(energies[r])
+            for s in np.nonzero(fitted)[0]:
+                if not acf_r[0, s] > 0:
+                    continue
+                tau_jk[r, s] = _lifetime(
+                    time,
+                    acf_r[:, s] / acf_r[0, s],
+                    fit_threshold,
+                    time_r if bias_correction else None,
+                )[0]
 
     dims = ("qpoint", "band")
     ds = xr.Dataset(
@@ -395,6 +421,7 @@ def run_mode_lifetimes(
             "frequency": (dims, modes.frequencies),
             "tau": (dims, tau.reshape(shape) / 1000.0),
             "tau_integral": (dims, tau_int.reshape(shape) / 1000.0),
+            "tau_jackknife": (("run", *dims), tau_jk.reshape(len(runs), *shape) / 1000.0),
             "fit_amplitude": (dims, amplitude.reshape(shape)),
             "decay_observed": (dims, observed.reshape(shape)),
             "relative_fluctuation": (dims, relative.reshape(shape)),
@@ -408,6 +435,7 @@ def run_mode_lifetimes(
             "qpoint": np.arange(len(modes.qpoints)),
             "band": np.arange(shape[1]),
             "time": time,
+            "run": np.arange(len(runs)),
         },
         attrs={
             "temperature": float(np.mean([r["temperature"] for r in runs])),
@@ -428,6 +456,7 @@ def run_mode_lifetimes(
         "frequency": "THz",
         "tau": "ps",
         "tau_integral": "ps",
+        "tau_jackknife": "ps",
         "mean_energy": "eV",
         "time": "fs",
         "primitive_cell": "Angstrom",

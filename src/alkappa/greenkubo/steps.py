@@ -661,6 +661,11 @@ def run_greenkubo_summary_step(
                 "kappa_corrected_W_per_mK": float(fs["kappa_corrected"]),
                 "kappa_corrected_error_W_per_mK": _finite(float(fs["kappa_corrected_error"])),
                 "interpolation_correction_W_per_mK": float(fs["interpolation_correction"]),
+                "correction_jackknife_error_W_per_mK": (
+                    _finite(float(fs["interpolation_correction_jackknife_error"]))
+                    if "interpolation_correction_jackknife_error" in fs
+                    else None
+                ),
                 "kappa_ha_commensurate_W_per_mK": float(fs["kappa_ha_scalar"]),
                 "kappa_ha_bulk_W_per_mK": float(fs["interpolation_fit_intercept"]),
             }
