@@ -165,7 +165,9 @@ ANALYSIS = {"window_fs": 20.0}
 
 
 def _loop(path, **changes):
-    settings = {**SMALL, "target_error": 1e-6, "max_runs": 4, **changes}
+    # runs of 0.12 ps hold no zero of the autocorrelation: require_decay off to reach the
+    # target and budget rules (test_truncated_integral_stops_production has it on)
+    settings = {**SMALL, "target_error": 1e-6, "max_runs": 4, "require_decay": False, **changes}
     return run_production(
         crystal(),
         lj(),
@@ -211,6 +213,24 @@ def test_production_stops_at_the_target_or_max_runs(tmp_path):
     assert again.stopped_by == "target_error" and again.converged
     assert len(again.runs) == first + 2 and all(r.reused for r in again.runs)
     assert again.relative_error == pytest.approx(errors[first])
+
+
+@pytest.mark.filterwarnings("ignore:no zero crossing", "ignore:.*kappa's relative error")
+def test_truncated_integral_stops_production(tmp_path):
+    """No zero of the autocorrelation within half a run: kappa is a truncated integral, more
+    runs of the same length cannot fix it, so production stops after the first analysis and
+    says to make the runs longer; it is never called converged, even at its target."""
+    with pytest.warns(
+        UserWarning, match=r"does not cross zero within 0\.05 ps .*greenkubo\.steps, now 60"
+    ):
+        result = _loop(tmp_path, require_decay=True, target_error=10.0)
+    assert result.stopped_by == "runs_too_short" and not result.converged
+    assert len(result.runs) == 2 and result.history[-1]["cutoff_found"] is False
+    assert result.to_dict()["stopped_by"] == "runs_too_short"
+    # the switch is a stopping rule, not part of the runs' fingerprint: a rerun without it
+    # reuses both runs and stops at the (loose) target
+    again = _loop(tmp_path, require_decay=False, target_error=10.0)
+    assert again.stopped_by == "target_error" and all(r.reused for r in again.runs)
 
 
 @pytest.mark.filterwarnings("ignore:no zero crossing", "ignore:.*kappa's relative error")

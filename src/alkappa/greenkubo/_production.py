@@ -33,7 +33,11 @@ frame). Production ends when the target is reached or when the next run would br
 ``max_runs``, ``max_simulated_ps`` (NVE time over all runs) or ``max_wall_hours`` (NVT and
 NVE wall time, summed over restarts; the next run is expected to cost the mean of the runs so
 far). The error of a mean over n independent runs falls as 1/sqrt(n), so about
-n (err/target)^2 runs are needed; a warning says so when that exceeds the budget. With
+n (err/target)^2 runs are needed; a warning says so when that exceeds the budget. If the
+run-averaged autocorrelation has no zero within the lags a run allows (half its length), the
+integral is truncated whatever the number of runs, and production stops with
+``stopped_by = "runs_too_short"`` and a warning to make the runs longer (``require_decay``
+False: it goes on as if the cutoff were found). With
 ``target_error`` None exactly ``runs`` runs are made (``stopped_by = "fixed_runs"``).
 
 Restarts: a completed equilibration (``equilibration.nc``, which stores the snapshots and the
@@ -98,10 +102,17 @@ DEFAULT_PRODUCTION_SETTINGS: dict[str, Any] = {
     "max_runs": 20,
     "max_simulated_ps": None,  # NVE time over all runs
     "max_wall_hours": None,  # NVT + NVE wall time, summed over restarts
+    "require_decay": True,  # stop (runs_too_short) if the autocorrelation has no zero
 }
 
 #: settings that decide when production ends, not what a run is (not in the fingerprint)
-STOPPING_KEYS = ("target_error", "max_runs", "max_simulated_ps", "max_wall_hours")
+STOPPING_KEYS = (
+    "target_error",
+    "max_runs",
+    "max_simulated_ps",
+    "max_wall_hours",
+    "require_decay",
+)
 
 #: why a production ended (``ProductionResult.stopped_by``)
 STOPPED_BY = (
@@ -111,6 +122,7 @@ STOPPED_BY = (
     "max_wall_hours",
     "fixed_runs",
     "nvt_blew_up",
+    "runs_too_short",
 )
 
 EQUILIBRATION_FILE = "equilibration.nc"
@@ -141,7 +153,7 @@ def resolve_production_settings(settings: dict[str, Any] | None) -> dict[str, An
             raise ValueError(f"production setting {key} must be >= 1 (got {out[key]})")
     if out["timestep"] <= 0 or out["friction"] <= 0:
         raise ValueError("timestep and friction must be positive")
-    for key in STOPPING_KEYS:
+    for key in ("target_error", "max_runs", "max_simulated_ps", "max_wall_hours"):
         if out[key] is not None and not out[key] > 0:
             raise ValueError(f"production setting {key} must be positive or None (got {out[key]})")
     check_greenkubo_budget(out, "greenkubo")
@@ -389,6 +401,15 @@ def run_production(
         if not warned and entry["relative_error"] > target:
             warned = _warn_if_out_of_budget(entry, results, settings, temperature)
         stopped_by = _stop_reason(entry, results, settings)
+        if stopped_by == "runs_too_short":
+            warnings.warn(
+                f"{temperature:g} K: the heat-flux autocorrelation does not cross zero within "
+                f"{entry['max_lag_fs'] / 1000:g} ps (half a run): kappa is a truncated integral "
+                f"and more runs of this length would not fix it; production stops. Make the "
+                f"runs longer (greenkubo.steps, now {settings['steps']}: at least double it; "
+                f"a rerun with other settings starts afresh)",
+                stacklevel=2,
+            )
         if stopped_by:
             break
         k = len(results)
@@ -439,6 +460,10 @@ def _analyse(runs: list[RunResult], analysis: dict[str, Any]) -> dict[str, Any]:
         return entry
     kappa, error = float(ds["kappa_scalar"]), float(ds["kappa_scalar_error"])
     entry.update(kappa=kappa, kappa_error=error)
+    # the cutoff is common to all runs: did the averaged autocorrelation cross zero?
+    found = np.asarray(ds["cutoff_found"].values)[0]
+    entry["cutoff_found"] = bool(np.diagonal(found).all())
+    entry["max_lag_fs"] = float(ds["time"].values[-1])
     if np.isfinite(kappa) and np.isfinite(error) and kappa != 0.0:
         entry["relative_error"] = error / abs(kappa)
     return entry
@@ -469,7 +494,16 @@ def _next_run_cost(runs: list[RunResult], settings: dict[str, Any]) -> tuple[flo
 
 
 def _stop_reason(entry: dict[str, Any], runs: list[RunResult], settings: dict[str, Any]) -> str:
-    """Why production ends now ("" to go on): the target, or the budget the next run breaks."""
+    """Why production ends now ("" to go on): runs too short for the integral, the target, or
+    the budget the next run breaks.
+
+    Without a zero of the flux autocorrelation within the lags a run allows, the cutoff is the
+    last lag and kappa a truncated integral: more runs of the same length shrink its error
+    but not its bias, so production stops (``runs_too_short``) and says so instead of
+    spending the budget or calling the result converged.
+    """
+    if settings["require_decay"] and entry.get("cutoff_found") is False:
+        return "runs_too_short"
     if entry["relative_error"] <= settings["target_error"]:
         return "target_error"
     if settings["max_runs"] is not None and len(runs) + 1 > settings["max_runs"]:
