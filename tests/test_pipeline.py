@@ -116,17 +116,23 @@ def test_green_kubo_outputs(test_campaign):
     frames = settings["steps"] // settings["sample_interval"] + 1
     t300 = out / "greenkubo/T300"
     assert (t300 / "equilibration.nc").is_file()
-    # production went on until the target error or max_runs, and says which
+    # production went on until the target error or max_runs, or stopped at once because the
+    # autocorrelation never crossed zero (runs too short), and says which
     record = read_json(t300 / "production.json")
     runs = record["n_runs"]
     assert len(record["runs"]) == runs and [h["n_runs"] for h in record["history"]] == list(
         range(settings["runs"], runs + 1)
     )
+    last = record["history"][-1]
     if record["stopped_by"] == "target_error":
-        assert record["relative_error"] <= settings["target_error"]
+        assert record["relative_error"] <= settings["target_error"] and last["cutoff_found"]
+    elif record["stopped_by"] == "runs_too_short":
+        assert last["cutoff_found"] is False
+        assert all(h.get("cutoff_found") is not False for h in record["history"][:-1])
     else:
         assert record["stopped_by"] == "max_runs" and runs == settings["max_runs"]
         assert record["relative_error"] > settings["target_error"]
+        assert last.get("cutoff_found") is not False
     # the test model is crude: a run may blow up (recorded, left out of the analysis)
     usable = [r for r in record["runs"] if not r["blew_up"]]
     assert len(usable) >= settings["runs"] - 1

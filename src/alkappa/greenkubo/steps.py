@@ -842,6 +842,11 @@ def _state_words(row: dict[str, Any]) -> str:
         return f"{text}: target {target:.0%} reached"
     if row["stopped_by"] == "fixed_runs":
         return f"{text} (fixed number of runs, no target)"
+    if row["stopped_by"] == "runs_too_short":
+        return (
+            f"{text}: NOT converged, the runs are too short (the flux autocorrelation has no "
+            "zero within half a run; make greenkubo.steps larger)"
+        )
     return f"{text}: target {target:.0%} NOT reached, stopped by {row['stopped_by']}"
 
 
