@@ -191,6 +191,27 @@ def test_cli_validate_one_line(tmp_path):
     assert "unknown key 'sise' in ensemble" in proc.stderr
 
 
+def test_validating_a_config_never_runs_the_code_it_names(tmp_path):
+    """The ase oracle's calculator is a name, not code to call: `alkappa validate` rejects a
+    non-calculator in one line and the command it carries never runs."""
+    marker = tmp_path / "FILE"
+    cfg = _config(
+        oracle={
+            "name": "ase",
+            "calculator": "subprocess.call",
+            "kwargs": {"args": f"touch {marker}", "shell": True},
+        }
+    )
+    path = tmp_path / "evil.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(
+        [sys.executable, "-m", "alkappa.cli", "validate", str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0
+    assert "'subprocess.call' is not an ASE calculator class" in proc.stderr
+    assert not marker.exists()
+
+
 def test_missing_reference_file_is_named():
     cfg = _config(reference={"files": [{"path": "no/such/trajectory.nc"}]})
     with pytest.raises(

@@ -433,10 +433,48 @@ def test_ase_oracle_espresso_builds_a_profile_with_pseudo_dir(tmp_path):
 
 
 def test_ase_oracle_espresso_without_pseudo_dir_says_so():
+    oracle = get_oracle(
+        {"name": "ase", "calculator": "ase.calculators.espresso.Espresso", "command": "pw.x"}
+    )
+    # nothing is constructed while the config is read; the first calculator says it
     with pytest.raises(OracleInputError, match="pseudo_dir"):
-        get_oracle(
-            {"name": "ase", "calculator": "ase.calculators.espresso.Espresso", "command": "pw.x"}
-        )
+        oracle.make_calculator()
+
+
+def test_ase_oracle_names_only_calculator_classes_and_calls_nothing_when_read(
+    tmp_path, monkeypatch
+):
+    """A config is data: the ase oracle accepts an ASE calculator class, never other code,
+    and reading (validating) it constructs nothing."""
+    marker = tmp_path / "FILE"
+    for path in ("subprocess.call", "os.system", "builtins.exec", "ase.build.bulk"):
+        with pytest.raises(OracleInputError, match=r"not an ASE calculator class"):
+            get_oracle(
+                {
+                    "name": "ase",
+                    "calculator": path,
+                    "kwargs": {"args": f"touch {marker}", "shell": True},
+                }
+            )
+    assert not marker.exists()
+    # a calculator class is constructed at the first calculation, not when the config is read
+    built = []
+
+    class Recording(EMT):
+        def __init__(self, **kwargs):
+            built.append(kwargs)
+            super().__init__()
+
+    module = types.ModuleType("alkappa_recording_calcs")
+    module.Recording = Recording
+    monkeypatch.setitem(sys.modules, "alkappa_recording_calcs", module)
+    oracle = get_oracle(
+        {"name": "ase", "calculator": "alkappa_recording_calcs.Recording", "kwargs": {"x": 1}}
+    )
+    oracle.check(Atoms("Cu", cell=[3, 3, 3], pbc=True))
+    assert built == []
+    oracle.make_calculator()
+    assert built == [{"x": 1}]
 
 
 def test_ase_oracle_gpaw_runs_in_process():

@@ -98,8 +98,22 @@ def structure_hash(atoms: Atoms) -> str:
     return h.hexdigest()[:12]
 
 
+#: Packages whose calculator is a factory function rather than a class (newer GPAW's
+#: ``gpaw.GPAW``); a config may name a function only from these.
+FACTORY_PACKAGES = ("gpaw",)
+
+
 def import_calculator(path: str) -> Callable[..., Calculator]:
-    """The calculator class (or factory) named by a dotted import path."""
+    """The calculator class named by a dotted import path, not called.
+
+    A config is data, so what it names here must be a calculator, never arbitrary code: a
+    class derived from ASE's ``BaseCalculator`` (from any installed module: installed packages
+    are trusted code), or a factory function of a package in :data:`FACTORY_PACKAGES`.
+    Anything else (e.g. ``subprocess.call``) is an :class:`OracleInputError` before it could
+    be called. Importing the module runs that installed package's own import code only.
+    """
+    from ase.calculators.calculator import BaseCalculator
+
     module_name, _, attr = str(path).rpartition(".")
     if not module_name or not attr:
         raise OracleInputError(
@@ -116,7 +130,16 @@ def import_calculator(path: str) -> Callable[..., Calculator]:
             f"ase oracle: cannot import calculator '{path}': "
             f"module '{module_name}' has no calculator '{attr}'"
         )
-    return obj
+    if isinstance(obj, type) and issubclass(obj, BaseCalculator):
+        return obj
+    package = str(getattr(obj, "__module__", "") or "").split(".")[0]
+    if inspect.isfunction(obj) and package in FACTORY_PACKAGES:
+        return obj
+    raise OracleInputError(
+        f"ase oracle: calculator '{path}' is not an ASE calculator class (a subclass of "
+        "ase.calculators.calculator.BaseCalculator); other code comes in as an oracle plugin "
+        "(README: your own DFT code)"
+    )
 
 
 def _explicit_parameters(factory: Callable[..., Any]) -> set[str]:
@@ -239,7 +262,11 @@ class ASECalculatorOracle(Oracle):
         # Decide how the command and data directory reach the code (module docstring).
         if isinstance(self.factory, type) and issubclass(self.factory, GenericFileIOCalculator):
             self.kind = "profile"
-            self._profile = self._build_profile(command, data_dir)
+            if data_dir and command is None:
+                raise OracleInputError(
+                    f"ase oracle: {self.name} needs 'command' when a species/pseudo directory "
+                    "is given (or put both into ASE's config file)"
+                )
         elif (isinstance(self.factory, type) and issubclass(self.factory, FileIOCalculator)) or (
             "command" in _explicit_parameters(self.factory)
         ):
@@ -263,8 +290,10 @@ class ASECalculatorOracle(Oracle):
                     f"ase oracle: {self.name} takes no 'species_dir'/'pseudo_dir'; "
                     "set it through 'kwargs' instead"
                 )
-        # Construct one calculator now so that bad settings stop the run before any work.
-        self._build(Path(tempfile.gettempdir()) / "alkappa-ase-probe")
+        # Nothing is constructed here: validating a config must not call the code it names.
+        # The first make_calculator() (the first label) builds the profile and the calculator,
+        # so bad settings stop the campaign at its first oracle call.
+        self._profile_ready = self.kind != "profile"
 
     # -- construction -------------------------------------------------------------------------
 
@@ -303,6 +332,11 @@ class ASECalculatorOracle(Oracle):
         return profile
 
     def _build(self, directory: Path | None) -> Calculator:
+        if not self._profile_ready:
+            self._profile = self._build_profile(
+                self.options["command"], self.options["species_dir"]
+            )
+            self._profile_ready = True
         kwargs = dict(self.options["kwargs"])
         explicit = _explicit_parameters(self.factory)
         if self.kind == "profile":
