@@ -91,3 +91,22 @@ def test_trajectory_copies_arrays_that_change_in_place(tmp_path):
     w.flush()
     ds = read_trajectory(tmp_path / "t.nc")
     np.testing.assert_allclose(ds.positions.values[2] - ds.positions.values[0], 2.0)
+
+
+def test_ensemble_members_stay_inside_their_model_directory(tmp_path):
+    import pytest
+
+    from alkappa.io import write_json
+    from alkappa.models import ensemble_members
+
+    model = tmp_path / "model"
+    model.mkdir()
+    write_json(model / "ensemble.json", {"members": ["member_0.nequip.zip"]})
+    assert ensemble_members(model) == [model / "member_0.nequip.zip"]
+    for bad in ("../elsewhere.nequip.zip", str(tmp_path / "abs.nequip.zip"), "a/../../b"):
+        write_json(model / "ensemble.json", {"members": ["member_0.nequip.zip", bad]})
+        with pytest.raises(ValueError, match=r"ensemble\.json: member .* lies outside"):
+            ensemble_members(model)
+    write_json(model / "ensemble.json", {"members": []})
+    with pytest.raises(ValueError, match="non-empty list"):
+        ensemble_members(model)

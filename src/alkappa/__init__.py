@@ -29,12 +29,13 @@ def load_model(
     members first, worth it for long MD).
     """
     from alkappa.io import read_json
+    from alkappa.models import ensemble_members
     from alkappa.models.ensemble import load_ensemble
 
     directory = Path(directory)
     spec = read_json(directory / "ensemble.json")
     return load_ensemble(
-        [directory / name for name in spec["members"]],
+        ensemble_members(directory),
         device=device,
         model=spec["model"],
         threads=threads,

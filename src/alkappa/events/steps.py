@@ -38,8 +38,9 @@ def model_files(inputs: Sequence[str | Path]) -> list[Path]:
     """Member model files from a final ``ensemble.json`` or a list of ``member.json``."""
     paths = [Path(p) for p in inputs]
     if len(paths) == 1 and paths[0].name == "ensemble.json":
-        spec = read_json(paths[0])
-        return [paths[0].parent / name for name in spec["members"]]
+        from alkappa.models import ensemble_members
+
+        return ensemble_members(paths[0].parent)
     return [p.parent / read_json(p)["model_file"] for p in paths]
 
 

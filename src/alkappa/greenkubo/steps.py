@@ -88,7 +88,9 @@ def _runs(runs: str | Path | Sequence[str | Path]) -> list[Path]:
 def member_files(model_dir: str | Path) -> list[Path]:
     """The member model files of a final ensemble (``model/ensemble.json``'s ``members``)."""
     directory = Path(model_dir)
-    return [directory / name for name in read_json(directory / "ensemble.json")["members"]]
+    from alkappa.models import ensemble_members
+
+    return ensemble_members(directory)
 
 
 def make_flux(

@@ -5,12 +5,36 @@ Heavy dependencies (torch, nequip) are imported only when a model is trained or 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from alkappa._plugins import load
 from alkappa.models._base import Model, TrainResult
 
-__all__ = ["Model", "TrainResult", "get_model"]
+__all__ = ["Model", "TrainResult", "ensemble_members", "get_model"]
+
+
+def ensemble_members(directory: str | Path) -> list[Path]:
+    """The member files that ``directory/ensemble.json`` lists, each checked to lie inside
+    ``directory`` (a model directory is shared as a unit; a member path that leaves it, e.g.
+    ``../x`` or an absolute path, is a ``ValueError`` naming the file)."""
+    from alkappa.io import read_json
+
+    directory = Path(directory)
+    spec_path = directory / "ensemble.json"
+    members = read_json(spec_path).get("members")
+    if not isinstance(members, list) or not members:
+        raise ValueError(f"{spec_path}: 'members' must be a non-empty list of file names")
+    root = directory.resolve()
+    paths = []
+    for name in members:
+        path = directory / str(name)
+        if not path.resolve().is_relative_to(root):
+            raise ValueError(
+                f"{spec_path}: member {name!r} lies outside the model directory {directory}"
+            )
+        paths.append(path)
+    return paths
 
 
 def get_model(spec: dict[str, Any]) -> Model:
