@@ -344,3 +344,36 @@ def test_greenkubo_cells_given_twice_or_missing_mesh_points_are_named():
         )
     assert settings["greenkubo"]["size_check"] == [[3, 3, 3]]
     assert settings["greenkubo"]["supercell"] is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"materials": {"..": MINIMAL["materials"]["Cu"]}}, r"materials\.\.\.: .* not '\.' or"),
+        ({"materials": {".": MINIMAL["materials"]["Cu"]}}, r"materials\.\.: .* not '\.' or"),
+        (
+            {"convergence": {"min_iterations": 4, "max_iterations": 2}},
+            r"materials\.Cu\.convergence\.min_iterations: 4 is more than max_iterations 2",
+        ),
+        (
+            {
+                "materials": {
+                    "Cu": {
+                        "structure": {"build": {"name": "Cu", "crystalstructure": "fcc", "a": -3.6}}
+                    }
+                }
+            },
+            r"materials\.Cu\.structure\.build\.a: must be positive \(got -3\.6\)",
+        ),
+    ],
+)
+def test_cross_field_and_name_errors_are_one_line(change, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(_config(**change))
+
+
+def test_a_yaml_list_is_not_a_config(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- materials\n- oracle\n")
+    with pytest.raises(ConfigError, match=r"list\.yaml: the top level must be a mapping"):
+        load_config(path)

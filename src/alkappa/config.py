@@ -74,6 +74,12 @@ def load_config(source: str | os.PathLike[str] | dict[str, Any]) -> dict[str, An
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        where = "the config" if isinstance(source, dict) else f"config file {source}"
+        raise ConfigError(
+            f"{where}: the top level must be a mapping of sections (materials:, oracle:, ...), "
+            f"not a {type(raw).__name__}"
+        )
     validate_schema(raw)
     check_materials(raw)
     return raw
@@ -187,6 +193,11 @@ def check_materials(config: dict[str, Any]) -> None:
     for name in config["materials"]:
         settings = material_settings(config, name)
         where = f"materials.{name}"
+        if set(name) <= {"."}:
+            raise ConfigError(
+                f"{where}: a material name is a directory under results: not '.' or '..'"
+            )
+        _check_cross_fields(settings, where)
         try:
             cell = read_unit_cell(settings["structure"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -228,6 +239,21 @@ def check_materials(config: dict[str, Any]) -> None:
             raise ConfigError(f"{where}.model.name: {exc}") from exc
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}.model: {exc}") from exc
+
+
+def _check_cross_fields(settings: Mapping[str, Any], where: str) -> None:
+    """Checks across keys that the schema cannot express."""
+    conv = settings["convergence"]
+    if conv["min_iterations"] > conv["max_iterations"]:
+        raise ConfigError(
+            f"{where}.convergence.min_iterations: {conv['min_iterations']} is more than "
+            f"max_iterations {conv['max_iterations']}"
+        )
+    build = settings["structure"].get("build") or {}
+    for key in ("a", "b", "c", "covera"):
+        value = build.get(key)
+        if isinstance(value, (int, float)) and not value > 0:
+            raise ConfigError(f"{where}.structure.build.{key}: must be positive (got {value})")
 
 
 def greenkubo_cells(unit: Any, supercell: Any, gk: Mapping[str, Any], where: str) -> list[Any]:
