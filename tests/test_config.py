@@ -377,3 +377,33 @@ def test_a_yaml_list_is_not_a_config(tmp_path):
     path.write_text("- materials\n- oracle\n")
     with pytest.raises(ConfigError, match=r"list\.yaml: the top level must be a mapping"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("data_broken\n_cell_length_a\n", r"bad\.cif (cannot be read|holds no atoms)"),
+        ("", r"bad\.cif (cannot be read|holds no atoms)"),
+    ],
+)
+def test_unreadable_or_empty_structure_file_is_named(tmp_path, content, message):
+    path = tmp_path / "bad.cif"
+    path.write_text(content)
+    cfg = _config(materials={"Cu": {"structure": {"file": str(path)}}})
+    with pytest.raises(ConfigError, match=r"materials\.Cu\.structure: structure file .*" + message):
+        load_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("supercell", "message"),
+    [
+        ([[1, 0, 0], [0, 1, 0], [1, 0, 0]], r"materials\.Cu\.supercell: .* singular matrix"),
+        ([40, 40, 40], r"materials\.Cu\.supercell: \[40, 40, 40\] makes 256000 atoms, more than"),
+    ],
+)
+def test_impossible_supercells_are_refused_before_they_are_built(supercell, message):
+    cfg = _config()
+    cfg["materials"]["Cu"]["structure"]["build"]["cubic"] = True
+    cfg["materials"]["Cu"]["supercell"] = supercell
+    with pytest.raises(ConfigError, match=message):
+        load_config(cfg)

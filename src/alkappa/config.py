@@ -188,7 +188,7 @@ def check_materials(config: dict[str, Any]) -> None:
     from alkappa.models import get_model
     from alkappa.oracles import get_oracle
     from alkappa.oracles._base import OracleInputError
-    from alkappa.structure import build_supercell, check_geometry, read_unit_cell
+    from alkappa.structure import check_geometry, read_unit_cell
 
     for name in config["materials"]:
         settings = material_settings(config, name)
@@ -202,7 +202,7 @@ def check_materials(config: dict[str, Any]) -> None:
             cell = read_unit_cell(settings["structure"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{where}.structure: {exc}") from exc
-        supercell = build_supercell(cell, settings["supercell"])
+        supercell = _supercell(cell, settings["supercell"], f"{where}.supercell")
         try:
             check_geometry(supercell)
         except ValueError as exc:
@@ -241,6 +241,32 @@ def check_materials(config: dict[str, Any]) -> None:
             raise ConfigError(f"{where}.model: {exc}") from exc
 
 
+#: the most atoms a supercell may have (checked before it is built)
+MAX_SUPERCELL_ATOMS = 100_000
+
+
+def _supercell(unit: Any, spec: Any, where: str) -> Any:
+    """The supercell ``spec`` of ``unit``, or one :class:`ConfigError` line: a singular
+    matrix, or more than :data:`MAX_SUPERCELL_ATOMS` atoms (before anything is allocated)."""
+    import numpy as np
+
+    from alkappa.structure import build_supercell
+
+    matrix = np.asarray(spec, dtype=int)
+    if matrix.shape == (3,):
+        matrix = np.diag(matrix)
+    if matrix.shape != (3, 3):
+        raise ConfigError(f"{where}: {spec} is neither three repetitions nor a 3x3 matrix")
+    det = round(abs(float(np.linalg.det(matrix))))
+    if det < 1:
+        raise ConfigError(f"{where}: {spec} is a singular matrix (no supercell)")
+    if det * len(unit) > MAX_SUPERCELL_ATOMS:
+        raise ConfigError(
+            f"{where}: {spec} makes {det * len(unit)} atoms, more than {MAX_SUPERCELL_ATOMS}"
+        )
+    return build_supercell(unit, spec)
+
+
 def _check_cross_fields(settings: Mapping[str, Any], where: str) -> None:
     """Checks across keys that the schema cannot express."""
     conv = settings["convergence"]
@@ -262,12 +288,14 @@ def greenkubo_cells(unit: Any, supercell: Any, gk: Mapping[str, Any], where: str
     :class:`ConfigError` for a cell given twice."""
     import numpy as np
 
-    from alkappa.structure import build_supercell
-
-    main = supercell if gk["supercell"] is None else build_supercell(unit, gk["supercell"])
+    main = (
+        supercell
+        if gk["supercell"] is None
+        else _supercell(unit, gk["supercell"], f"{where}.supercell")
+    )
     cells = [main]
     for k, reps in enumerate(gk["size_check"]):
-        new = build_supercell(unit, reps)
+        new = _supercell(unit, reps, f"{where}.size_check.{k}")
         for old in cells:
             if len(old) == len(new) and np.allclose(old.cell, new.cell):
                 raise ConfigError(

@@ -30,7 +30,13 @@ def read_unit_cell(spec: dict[str, Any]) -> Atoms:
         path = Path(spec["file"])
         if not path.is_file():
             raise FileNotFoundError(f"structure file {path} does not exist")
-        atoms = ase.io.read(path, index=-1, format=spec.get("format"))
+        try:
+            atoms = ase.io.read(path, index=-1, format=spec.get("format"))
+        except Exception as exc:  # any parser error of a foreign file: one line naming it
+            reason = str(exc) or type(exc).__name__
+            raise ValueError(f"structure file {path} cannot be read: {reason}") from exc
+        if isinstance(atoms, list) or len(atoms) == 0:
+            raise ValueError(f"structure file {path} holds no atoms")
     elif "build" in spec:
         kwargs = dict(spec["build"])
         try:
@@ -98,17 +104,24 @@ def nearest_neighbour_distance(atoms: Atoms) -> float:
 
 
 def check_geometry(atoms: Atoms, min_distance: float = MIN_ALLOWED_DISTANCE) -> None:
-    """Raise ``ValueError`` naming the pair if two atoms overlap."""
-    if len(atoms) < 2:
+    """Raise ``ValueError`` naming the pair if two atoms overlap (a neighbour list within
+    ``min_distance``: linear in the number of atoms, so large supercells cost no memory)."""
+    from ase.neighborlist import neighbor_list
+
+    if len(atoms) < 2 and not atoms.pbc.any():
         return
-    _, dist = get_distances(atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-    dist[np.diag_indices_from(dist)] = np.inf
-    i, j = np.unravel_index(np.argmin(dist), dist.shape)
-    if dist[i, j] < min_distance:
+    i, j, dist = neighbor_list("ijd", atoms, min_distance)
+    if len(dist):
+        k = int(np.argmin(dist))
+        a, b = int(i[k]), int(j[k])
         sym = atoms.get_chemical_symbols()
+        what = (
+            f"atom {a} ({sym[a]}) and its periodic image"
+            if a == b
+            else (f"atoms {a} ({sym[a]}) and {b} ({sym[b]})")
+        )
         raise ValueError(
-            f"atoms {i} ({sym[i]}) and {j} ({sym[j]}) are {dist[i, j]:.3f} Å apart "
-            f"(overlapping; minimum allowed {min_distance} Å)"
+            f"{what} are {dist[k]:.3f} Å apart (overlapping; minimum allowed {min_distance} Å)"
         )
 
 
