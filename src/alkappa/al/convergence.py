@@ -15,6 +15,9 @@ def decide(
     n_selected: int,
     test_uncertainty_history: Sequence[float],
     settings: dict[str, Any],
+    *,
+    blowups: int = 0,
+    frames_explored: int | None = None,
 ) -> dict[str, Any]:
     """The stop/continue decision after exploring with iteration ``iteration``'s ensemble.
 
@@ -26,17 +29,27 @@ def decide(
     this one. The loop also stops at
     ``max_iterations`` ensembles, reported as not converged.
 
+    An exploration that blew up (``blowups`` trajectories) or logged no frame
+    (``frames_explored`` 0) is never quiet: the model failed where it was tested, or was not
+    tested at all.
+
     Parameters
     ----------
     test_uncertainty_history
         Mean test-set uncertainty of iterations 0..``iteration`` in order.
+    blowups, frames_explored
+        Exploration trajectories of this iteration that blew up; candidate frames they logged
+        (None: not known).
     """
     window = settings["plateau_window"]
     history = list(test_uncertainty_history)
     changes = [abs(b - a) / max(abs(a), 1e-12) for a, b in pairwise(history)]
     recent = changes[-window:] if len(changes) >= window else []
     plateau = bool(recent) and max(recent) <= settings["plateau_tolerance"]
-    quiet = uncertain_fraction <= settings["max_uncertain_fraction"] or n_selected == 0
+    explored = blowups == 0 and frames_explored != 0
+    quiet = explored and (
+        uncertain_fraction <= settings["max_uncertain_fraction"] or n_selected == 0
+    )
     # with nothing selected the next dataset would equal this one: nothing left to learn
     converged = quiet and (plateau or n_selected == 0)
     if iteration + 1 < settings.get("min_iterations", 1):
@@ -50,7 +63,11 @@ def decide(
         reason = f"stopped at max_iterations={settings['max_iterations']} without convergence"
     else:
         missing = []
-        if not quiet:
+        if blowups:
+            missing.append(f"exploration blew up in {blowups} trajectories")
+        elif frames_explored == 0:
+            missing.append("exploration logged no frame")
+        elif not quiet:
             missing.append(
                 f"uncertain fraction {uncertain_fraction:.3f} > "
                 f"{settings['max_uncertain_fraction']}"
@@ -78,5 +95,6 @@ def decide(
         "relative_changes": changes,
         "plateau": plateau,
         "quiet": quiet,
+        "blowups": blowups,
         "settings": dict(settings),
     }

@@ -470,7 +470,19 @@ def run_decide(
         rows = list(csv.DictReader(fh))
     uncertain = float(np.mean([float(r["P_U"]) > 0.5 for r in rows])) if rows else 0.0
     n_selected = sum(r["accepted"] == "True" for r in rows)
-    decision = decide(iteration, uncertain, n_selected, history, settings["convergence"])
+    # the exploration trajectories are the select step's inputs, so they exist; they are not
+    # inputs of this checkpoint, which would rerun every decision of existing campaigns
+    explored = sorted((Path(selection_path).parent / "explore").glob("T*.nc"))
+    blowups = sum(int(read_trajectory(p).attrs.get("blew_up", 0)) for p in explored)
+    decision = decide(
+        iteration,
+        uncertain,
+        n_selected,
+        history,
+        settings["convergence"],
+        blowups=blowups,
+        frames_explored=len(rows),
+    )
     decision["frames_explored"] = len(rows)
     write_json(out_decision, decision)
     print(decision["reason"])
