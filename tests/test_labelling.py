@@ -94,6 +94,28 @@ def test_failure_is_recorded_and_skipped(tmp_path):
     assert again.calls == 0 and len(out2.failures) == 1
 
 
+def test_retry_makes_the_next_run_call_exactly_the_failed_frames(tmp_path, capsys):
+    from alkappa.cli import main
+    from alkappa.labelling import retry_failed
+
+    frames = _frames(3)
+    frames[1].positions[0, 0] = -1.0
+    store = tmp_path / "CuX" / "oracle"
+    label_frames(frames, CountingEMT(), SPEC, store, purpose="al", progress=False)
+    assert count_oracle_calls(store) == {"al": 3}
+    # the cause is "fixed": the record is moved aside (kept), the next run calls only that frame
+    assert main(["oracle-retry", str(tmp_path / "CuX")]) == 0
+    assert "1 failed oracle call(s) will be retried" in capsys.readouterr().out
+    healthy = CountingEMT()
+    out = label_frames(frames, healthy, SPEC, store, purpose="al", progress=False)
+    # still failing here (the fake oracle fails on that structure): one call, recorded again
+    assert healthy.calls == 1 and len(out.failures) == 1 and len(out.frames) == 2
+    assert count_oracle_calls(store) == {"al": 4}  # every paid call stays in the ledger
+    assert len(retry_failed(store)) == 1 and len(list((store / "retried").iterdir())) == 2
+    assert main(["oracle-retry", str(tmp_path / "CuX")]) == 0
+    assert "no failed oracle calls" in capsys.readouterr().out
+
+
 def test_key_depends_on_structure_and_oracle_settings():
     a = _frames(1)[0]
     b = a.copy()

@@ -20,6 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("directory", help="results/<material>")
 
     p = sub.add_parser(
+        "oracle-retry",
+        help="make the next run retry the oracle calls that failed (records are kept)",
+    )
+    p.add_argument("directory", help="results/<material>")
+
+    p = sub.add_parser(
         "anharmonicity",
         help="anharmonicity score sigma^A of a trajectory (total and per species)",
         description="Anharmonicity score sigma^A = sqrt(sum (F - F_harm)^2 / sum F^2) of Knoop "
@@ -116,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "oracle-calls":
         return _oracle_calls(args.directory)
+    if args.command == "oracle-retry":
+        return _oracle_retry(args.directory)
     if args.command == "anharmonicity":
         return _anharmonicity(args.trajectory, args.force_constants, args.json)
     if args.command == "gk":
@@ -319,6 +327,30 @@ def _anharmonicity(trajectory: str, force_constants: str | None, json_path: str 
         print(f"sigma_A {name:<{width}}  {value:.4f}")
     if json_path:
         write_json(json_path, {"trajectory": trajectory, **score.to_dict()})
+    return 0
+
+
+def _oracle_retry(directory: str) -> int:
+    from pathlib import Path
+
+    from alkappa.labelling import RETRIED_DIR, retry_failed
+
+    root = Path(directory)
+    if not (root / "oracle").is_dir():
+        print(f"alkappa: {root} holds no oracle store (oracle/)", file=sys.stderr)
+        return 1
+    moved = retry_failed(root / "oracle")
+    if not moved:
+        print(f"{root}: no failed oracle calls recorded")
+        return 0
+    for record in moved[:5]:
+        print(f"  {record.get('purpose', '?')}: {record.get('error', '')}")
+    if len(moved) > 5:
+        print(f"  ... and {len(moved) - 5} more")
+    print(
+        f"{len(moved)} failed oracle call(s) will be retried by the next run (records moved "
+        f"to {root / 'oracle' / RETRIED_DIR}); rerun Snakemake"
+    )
     return 0
 
 

@@ -4,7 +4,8 @@ Each oracle call is stored as one file under the material's oracle directory, na
 of the structure and the oracle settings. A rerun after a crash (or after Snakemake decided to
 rerun a job) finds the stored result and does not call the oracle again; the stored files are
 also the ledger from which oracle calls are counted. Failures are stored too, with the error,
-so a frame on which the oracle failed is skipped visibly and not retried forever.
+so a frame on which the oracle failed is skipped visibly and not retried forever; after the
+cause is fixed, :func:`retry_failed` (``alkappa oracle-retry``) makes the next run retry them.
 """
 
 from __future__ import annotations
@@ -118,8 +119,13 @@ def label_frames(
     return outcome
 
 
+#: where :func:`retry_failed` moves the records of failed calls (kept: they were paid)
+RETRIED_DIR = "retried"
+
+
 def count_oracle_calls(store: str | Path) -> dict[str, int]:
-    """Oracle calls recorded in ``store``, per purpose (failed calls count too)."""
+    """Oracle calls recorded in ``store``, per purpose (failed calls count too, also those
+    moved aside for a retry by :func:`retry_failed`)."""
     counts: dict[str, int] = {}
     store = Path(store)
     if not store.is_dir():
@@ -127,10 +133,35 @@ def count_oracle_calls(store: str | Path) -> dict[str, int]:
     for path in store.glob("*.extxyz"):
         purpose = str(ase.io.read(path, format="extxyz").info.get("purpose", "unknown"))
         counts[purpose] = counts.get(purpose, 0) + 1
-    for path in store.glob("*.failed.json"):
+    for path in [*store.glob("*.failed.json"), *store.glob(f"{RETRIED_DIR}/*.failed*.json")]:
         purpose = str(read_json(path).get("purpose", "unknown"))
         counts[purpose] = counts.get(purpose, 0) + 1
     return counts
+
+
+def retry_failed(store: str | Path) -> list[dict[str, Any]]:
+    """Let the next labelling retry every failed oracle call recorded in ``store``.
+
+    A failed call is recorded (``<key>.failed.json``) so that a rerun skips it visibly instead
+    of paying for it again; after the cause is fixed (a node lost, a wall time too short, a
+    setting), this moves the records to ``store/retried/`` (kept for the ledger, never
+    deleted) and returns them. Successful results are not touched.
+    """
+    store = Path(store)
+    moved: list[dict[str, Any]] = []
+    if not store.is_dir():
+        return moved
+    target = store / RETRIED_DIR
+    for path in sorted(store.glob("*.failed.json")):
+        record = read_json(path)
+        target.mkdir(exist_ok=True)
+        name, k = path.name, 1
+        while (target / name).exists():  # failed again after an earlier retry
+            name = path.name.replace(".failed.json", f".failed-{k}.json")
+            k += 1
+        path.replace(target / name)
+        moved.append(record)
+    return moved
 
 
 def count_oracle_cost(store: str | Path) -> dict[str, dict[str, float]]:

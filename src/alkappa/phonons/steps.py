@@ -60,7 +60,9 @@ def force_source(
         if outcome.failures:
             raise RuntimeError(
                 f"the oracle failed on {len(outcome.failures)} of {len(frames)} displaced "
-                f"supercells ({outcome.failures[0].get('error')}); force constants need all"
+                f"supercells ({outcome.failures[0].get('error')}); force constants need all. "
+                f"Once the cause is fixed: alkappa oracle-retry {Path(store).parent} and "
+                "rerun (the failures are recorded and otherwise skipped)"
             )
         print(f"oracle: {outcome.oracle_calls} calls made, {outcome.reused} reused from the store")
         return [np.asarray(labels(f)["forces"]) for f in outcome.frames]
