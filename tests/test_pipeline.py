@@ -90,7 +90,11 @@ def test_phonons_conductivity_and_anharmonicity_outputs(test_campaign):
     # every oracle single point of the force constants is in the ledger, under its purpose
     counts = count_oracle_calls(out / "oracle")
     assert counts["fc3"] == read_json(out / "conductivity/oracle/fc3.json")["n_supercells"]
-    assert counts["phonons"] == read_json(out / "phonons/oracle/phonons.json")["n_supercells"]
+    # the oracle phonons' displaced supercells are those the harmonic D_0 sampling labels
+    # (purpose fc2, same displacement): whichever job ran first paid for them, once
+    n_phonons = read_json(out / "phonons/oracle/phonons.json")["n_supercells"]
+    assert counts.get("phonons", 0) in (0, n_phonons)
+    assert counts.get("phonons", 0) + counts.get("fc2", 0) >= n_phonons
     anharmonic = read_json(out / "phonons/anharmonicity.json")
     assert {"MLIP 300 K", "MLIP 900 K"} <= set(anharmonic)
     assert all(anharmonic[k]["sigma_A"] > 0 for k in ("MLIP 300 K", "MLIP 900 K"))
