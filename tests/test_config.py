@@ -397,7 +397,10 @@ def test_unreadable_or_empty_structure_file_is_named(tmp_path, content, message)
 @pytest.mark.parametrize(
     ("supercell", "message"),
     [
-        ([[1, 0, 0], [0, 1, 0], [1, 0, 0]], r"materials\.Cu\.supercell: .* singular matrix"),
+        (
+            [[1, 0, 0], [0, 1, 0], [1, 0, 0]],
+            r"materials\.Cu\.supercell: .* \(non-singular\) 3x3 matrix",
+        ),
         ([40, 40, 40], r"materials\.Cu\.supercell: \[40, 40, 40\] makes 256000 atoms, more than"),
     ],
 )

@@ -250,16 +250,13 @@ def _supercell(unit: Any, spec: Any, where: str) -> Any:
     matrix, or more than :data:`MAX_SUPERCELL_ATOMS` atoms (before anything is allocated)."""
     import numpy as np
 
-    from alkappa.structure import build_supercell
+    from alkappa.structure import build_supercell, supercell_matrix
 
-    matrix = np.asarray(spec, dtype=int)
-    if matrix.shape == (3,):
-        matrix = np.diag(matrix)
-    if matrix.shape != (3, 3):
-        raise ConfigError(f"{where}: {spec} is neither three repetitions nor a 3x3 matrix")
+    try:
+        matrix = supercell_matrix(spec)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
     det = round(abs(float(np.linalg.det(matrix))))
-    if det < 1:
-        raise ConfigError(f"{where}: {spec} is a singular matrix (no supercell)")
     if det * len(unit) > MAX_SUPERCELL_ATOMS:
         raise ConfigError(
             f"{where}: {spec} makes {det * len(unit)} atoms, more than {MAX_SUPERCELL_ATOMS}"

@@ -462,6 +462,8 @@ def run_decide(
     out_decision: str | Path,
 ) -> None:
     """Write the convergence decision of iteration ``iteration``."""
+    import xarray as xr
+
     from alkappa.al.convergence import decide
 
     stat = settings["select"]["statistic"]
@@ -473,7 +475,10 @@ def run_decide(
     # the exploration trajectories are the select step's inputs, so they exist; they are not
     # inputs of this checkpoint, which would rerun every decision of existing campaigns
     explored = sorted((Path(selection_path).parent / "explore").glob("T*.nc"))
-    blowups = sum(int(read_trajectory(p).attrs.get("blew_up", 0)) for p in explored)
+    blowups = 0
+    for path in explored:  # the attributes only, not the frames
+        with xr.open_dataset(path) as ds:
+            blowups += int(ds.attrs.get("blew_up", 0))
     decision = decide(
         iteration,
         uncertain,

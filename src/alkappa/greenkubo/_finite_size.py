@@ -455,7 +455,7 @@ def run_finite_size_correction(
     tensor_err = np.sqrt(
         np.asarray(green_kubo["kappa_error"].values) ** 2
         + ds["interpolation_correction_ab_stderr"].values ** 2
-        + jk**2
+        + np.eye(3) * jk**2  # the jackknife is of the scalar (diagonal) correction
     )
     ds["kappa_corrected"] = ((), corrected)
     ds["kappa_corrected_error"] = ((), error)

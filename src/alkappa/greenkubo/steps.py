@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from alkappa.io import read_dataset, read_json, write_json
+from alkappa.models import ensemble_members
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -85,14 +86,6 @@ def _runs(runs: str | Path | Sequence[str | Path]) -> list[Path]:
     return [Path(p) for p in runs]
 
 
-def member_files(model_dir: str | Path) -> list[Path]:
-    """The member model files of a final ensemble (``model/ensemble.json``'s ``members``)."""
-    directory = Path(model_dir)
-    from alkappa.models import ensemble_members
-
-    return ensemble_members(directory)
-
-
 def make_flux(
     settings: dict[str, Any],
     *,
@@ -122,7 +115,7 @@ def make_flux(
             )
         return make_heat_flux(
             "unfolded",
-            model_paths=member_files(model_dir),
+            model_paths=ensemble_members(model_dir),
             convective=convective,
             threads=threads,
         )
@@ -146,7 +139,7 @@ def make_flux(
 def model_fingerprint(model_dir: str | Path) -> str:
     """A hash of the final ensemble (``ensemble.json`` and the member files)."""
     h = hashlib.sha256((Path(model_dir) / "ensemble.json").read_bytes())
-    for path in member_files(model_dir):
+    for path in ensemble_members(model_dir):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -194,7 +187,7 @@ def run_gk_cell_step(
     (``phonopy_params.yaml``, ``phonons.nc``, ``phonons.json``) in ``out_dir``."""
     from alkappa import load_model
     from alkappa.io import write_dataset
-    from alkappa.phonons import run_harmonic, write_harmonic
+    from alkappa.phonons.steps import write_harmonic_phonons
     from alkappa.structure import read_unit_cell, relax_structure, resize_supercell
 
     out = Path(out_dir)
@@ -226,21 +219,7 @@ def run_gk_cell_step(
         f"{settings['name']}: Green-Kubo cell {supercell} ({len(cell)} atoms), positions "
         f"relaxed with the MLIP in {result.steps} steps"
     )
-    ph = settings["phonons"]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        harmonic = run_harmonic(
-            cell,
-            calculator,
-            displacement=ph["displacement"],
-            mesh=ph["mesh"],
-            band_npoints=ph["band_npoints"],
-            imaginary_threshold=ph["imaginary_threshold"],
-        )
-    for w in caught:
-        print(f"WARNING: {w.message}")
-    harmonic.dataset.attrs["method"] = "mlip"
-    write_harmonic(harmonic, out)
+    write_harmonic_phonons(settings, cell, calculator, out, method="mlip")
 
 
 def _structure(structure_path: str | Path) -> Atoms:

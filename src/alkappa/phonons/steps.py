@@ -87,14 +87,29 @@ def run_phonons_step(
 ) -> None:
     """Harmonic phonons of the relaxed supercell: ``phonopy_params.yaml``, ``phonons.nc``,
     ``phonons.json`` in ``out_dir``. Imaginary modes are a warning in the log and the JSON."""
+    forces = force_source(settings, method, model_dir=model_dir, store=store, purpose="phonons")
+    write_harmonic_phonons(settings, _structure(structure_path), forces, out_dir, method=method)
+
+
+def write_harmonic_phonons(
+    settings: dict[str, Any],
+    structure: Atoms,
+    forces: Any,
+    out_dir: str | Path,
+    *,
+    method: str,
+) -> None:
+    """Harmonic phonons of ``structure`` (the simulation cell itself) per the ``phonons``
+    settings, written to ``out_dir`` (:func:`~alkappa.phonons.write_harmonic`); warnings,
+    e.g. imaginary modes, go to the log. ``forces``: see :func:`~alkappa.phonons.run_harmonic`.
+    """
     from alkappa.phonons import run_harmonic, write_harmonic
 
     ph = settings["phonons"]
-    forces = force_source(settings, method, model_dir=model_dir, store=store, purpose="phonons")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = run_harmonic(
-            _structure(structure_path),
+            structure,
             forces,
             displacement=ph["displacement"],
             mesh=ph["mesh"],

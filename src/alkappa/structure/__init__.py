@@ -8,6 +8,7 @@ from alkappa.structure._build import (
     nearest_neighbour_distance,
     read_unit_cell,
     resize_supercell,
+    supercell_matrix,
 )
 from alkappa.structure._relax import RelaxResult, has_stress, relax_structure
 
@@ -20,4 +21,5 @@ __all__ = [
     "read_unit_cell",
     "relax_structure",
     "resize_supercell",
+    "supercell_matrix",
 ]

@@ -60,13 +60,20 @@ def read_unit_cell(spec: dict[str, Any]) -> Atoms:
     return atoms
 
 
-def build_supercell(unit_cell: Atoms, supercell: list[int] | list[list[int]]) -> Atoms:
-    """The supercell given as three repetitions or a 3x3 integer matrix."""
+def supercell_matrix(supercell: list[int] | list[list[int]]) -> np.ndarray:
+    """The 3x3 integer matrix of three repetitions or of a matrix; ``ValueError`` if it is
+    not a non-singular 3x3 matrix."""
     matrix = np.asarray(supercell, dtype=int)
     if matrix.shape == (3,):
         matrix = np.diag(matrix)
     if matrix.shape != (3, 3) or round(abs(np.linalg.det(matrix))) < 1:
         raise ValueError(f"supercell {supercell} is not a valid (non-singular) 3x3 matrix")
+    return matrix
+
+
+def build_supercell(unit_cell: Atoms, supercell: list[int] | list[list[int]]) -> Atoms:
+    """The supercell given as three repetitions or a 3x3 integer matrix."""
+    matrix = supercell_matrix(supercell)
     atoms = ase.build.make_supercell(unit_cell, matrix)
     atoms.calc = None
     return atoms
@@ -85,10 +92,8 @@ def resize_supercell(
     cell's fractional positions (relax them afterwards if the structure has free internal
     coordinates).
     """
-    matrix = np.asarray(supercell, dtype=int)
-    if matrix.shape == (3,):
-        matrix = np.diag(matrix)
-    lattice = np.linalg.solve(matrix.astype(float), np.asarray(relaxed.cell, dtype=float))
+    matrix = supercell_matrix(supercell).astype(float)
+    lattice = np.linalg.solve(matrix, np.asarray(relaxed.cell, dtype=float))
     unit = unit_cell.copy()
     unit.set_cell(lattice, scale_atoms=True)
     return build_supercell(unit, new_supercell)
