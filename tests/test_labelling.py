@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
@@ -163,3 +164,151 @@ def test_merge_adds_every_level_and_lists_failures(tmp_path):
             tmp_path / "x.json",
             iteration=1,
         )
+
+
+class FlakyEMT(CountingEMT):
+    """EMT whose first ``failures`` calls fail with an error of type ``error``."""
+
+    def __init__(self, failures, error=OSError, **options):
+        super().__init__(**options)
+        self.failures = failures
+        self.error = error
+
+    def make_calculator(self):
+        inner = super().make_calculator()
+        oracle = self
+
+        class _Calc(type(inner)):
+            def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+                if oracle.failures > 0:
+                    oracle.failures -= 1
+                    oracle.calls += 1
+                    raise oracle.error("node lost")
+                super().calculate(atoms, properties, system_changes)
+
+        return _Calc()
+
+
+def test_a_structure_split_by_rounding_is_not_paid_twice(tmp_path):
+    frame = _frames(1)[0]
+    frame.positions[0, 0] = 0.1234565  # on a rounding boundary of the 1e-6 Å key
+    first = CountingEMT()
+    label_frames([frame], first, SPEC, tmp_path, purpose="initial", progress=False)
+    jittered = frame.copy()
+    jittered.positions[0, 0] += 2e-9  # what a recomputed sample may differ by
+    assert structure_key(jittered, SPEC) != structure_key(frame, SPEC)
+    again = CountingEMT()
+    out = label_frames([jittered], again, SPEC, tmp_path, purpose="initial", progress=False)
+    assert again.calls == 0 and out.reused == 1
+    assert out.frames[0].get_potential_energy() == pytest.approx(first_energy(frame), rel=1e-12)
+    # farther than the tolerance: another calculation
+    moved = frame.copy()
+    moved.positions[0, 0] += 1e-4
+    label_frames([moved], again, SPEC, tmp_path, purpose="initial", progress=False)
+    assert again.calls == 1
+
+
+def first_energy(atoms):
+    ref = atoms.copy()
+    ref.calc = EMT()
+    return ref.get_potential_energy()
+
+
+def test_transient_failures_are_retried_with_back_off(tmp_path, monkeypatch):
+    import alkappa.labelling
+
+    waits = []
+    monkeypatch.setattr(alkappa.labelling, "_sleep", waits.append)
+    spec = {**SPEC, "retries": 2, "retry_delay": 5.0}
+    oracle = FlakyEMT(failures=2)
+    out = label_frames(_frames(1), oracle, spec, tmp_path, purpose="al", progress=False)
+    assert len(out.frames) == 1 and not out.failures
+    assert waits == [5.0, 10.0] and out.oracle_calls == 3
+    assert out.frames[0].info["oracle_attempts"] == 3
+    assert count_oracle_calls(tmp_path) == {"al": 3}  # every attempt was paid
+
+
+def test_a_transient_failure_left_over_is_retried_by_the_next_run(tmp_path, monkeypatch):
+    import alkappa.labelling
+
+    monkeypatch.setattr(alkappa.labelling, "_sleep", lambda s: None)
+    spec = {**SPEC, "retries": 1}
+    frames = _frames(2)
+    out = label_frames(frames, FlakyEMT(failures=2), spec, tmp_path, purpose="al", progress=False)
+    assert len(out.failures) == 1 and out.failures[0]["transient"]
+    assert out.failures[0]["attempts"] == 2 and "node lost" in out.failures[0]["error"]
+    healthy = CountingEMT()
+    out = label_frames(frames, healthy, spec, tmp_path, purpose="al", progress=False)
+    assert healthy.calls == 1 and len(out.frames) == 2 and not out.failures
+    assert count_oracle_calls(tmp_path) == {"al": 4}  # 2 failed attempts + 2 results
+
+
+def test_a_permanent_failure_is_not_retried(tmp_path, monkeypatch):
+    import alkappa.labelling
+
+    monkeypatch.setattr(alkappa.labelling, "_sleep", lambda s: None)
+    spec = {**SPEC, "retries": 3}
+    oracle = FlakyEMT(failures=5, error=RuntimeError)  # e.g. SCF not converged
+    out = label_frames(_frames(1), oracle, spec, tmp_path, purpose="al", progress=False)
+    assert oracle.calls == 1 and not out.failures[0]["transient"]
+    again = CountingEMT()
+    label_frames(_frames(1), again, spec, tmp_path, purpose="al", progress=False)
+    assert again.calls == 0  # recorded; only `alkappa oracle-retry` lets it run again
+
+
+def test_the_call_policy_is_not_part_of_the_key():
+    a = _frames(1)[0]
+    assert structure_key(a, SPEC) == structure_key(a, {**SPEC, "retries": 5, "retry_delay": 1})
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL of the labelling job."""
+
+
+def test_a_kill_during_initial_labelling_repeats_no_oracle_call(tmp_path, monkeypatch):
+    from alkappa import sampling
+    from alkappa.al.steps import run_initial_data
+    from alkappa.config import load_config, material_settings
+    from alkappa.io import read_json, write_dataset
+
+    settings = material_settings(load_config("config/test.yaml"), "Cu")
+    settings["oracle"] = {"name": "emt"}
+    structure = tmp_path / "structure.extxyz"
+    write_dataset(structure, [bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 1, 1))])
+    store = tmp_path / "oracle"
+    paths = (tmp_path / "data" / "initial.extxyz", tmp_path / "data" / "test.extxyz")
+    record = tmp_path / "data" / "initial.json"
+
+    from alkappa.oracles import get_oracle
+
+    calls = {"n": 0}
+    oracle_type = type(get_oracle({"name": "emt"}))
+    real_label = oracle_type.label
+
+    def counting_label(self, atoms):
+        calls["n"] += 1
+        if calls.get("kill_at") == calls["n"]:
+            raise Killed
+        return real_label(self, atoms)
+
+    monkeypatch.setattr(oracle_type, "label", counting_label)
+    calls["kill_at"] = 12  # inside the initial frames, after the fc2 and a few samples
+    with pytest.raises(Killed):
+        run_initial_data(settings, structure, store, *paths, record)
+    paid_before = calls["n"] - 1
+
+    # a rerun draws again with noise in the last digits (threads, degenerate modes)
+    real_draw = sampling.harmonic_samples
+
+    def noisy(*args, **kwargs):
+        frames = real_draw(*args, **kwargs)
+        for atoms in frames:
+            atoms.positions += np.random.default_rng(7).uniform(-1e-8, 1e-8, atoms.positions.shape)
+        return frames
+
+    monkeypatch.setattr(sampling, "harmonic_samples", noisy)
+    calls.update(n=0, kill_at=None)
+    run_initial_data(settings, structure, store, *paths, record)
+    total = sum(read_json(record)["oracle_calls"].values())
+    assert paid_before + calls["n"] == total  # nothing paid twice
+    assert sum(count_oracle_calls(store).values()) == total

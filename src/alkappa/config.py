@@ -186,8 +186,7 @@ def check_materials(config: dict[str, Any]) -> None:
     """Cheap physical and plugin checks per material (structure readable, elements supported)."""
     from alkappa._plugins import PluginError
     from alkappa.models import get_model
-    from alkappa.oracles import get_oracle
-    from alkappa.oracles._base import OracleInputError
+    from alkappa.oracles import OracleInputError, get_oracle
     from alkappa.structure import check_geometry, read_unit_cell
 
     for name in config["materials"]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,10 +23,10 @@ from tqdm import tqdm
 
 from alkappa.io._atomic import atomic_path, read_json, write_json
 from alkappa.io.dataset import strip_labels
-from alkappa.oracles._base import OracleError
+from alkappa.oracles import CALL_POLICY_KEYS, OracleError, call_policy
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from ase import Atoms
 
@@ -43,15 +44,78 @@ class LabelOutcome:
     oracle_seconds: float = 0.0
 
 
+#: structures closer than this (Å, every coordinate and cell entry) are the same calculation:
+#: the store finds a stored result for them even where rounding splits their keys
+TOLERANCE = 1e-5
+
+
 def structure_key(atoms: Atoms, oracle_spec: dict[str, Any]) -> str:
-    """Hash identifying (structure, oracle settings); positions are rounded to 1e-6 Å."""
+    """Hash identifying (structure, oracle settings); positions are rounded to 1e-6 Å.
+
+    The call-policy keys of the oracle block (``retries``, ``retry_delay``) do not enter it:
+    changing them changes no result.
+    """
     h = hashlib.sha256()
     h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
     h.update(np.round(atoms.positions, 6).astype(np.float64).tobytes())
     h.update(np.round(np.asarray(atoms.cell), 6).astype(np.float64).tobytes())
     h.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
-    h.update(json.dumps(oracle_spec, sort_keys=True, default=str).encode())
+    h.update(_method_json(oracle_spec).encode())
     return h.hexdigest()[:24]
+
+
+def oracle_family(atoms: Atoms, oracle_spec: dict[str, Any]) -> str:
+    """Hash of what a stored result must share with a structure besides nearby positions
+    (species in order, periodicity, oracle settings): the tolerant lookup's first filter."""
+    h = hashlib.sha256()
+    h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+    h.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
+    h.update(_method_json(oracle_spec).encode())
+    return h.hexdigest()[:16]
+
+
+def _method_json(oracle_spec: dict[str, Any]) -> str:
+    method = {k: v for k, v in oracle_spec.items() if k not in CALL_POLICY_KEYS}
+    return json.dumps(method, sort_keys=True, default=str)
+
+
+class _StoredNearby:
+    """Stored results and failures of one oracle family, found by positions within
+    :data:`TOLERANCE` (read from the store once, at the first miss of a labelling task)."""
+
+    def __init__(self, store: Path, family: str) -> None:
+        self.family = family
+        self.entries: list[tuple[np.ndarray, np.ndarray, Path]] = []
+        for path in store.glob("*.extxyz"):
+            with path.open() as handle:
+                handle.readline()
+                header = handle.readline()
+            if f"oracle_family={family}" not in header:
+                continue
+            frame = ase.io.read(path, format="extxyz")
+            self.add(frame.positions, np.asarray(frame.cell), path)
+        for path in store.glob("*.failed.json"):
+            record = read_json(path)
+            if record.get("oracle_family") == family and "positions" in record:
+                self.add(np.asarray(record["positions"]), np.asarray(record["cell"]), path)
+
+    def add(self, positions: np.ndarray, cell: np.ndarray, path: Path) -> None:
+        self.entries.append((np.asarray(positions, float), np.asarray(cell, float), path))
+
+    def find(self, atoms: Atoms) -> Path | None:
+        for positions, cell, path in self.entries:
+            if (
+                positions.shape == atoms.positions.shape
+                and np.abs(cell - np.asarray(atoms.cell)).max() <= TOLERANCE
+                and np.abs(positions - atoms.positions).max() <= TOLERANCE
+                and path.exists()
+            ):
+                return path
+        return None
+
+
+#: waits between retries of a transient failure (replaced in tests)
+_sleep = time.sleep
 
 
 def label_frames(
@@ -65,6 +129,13 @@ def label_frames(
     progress: bool = True,
 ) -> LabelOutcome:
     """Label ``frames`` with ``oracle``, reusing stored results of earlier identical calls.
+
+    A structure within :data:`TOLERANCE` of a stored one reuses that result (so a structure
+    recomputed with rounding noise after a crash is not paid for again). A transient failure
+    (:class:`~alkappa.oracles.OracleError` with ``transient``) is retried up to
+    ``oracle_spec["retries"]`` times, waiting ``retry_delay`` seconds, doubled each time; if
+    it still fails, it is recorded, and the next run tries it again. A permanent failure is
+    recorded and skipped until :func:`retry_failed`. Every attempt counts as an oracle call.
 
     Parameters
     ----------
@@ -80,13 +151,27 @@ def label_frames(
         Extra ``info`` entries written into each labelled frame (iteration, ...).
     """
     store = Path(store)
+    store.mkdir(parents=True, exist_ok=True)
+    retries, delay = call_policy(oracle_spec)
     outcome = LabelOutcome()
+    nearby: dict[str, _StoredNearby] = {}
     frames = list(frames)
     for atoms in tqdm(frames, desc=f"oracle ({purpose})", disable=not progress, unit="frame"):
         bare = strip_labels(atoms)
         key = structure_key(bare, oracle_spec)
+        family = oracle_family(bare, oracle_spec)
         done = store / f"{key}.extxyz"
         failed = store / f"{key}.failed.json"
+        if not done.exists() and not failed.exists():
+            if family not in nearby:
+                nearby[family] = _StoredNearby(store, family)
+            found = nearby[family].find(bare)
+            if found is not None and found.name.endswith(".failed.json"):
+                failed = found
+            elif found is not None:
+                done = found
+        if failed.exists() and read_json(failed).get("transient"):
+            _set_aside(failed)  # a lost node or the like: this run tries again
         if done.exists():
             labelled = ase.io.read(done, format="extxyz")
             outcome.reused += 1
@@ -95,20 +180,28 @@ def label_frames(
             outcome.reused += 1
             continue
         else:
-            try:
-                labelled = oracle.label(bare)
-            except OracleError as exc:
-                record = {"key": key, "purpose": purpose, "error": str(exc), **(provenance or {})}
-                record["fidelity"] = oracle.fidelity
+            labelled, attempts, error = _call(oracle, bare, retries, delay)
+            outcome.oracle_calls += attempts
+            if labelled is None:
+                assert error is not None
+                record = {"key": key, "purpose": purpose, "error": str(error), **(provenance or {})}
+                record.update({"fidelity": oracle.fidelity, "attempts": attempts})
+                record.update({"transient": error.transient, "oracle_family": family})
                 record.update({k: _plain(v) for k, v in atoms.info.items() if k in _PROVENANCE})
+                record["positions"] = bare.positions.tolist()
+                record["cell"] = np.asarray(bare.cell).tolist()
                 write_json(failed, record)
                 outcome.failures.append(record)
-                outcome.oracle_calls += 1
+                if family in nearby:
+                    nearby[family].add(bare.positions, np.asarray(bare.cell), failed)
                 continue
-            labelled.info.update({"oracle_key": key, "purpose": purpose})
+            labelled.info.update({"oracle_key": key, "purpose": purpose, "oracle_family": family})
+            if attempts > 1:
+                labelled.info["oracle_attempts"] = attempts
             with atomic_path(done) as tmp:
                 ase.io.write(tmp, labelled, format="extxyz")
-            outcome.oracle_calls += 1
+            if family in nearby:
+                nearby[family].add(bare.positions, np.asarray(bare.cell), done)
         outcome.oracle_seconds += float(labelled.info.get("oracle_seconds", 0.0))
         for k, v in atoms.info.items():
             if k in _PROVENANCE:
@@ -119,23 +212,55 @@ def label_frames(
     return outcome
 
 
+def _call(
+    oracle: Oracle, atoms: Atoms, retries: int, delay: float
+) -> tuple[Atoms | None, int, OracleError | None]:
+    """One oracle call with retries of transient failures: (result or None, attempts, error)."""
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return oracle.label(atoms), attempts, None
+        except OracleError as exc:
+            if not exc.transient or attempts > retries:
+                return None, attempts, exc
+            _sleep(delay * 2 ** (attempts - 1))
+
+
 #: where :func:`retry_failed` moves the records of failed calls (kept: they were paid)
 RETRIED_DIR = "retried"
 
 
+def _ledger(store: Path) -> Iterator[tuple[str, str, int, float]]:
+    """Every recorded call as (purpose, fidelity, attempts, seconds): results, failures, and
+    failures set aside for a retry (they were paid)."""
+    for path in store.glob("*.extxyz"):
+        info = ase.io.read(path, format="extxyz").info
+        yield (
+            str(info.get("purpose", "unknown")),
+            str(info.get("fidelity", "unknown")),
+            int(info.get("oracle_attempts", 1)),
+            float(info.get("oracle_seconds", 0.0)),
+        )
+    for path in [*store.glob("*.failed.json"), *store.glob(f"{RETRIED_DIR}/*.failed*.json")]:
+        record = read_json(path)
+        yield (
+            str(record.get("purpose", "unknown")),
+            str(record.get("fidelity", "unknown")),
+            int(record.get("attempts", 1)),
+            0.0,
+        )
+
+
 def count_oracle_calls(store: str | Path) -> dict[str, int]:
-    """Oracle calls recorded in ``store``, per purpose (failed calls count too, also those
-    moved aside for a retry by :func:`retry_failed`)."""
+    """Oracle calls recorded in ``store``, per purpose (every attempt of a retried call, and
+    failed calls, also those moved aside for a retry by :func:`retry_failed`)."""
     counts: dict[str, int] = {}
     store = Path(store)
     if not store.is_dir():
         return counts
-    for path in store.glob("*.extxyz"):
-        purpose = str(ase.io.read(path, format="extxyz").info.get("purpose", "unknown"))
-        counts[purpose] = counts.get(purpose, 0) + 1
-    for path in [*store.glob("*.failed.json"), *store.glob(f"{RETRIED_DIR}/*.failed*.json")]:
-        purpose = str(read_json(path).get("purpose", "unknown"))
-        counts[purpose] = counts.get(purpose, 0) + 1
+    for purpose, _, attempts, _ in _ledger(store):
+        counts[purpose] = counts.get(purpose, 0) + attempts
     return counts
 
 
@@ -143,48 +268,46 @@ def retry_failed(store: str | Path) -> list[dict[str, Any]]:
     """Let the next labelling retry every failed oracle call recorded in ``store``.
 
     A failed call is recorded (``<key>.failed.json``) so that a rerun skips it visibly instead
-    of paying for it again; after the cause is fixed (a node lost, a wall time too short, a
-    setting), this moves the records to ``store/retried/`` (kept for the ledger, never
-    deleted) and returns them. Successful results are not touched.
+    of paying for it again; after the cause is fixed (a wall time too short, a setting), this
+    moves the records to ``store/retried/`` (kept for the ledger, never deleted) and returns
+    them. Successful results are not touched. (Transient failures need no command: the next
+    run retries them.)
     """
     store = Path(store)
     moved: list[dict[str, Any]] = []
     if not store.is_dir():
         return moved
-    target = store / RETRIED_DIR
     for path in sorted(store.glob("*.failed.json")):
-        record = read_json(path)
-        target.mkdir(exist_ok=True)
-        name, k = path.name, 1
-        while (target / name).exists():  # failed again after an earlier retry
-            name = path.name.replace(".failed.json", f".failed-{k}.json")
-            k += 1
-        path.replace(target / name)
-        moved.append(record)
+        moved.append(read_json(path))
+        _set_aside(path)
     return moved
+
+
+def _set_aside(path: Path) -> None:
+    """Move a failure record into ``retried/`` under a name no earlier retry used."""
+    target = path.parent / RETRIED_DIR
+    target.mkdir(exist_ok=True)
+    name, k = path.name, 1
+    while (target / name).exists():  # failed again after an earlier retry
+        name = path.name.replace(".failed.json", f".failed-{k}.json")
+        k += 1
+    path.replace(target / name)
 
 
 def count_oracle_cost(store: str | Path) -> dict[str, dict[str, float]]:
     """Oracle calls and their seconds recorded in ``store``, per fidelity (oracle level).
 
-    Returns ``{fidelity: {"calls": n, "seconds": s}}``; failed calls count as calls (their
-    seconds are not recorded) under the fidelity of their record, else ``unknown``.
+    Returns ``{fidelity: {"calls": n, "seconds": s}}``; failed calls (also those set aside for
+    a retry) count as calls, without seconds, under the fidelity of their record.
     """
     cost: dict[str, dict[str, float]] = {}
     store = Path(store)
     if not store.is_dir():
         return cost
-
-    def add(fidelity: str, seconds: float) -> None:
+    for _, fidelity, attempts, seconds in _ledger(store):
         entry = cost.setdefault(fidelity, {"calls": 0, "seconds": 0.0})
-        entry["calls"] += 1
+        entry["calls"] += attempts
         entry["seconds"] += seconds
-
-    for path in store.glob("*.extxyz"):
-        info = ase.io.read(path, format="extxyz").info
-        add(str(info.get("fidelity", "unknown")), float(info.get("oracle_seconds", 0.0)))
-    for path in store.glob("*.failed.json"):
-        add(str(read_json(path).get("fidelity", "unknown")), 0.0)
     return cost
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from alkappa.io.dataset import read_dataset, write_dataset
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -96,20 +101,61 @@ def sample_structures(
     temperature: float,
     n_frames: int,
     seed: int,
+    keep: str | Path | None = None,
 ) -> list[Atoms]:
     """Unlabelled thermal samples per the config's ``initial`` block.
 
     ``label(frames, purpose)`` labels the finite-displacement frames the harmonic method needs.
+    With ``keep`` (a directory), the samples are written there before anything labels them,
+    under a hash of everything they are drawn from, and a rerun reads them back instead of
+    drawing again: the structures an interrupted labelling paid for are then bit for bit the
+    ones the rerun asks for (a fresh draw can differ in the last digits: threaded linear
+    algebra, degenerate eigenvectors).
     """
     if settings["method"] == "rattle":
-        return rattled_samples(
-            supercell, stdev=settings["rattle_stdev"], n_frames=n_frames, seed=seed
+        inputs: list[Any] = ["rattle", settings["rattle_stdev"], n_frames, seed]
+        draw = partial(
+            rattled_samples, supercell, stdev=settings["rattle_stdev"], n_frames=n_frames, seed=seed
         )
-    phonon, displaced = finite_displacements(supercell, settings["displacement"])
-    labelled = label(displaced, "fc2")
-    if len(labelled) != len(displaced):
-        raise RuntimeError("the oracle failed on a finite-displacement structure; see the record")
-    forces = np.array([a.get_forces() for a in labelled])
-    return harmonic_samples(
-        supercell, forces, phonon, temperature=temperature, n_frames=n_frames, seed=seed
-    )
+    else:
+        phonon, displaced = finite_displacements(supercell, settings["displacement"])
+        labelled = label(displaced, "fc2")
+        if len(labelled) != len(displaced):
+            raise RuntimeError(
+                "the oracle failed on a finite-displacement structure (see the failure record "
+                "in the material's oracle/ directory); rerun to retry a transient failure, or "
+                "fix the cause and run `alkappa oracle-retry results/<material>`"
+            )
+        forces = np.array([a.get_forces() for a in labelled])
+        inputs = ["harmonic", settings["displacement"], temperature, n_frames, seed, forces]
+        draw = partial(
+            harmonic_samples,
+            supercell,
+            forces,
+            phonon,
+            temperature=temperature,
+            n_frames=n_frames,
+            seed=seed,
+        )
+    if keep is None:
+        return draw()
+    path = Path(keep) / f"samples-{_digest(supercell, inputs)}.extxyz"
+    if not path.exists():
+        write_dataset(path, draw())
+    frames = read_dataset(path)
+    for atoms in frames:
+        atoms.calc = None
+    return frames
+
+
+def _digest(supercell: Atoms, inputs: list[Any]) -> str:
+    h = hashlib.sha256()
+    for array in (supercell.numbers, supercell.positions, np.asarray(supercell.cell)):
+        h.update(np.ascontiguousarray(array).tobytes())
+    for item in inputs:
+        h.update(
+            np.ascontiguousarray(item).tobytes()
+            if isinstance(item, np.ndarray)
+            else repr(item).encode()
+        )
+    return h.hexdigest()[:16]

@@ -116,6 +116,8 @@ def run_initial_data(
         failures.extend(f for f in outcome.failures if f not in failures)
         return outcome.frames
 
+    # the draws are kept next to the record, so a rerun after a crash labels the same bits
+    keep = Path(out_record).parent / "samples"
     initial = sample_structures(
         supercell,
         init,
@@ -123,6 +125,7 @@ def run_initial_data(
         temperature=init["temperature"],
         n_frames=init["n_frames"],
         seed=init["seed"],
+        keep=keep,
     )
     initial = label(initial, "initial")
     test: list[Atoms] = []
@@ -136,6 +139,7 @@ def run_initial_data(
             temperature=temperature,
             n_frames=settings["test"]["n_frames"],
             seed=settings["test"]["seed"] + 1000 * k,
+            keep=keep,
         )
         test.extend(label(frames, "test"))
     if len(initial) < 2:

@@ -20,12 +20,26 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from alkappa import _plugins
-from alkappa.oracles._base import Oracle, OracleError, OracleInputError
+from alkappa.oracles._base import (
+    CALL_POLICY_KEYS,
+    Oracle,
+    OracleError,
+    OracleInputError,
+    call_policy,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["Oracle", "OracleError", "OracleInputError", "available_oracles", "get_oracle"]
+__all__ = [
+    "CALL_POLICY_KEYS",
+    "Oracle",
+    "OracleError",
+    "OracleInputError",
+    "available_oracles",
+    "call_policy",
+    "get_oracle",
+]
 
 _GROUP = "alkappa.oracles"
 
@@ -62,6 +76,8 @@ def get_oracle(spec: Mapping[str, Any]) -> Oracle:
             f"the oracle block needs a 'name'; installed oracles: {', '.join(available_oracles())}"
         )
     fidelity = options.pop("fidelity", None)
+    for key in CALL_POLICY_KEYS:  # alkappa's, not the plugin's
+        options.pop(key, None)
     try:
         factory = _plugins.load(_GROUP, name)
     except _plugins.PluginError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
@@ -10,12 +11,41 @@ import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
 
 class OracleError(RuntimeError):
-    """An oracle call that failed (SCF not converged, code crashed, ...)."""
+    """An oracle call that failed (SCF not converged, code crashed, ...).
+
+    ``transient`` marks a failure that may not happen again on the same structure (a lost
+    node, a file system or network error, a killed process): alkappa retries those
+    (``oracle.retries``) and a rerun tries them again; a permanent failure (the method itself
+    failed on this structure) is recorded and skipped until ``alkappa oracle-retry``.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+#: exception types of an external code's failure that a retry may cure
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # also TimeoutError, ConnectionError, BrokenPipeError
+    MemoryError,
+    subprocess.SubprocessError,  # a crashed or timed-out process (e.g. a killed MPI job)
+)
+
+#: keys of the oracle block that set alkappa's call policy, not the method: they are not
+#: passed to the plugin and do not enter the oracle store's key
+CALL_POLICY_KEYS = ("retries", "retry_delay")
+
+
+def call_policy(spec: Mapping[str, Any]) -> tuple[int, float]:
+    """``(retries, first delay in seconds)`` of a config ``oracle`` block (defaults 2, 30)."""
+    return int(spec.get("retries", 2)), float(spec.get("retry_delay", 30.0))
 
 
 class OracleInputError(ValueError):
@@ -90,7 +120,10 @@ class Oracle(ABC):
         except OracleInputError:
             raise
         except Exception as exc:  # any failure of the external code is an oracle failure
-            raise OracleError(f"{self.describe()} failed: {type(exc).__name__}: {exc}") from exc
+            raise OracleError(
+                f"{self.describe()} failed: {type(exc).__name__}: {exc}",
+                transient=isinstance(exc, TRANSIENT_ERRORS),
+            ) from exc
         seconds = time.perf_counter() - start
         if not np.all(np.isfinite(forces)) or not np.isfinite(energy):
             raise OracleError(f"{self.describe()} returned non-finite energy or forces")

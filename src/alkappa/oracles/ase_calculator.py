@@ -411,7 +411,9 @@ class ASECalculatorOracle(Oracle):
         try:
             out = super().label(atoms)
         except OracleError as exc:
-            raise OracleError(f"{exc} [run directory kept: {directory}]") from exc
+            raise OracleError(
+                f"{exc} [run directory kept: {directory}]", transient=exc.transient
+            ) from exc
         except OracleInputError:
             if temporary:
                 shutil.rmtree(directory, ignore_errors=True)
