@@ -258,19 +258,18 @@ def _gk_force_constants(args: argparse.Namespace) -> Any:
     Cheap checks only (reading attributes, matching the cell, the q-point grid), so that bad
     input fails before the Green-Kubo analysis.
     """
-    import xarray as xr
-
     from alkappa.greenkubo import (
         check_interpolation_grid,
         commensurate_modes,
         phonopy_from_trajectory,
     )
+    from alkappa.io import open_trajectory
     from alkappa.io.reference import _vibes_reference_atoms
 
     if args.no_correction:
         return None
     first = args.trajectories[0]
-    with xr.open_dataset(first) as ds:
+    with open_trajectory(first) as ds:
         has_remapped = "force_constants_remapped" in ds
     if args.force_constants is None and not has_remapped:
         if args.correction:

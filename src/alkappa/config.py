@@ -73,16 +73,31 @@ def load_config(source: str | os.PathLike[str] | dict[str, Any]) -> dict[str, An
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+            raise ConfigError(
+                f"config file {path} is not valid YAML: {_yaml_problem(exc)}"
+            ) from exc
     if not isinstance(raw, dict):
         where = "the config" if isinstance(source, dict) else f"config file {source}"
         raise ConfigError(
             f"{where}: the top level must be a mapping of sections (materials:, oracle:, ...), "
             f"not a {type(raw).__name__}"
         )
-    validate_schema(raw)
-    check_materials(raw)
+    try:
+        validate_schema(raw)
+        check_materials(raw)
+    except ConfigError as exc:
+        if isinstance(source, dict):
+            raise
+        raise ConfigError(f"{source}: {exc}") from exc
     return raw
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML parser error in one line: where and what."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
 
 
 def validate_schema(config: dict[str, Any]) -> None:
@@ -205,7 +220,9 @@ def check_materials(config: dict[str, Any]) -> None:
         try:
             check_geometry(supercell)
         except ValueError as exc:
-            raise ConfigError(f"{where}.structure: {exc}") from exc
+            source = settings["structure"].get("file")
+            origin = f"structure file {source}: " if source else ""
+            raise ConfigError(f"{where}.structure: {origin}{exc}") from exc
         try:
             oracle = get_oracle(settings["oracle"])
             oracle.check(supercell)

@@ -146,9 +146,26 @@ class TrajectoryWriter:
             ds.to_netcdf(tmp, engine="h5netcdf")
 
 
+def open_trajectory(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Open a trajectory written by alkappa or FHI-vibes lazily (use it as a context manager).
+
+    Raises
+    ------
+    ValueError
+        Naming ``path`` if it is not a netCDF file xarray can read.
+    """
+    try:
+        return xr.open_dataset(path)
+    except (ValueError, OSError) as exc:
+        if not Path(path).is_file():
+            raise
+        raise ValueError(f"{path} is not a netCDF trajectory that xarray can read") from exc
+
+
 def read_trajectory(path: str | os.PathLike[str]) -> xr.Dataset:
-    """Load a trajectory written by alkappa or FHI-vibes into memory."""
-    with xr.open_dataset(path) as ds:
+    """Load a trajectory written by alkappa or FHI-vibes into memory (see
+    :func:`open_trajectory`)."""
+    with open_trajectory(path) as ds:
         return ds.load()
 
 

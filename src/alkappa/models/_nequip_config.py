@@ -62,6 +62,57 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# the type and range of every scalar option: a typo ("hundred" epochs) fails at validation,
+# not after the first training job has started
+_POSITIVE_INT = (
+    "num_layers",
+    "num_features",
+    "radial_mlp_depth",
+    "radial_mlp_width",
+    "num_bessels",
+    "max_epochs",
+    "batch_size",
+)
+_NON_NEGATIVE_INT = ("l_max", "lr_patience", "early_stopping_patience")
+_POSITIVE_NUMBER = ("r_max", "learning_rate")
+_FRACTION = ("ema_decay", "lr_factor")  # strictly between 0 and 1
+_BOOLEAN = ("parity", "compile")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_option(key: str, value: Any) -> None:
+    """``ValueError`` naming ``key`` when ``value`` has the wrong type or range."""
+    if key == "early_stopping_patience" and value is None:  # no early stopping
+        return
+    if key in _POSITIVE_INT or key in _NON_NEGATIVE_INT:
+        low = 1 if key in _POSITIVE_INT else 0
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+            raise ValueError(f"{key} must be an integer >= {low}, not {value!r}")
+    elif key in _POSITIVE_NUMBER:
+        if not (_is_number(value) and value > 0):
+            raise ValueError(f"{key} must be a positive number, not {value!r}")
+    elif key in _FRACTION:
+        if not (_is_number(value) and 0 < value < 1):
+            raise ValueError(f"{key} must be a number between 0 and 1, not {value!r}")
+    elif key in _BOOLEAN:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, not {value!r}")
+    elif key == "max_minutes":
+        if value is not None and not (_is_number(value) and value > 0):
+            raise ValueError(f"max_minutes must be a positive number (or null), not {value!r}")
+    elif key == "loss_coeffs":
+        if not isinstance(value, dict):
+            raise ValueError(f"loss_coeffs must be a mapping energy/forces/stress, not {value!r}")
+        bad = {k: v for k, v in value.items() if not (_is_number(v) and v >= 0)}
+        if bad:
+            raise ValueError(f"loss_coeffs must be non-negative numbers, not {bad}")
+    elif key == "extra" and not isinstance(value, dict):
+        raise ValueError(f"extra must be a mapping of nequip config keys, not {value!r}")
+
+
 def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
     """``DEFAULTS`` updated with ``options``; unknown keys raise ``ValueError`` naming them."""
     unknown = sorted(set(options) - set(DEFAULTS))
@@ -70,6 +121,8 @@ def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
             f"unknown nequip model option(s): {', '.join(unknown)}; "
             f"known options: {', '.join(DEFAULTS)} (use 'extra' for raw nequip config keys)"
         )
+    for key, value in options.items():
+        _check_option(key, value)
     resolved = copy.deepcopy(DEFAULTS)
     for key, value in options.items():
         if key == "loss_coeffs":

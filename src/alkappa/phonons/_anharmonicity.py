@@ -242,7 +242,10 @@ def anharmonicity_from_trajectory(
     from alkappa.io.trajectory import read_trajectory
 
     ds = read_trajectory(path)
-    return anharmonicity_from_dataset(ds, force_constants)
+    try:
+        return anharmonicity_from_dataset(ds, force_constants)
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
 
 
 def anharmonicity_from_dataset(
