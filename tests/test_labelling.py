@@ -8,8 +8,9 @@ from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 
+from alkappa.io import read_json
 from alkappa.labelling import count_oracle_calls, label_frames, structure_key
-from alkappa.oracles._base import Oracle
+from alkappa.oracles import Oracle, OracleError
 
 
 class CountingEMT(Oracle):
@@ -234,9 +235,12 @@ def test_a_transient_failure_left_over_is_retried_by_the_next_run(tmp_path, monk
     monkeypatch.setattr(alkappa.labelling, "_sleep", lambda s: None)
     spec = {**SPEC, "retries": 1}
     frames = _frames(2)
-    out = label_frames(frames, FlakyEMT(failures=2), spec, tmp_path, purpose="al", progress=False)
-    assert len(out.failures) == 1 and out.failures[0]["transient"]
-    assert out.failures[0]["attempts"] == 2 and "node lost" in out.failures[0]["error"]
+    # the job fails (so Snakemake runs it again) after storing what it could
+    with pytest.raises(OracleError, match=r"1 oracle call\(s\) for al still failed after 1 ret"):
+        label_frames(frames, FlakyEMT(failures=2), spec, tmp_path, purpose="al", progress=False)
+    (record,) = [read_json(p) for p in tmp_path.glob("*.failed.json")]
+    assert record["transient"] and record["attempts"] == 2 and "node lost" in record["error"]
+    assert len(list(tmp_path.glob("*.extxyz"))) == 1
     healthy = CountingEMT()
     out = label_frames(frames, healthy, spec, tmp_path, purpose="al", progress=False)
     assert healthy.calls == 1 and len(out.frames) == 2 and not out.failures
@@ -312,3 +316,25 @@ def test_a_kill_during_initial_labelling_repeats_no_oracle_call(tmp_path, monkey
     total = sum(read_json(record)["oracle_calls"].values())
     assert paid_before + calls["n"] == total  # nothing paid twice
     assert sum(count_oracle_calls(store).values()) == total
+
+
+def test_retry_removes_exactly_the_outputs_made_without_the_failed_calls(tmp_path):
+    from alkappa.io import write_dataset, write_json
+    from alkappa.labelling import FAILED_KEYS, remove_outputs_without
+
+    frame = _frames(1)[0]
+    labels = tmp_path / "al/iter_0/labels"
+    labels.mkdir(parents=True)
+    without = frame.copy()
+    without.info[FAILED_KEYS] = "k1"
+    write_dataset(labels / "frame_0.extxyz", [without])
+    write_dataset(labels / "frame_1.extxyz", [frame])
+    write_json(tmp_path / "data/initial.json", {"failures": [{"key": "k2", "error": "x"}]})
+    write_json(tmp_path / "data/other.json", {"failures": [{"key": "k9", "error": "x"}]})
+    write_json(tmp_path / "oracle/k2.failed.json", {"key": "k2", "failures": [{"key": "k2"}]})
+    removed = remove_outputs_without(tmp_path, ["k1", "k2"])
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in removed) == [
+        "al/iter_0/labels/frame_0.extxyz",
+        "data/initial.json",
+    ]
+    assert (labels / "frame_1.extxyz").exists() and (tmp_path / "oracle/k2.failed.json").exists()

@@ -332,7 +332,7 @@ def _anharmonicity(trajectory: str, force_constants: str | None, json_path: str 
 def _oracle_retry(directory: str) -> int:
     from pathlib import Path
 
-    from alkappa.labelling import RETRIED_DIR, retry_failed
+    from alkappa.labelling import RETRIED_DIR, remove_outputs_without, retry_failed
 
     root = Path(directory)
     if not (root / "oracle").is_dir():
@@ -346,9 +346,13 @@ def _oracle_retry(directory: str) -> int:
         print(f"  {record.get('purpose', '?')}: {record.get('error', '')}")
     if len(moved) > 5:
         print(f"  ... and {len(moved) - 5} more")
+    removed = remove_outputs_without(root, [r["key"] for r in moved if "key" in r])
+    for path in removed:
+        print(f"  removed {path} (made without them)")
     print(
         f"{len(moved)} failed oracle call(s) will be retried by the next run (records moved "
-        f"to {root / 'oracle' / RETRIED_DIR}); rerun Snakemake"
+        f"to {root / 'oracle' / RETRIED_DIR}; {len(removed)} result file(s) made without them "
+        "removed, so Snakemake reruns those jobs); rerun Snakemake"
     )
     return 0
 

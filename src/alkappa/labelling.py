@@ -21,8 +21,7 @@ import ase.io
 import numpy as np
 from tqdm import tqdm
 
-from alkappa.io._atomic import atomic_path, read_json, write_json
-from alkappa.io.dataset import strip_labels
+from alkappa.io import atomic_path, read_dataset, read_json, strip_labels, write_json
 from alkappa.oracles import CALL_POLICY_KEYS, OracleError, call_policy
 
 if TYPE_CHECKING:
@@ -209,6 +208,15 @@ def label_frames(
         labelled.info.update(provenance or {})
         labelled.info["source"] = labelled.info.get("source", purpose)
         outcome.frames.append(labelled)
+    transient = [f for f in outcome.failures if f.get("transient")]
+    if transient:
+        # the job must fail, or Snakemake would never run it again to retry them
+        raise OracleError(
+            f"{len(transient)} oracle call(s) for {purpose} still failed after {retries} "
+            f"retries ({transient[0]['error']}); the {len(outcome.frames)} results made are "
+            f"stored in {store}; rerun to retry only the failed ones",
+            transient=True,
+        )
     return outcome
 
 
@@ -281,6 +289,42 @@ def retry_failed(store: str | Path) -> list[dict[str, Any]]:
         moved.append(read_json(path))
         _set_aside(path)
     return moved
+
+
+#: the info key of a frame, and the key of a JSON record, that name the failed oracle calls an
+#: output was made without: :func:`remove_outputs_without` finds them after a retry
+FAILED_KEYS = "oracle_failed_keys"
+
+
+def remove_outputs_without(root: str | Path, keys: Iterable[str]) -> list[Path]:
+    """Remove the results under ``root`` that were made without the oracle calls ``keys``.
+
+    A job that skipped a failed call says so in its output: a JSON record with a ``failures``
+    list or :data:`FAILED_KEYS`, or a frame file under ``labels/`` with :data:`FAILED_KEYS`.
+    After :func:`retry_failed`, removing those outputs makes Snakemake rerun exactly those jobs
+    (and what depends on them); their other oracle results come from the store.
+    """
+    root, keys = Path(root), set(keys)
+    removed: list[Path] = []
+    for path in sorted(root.rglob("*.json")):
+        if "oracle" in path.relative_to(root).parts[:1]:
+            continue
+        try:
+            record = read_json(path)
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict):
+            continue
+        named = set(record.get(FAILED_KEYS, []))
+        named |= {f.get("key") for f in record.get("failures", []) if isinstance(f, dict)}
+        if named & keys:
+            path.unlink()
+            removed.append(path)
+    for path in sorted(root.rglob("labels/*.extxyz")):
+        if any(set(str(f.info.get(FAILED_KEYS, "")).split()) & keys for f in read_dataset(path)):
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 def _set_aside(path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from alkappa.io import read_dataset, read_json, read_trajectory, write_dataset, write_json
-from alkappa.labelling import label_frames
+from alkappa.labelling import FAILED_KEYS, label_frames
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -408,6 +408,7 @@ def run_label(
     else:
         out = frame.copy()
         out.info["oracle_error"] = outcome.failures[0]["error"]
+        out.info[FAILED_KEYS] = outcome.failures[0]["key"]  # for `alkappa oracle-retry`
         print(f"oracle failed on frame {index}: {outcome.failures[0]['error']}")
     out.info["oracle_reused"] = bool(outcome.reused)
     write_dataset(out_frame, [out])
