@@ -128,3 +128,59 @@ def test_a_material_without_its_al_summary_is_named(material_files, tmp_path):
             ["A", "C"], material_files, tmp_path / "s.csv", tmp_path / "s.png"
         )
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_status_reads_the_results_and_snakemakes_records(tmp_path):
+    import base64
+    import json
+    import time
+
+    from alkappa.campaign import campaign_status, format_status
+
+    results = tmp_path / "results"
+    cu = results / "Cu"
+    write_json(cu / "structure/relax.json", {"oracle_calls": 7})
+    (cu / "structure/relaxed.extxyz").write_text("")
+    write_json(cu / "data/initial.json", {"n_initial": 6, "n_test": 3, "failures": [{"key": "k"}]})
+    write_json(
+        cu / "al/iter_0/decision.json",
+        {"stop": False, "reason": "continue: x", "settings": {"max_iterations": 5}},
+    )
+    (cu / "al/iter_1").mkdir(parents=True)
+    (cu / "oracle").mkdir()
+    smk = tmp_path / ".snakemake"
+    (smk / "metadata").mkdir(parents=True)
+    (smk / "incomplete").mkdir()
+    (smk / "locks").mkdir()
+    (smk / "locks/0.input.lock").write_text("")
+    (smk / "log").mkdir()
+
+    def name(path):
+        return base64.urlsafe_b64encode(path.encode()).decode()
+
+    for k, seconds in enumerate((60.0, 180.0)):  # two finished training jobs, 2 min on average
+        out = f"results/Cu/al/iter_0/ensemble/member_{k}/member.json"
+        record = {"rule": "train_member", "job_hash": k, "starttime": 0.0, "endtime": seconds}
+        (smk / "metadata" / name(out)).write_text(json.dumps({**record, "incomplete": False}))
+    running = "results/Cu/al/iter_1/ensemble/member_0/member.json"
+    (smk / "incomplete" / name(running)).write_text("")
+    log = "results/Cu/logs/al/iter_1/train_member_0.log"
+    (tmp_path / log).parent.mkdir(parents=True)
+    (tmp_path / log).write_text("epoch  12%|#  | 12/100 [00:30<03:40, 0.4it/s]\r")
+    started = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(1000.0))
+    (smk / "log/2026-01-01T000000.000000.snakemake.log").write_text(
+        f"[{started}]\nlocalrule train_member:\n    output: {running}\n    log: {log}\n"
+        "    jobid: 3\n\n"
+    )
+    status = campaign_status(results, tmp_path)
+    assert status.locked and status.mean_seconds("train_member") == 120.0
+    (job,) = status.running
+    assert job.rule == "train_member" and job.progress == "12/100, 03:40 left"
+    assert job.started == pytest.approx(1000.0)
+    text = format_status(status, planned={"train_member": 3, "explore": 2}, now=1300.0)
+    assert "iteration 1 (the last allowed: 4); decision of iteration 0: continue: x" in text
+    assert "6 frames, test set 3, 1 failed oracle call(s) listed" in text
+    assert "oracle calls" in text and "relax 7" in text
+    assert "train_member for 5 min 00 s (finished ones took 2 min 00 s)" in text
+    assert "5 job(s) planned, about 6 min 00 s of job time plus 2 job(s)" in text
+    assert "explore x2" in text

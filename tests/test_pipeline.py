@@ -691,3 +691,17 @@ def test_flaky_oracle_failures_are_listed_and_retried_exactly(tmp_path):
     assert read_json(root / "data/initial.json")["failures"] == []
     assert read_json(root / "data/initial.json")["n_initial"] == 10
     assert (root / "conductivity/oracle/fc3.json").exists()
+
+
+def test_status_of_the_finished_campaign(test_campaign, capsys):
+    from alkappa.cli import main
+
+    material, _ = test_campaign
+    assert main(["status", str(material.parent), "--workdir", str(ROOT)]) == 0
+    text = capsys.readouterr().out
+    assert "finished after iteration 1: " in text
+    calls = count_oracle_calls(material / "oracle")
+    assert "oracle calls" in text and f"initial {calls['initial']}" in text
+    assert "jobs running" not in text
+    finished = int(text.split("finished: ")[1].split(" job")[0])
+    assert finished >= 20  # every job of the campaign, timed by Snakemake

@@ -16,6 +16,20 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("plugins", help="list the installed oracles and models")
 
+    p = sub.add_parser(
+        "status",
+        help="where a campaign stands: stages, AL iteration, oracle calls, running jobs",
+        description="The state of a running or stopped campaign, from its results directory "
+        "and Snakemake's records in .snakemake/ of the directory it runs in: per material the "
+        "stages done, the AL iteration and its last decision, the oracle calls by purpose; "
+        "the running jobs with their progress; with --configfile also the jobs left and an "
+        "estimate of their time (a dry run, safe beside the running campaign).",
+    )
+    p.add_argument("results", nargs="?", default="results", help="results directory")
+    p.add_argument("--workdir", default=".", help="where Snakemake runs (holds .snakemake/)")
+    p.add_argument("--configfile", help="the campaign's config: also estimate the time left")
+    p.add_argument("--target", action="append", default=[], help="the run's targets, if any")
+
     p = sub.add_parser("oracle-calls", help="count the oracle calls a material's results hold")
     p.add_argument("directory", help="results/<material>")
 
@@ -120,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         for group in GROUPS:
             print(f"{group}: {', '.join(available(group))}")
         return 0
+    if args.command == "status":
+        return _status(args)
     if args.command == "oracle-calls":
         return _oracle_calls(args.directory)
     if args.command == "oracle-retry":
@@ -326,6 +342,21 @@ def _anharmonicity(trajectory: str, force_constants: str | None, json_path: str 
         print(f"sigma_A {name:<{width}}  {value:.4f}")
     if json_path:
         write_json(json_path, {"trajectory": trajectory, **score.to_dict()})
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from alkappa.campaign import campaign_status, format_status, planned_jobs
+
+    try:
+        status = campaign_status(args.results, args.workdir)
+        planned = (
+            planned_jobs(args.workdir, args.configfile, args.target) if args.configfile else None
+        )
+    except (ValueError, OSError) as exc:
+        print(f"alkappa: {exc}", file=sys.stderr)
+        return 1
+    print(format_status(status, planned))
     return 0
 
 

@@ -3,11 +3,21 @@
 * :func:`material_summary`: a material's AL iterations, oracle calls, final errors, sigma^A,
   kappa (Green-Kubo and phono3py) and flagged events, from its output files;
 * :func:`write_summary_csv`, :func:`read_summary_csv`: ``results/summary.csv``;
-* :func:`plot_campaign`: the summary figure.
+* :func:`plot_campaign`: the summary figure;
+* :func:`campaign_status`, :func:`format_status`, :func:`planned_jobs`: where a running or
+  stopped campaign stands (``alkappa status``).
 """
 
 from __future__ import annotations
 
+from alkappa.campaign._status import (
+    CampaignStatus,
+    MaterialStatus,
+    RunningJob,
+    campaign_status,
+    format_status,
+    planned_jobs,
+)
 from alkappa.campaign._summary import (
     SUMMARY_COLUMNS,
     SUMMARY_TEMPERATURE,
@@ -21,8 +31,14 @@ from alkappa.campaign._summary import (
 __all__ = [
     "SUMMARY_COLUMNS",
     "SUMMARY_TEMPERATURE",
+    "CampaignStatus",
+    "MaterialStatus",
     "MaterialSummary",
+    "RunningJob",
+    "campaign_status",
+    "format_status",
     "material_summary",
+    "planned_jobs",
     "plot_campaign",
     "read_summary_csv",
     "write_summary_csv",

@@ -1,0 +1,351 @@
+"""Where a campaign stands: stages, AL iteration, oracle calls, running jobs, time left.
+
+Read from the results directory and Snakemake's own records in ``.snakemake/`` of the
+directory it ran in (``metadata/``: rule, start and end time of every finished job;
+``incomplete/``: outputs of jobs that started and have not finished; ``locks/``: a run in
+progress, or one that was killed). Nothing here starts work or changes a file, so it is safe
+on a running campaign.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alkappa.io import read_json
+from alkappa.labelling import count_oracle_calls
+
+#: a tqdm progress bar's counters: "450/1000 [01:23<01:40" (done/total [elapsed<left)
+_BAR = re.compile(r"(\d+)/(\d+) \[([\d:]+)<([\d:?]+)")
+
+
+@dataclass
+class RunningJob:
+    """A job Snakemake started and has not finished (or that died with its run)."""
+
+    rule: str
+    output: str
+    started: float | None  # epoch seconds
+    progress: str | None = None  # the last progress bar of its log: "450/1000, 01:40 left"
+
+
+@dataclass
+class MaterialStatus:
+    name: str
+    stages: dict[str, str] = field(default_factory=dict)  # stage -> what it holds
+    oracle_calls: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class CampaignStatus:
+    results: Path
+    materials: list[MaterialStatus]
+    locked: bool  # Snakemake holds (or a killed run left) a lock on the working directory
+    running: list[RunningJob]
+    rule_seconds: dict[str, list[float]]  # durations of finished jobs, per rule
+
+    def mean_seconds(self, rule: str) -> float | None:
+        times = self.rule_seconds.get(rule)
+        return sum(times) / len(times) if times else None
+
+
+def _decode(name: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(name.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        try:
+            return base64.b64decode(name.encode()).decode()
+        except (ValueError, UnicodeDecodeError):
+            return name
+
+
+def _under(output: str, workdir: Path, results: Path) -> bool:
+    """Whether Snakemake's ``output`` (relative to ``workdir`` or absolute) is in ``results``."""
+    return (workdir / output).resolve().is_relative_to(results.resolve())
+
+
+def _durations(workdir: Path, results: Path) -> dict[str, list[float]]:
+    """Durations (s) of the finished jobs with outputs under ``results``, per rule."""
+    meta = workdir / ".snakemake" / "metadata"
+    durations: dict[str, dict[Any, float]] = {}
+    if not meta.is_dir():
+        return {}
+    for path in meta.iterdir():
+        output = _decode(path.name)
+        if not _under(output, workdir, results):
+            continue
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        start, end = record.get("starttime"), record.get("endtime")
+        if not record.get("incomplete") and start is not None and end is not None and end >= start:
+            # one record per output file: count a job once, by its first output's record
+            durations.setdefault(record.get("rule", "?"), {})[record.get("job_hash")] = end - start
+    return {rule: list(jobs.values()) for rule, jobs in durations.items()}
+
+
+#: a job block of Snakemake's run log: "[Sat Dec  5 23:10:49 2026]" then "localrule x:" ...
+_BLOCK = re.compile(
+    r"^\[(?P<date>[^\]]+)\]\n(?:local)?rule (?P<rule>\w+):\n(?P<body>(?:    .*\n)+)", re.M
+)
+
+
+def _job_blocks(workdir: Path) -> dict[str, dict[str, Any]]:
+    """{output: {rule, log, started}} of the jobs the newest Snakemake run log announced."""
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    if not logs:
+        return {}
+    text = logs[-1].read_text(errors="replace")
+    jobs: dict[str, dict[str, Any]] = {}
+    for match in _BLOCK.finditer(text):
+        fields = dict(
+            line.strip().split(": ", 1) for line in match["body"].splitlines() if ": " in line
+        )
+        try:
+            started = time.mktime(time.strptime(match["date"], "%a %b %d %H:%M:%S %Y"))
+        except ValueError:
+            started = None
+        entry = {
+            "rule": match["rule"],
+            "log": fields.get("log", "").split(", "),
+            "started": started,
+        }
+        for output in fields.get("output", "").split(", "):
+            jobs[output] = entry
+    return jobs
+
+
+def _running_jobs(workdir: Path, results: Path) -> list[RunningJob]:
+    incomplete = workdir / ".snakemake" / "incomplete"
+    outputs = [_decode(p.name) for p in incomplete.iterdir()] if incomplete.is_dir() else []
+    blocks = _job_blocks(workdir)
+    jobs: dict[Any, RunningJob] = {}
+    for output in sorted(outputs):
+        if not _under(output, workdir, results):
+            continue
+        block = blocks.get(output, {})
+        key = id(block) if block else output
+        if key in jobs:
+            continue
+        job = RunningJob(block.get("rule", "?"), output, block.get("started"))
+        for log in block.get("log", []):
+            if log:
+                job.progress = last_progress(Path(workdir, log)) or job.progress
+        jobs[key] = job
+    return list(jobs.values())
+
+
+def last_progress(log: Path, tail_bytes: int = 4096) -> str | None:
+    """The last progress bar written to ``log``: "done/total, left" (None without one)."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - tail_bytes))
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    matches = _BAR.findall(text)
+    if not matches:
+        return None
+    done, total, _, left = matches[-1]
+    return f"{done}/{total}, {left} left"
+
+
+def _material(directory: Path) -> MaterialStatus:
+    status = MaterialStatus(directory.name)
+    stages = status.stages
+    if (directory / "structure" / "relaxed.extxyz").exists():
+        stages["structure"] = "relaxed"
+    initial = directory / "data" / "initial.json"
+    if initial.exists():
+        record = read_json(initial)
+        failed = len(record.get("failures", []))
+        stages["initial data"] = (
+            f"{record.get('n_initial', '?')} frames, test set {record.get('n_test', '?')}"
+            + (f", {failed} failed oracle call(s) listed" if failed else "")
+        )
+    iterations = sorted(
+        (int(p.name.split("_")[1]), p)
+        for p in (directory / "al").glob("iter_*")
+        if p.name.split("_")[1].isdigit()
+    )
+    if iterations:
+        k, _ = iterations[-1]
+        decisions = [
+            (i, p / "decision.json") for i, p in iterations if (p / "decision.json").exists()
+        ]
+        line = f"iteration {k}"
+        if decisions:
+            i, path = decisions[-1]
+            decision = read_json(path)
+            cap = decision.get("settings", {}).get("max_iterations")
+            if decision.get("stop"):
+                line = f"finished after iteration {i}: {decision.get('reason', '?')}"
+            else:
+                # iterations count from 0: max_iterations=5 allows 0..4
+                line = f"iteration {k}" + (f" (the last allowed: {cap - 1})" if cap else "")
+                line += f"; decision of iteration {i}: {decision.get('reason', '?')}"
+        stages["active learning"] = line
+    for method in ("oracle", "mlip"):
+        if (directory / "phonons" / method / "phonons.json").exists():
+            stages.setdefault("phonons", "")
+            stages["phonons"] = ", ".join(filter(None, [stages["phonons"], method]))
+        if (directory / "conductivity" / method / "kappa.nc").exists():
+            stages.setdefault("conductivity (phono3py)", "")
+            stages["conductivity (phono3py)"] = ", ".join(
+                filter(None, [stages["conductivity (phono3py)"], method])
+            )
+    for tdir in sorted((directory / "greenkubo").glob("T*")):
+        runs = len(list(tdir.glob("run_*.nc")))
+        production = tdir / "production.json"
+        line = f"{runs} NVE run(s)"
+        if production.exists():
+            record = read_json(production)
+            error = record.get("relative_error")
+            line += f", stopped by {record.get('stopped_by', '?')}" + (
+                f" at {error:.0%} relative error" if isinstance(error, (int, float)) else ""
+            )
+        stages[f"green-kubo {tdir.name}"] = line
+    if (directory / "greenkubo" / "summary.json").exists():
+        stages["green-kubo"] = "summary written"
+    status.oracle_calls = count_oracle_calls(directory / "oracle")
+    relax = directory / "structure" / "relax.json"
+    if relax.exists():
+        calls = int(read_json(relax).get("oracle_calls", 0))
+        status.oracle_calls = {"relax": calls, **status.oracle_calls}
+    return status
+
+
+def campaign_status(results: str | Path, workdir: str | Path = ".") -> CampaignStatus:
+    """The state of the campaign in ``results``, run by Snakemake from ``workdir``.
+
+    Raises
+    ------
+    ValueError
+        If ``results`` is not a directory.
+    """
+    results, workdir = Path(results), Path(workdir)
+    if not results.is_dir():
+        raise ValueError(f"{results} is not a results directory")
+    materials = [
+        _material(d)
+        for d in sorted(results.iterdir())
+        if d.is_dir() and ((d / "structure").is_dir() or (d / "oracle").is_dir())
+    ]
+    locks = workdir / ".snakemake" / "locks"
+    return CampaignStatus(
+        results=results,
+        materials=materials,
+        locked=locks.is_dir() and any(locks.iterdir()),
+        running=_running_jobs(workdir, results),
+        rule_seconds=_durations(workdir, results),
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def format_status(
+    status: CampaignStatus, planned: dict[str, int] | None = None, now: float | None = None
+) -> str:
+    """``status`` as the text ``alkappa status`` prints; ``planned``: jobs left per rule (from
+    a dry run), for the time-left estimate."""
+    now = time.time() if now is None else now
+    lines = []
+    state = "a Snakemake run holds the lock" if status.locked else "no Snakemake run holds it"
+    lines.append(f"{status.results}: {len(status.materials)} material(s); {state}")
+    for material in status.materials:
+        lines.append(f"{material.name}")
+        width = max([len(k) for k in material.stages] + [12])
+        for stage, text in material.stages.items():
+            lines.append(f"  {stage:<{width}}  {text}")
+        if material.oracle_calls:
+            calls = ", ".join(f"{k} {v}" for k, v in material.oracle_calls.items())
+            total = sum(material.oracle_calls.values())
+            lines.append(f"  {'oracle calls':<{width}}  {total} ({calls})")
+    if status.running:
+        verb = "running" if status.locked else "unfinished (the run that started them ended)"
+        lines.append(f"jobs {verb}:")
+        for job in status.running:
+            since = f" for {_duration(now - job.started)}" if job.started else ""
+            typical = status.mean_seconds(job.rule)
+            usual = f" (finished ones took {_duration(typical)})" if typical else ""
+            progress = f"; progress {job.progress}" if job.progress else ""
+            lines.append(f"  {job.rule}{since}{usual}{progress}: {job.output}")
+    if status.rule_seconds:
+        total = sum(sum(t) for t in status.rule_seconds.values())
+        n = sum(len(t) for t in status.rule_seconds.values())
+        lines.append(f"finished: {n} job(s), {_duration(total)} of job time")
+    if planned is not None:
+        known = sum(
+            n * status.mean_seconds(r) for r, n in planned.items() if status.mean_seconds(r)
+        )
+        unknown = {r: n for r, n in planned.items() if not status.mean_seconds(r)}
+        jobs = sum(planned.values())
+        text = f"time left: {jobs} job(s) planned, about {_duration(known)} of job time"
+        if unknown:
+            text += f" plus {sum(unknown.values())} job(s) of rules not timed yet ("
+            text += ", ".join(f"{r} x{n}" for r, n in sorted(unknown.items())) + ")"
+        lines.append(text)
+        lines.append(
+            "  (jobs on several cores overlap, so the wall time is shorter; each further AL "
+            "iteration adds its own jobs, which a dry run cannot see yet)"
+        )
+    return "\n".join(lines)
+
+
+def planned_jobs(
+    workdir: str | Path, configfile: str | Path, targets: list[str] | None = None
+) -> dict[str, int]:
+    """Jobs a run would still make, per rule, from a Snakemake dry run (``-n --nolock``: safe
+    beside a running campaign; it reads the config and plans, it runs no job).
+
+    Raises
+    ------
+    ValueError
+        If the dry run fails (its last line says why).
+    """
+    import subprocess
+    import sys
+
+    snakemake = Path(sys.executable).parent / "snakemake"
+    command = [
+        str(snakemake),
+        "-n",
+        "--quiet",
+        "rules",
+        "--nolock",
+        "--configfile",
+        str(configfile),
+    ]
+    proc = subprocess.run(
+        [*command, "--", *(targets or [])],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ValueError(f"the dry run of {configfile} failed: {last}")
+    counts: dict[str, int] = {}
+    in_table = False
+    for line in proc.stdout.splitlines():
+        words = line.split()
+        if words[:2] == ["job", "count"]:
+            in_table = True
+        elif in_table and len(words) == 2 and words[1].isdigit():
+            if words[0] == "total":
+                break
+            counts[words[0]] = int(words[1])
+    return counts
