@@ -21,7 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# a lock left by a killed run is removed first (only if no Snakemake runs here)
 run: setup
+	$(BIN)/alkappa unlock
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
 
 test: setup

@@ -173,10 +173,13 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
         "    jobid: 3\n\n"
     )
     status = campaign_status(results, tmp_path)
-    assert status.locked and status.mean_seconds("train_member") == 120.0
+    assert status.locked and not status.alive
+    assert status.mean_seconds("train_member") == 120.0
+    assert "a killed run left its lock" in format_status(status)
     (job,) = status.running
     assert job.rule == "train_member" and job.progress == "12/100, 03:40 left"
     assert job.started == pytest.approx(1000.0)
+    status.alive = True  # as if the run were still going
     text = format_status(status, planned={"train_member": 3, "explore": 2}, now=1300.0)
     assert "iteration 1 (the last allowed: 4); decision of iteration 0: continue: x" in text
     assert "6 frames, test set 3, 1 failed oracle call(s) listed" in text
@@ -184,3 +187,28 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
     assert "train_member for 5 min 00 s (finished ones took 2 min 00 s)" in text
     assert "5 job(s) planned, about 6 min 00 s of job time plus 2 job(s)" in text
     assert "explore x2" in text
+
+
+def test_unlock_removes_only_a_stale_lock(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from alkappa.cli import main
+
+    locks = tmp_path / ".snakemake/locks"
+    locks.mkdir(parents=True)
+    (locks / "0.input.lock").write_text("")
+    # a process that looks like Snakemake, running in that directory: the lock is not stale
+    fake = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "snakemake"], cwd=tmp_path
+    )
+    try:
+        assert main(["unlock", "--workdir", str(tmp_path)]) == 1
+        err = capsys.readouterr().err
+        assert f"pid {fake.pid}" in err and len(err.strip().splitlines()) == 1
+        assert (locks / "0.input.lock").exists()
+    finally:
+        fake.kill()
+        fake.wait()
+    assert main(["unlock", "--workdir", str(tmp_path)]) == 0
+    assert not list(locks.iterdir())

@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--configfile", help="the campaign's config: also estimate the time left")
     p.add_argument("--target", action="append", default=[], help="the run's targets, if any")
 
+    p = sub.add_parser(
+        "unlock",
+        help="remove the lock a killed Snakemake run left (only if none runs here)",
+    )
+    p.add_argument("--workdir", default=".", help="where Snakemake runs (holds .snakemake/)")
+
     p = sub.add_parser("oracle-calls", help="count the oracle calls a material's results hold")
     p.add_argument("directory", help="results/<material>")
 
@@ -136,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "status":
         return _status(args)
+    if args.command == "unlock":
+        return _unlock(args.workdir)
     if args.command == "oracle-calls":
         return _oracle_calls(args.directory)
     if args.command == "oracle-retry":
@@ -357,6 +365,19 @@ def _status(args: argparse.Namespace) -> int:
         print(f"alkappa: {exc}", file=sys.stderr)
         return 1
     print(format_status(status, planned))
+    return 0
+
+
+def _unlock(workdir: str) -> int:
+    from alkappa.campaign import remove_stale_lock
+
+    try:
+        removed = remove_stale_lock(workdir)
+    except RuntimeError as exc:
+        print(f"alkappa: {exc}", file=sys.stderr)
+        return 1
+    if removed:
+        print(f"removed the stale Snakemake lock of {workdir} (no Snakemake runs there)")
     return 0
 
 

@@ -5,7 +5,8 @@
 * :func:`write_summary_csv`, :func:`read_summary_csv`: ``results/summary.csv``;
 * :func:`plot_campaign`: the summary figure;
 * :func:`campaign_status`, :func:`format_status`, :func:`planned_jobs`: where a running or
-  stopped campaign stands (``alkappa status``).
+  stopped campaign stands (``alkappa status``); :func:`remove_stale_lock` (``alkappa
+  unlock``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from alkappa.campaign._status import (
     campaign_status,
     format_status,
     planned_jobs,
+    remove_stale_lock,
+    snakemake_processes,
 )
 from alkappa.campaign._summary import (
     SUMMARY_COLUMNS,
@@ -41,5 +44,7 @@ __all__ = [
     "planned_jobs",
     "plot_campaign",
     "read_summary_csv",
+    "remove_stale_lock",
+    "snakemake_processes",
     "write_summary_csv",
 ]

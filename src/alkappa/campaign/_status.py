@@ -46,6 +46,7 @@ class CampaignStatus:
     results: Path
     materials: list[MaterialStatus]
     locked: bool  # Snakemake holds (or a killed run left) a lock on the working directory
+    alive: bool  # a Snakemake process runs in the working directory
     running: list[RunningJob]
     rule_seconds: dict[str, list[float]]  # durations of finished jobs, per rule
 
@@ -243,6 +244,7 @@ def campaign_status(results: str | Path, workdir: str | Path = ".") -> CampaignS
         results=results,
         materials=materials,
         locked=locks.is_dir() and any(locks.iterdir()),
+        alive=bool(snakemake_processes(workdir)),
         running=_running_jobs(workdir, results),
         rule_seconds=_durations(workdir, results),
     )
@@ -262,7 +264,12 @@ def format_status(
     a dry run), for the time-left estimate."""
     now = time.time() if now is None else now
     lines = []
-    state = "a Snakemake run holds the lock" if status.locked else "no Snakemake run holds it"
+    if status.alive:
+        state = "a Snakemake run is in progress"
+    elif status.locked:
+        state = "no Snakemake runs, but a killed run left its lock (alkappa unlock removes it)"
+    else:
+        state = "no Snakemake run in progress"
     lines.append(f"{status.results}: {len(status.materials)} material(s); {state}")
     for material in status.materials:
         lines.append(f"{material.name}")
@@ -274,7 +281,7 @@ def format_status(
             total = sum(material.oracle_calls.values())
             lines.append(f"  {'oracle calls':<{width}}  {total} ({calls})")
     if status.running:
-        verb = "running" if status.locked else "unfinished (the run that started them ended)"
+        verb = "running" if status.alive else "unfinished (the run that started them ended)"
         lines.append(f"jobs {verb}:")
         for job in status.running:
             since = f" for {_duration(now - job.started)}" if job.started else ""
@@ -349,3 +356,46 @@ def planned_jobs(
                 break
             counts[words[0]] = int(words[1])
     return counts
+
+
+def snakemake_processes(workdir: str | Path) -> list[int]:
+    """PIDs of Snakemake processes running in ``workdir`` (Linux ``/proc``; elsewhere an
+    empty list is not proof of none, so :func:`remove_stale_lock` refuses there)."""
+    target = Path(workdir).resolve()
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            cwd = (proc / "cwd").resolve()
+        except OSError:  # gone, or not ours to read
+            continue
+        if cwd == target and any(
+            Path(a.decode(errors="replace")).name == "snakemake" for a in argv
+        ):
+            pids.append(int(proc.name))
+    return pids
+
+
+def remove_stale_lock(workdir: str | Path = ".") -> list[Path]:
+    """Remove the lock a killed Snakemake run left in ``workdir`` (what ``snakemake --unlock``
+    does), but only if no Snakemake process runs there; returns the removed lock files.
+
+    Raises
+    ------
+    RuntimeError
+        If a Snakemake process runs in ``workdir`` (its lock is not stale), or if processes
+        cannot be listed on this system.
+    """
+    if not Path("/proc/self").is_dir():
+        raise RuntimeError("cannot list processes here (no /proc): use snakemake --unlock")
+    running = snakemake_processes(workdir)
+    if running:
+        raise RuntimeError(
+            f"Snakemake is running in {Path(workdir).resolve()} (pid {running[0]}): its lock "
+            "is not stale; stop it first (Ctrl-C, or kill -TERM)"
+        )
+    locks = Path(workdir) / ".snakemake" / "locks"
+    removed = sorted(locks.glob("*")) if locks.is_dir() else []
+    for path in removed:
+        path.unlink()
+    return removed
