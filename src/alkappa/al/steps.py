@@ -188,6 +188,12 @@ def run_train_member(
     write_dataset(out_dir / "val.extxyz", [frames[i] for i in val_idx])
     species = sorted({symbol for frame in frames for symbol in frame.get_chemical_symbols()})
     model = get_model(settings["model"])
+    # the trainer writes its own log; the job's log says where, and how it ended
+    print(
+        f"iteration {iteration}, member {member}: training on {len(train_idx)} frames "
+        f"(validation {len(val_idx)}); the trainer's log: {out_dir / 'work'}",
+        flush=True,
+    )
     result = model.train(
         out_dir / "train.extxyz",
         out_dir / "val.extxyz",
@@ -197,6 +203,12 @@ def run_train_member(
         init_checkpoint=Path(init_checkpoint) if init_checkpoint else None,
         threads=threads,
     )
+    summary = ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in result.info.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    )
+    print(f"trained: {summary}" if summary else "trained", flush=True)
     # the deployable file sits next to member.json; work/ keeps the training by-products
     final = out_dir / Path(result.model_path).name
     Path(result.model_path).replace(final)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +98,11 @@ def relax_structure(
     target = FrechetCellFilter(work) if cell else work
     start = time.perf_counter()
     opt = BFGS(target, logfile=logfile)
-    converged = bool(opt.run(fmax=fmax, steps=max_steps))
+    with warnings.catch_warnings():
+        # FrechetCellFilter takes scipy's logm of a deformation close to the identity, whose
+        # error estimate is relative to a nearly zero logarithm: harmless, printed every step
+        warnings.filterwarnings("ignore", "logm result may be inaccurate", RuntimeWarning)
+        converged = bool(opt.run(fmax=fmax, steps=max_steps))
     energy = float(work.get_potential_energy())
     forces = work.get_forces()
     stress = work.get_stress(voigt=True) if work.pbc.all() and has_stress(calculator) else None
