@@ -206,6 +206,11 @@ CONFIG_CASES = [
     ),
     ("phonon-mesh-zero", _with(("phonons",), {"mesh": [0, 0, 0]}), r"phonons\.mesh"),
     ("initial-no-frames", _with(("initial",), {"n_frames": 0}), r"initial\.n_frames"),
+    (
+        "two-problems-at-once",
+        lambda tmp: {**BASE, "ensemble": {"size": 1}, "explore": {"timestep": "fast"}},
+        r"2 problems: ensemble\.size: 1 is less .*; explore\.timestep: 'fast' is not",
+    ),
     ("retries-negative", _with(("oracle",), {"name": "emt", "retries": -1}), r"retries"),
 ]
 

@@ -112,9 +112,13 @@ def validate_schema(config: dict[str, Any]) -> None:
         if isinstance(entry, dict)
     }
     validator = _validator_filling_defaults(jsonschema.Draft202012Validator)(schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
-        raise ConfigError(_describe(_most_specific(errors[0])))
+        # every problem at once, in one line: a user fixes them all before the next try
+        problems = list(dict.fromkeys(_describe(_most_specific(e)) for e in errors))
+        if len(problems) == 1:
+            raise ConfigError(problems[0])
+        raise ConfigError(f"{len(problems)} problems: " + "; ".join(problems))
     # the validator also filled defaults inside material sections; a material's own section
     # must override only what the user wrote there, so merge the raw section over the global
     for name, sections in own.items():
