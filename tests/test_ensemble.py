@@ -13,9 +13,9 @@ from ase.build import bulk
 from ase.calculators.lj import LennardJones
 
 from alkappa._plugins import PluginError, _runtime, register
-from alkappa.al.uncertainty import uncertainty_statistics
 from alkappa.models import Model, get_model
 from alkappa.models.ensemble import EnsembleCalculator, load_ensemble, member_paths
+from alkappa.models.uncertainty import uncertainty_statistics
 
 # --- uncertainty_statistics against hand-computed values -------------------------------------
 

@@ -22,8 +22,7 @@ from alkappa.greenkubo.steps import (
     run_greenkubo_summary_step,
     size_check_record,
 )
-from alkappa.io import read_json, write_json
-from alkappa.phonons._harmonic import write_netcdf
+from alkappa.io import read_json, write_json, write_netcdf
 
 
 def fake_kappa(path, temperatures=(100.0, 300.0, 500.0), kappa=(6.0, 2.0, 1.2)) -> None:

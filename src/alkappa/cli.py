@@ -161,8 +161,7 @@ def _events(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from alkappa.events import detect_trajectory_events, event_rates
-    from alkappa.io import read_trajectory
-    from alkappa.io._atomic import atomic_path
+    from alkappa.io import atomic_path, read_trajectory
 
     if not Path(args.trajectory).is_file():
         print(f"alkappa: {args.trajectory} does not exist", file=sys.stderr)
@@ -288,7 +287,7 @@ def _gk_force_constants(args: argparse.Namespace) -> Any:
         phonopy_from_trajectory,
     )
     from alkappa.io import open_trajectory
-    from alkappa.io.reference import _vibes_reference_atoms
+    from alkappa.io.reference import vibes_reference_atoms
 
     if args.no_correction:
         return None
@@ -309,7 +308,7 @@ def _gk_force_constants(args: argparse.Namespace) -> Any:
     phonon = phonopy_from_trajectory(trajectory, args.force_constants)
     origin = args.force_constants or f"{first} (force_constants_remapped)"
     try:
-        modes = commensurate_modes(phonon, _vibes_reference_atoms(trajectory))
+        modes = commensurate_modes(phonon, vibes_reference_atoms(trajectory))
         check_interpolation_grid(modes.qpoints)
     except ValueError as exc:
         raise ValueError(f"{origin}: {exc}") from exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alkappa.al.convergence import decide
 from alkappa.al.selection import acceptance_probability, energy_viability, select_frames
-from alkappa.al.uncertainty import uncertainty_statistics
+from alkappa.models.uncertainty import uncertainty_statistics
 
 __all__ = [
     "acceptance_probability",

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from alkappa.io._atomic import atomic_path
+from alkappa.io import atomic_path
 
 if TYPE_CHECKING:
     import os

@@ -13,8 +13,8 @@ from ase.md import velocitydistribution
 from ase.md.langevin import Langevin
 from tqdm import tqdm
 
-from alkappa.al.uncertainty import uncertainty_statistics
 from alkappa.io.trajectory import TrajectoryWriter
+from alkappa.models.uncertainty import uncertainty_statistics
 from alkappa.structure import has_stress
 
 if TYPE_CHECKING:

@@ -53,8 +53,7 @@ def phono3py_with_model(
     """A ``Phono3py`` on ``structure`` (default: the model's reference supercell, as its own
     unit cell with supercell matrix 1) with fc2 (and fc3 when the model has third order) from
     the model's posterior mean."""
-    from alkappa.phonons import make_phono3py
-    from alkappa.phonons._common import to_ase_atoms
+    from alkappa.phonons import make_phono3py, to_ase_atoms
 
     structure = structure if structure is not None else model.basis.reference
     ph3 = make_phono3py(structure, supercell_matrix=None, symprec=symprec)

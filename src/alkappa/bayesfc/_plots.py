@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from alkappa.phonons._plots import _pyplot, _save
+from alkappa.plotting import pyplot as _pyplot
+from alkappa.plotting import save_figure as _save
 
 if TYPE_CHECKING:
     import os

@@ -1,6 +1,6 @@
 """Figures in the spirit of the first seed paper: event timelines with the ensemble
 uncertainty, and per-mode lifetime ratios MLIP / reference before and after active learning.
-Written atomically like :mod:`alkappa.phonons._plots`."""
+Written atomically with :mod:`alkappa.plotting`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from alkappa.phonons._plots import _pyplot, _save
+from alkappa.plotting import pyplot as _pyplot
+from alkappa.plotting import save_figure as _save
 
 if TYPE_CHECKING:
     import os

@@ -101,13 +101,14 @@ def run_events_kappa_step(
     """fc3 and phono3py RTA lifetimes of an ensemble on the conductivity stage's mesh, at the
     events' lifetime temperature (``kappa.nc`` and the fc3 files next to it)."""
     from alkappa.al.steps import load_members
+    from alkappa.io import read_structure
     from alkappa.phonons import run_fc3, run_phono3py, write_fc3, write_netcdf
-    from alkappa.phonons.steps import _fc3_options, _structure
+    from alkappa.phonons.steps import fc3_options
 
     out = Path(out_netcdf)
     kappa = settings["conductivity"]
     calc = load_members(settings, model_files(models), threads)
-    result = run_fc3(_structure(structure_path), calc, **_fc3_options(kappa))
+    result = run_fc3(read_structure(structure_path), calc, **fc3_options(kappa))
     write_fc3(result, out.parent)
     ds = run_phono3py(
         result.phono3py,
@@ -191,8 +192,7 @@ def run_events_diagnosis_step(
         thermal_energy_range,
         uncertainty_alignment,
     )
-    from alkappa.io import read_trajectory
-    from alkappa.io._atomic import atomic_path
+    from alkappa.io import atomic_path, read_trajectory
 
     cfg = settings["events"]
     out = Path(out_dir)
@@ -310,7 +310,8 @@ def run_events_diagnosis_step(
 
 
 def _empty_figure(path: Path, text: str) -> None:
-    from alkappa.phonons._plots import _pyplot, _save
+    from alkappa.plotting import pyplot as _pyplot
+    from alkappa.plotting import save_figure as _save
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 2))

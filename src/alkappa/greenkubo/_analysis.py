@@ -77,7 +77,7 @@ import xarray as xr
 from ase import units
 
 from alkappa.greenkubo._cepstral import CepstralResult, cepstral_kappa
-from alkappa.phonons._harmonic import write_netcdf
+from alkappa.io import write_netcdf
 
 if TYPE_CHECKING:
     import os

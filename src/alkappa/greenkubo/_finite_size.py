@@ -482,7 +482,7 @@ def phonopy_from_trajectory(
     attribute (FHI-vibes' JSON) if present, else found by symmetry. A phonopy yaml is
     returned as it is (after checking that its supercell matches).
     """
-    from alkappa.io.reference import _atoms_from_vibes_dict, _vibes_reference_atoms
+    from alkappa.io.reference import atoms_from_vibes_dict, vibes_reference_atoms
     from alkappa.io.trajectory import read_trajectory
     from alkappa.phonons import make_phonopy, read_force_constants
 
@@ -490,7 +490,7 @@ def phonopy_from_trajectory(
     source = str(
         ds.attrs.get("source", trajectory if not isinstance(trajectory, xr.Dataset) else "dataset")
     )
-    reference = _vibes_reference_atoms(ds)
+    reference = vibes_reference_atoms(ds)
     n = len(reference)
     if isinstance(force_constants, (str, Path)) or hasattr(force_constants, "__fspath__"):
         path = Path(force_constants)  # type: ignore[arg-type]
@@ -530,7 +530,7 @@ def phonopy_from_trajectory(
         raise ValueError(f"{origin}: force constants of shape {fc.shape} do not fit {n} atoms")
     primitive_matrix: Any = "auto"
     if "atoms_primitive" in ds.attrs:
-        primitive = _atoms_from_vibes_dict(json.loads(ds.attrs["atoms_primitive"]))
+        primitive = atoms_from_vibes_dict(json.loads(ds.attrs["atoms_primitive"]))
         # phonopy: primitive lattice (columns) = unit cell lattice (columns) @ P
         primitive_matrix = (
             np.asarray(primitive.cell, dtype=float) @ np.linalg.inv(np.asarray(reference.cell))

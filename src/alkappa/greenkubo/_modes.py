@@ -142,7 +142,7 @@ def commensurate_modes(
     """
     from phonopy.harmonic.force_constants import compact_fc_to_full_fc
 
-    from alkappa.phonons._anharmonicity import match_atoms
+    from alkappa.phonons import match_atoms
 
     ph = _load_phonopy(phonon)
     if ph.force_constants is None:
@@ -327,7 +327,7 @@ def run_mode_lifetimes(
         (cell_vector, cartesian; Å). Attributes: ``temperature`` (mean
         kinetic temperature, K), ``dt_fs``, ``n_runs``, ``sources``, conventions.
     """
-    from alkappa.io.reference import _vibes_reference_atoms
+    from alkappa.io.reference import vibes_reference_atoms
 
     items = (
         [trajectories]
@@ -338,7 +338,7 @@ def run_mode_lifetimes(
         raise ValueError("no trajectories given")
     runs = [_read_run(item, discard_fs) for item in items]
     first = runs[0]
-    modes = commensurate_modes(phonon, _vibes_reference_atoms(first["dataset"]))
+    modes = commensurate_modes(phonon, vibes_reference_atoms(first["dataset"]))
     dts = [r["dt_fs"] for r in runs]
     if not np.allclose(dts, dts[0], rtol=1e-6, atol=1e-9):
         listing = ", ".join(f"{r['source']}: {r['dt_fs']:g} fs" for r in runs)
@@ -505,7 +505,7 @@ def compare_mode_lifetimes(
         positive lifetimes in both: ``n_modes_compared``, ``median_ratio`` (MD / phono3py),
         ``log10_ratio_mean``, ``log10_ratio_rms``, ``max_frequency_difference`` (THz).
     """
-    from alkappa.phonons._harmonic import read_netcdf
+    from alkappa.io import read_netcdf
 
     md_ds = read_netcdf(md) if not isinstance(md, xr.Dataset) else md
     k_ds = read_netcdf(kappa) if not isinstance(kappa, xr.Dataset) else kappa
@@ -595,7 +595,7 @@ def compare_mode_lifetimes(
 
 def _load_phonopy(phonon: Phonopy | str | os.PathLike[str]) -> Phonopy:
     if isinstance(phonon, (str, Path)) or hasattr(phonon, "__fspath__"):
-        from alkappa.phonons._harmonic import load_phonopy
+        from alkappa.phonons import load_phonopy
 
         path = Path(phonon)  # type: ignore[arg-type]
         if path.is_dir():
@@ -613,7 +613,7 @@ def _qkey(q: np.ndarray) -> tuple[int, int, int]:
 
 def _read_run(trajectory: TrajectoryLike, discard_fs: float) -> dict[str, Any]:
     """Displacements (Å), ASE-unit velocities, times, temperature of one trajectory."""
-    from alkappa.io.reference import _velocity_to_ase, _vibes_reference_atoms
+    from alkappa.io.reference import velocities_to_ase, vibes_reference_atoms
     from alkappa.io.trajectory import read_trajectory
 
     if isinstance(trajectory, xr.Dataset):
@@ -627,7 +627,7 @@ def _read_run(trajectory: TrajectoryLike, discard_fs: float) -> dict[str, Any]:
     for name in ("positions", "velocities"):
         if name not in ds:
             raise ValueError(f"{source}: no {name!r} variable")
-    reference = _vibes_reference_atoms(ds)
+    reference = vibes_reference_atoms(ds)
     if not reference.pbc.all():
         raise ValueError(f"{source}: the reference structure is not periodic")
     masses = reference.get_masses()
@@ -643,7 +643,7 @@ def _read_run(trajectory: TrajectoryLike, discard_fs: float) -> dict[str, Any]:
     dt = float(np.median(steps))
     if not dt > 0 or not np.allclose(steps, dt, rtol=1e-4, atol=1e-6):
         raise ValueError(f"{source}: frames are not evenly spaced in time (missing frames?)")
-    velocities = velocities * _velocity_to_ase(ds, masses)
+    velocities = velocities * velocities_to_ase(ds, masses)
     ref_pos = (
         np.asarray(ds["positions_reference"].values, dtype=float)
         if "positions_reference" in ds

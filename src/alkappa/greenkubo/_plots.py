@@ -2,7 +2,7 @@
 phono3py, MD lifetimes.
 
 Every function writes the figure atomically to ``path`` (format from the suffix), like
-:mod:`alkappa.phonons._plots`, and accepts datasets or the netCDF files they were written to.
+:mod:`alkappa.plotting`, and accepts datasets or the netCDF files they were written to.
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from alkappa.phonons._plots import _STYLES, _dataset, _pyplot, _save
+from alkappa.plotting import LINE_STYLES as _STYLES
+from alkappa.plotting import as_dataset as _dataset
+from alkappa.plotting import pyplot as _pyplot
+from alkappa.plotting import save_figure as _save
 
 if TYPE_CHECKING:
     import os

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from alkappa.io import read_dataset, read_json, write_json
+from alkappa.io import read_json, read_structure, write_json
 from alkappa.models import ensemble_members
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ def run_gk_cell_step(
     out.mkdir(parents=True, exist_ok=True)
     atoms = resize_supercell(
         read_unit_cell(settings["structure"]),
-        _structure(relaxed_path),
+        read_structure(relaxed_path),
         settings["supercell"],
         list(supercell),
     )
@@ -220,12 +220,6 @@ def run_gk_cell_step(
         f"relaxed with the MLIP in {result.steps} steps"
     )
     write_harmonic_phonons(settings, cell, calculator, out, method="mlip")
-
-
-def _structure(structure_path: str | Path) -> Atoms:
-    atoms = read_dataset(structure_path)[0]
-    atoms.calc = None
-    return atoms
 
 
 def _check_virial(atoms: Atoms, calculator: Any) -> None:
@@ -266,7 +260,7 @@ def run_production_step(
     from alkappa import load_model
     from alkappa.greenkubo import run_production
 
-    atoms = _structure(structure_path)
+    atoms = read_structure(structure_path)
     calculator = load_model(model_dir, threads=threads)
     gk = settings["greenkubo"]
     if gk["flux"] == "virial":
@@ -702,7 +696,7 @@ def run_greenkubo_summary_step(
         "temperatures": rows,
     }
     if structure is not None:
-        record["natoms"] = len(_structure(structure))
+        record["natoms"] = len(read_structure(structure))
     if size_check:
         record["size_check"] = size_check_record(record, [read_json(p) for p in size_check])
     write_json(out_json, record)

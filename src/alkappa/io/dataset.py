@@ -31,6 +31,13 @@ def read_dataset(path: str | os.PathLike[str]) -> list[Atoms]:
     return list(ase.io.iread(p, index=":", format="extxyz"))
 
 
+def read_structure(path: str | os.PathLike[str]) -> Atoms:
+    """The first structure of an extxyz file, without its labels (a relaxed cell, say)."""
+    atoms = read_dataset(path)[0]
+    atoms.calc = None
+    return atoms
+
+
 def write_dataset(path: str | os.PathLike[str], frames: Iterable[Atoms]) -> None:
     """Write ``frames`` to extxyz atomically (an empty list gives an empty file)."""
     frames = list(frames)

@@ -382,7 +382,7 @@ def _read_vibes_netcdf(path: Path) -> list[_RawFrame]:
         if name not in ds:
             raise ValueError(f"{path}: not an FHI-vibes trajectory, variable {name!r} missing")
     attrs = ds.attrs
-    reference = _vibes_reference_atoms(ds)
+    reference = vibes_reference_atoms(ds)
     n_atoms = len(reference)
     positions = ds["positions"].values
     if positions.shape[1:] != (n_atoms, 3):
@@ -398,7 +398,7 @@ def _read_vibes_netcdf(path: Path) -> list[_RawFrame]:
     kinetic_t = ds["temperature"].values if "temperature" in ds else None
     velocities = None
     if "velocities" in ds and np.isfinite(ds["velocities"].values).any():
-        velocities = ds["velocities"].values * _velocity_to_ase(ds, reference.get_masses())
+        velocities = ds["velocities"].values * velocities_to_ase(ds, reference.get_masses())
 
     nominal = None
     if "temperature_target" in attrs:  # alkappa's exploration trajectories
@@ -428,7 +428,7 @@ def _read_vibes_netcdf(path: Path) -> list[_RawFrame]:
     return out
 
 
-def _atoms_from_vibes_dict(d: dict[str, Any]) -> Atoms:
+def atoms_from_vibes_dict(d: dict[str, Any]) -> Atoms:
     """Atoms from FHI-vibes' ``atoms2dict`` form (symbols or numbers, run-length lists)."""
     symbols = _expand(d["symbols"]) if "symbols" in d else None
     atoms = Atoms(
@@ -443,11 +443,11 @@ def _atoms_from_vibes_dict(d: dict[str, Any]) -> Atoms:
     return atoms
 
 
-def _vibes_reference_atoms(ds: xr.Dataset) -> Atoms:
+def vibes_reference_atoms(ds: xr.Dataset) -> Atoms:
     """Symbols, masses, pbc and reference cell/positions of an FHI-vibes dataset."""
     attrs = ds.attrs
     if "atoms_reference" in attrs:
-        return _atoms_from_vibes_dict(json.loads(attrs["atoms_reference"]))
+        return atoms_from_vibes_dict(json.loads(attrs["atoms_reference"]))
     symbols = attrs.get("symbols")
     if symbols is None:
         raise ValueError("trajectory has neither an atoms_reference nor a symbols attribute")
@@ -475,7 +475,7 @@ def _vibes_label_stress(ds: xr.Dataset) -> np.ndarray | None:
     return None
 
 
-def _velocity_to_ase(ds: xr.Dataset, masses: np.ndarray) -> float:
+def velocities_to_ase(ds: xr.Dataset, masses: np.ndarray) -> float:
     """Factor from the file's velocities to ASE units (1, or 1/units.fs for Å/fs)."""
     v = ds["velocities"].values
     if "temperature" in ds:
@@ -537,7 +537,7 @@ def _read_vibes_son(path: Path) -> list[_RawFrame]:
     out: list[_RawFrame] = []
     for record in records:
         d = {**base, **record.get("atoms", {})}
-        atoms = _atoms_from_vibes_dict(d)
+        atoms = atoms_from_vibes_dict(d)
         if d.get("velocities") is not None:
             atoms.set_velocities(np.asarray(d["velocities"], dtype=float))  # ASE units
         info: dict[str, Any] = {}

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from alkappa.al.uncertainty import uncertainty_statistics
+from alkappa.models.uncertainty import uncertainty_statistics
 
 if TYPE_CHECKING:
     import os
@@ -48,7 +48,7 @@ class EnsembleCalculator(Calculator):
     ``stress_members``
         Voigt stress of each member, shape ``(M, 6)`` (only with ``stress``).
     ``uncertainty``
-        dict of the statistics of :func:`alkappa.al.uncertainty.uncertainty_statistics`
+        dict of the statistics of :func:`alkappa.models.uncertainty.uncertainty_statistics`
         (``force_max`` = U, ``force_mean``, ``energy_std_per_atom``, ``force_max_relative``).
 
     Every calculation evaluates all members for energy and forces (and stress when

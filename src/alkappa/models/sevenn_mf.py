@@ -59,8 +59,13 @@ class SevenNetMFModel(Model):
     ) -> TrainResult:
         """Train on the (mixed-fidelity) frames of ``train_file``; ``val_file`` is not used
         for model selection (the last epoch is kept)."""
-        from alkappa.multifidelity import fit_reference, group_by_fidelity, referenced, train_sevenn
-        from alkappa.multifidelity._sevenn import write_training_file
+        from alkappa.multifidelity import (
+            fit_reference,
+            group_by_fidelity,
+            referenced,
+            train_sevenn,
+            write_training_file,
+        )
 
         workdir = Path(workdir)
         frames = read_dataset(train_file)

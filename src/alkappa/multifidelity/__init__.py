@@ -29,6 +29,7 @@ from alkappa.multifidelity._sevenn import (
     DEFAULT_SEVENN_SETTINGS,
     ReferencedCalculator,
     train_sevenn,
+    write_training_file,
 )
 from alkappa.multifidelity._study import (
     METRICS,
@@ -63,4 +64,5 @@ __all__ = [
     "train_approach",
     "train_low_model",
     "train_sevenn",
+    "write_training_file",
 ]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from alkappa.phonons._plots import _dataset, _pyplot, _save
+from alkappa.plotting import as_dataset as _dataset
+from alkappa.plotting import pyplot as _pyplot
+from alkappa.plotting import save_figure as _save
 
 if TYPE_CHECKING:
     import os

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from ase.calculators.calculator import Calculator, all_changes
 
-from alkappa.io._atomic import atomic_path
+from alkappa.io import atomic_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence

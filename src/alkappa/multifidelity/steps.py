@@ -29,8 +29,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from alkappa.io import read_dataset, read_json, write_dataset, write_json
-from alkappa.io._atomic import atomic_path, write_text
+from alkappa.io import atomic_path, read_dataset, read_json, write_dataset, write_json, write_text
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

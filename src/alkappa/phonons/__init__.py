@@ -16,14 +16,18 @@
 
 from __future__ import annotations
 
+# generic netCDF I/O, re-exported where the phonon datasets are
+from alkappa.io import read_netcdf, write_netcdf
 from alkappa.phonons._anharmonicity import (
     AnharmonicityScore,
     anharmonicity_from_dataset,
     anharmonicity_from_trajectory,
     harmonic_forces,
+    match_atoms,
     read_force_constants,
     sigma_a,
 )
+from alkappa.phonons._common import to_ase_atoms
 from alkappa.phonons._compare import compare_phonons, frequency_errors
 from alkappa.phonons._conductivity import (
     Fc3Result,
@@ -46,10 +50,8 @@ from alkappa.phonons._harmonic import (
     load_phonopy,
     make_phonopy,
     phonon_properties,
-    read_netcdf,
     run_harmonic,
     write_harmonic,
-    write_netcdf,
 )
 from alkappa.phonons._plots import plot_anharmonicity, plot_kappa, plot_lifetimes, plot_phonons
 
@@ -73,6 +75,7 @@ __all__ = [
     "load_phonopy",
     "make_phono3py",
     "make_phonopy",
+    "match_atoms",
     "phonon_properties",
     "plot_anharmonicity",
     "plot_kappa",
@@ -85,6 +88,7 @@ __all__ = [
     "run_mesh_convergence",
     "run_phono3py",
     "sigma_a",
+    "to_ase_atoms",
     "write_fc3",
     "write_harmonic",
     "write_netcdf",

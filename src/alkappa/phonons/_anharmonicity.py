@@ -252,11 +252,11 @@ def anharmonicity_from_dataset(
     ds: xr.Dataset, force_constants: str | os.PathLike[str] | None = None
 ) -> AnharmonicityScore:
     """sigma^A of a trajectory dataset (see :func:`anharmonicity_from_trajectory`)."""
-    from alkappa.io.reference import _vibes_reference_atoms
+    from alkappa.io.reference import vibes_reference_atoms
 
     if "forces" not in ds:
         raise ValueError("the trajectory has no 'forces' variable")
-    reference = _vibes_reference_atoms(ds)
+    reference = vibes_reference_atoms(ds)
     forces = ds["forces"].values
     symbols = reference.get_chemical_symbols()
     if force_constants is not None:

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import xarray as xr
 
-from alkappa.io._atomic import atomic_path, write_json
+from alkappa.io import atomic_path, write_json
 from alkappa.phonons._common import (
     DEFAULT_SYMPREC,
     displaced_frames,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from alkappa.io._atomic import atomic_path, write_json
+from alkappa.io import atomic_path, write_json, write_netcdf
 from alkappa.phonons._common import (
     DEFAULT_SYMPREC,
     displaced_frames,
@@ -411,15 +411,3 @@ def load_phonopy(path: str | os.PathLike[str], *, symprec: float = DEFAULT_SYMPR
 
     with quiet_phonopy():
         return phonopy.load(Path(path), symprec=symprec, log_level=0)
-
-
-def write_netcdf(dataset: xr.Dataset, path: str | os.PathLike[str]) -> None:
-    """Write ``dataset`` atomically as netCDF (h5netcdf engine)."""
-    with atomic_path(path) as tmp:
-        dataset.to_netcdf(tmp, engine="h5netcdf")
-
-
-def read_netcdf(path: str | os.PathLike[str]) -> xr.Dataset:
-    """Load a netCDF file written by this package into memory."""
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
-        return ds.load()

@@ -8,23 +8,22 @@ that potentials are overlaid in one figure, and writes the figure atomically to 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from alkappa.io._atomic import atomic_path
+from alkappa.plotting import LINE_STYLES as _STYLES
+from alkappa.plotting import as_dataset as _dataset
+from alkappa.plotting import pyplot as _pyplot
+from alkappa.plotting import save_figure as _save
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Mapping
 
     import xarray as xr
-    from matplotlib.figure import Figure
 
     from alkappa.phonons._anharmonicity import AnharmonicityScore
-
-_STYLES = [("C0", "-"), ("C3", "--"), ("C2", ":"), ("C1", "-.")]
 
 
 def plot_phonons(
@@ -205,32 +204,6 @@ def plot_anharmonicity(
 
 
 # --------------------------------------------------------------------------------------------
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Figure, path: str | os.PathLike[str]) -> None:
-    import matplotlib.pyplot as plt
-
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format=target.suffix.lstrip(".") or "png", dpi=150)
-    plt.close(fig)
-
-
-def _dataset(ds: xr.Dataset | str | os.PathLike[str]) -> xr.Dataset:
-    from alkappa.phonons._harmonic import read_netcdf
-
-    if isinstance(ds, (str, Path)) or hasattr(ds, "__fspath__"):
-        return read_netcdf(ds)  # type: ignore[arg-type]
-    return ds  # type: ignore[return-value]
 
 
 def _score_dict(score: AnharmonicityScore | dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from alkappa.io import read_dataset, read_json, write_json
+from alkappa.io import read_json, read_structure, write_json
 from alkappa.io.dataset import labels
 
 if TYPE_CHECKING:
@@ -70,12 +70,6 @@ def force_source(
     return label
 
 
-def _structure(structure_path: str | Path) -> Atoms:
-    atoms = read_dataset(structure_path)[0]
-    atoms.calc = None
-    return atoms
-
-
 def run_phonons_step(
     settings: dict[str, Any],
     structure_path: str | Path,
@@ -88,7 +82,7 @@ def run_phonons_step(
     """Harmonic phonons of the relaxed supercell: ``phonopy_params.yaml``, ``phonons.nc``,
     ``phonons.json`` in ``out_dir``. Imaginary modes are a warning in the log and the JSON."""
     forces = force_source(settings, method, model_dir=model_dir, store=store, purpose="phonons")
-    write_harmonic_phonons(settings, _structure(structure_path), forces, out_dir, method=method)
+    write_harmonic_phonons(settings, read_structure(structure_path), forces, out_dir, method=method)
 
 
 def write_harmonic_phonons(
@@ -166,10 +160,10 @@ def oracle_conductivity_wanted(settings: dict[str, Any]) -> bool:
     if choice != "auto":
         return bool(choice)
     supercell = build_supercell(read_unit_cell(settings["structure"]), settings["supercell"])
-    return count_fc3_supercells(supercell, **_fc3_options(kappa)) <= kappa["oracle_max_supercells"]
+    return count_fc3_supercells(supercell, **fc3_options(kappa)) <= kappa["oracle_max_supercells"]
 
 
-def _fc3_options(kappa: dict[str, Any]) -> dict[str, Any]:
+def fc3_options(kappa: dict[str, Any]) -> dict[str, Any]:
     return {
         "displacement": kappa["displacement"],
         "cutoff_pair_distance": kappa["cutoff_pair_distance"],
@@ -191,7 +185,9 @@ def run_fc3_step(
     from alkappa.phonons import run_fc3, write_fc3
 
     forces = force_source(settings, method, model_dir=model_dir, store=store, purpose="fc3")
-    result = run_fc3(_structure(structure_path), forces, **_fc3_options(settings["conductivity"]))
+    result = run_fc3(
+        read_structure(structure_path), forces, **fc3_options(settings["conductivity"])
+    )
     write_fc3(result, out_dir)
     print(f"{method}: fc3 from {result.n_supercells} supercells ({result.method})")
 
