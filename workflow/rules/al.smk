@@ -51,7 +51,7 @@ rule explore:
     output:
         trajectory=f"{R}/{{material}}/al/iter_{{it}}/explore/T{{T}}.nc",
     log:
-        f"{R}/{{material}}/logs/iter_{{it}}/explore_T{{T}}.log",
+        f"{R}/{{material}}/logs/al/iter_{{it}}/explore_T{{T}}.log",
     conda:
         "../../envs/mlip.yaml"
     threads: config["threads"]["md"]
@@ -72,7 +72,7 @@ checkpoint select:
         selection=f"{R}/{{material}}/al/iter_{{it}}/selection.csv",
         candidates=f"{R}/{{material}}/al/iter_{{it}}/candidates.extxyz",
     log:
-        f"{R}/{{material}}/logs/iter_{{it}}/select.log",
+        f"{R}/{{material}}/logs/al/iter_{{it}}/select.log",
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -91,7 +91,7 @@ checkpoint decide:
     output:
         decision=f"{R}/{{material}}/al/iter_{{it}}/decision.json",
     log:
-        f"{R}/{{material}}/logs/iter_{{it}}/decide.log",
+        f"{R}/{{material}}/logs/al/iter_{{it}}/decide.log",
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -106,7 +106,7 @@ rule label:
     output:
         frame=f"{R}/{{material}}/al/iter_{{it}}/labels/frame_{{k}}.extxyz",
     log:
-        f"{R}/{{material}}/logs/iter_{{it}}/label_{{k}}.log",
+        f"{R}/{{material}}/logs/al/iter_{{it}}/label_{{k}}.log",
     group:
         "label"
     conda:
@@ -129,7 +129,7 @@ rule merge:
         dataset=f"{R}/{{material}}/al/iter_{{it}}/dataset.extxyz",
         record=f"{R}/{{material}}/al/iter_{{it}}/merge.json",
     log:
-        f"{R}/{{material}}/logs/iter_{{it}}/merge.log",
+        f"{R}/{{material}}/logs/al/iter_{{it}}/merge.log",
     wildcard_constraints:
         it=r"[1-9][0-9]*",
     conda:
