@@ -28,6 +28,7 @@ run: setup
 
 test: setup
 	$(BIN)/ruff check src tests scripts benchmarks validation
+	$(BIN)/ruff format --check src tests scripts benchmarks validation
 	$(BIN)/python -m pytest -v --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 clean:
