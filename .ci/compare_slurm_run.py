@@ -27,7 +27,8 @@ RAN = re.compile(r"^\s*(rule|checkpoint|localrule|localcheckpoint) \w+:", flags=
 # oracle/ is the oracle store, a cache keyed by positions rounded to 1e-6 Å: harmonic sampling
 # differs between runs at ~1e-8 Å (issue 18), so a key can fall on the other side of a rounding
 # boundary while the labelled datasets, compared frame by frame below, agree
-IGNORED_PARTS = {"logs", "work", ".snakemake_timestamp", "oracle"}
+# samples/: a cache of draws named by a digest of floating-point inputs, not a result
+IGNORED_PARTS = {"logs", "work", ".snakemake_timestamp", "oracle", "samples"}
 
 
 def fail(message: str) -> None:

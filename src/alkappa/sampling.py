@@ -149,12 +149,14 @@ def sample_structures(
 
 
 def _digest(supercell: Atoms, inputs: list[Any]) -> str:
+    # rounded: the same draw on another machine (other thread counts, last-bit differences in
+    # the relaxed cell or the oracle forces) finds the same file
     h = hashlib.sha256()
     for array in (supercell.numbers, supercell.positions, np.asarray(supercell.cell)):
-        h.update(np.ascontiguousarray(array).tobytes())
+        h.update(np.ascontiguousarray(np.round(np.asarray(array, float), 5)).tobytes())
     for item in inputs:
         h.update(
-            np.ascontiguousarray(item).tobytes()
+            np.ascontiguousarray(np.round(item, 5)).tobytes()
             if isinstance(item, np.ndarray)
             else repr(item).encode()
         )
