@@ -10,7 +10,7 @@ CONFIG ?= config/config.yaml
 # pytest workers; test files stay whole on one worker (the pipeline file shares one campaign)
 TEST_WORKERS ?= 2
 
-.PHONY: setup run test lint clean
+.PHONY: setup run stop unlock test lint clean
 
 setup: $(VENV)/.installed
 
@@ -21,10 +21,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# a lock left by a killed run is removed first (only if no Snakemake runs here)
+# alkappa run: a lock left by a killed run is removed first (only if no Snakemake runs
+# here); Ctrl-C or SIGTERM stop Snakemake and its jobs within seconds and leave no lock
 run: setup
+	$(BIN)/alkappa run --cores $(CORES) --configfile $(CONFIG)
+
+# stop the run of this directory from another terminal (as Ctrl-C would)
+stop:
+	$(BIN)/alkappa stop
+
+# remove the lock of a run that was killed hard (refused while one runs here)
+unlock:
 	$(BIN)/alkappa unlock
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
 
 test: setup
 	$(BIN)/ruff check src tests scripts benchmarks validation

@@ -212,3 +212,115 @@ def test_unlock_removes_only_a_stale_lock(tmp_path, capsys):
         fake.wait()
     assert main(["unlock", "--workdir", str(tmp_path)]) == 0
     assert not list(locks.iterdir())
+
+
+SLOW_SNAKEFILE = """
+rule all:
+    input: "a.txt", "b.txt"
+
+rule slow:
+    output: "{name}.txt"
+    shell: "sleep 120 && touch {output}"
+"""
+
+
+def _start(command, cwd, ignore_sigint=False):
+    """Start ``command`` as a background start from a script would: SIGINT ignored or not."""
+    import signal
+    import subprocess
+
+    def ignore():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=ignore if ignore_sigint else None,
+    )
+
+
+def _wait_for_jobs(workdir, n=2, timeout=60.0):
+    """Until Snakemake has started ``n`` jobs (their ``sleep`` processes exist)."""
+    import time
+    from pathlib import Path
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        sleeps = 0
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if (proc / "cwd").resolve() == workdir and b"sleep\x00120" in (
+                    proc / "cmdline"
+                ).read_bytes():
+                    sleeps += 1
+            except OSError:
+                continue
+        if sleeps >= n:
+            return
+        time.sleep(0.2)
+    raise AssertionError("Snakemake did not start its jobs")
+
+
+def _sleeps_left(workdir):
+    from pathlib import Path
+
+    left = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if (proc / "cwd").resolve() == workdir and b"sleep" in (proc / "cmdline").read_bytes():
+                left.append(int(proc.name))
+        except OSError:
+            continue
+    return left
+
+
+@pytest.mark.parametrize("ignore_sigint", [False, True])
+def test_sigterm_to_alkappa_run_stops_snakemake_and_its_jobs_without_a_lock(
+    tmp_path, ignore_sigint
+):
+    """SIGTERM (what `kill` and a batch system send) to `alkappa run`, started in the
+    background (SIGINT ignored, as `make run &` does) or not: Snakemake and its running jobs
+    stop within seconds, not after the jobs' two minutes, and no lock is left."""
+    import signal
+    import sys
+    import time
+    from pathlib import Path
+
+    (tmp_path / "Snakefile").write_text(SLOW_SNAKEFILE)
+    alkappa = str(Path(sys.executable).parent / "alkappa")
+    run = _start([alkappa, "run", "--cores", "2"], tmp_path.resolve(), ignore_sigint)
+    _wait_for_jobs(tmp_path.resolve())
+    start = time.monotonic()
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=90)
+    assert time.monotonic() - start < 30
+    assert run.returncode != 0 and "stopped" in err
+    assert not _sleeps_left(tmp_path.resolve()), "a job outlived the stop"
+    assert not list((tmp_path / ".snakemake/locks").glob("*"))
+    assert not (tmp_path / "a.txt").exists()
+
+
+def test_alkappa_stop_stops_a_plain_background_snakemake_and_unlocks(tmp_path, capsys):
+    """A Snakemake started without `alkappa run`, in the background (SIGINT ignored: Ctrl-C's
+    signal cannot stop it), is stopped by `alkappa stop` after its grace, and unlocked."""
+    import sys
+    from pathlib import Path
+
+    from alkappa.cli import main
+
+    (tmp_path / "Snakefile").write_text(SLOW_SNAKEFILE)
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    run = _start([snakemake, "--cores", "2"], tmp_path.resolve(), ignore_sigint=True)
+    _wait_for_jobs(tmp_path.resolve())
+    assert list((tmp_path / ".snakemake/locks").glob("*")), "Snakemake holds a lock"
+    assert main(["stop", "--workdir", str(tmp_path), "--grace", "3"]) == 0
+    assert f"pid {run.pid}" in capsys.readouterr().out
+    run.wait(timeout=30)
+    assert not _sleeps_left(tmp_path.resolve()), "a job outlived the stop"
+    assert not list((tmp_path / ".snakemake/locks").glob("*"))
+    assert main(["stop", "--workdir", str(tmp_path)]) == 0
+    assert "no Snakemake runs" in capsys.readouterr().out

@@ -485,9 +485,11 @@ def test_snakefmt_clean():
 
 
 @pytest.mark.slow
-def test_kill_during_labelling_repeats_no_oracle_call(tmp_path):
-    """Kill the run while selected frames are being labelled; the rerun calls the oracle only
-    for structures it never finished."""
+def test_stop_during_labelling_then_a_downstream_target_repeats_no_oracle_call(tmp_path):
+    """SIGTERM to ``alkappa run`` (what ``make run`` runs) while selected frames are being
+    labelled stops it within seconds and leaves no lock; the rerun, asked for a target
+    downstream of the interrupted iteration (the final model), completes the first time and
+    calls the oracle only for structures it never finished."""
     import signal
     import time
 
@@ -499,42 +501,45 @@ def test_kill_during_labelling_repeats_no_oracle_call(tmp_path):
     cfg["results"] = str(tmp_path / "results")
     cfg["select"]["max_frames"] = 6
     cfg["select"]["a"] = -5.0  # accept (almost) everything: enough frames to label
+    # stop in iteration 1: Snakemake learns of its checkpoints only while updating the graph
+    # of iteration 0's (in iteration 0 the rerun's first graph holds them all)
+    cfg["convergence"]["max_iterations"] = 3
     cfgfile = tmp_path / "kill.yaml"
     cfgfile.write_text(yaml.safe_dump(cfg))
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
     }
-    target = str(tmp_path / "results/Cu/al/iter_1/dataset.extxyz")
-    labels = tmp_path / "results/Cu/al/iter_0/labels"
+    alkappa = str(Path(sys.executable).parent / "alkappa")
+    final = str(tmp_path / "results/Cu/model/ensemble.json")
+    labels = tmp_path / "results/Cu/al/iter_1/labels"
     proc = subprocess.Popen(
-        [SNAKEMAKE, target, "--cores", "1", "--configfile", str(cfgfile)],
+        [alkappa, "run", final, "--cores", "1", "--configfile", str(cfgfile)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    deadline = time.time() + 600
+    deadline = time.time() + 900
     while time.time() < deadline and len(list(labels.glob("frame_*.extxyz"))) < 2:
         assert proc.poll() is None, "the run ended before labelling began"
         time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)  # no clean shutdown: as if the node died
-    proc.wait()
+    proc.send_signal(signal.SIGTERM)
+    stopped_at = time.time()
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert time.time() - stopped_at < 30, "the stop took longer than Snakemake's clean stop"
+    assert "stopped" in stderr
+    locks = ROOT / ".snakemake" / "locks"
+    ours = [p for p in locks.glob("*") if str(tmp_path) in p.read_text()] if locks.is_dir() else []
+    assert not ours, "the stop left a lock"
     done_before = len(list(labels.glob("frame_*.extxyz")))
-    assert 2 <= done_before < 6, "the kill did not land during labelling"
+    assert 2 <= done_before < 6, "the stop did not land during labelling"
     before = calls.read_text().split()
-    # what a user does after a node died: remove Snakemake's stale lock, then rerun
-    unlock = subprocess.run(
-        [SNAKEMAKE, target, "--unlock", "--configfile", str(cfgfile)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    # resume with the same target, downstream of the interrupted iteration
     rerun = subprocess.run(
-        [SNAKEMAKE, target, "--cores", "2", "--configfile", str(cfgfile)],
+        [alkappa, "run", final, "--cores", "2", "--configfile", str(cfgfile)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -545,8 +550,9 @@ def test_kill_during_labelling_repeats_no_oracle_call(tmp_path):
     after = calls.read_text().split()
     assert len(after) > len(before)  # the missing frames were labelled now
     assert len(after) == len(set(after)), "an oracle call was repeated"
-    merged = read_json(tmp_path / "results/Cu/al/iter_1/merge.json")
+    merged = read_json(tmp_path / "results/Cu/al/iter_2/merge.json")
     assert merged["added"] == 6
+    assert read_json(final)["iteration"] == 2
 
 
 @pytest.mark.slow

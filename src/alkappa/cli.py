@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["run"] and not {"-h", "--help"} & set(argv[1:2]):
+        return _run(argv[1:])  # everything but --grace goes to snakemake, options included
     parser = argparse.ArgumentParser(prog="alkappa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -29,6 +33,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=".", help="where Snakemake runs (holds .snakemake/)")
     p.add_argument("--configfile", help="the campaign's config: also estimate the time left")
     p.add_argument("--target", action="append", default=[], help="the run's targets, if any")
+
+    p = sub.add_parser(
+        "run",
+        help="run Snakemake so that Ctrl-C or SIGTERM stop it in seconds and leave no lock",
+        description="snakemake ARGS in its own process group: a stale lock of a killed run is "
+        "removed first; Ctrl-C, SIGTERM or SIGHUP reach Snakemake and its jobs as SIGINT (the "
+        "clean stop), and whatever still runs after --grace seconds is killed and unlocked. "
+        "Every argument after the options goes to Snakemake.",
+    )
+    p.add_argument("--grace", type=float, default=60.0, help="seconds before a stop kills")
+    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="arguments of snakemake")
+
+    p = sub.add_parser(
+        "stop",
+        help="stop the Snakemake run of this directory cleanly (as Ctrl-C) and unlock",
+    )
+    p.add_argument("--workdir", default=".", help="where Snakemake runs (holds .snakemake/)")
+    p.add_argument("--grace", type=float, default=60.0, help="seconds before it is killed")
 
     p = sub.add_parser(
         "unlock",
@@ -132,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--csv", metavar="FILE", help="also write the events table")
 
     args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(argv[1:])
     if args.command == "validate":
         return _validate(args.config)
     if args.command == "plugins":
@@ -144,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         return _status(args)
     if args.command == "unlock":
         return _unlock(args.workdir)
+    if args.command == "stop":
+        return _stop(args.workdir, args.grace)
     if args.command == "oracle-calls":
         return _oracle_calls(args.directory)
     if args.command == "oracle-retry":
@@ -158,7 +184,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from alkappa.events import detect_trajectory_events, event_rates
     from alkappa.io import atomic_path, read_trajectory
@@ -196,7 +221,6 @@ def _events(args: argparse.Namespace) -> int:
 
 def _green_kubo(args: argparse.Namespace) -> int:
     import warnings
-    from pathlib import Path
 
     from alkappa.greenkubo import (
         plot_green_kubo,
@@ -328,7 +352,6 @@ def _gk_correction(ds: Any, trajectories: list[str], phonon: Any, discard_fs: fl
 
 
 def _anharmonicity(trajectory: str, force_constants: str | None, json_path: str | None) -> int:
-    from pathlib import Path
 
     from alkappa.io import write_json
     from alkappa.phonons import anharmonicity_from_trajectory
@@ -380,8 +403,35 @@ def _unlock(workdir: str) -> int:
     return 0
 
 
+def _run(argv: list[str]) -> int:
+    from alkappa.campaign import GRACE_SECONDS, run_snakemake
+
+    grace = GRACE_SECONDS
+    if argv[:1] == ["--grace"]:
+        try:
+            grace = float(argv[1])
+        except (IndexError, ValueError):
+            print("alkappa run: --grace needs a number of seconds", file=sys.stderr)
+            return 2
+        argv = argv[2:]
+    return run_snakemake(argv, grace=grace)
+
+
+def _stop(workdir: str, grace: float) -> int:
+    from alkappa.campaign import stop_snakemake
+
+    if not Path("/proc/self").is_dir():
+        print("alkappa: cannot list processes here (no /proc): press Ctrl-C", file=sys.stderr)
+        return 1
+    pids = stop_snakemake(workdir, grace)
+    if not pids:
+        print(f"no Snakemake runs in {Path(workdir).resolve()}")
+    else:
+        print(f"stopped Snakemake (pid {', '.join(map(str, pids))}); no lock is left")
+    return 0
+
+
 def _oracle_retry(directory: str) -> int:
-    from pathlib import Path
 
     from alkappa.labelling import RETRIED_DIR, remove_outputs_without, retry_failed
 
@@ -409,7 +459,6 @@ def _oracle_retry(directory: str) -> int:
 
 
 def _oracle_calls(directory: str) -> int:
-    from pathlib import Path
 
     from alkappa.io import read_json
     from alkappa.labelling import count_oracle_calls, count_oracle_cost

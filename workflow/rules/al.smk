@@ -61,7 +61,7 @@ rule explore:
         "../../scripts/explore.py"
 
 
-checkpoint select:
+rule select:
     input:
         trajectories=lambda wildcards: expand(
             f"{iter_dir(wildcards.material, wildcards.it)}/explore/T{{T}}.nc",

@@ -107,11 +107,15 @@ def member_models(infos):
 
 
 def label_files(material, it):
-    """One labelled frame per selected candidate (known once selection ran)."""
+    """One labelled frame per selected candidate, known once the iteration's convergence
+    checkpoint ran (it reads the selection). Asking `decide`, not the selection itself, keeps
+    every checkpoint on the chain that `final_iteration` walks: on a resumed run Snakemake
+    marks as done only the checkpoints it meets along that chain, so a merge asking for a
+    selection met on the way would wait forever on a placeholder."""
     from alkappa.al.steps import count_selected
 
-    selection = checkpoints.select.get(material=material, it=it).output.selection
-    n = count_selected(selection)
+    checkpoints.decide.get(material=material, it=it)
+    n = count_selected(f"{iter_dir(material, it)}/selection.csv")
     return [f"{iter_dir(material, it)}/labels/frame_{k}.extxyz" for k in range(n)]
 
 

@@ -440,8 +440,8 @@ def run_merge(
     """
     if isinstance(label_paths, (str, Path)):  # a checkpoint placeholder, never a label list
         raise TypeError(
-            f"merge got one path ({label_paths}) instead of the list of label files: the "
-            "selection checkpoint was not re-evaluated; run the same command again"
+            f"merge got one path ({label_paths}) instead of the list of label files: "
+            "Snakemake did not re-evaluate the convergence checkpoint of the iteration before"
         )
     frames = read_dataset(dataset_path)
     added, failed, calls = [], [], 0

@@ -6,11 +6,13 @@
 * :func:`plot_campaign`: the summary figure;
 * :func:`campaign_status`, :func:`format_status`, :func:`planned_jobs`: where a running or
   stopped campaign stands (``alkappa status``); :func:`remove_stale_lock` (``alkappa
-  unlock``).
+  unlock``); :func:`run_snakemake`, :func:`stop_snakemake`: a run that stops within seconds and
+  leaves no lock (``alkappa run``, ``alkappa stop``).
 """
 
 from __future__ import annotations
 
+from alkappa.campaign._run import GRACE_SECONDS, run_snakemake, stop_snakemake
 from alkappa.campaign._status import (
     CampaignStatus,
     MaterialStatus,
@@ -32,6 +34,7 @@ from alkappa.campaign._summary import (
 )
 
 __all__ = [
+    "GRACE_SECONDS",
     "SUMMARY_COLUMNS",
     "SUMMARY_TEMPERATURE",
     "CampaignStatus",
@@ -45,6 +48,8 @@ __all__ = [
     "plot_campaign",
     "read_summary_csv",
     "remove_stale_lock",
+    "run_snakemake",
     "snakemake_processes",
+    "stop_snakemake",
     "write_summary_csv",
 ]
