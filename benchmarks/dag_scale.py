@@ -86,7 +86,7 @@ def fake_al_loop(faker: Faker, out: Path, iterations: int) -> None:
     """Every output of one material's AL loop up to the decision of the last iteration."""
     for name in ("structure/relaxed.extxyz", "structure/relax.json"):
         faker.touch(out / name)
-    for name in ("data/initial.extxyz", "data/test.extxyz", "data/initial.json"):
+    for name in ("data/initial.extxyz", "data/initial.json", "data/test.extxyz", "data/test.json"):
         faker.touch(out / name)
     for it in range(iterations):
         d = out / f"al/iter_{it}"

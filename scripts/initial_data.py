@@ -4,10 +4,5 @@ from alkappa.al.steps import run_initial_data
 smk = snakemake  # noqa: F821
 with script_context(smk) as settings:
     run_initial_data(
-        settings,
-        smk.input.structure,
-        smk.params.store,
-        smk.output.initial,
-        smk.output.test,
-        smk.output.record,
+        settings, smk.input.structure, smk.params.store, smk.output.initial, smk.output.record
     )

@@ -7,6 +7,7 @@ with script_context(smk) as settings:
         settings,
         relax_record=smk.input.relax,
         initial_record=smk.input.initial,
+        test_record=smk.input.get("test_record"),
         initial_dataset=smk.input.initial_dataset,
         metrics=smk.input.metrics,
         selections=smk.input.selections,

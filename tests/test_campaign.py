@@ -141,7 +141,8 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
     cu = results / "Cu"
     write_json(cu / "structure/relax.json", {"oracle_calls": 7})
     (cu / "structure/relaxed.extxyz").write_text("")
-    write_json(cu / "data/initial.json", {"n_initial": 6, "n_test": 3, "failures": [{"key": "k"}]})
+    write_json(cu / "data/initial.json", {"n_initial": 6, "failures": [{"key": "k"}]})
+    write_json(cu / "data/test.json", {"n_test": 3, "failures": []})
     write_json(
         cu / "al/iter_0/decision.json",
         {"stop": False, "reason": "continue: x", "settings": {"max_iterations": 5}},
@@ -182,7 +183,7 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
     status.alive = True  # as if the run were still going
     text = format_status(status, planned={"train_member": 3, "explore": 2}, now=1300.0)
     assert "iteration 1 (the last allowed: 4); decision of iteration 0: continue: x" in text
-    assert "6 frames, test set 3, 1 failed oracle call(s) listed" in text
+    assert "D_0 6 frames, 1 failed oracle call(s) listed; test set 3 (harmonic)" in text
     assert "oracle calls" in text and "relax 7" in text
     assert "train_member for 5 min 00 s (finished ones took 2 min 00 s)" in text
     assert "5 job(s) planned, about 6 min 00 s of job time plus 2 job(s)" in text

@@ -174,10 +174,17 @@ def warm_start_input(wildcards):
 
 
 def summary_inputs(wildcards):
+    from alkappa.reference_data import has_reference
+
     m = wildcards.material
     last = final_iteration(m)
     iterations = range(last + 1)
-    return {
+    harmonic_test = (
+        {}
+        if has_reference(msettings(m))
+        else {"test_record": f"{R}/{m}/data/test.json"}
+    )
+    return harmonic_test | {
         "relax": f"{R}/{m}/structure/relax.json",
         "initial": f"{R}/{m}/data/initial.json",
         "initial_dataset": dataset_path(m, 0),

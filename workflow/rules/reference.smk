@@ -21,7 +21,6 @@ rule initial_data:
         structure=rules.prepare_structure.output.structure,
     output:
         initial=f"{R}/{{material}}/data/initial.extxyz",
-        test=f"{R}/{{material}}/data/test.extxyz",
         record=f"{R}/{{material}}/data/initial.json",
     log:
         f"{R}/{{material}}/logs/initial_data.log",
@@ -29,10 +28,31 @@ rule initial_data:
         "../../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
-        settings=sections("oracle", "initial", "test", "explore", "reference"),
+        settings=sections("oracle", "initial"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
         "../../scripts/initial_data.py"
+
+
+# only without reference data (else rule reference_split draws it); after D_0, whose
+# force-constant calls it reuses from the oracle store instead of paying for them again
+rule harmonic_test_set:
+    input:
+        structure=rules.prepare_structure.output.structure,
+        after=rules.initial_data.output.record,
+    output:
+        test=f"{R}/{{material}}/data/test.extxyz",
+        record=f"{R}/{{material}}/data/test.json",
+    log:
+        f"{R}/{{material}}/logs/harmonic_test_set.log",
+    conda:
+        "../../envs/oracle.yaml"
+    threads: config["threads"]["oracle"]
+    params:
+        settings=sections("oracle", "initial", "test", "explore"),
+        store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
+    script:
+        "../../scripts/harmonic_test_set.py"
 
 
 rule reference_md:

@@ -80,44 +80,58 @@ def run_prepare_structure(
     write_json(out_record, record)
 
 
+class _Labeller:
+    """Labels harmonic samples for one job and counts its distinct oracle calls per purpose
+    (the force-constant frames shared by D_0 and the test set count once; results reused
+    after a crash still count as calls)."""
+
+    def __init__(self, settings: dict[str, Any], store: str | Path) -> None:
+        self.settings = settings
+        self.store = store
+        self.oracle = _oracle(settings)
+        self.keys: dict[str, set[str]] = {}
+        self.failures: list[dict[str, Any]] = []
+
+    def __call__(self, frames: list[Atoms], purpose: str, **provenance: Any) -> list[Atoms]:
+        outcome = label_frames(
+            frames,
+            self.oracle,
+            self.settings["oracle"],
+            self.store,
+            purpose=purpose,
+            provenance={"iteration": 0, **provenance},
+        )
+        made = self.keys.setdefault(purpose, set())
+        made.update(f.info["oracle_key"] for f in outcome.frames)
+        made.update(rec["key"] for rec in outcome.failures)
+        self.failures.extend(f for f in outcome.failures if f not in self.failures)
+        return outcome.frames
+
+    def record(self, **extra: Any) -> dict[str, Any]:
+        calls = {purpose: len(made) for purpose, made in self.keys.items()}
+        return {"oracle_calls": calls, "failures": self.failures, **extra}
+
+
+def _supercell(structure_path: str | Path) -> Atoms:
+    supercell = read_dataset(structure_path)[0]
+    supercell.calc = None
+    return supercell
+
+
 def run_initial_data(
     settings: dict[str, Any],
     structure_path: str | Path,
     store: str | Path,
     out_initial: str | Path,
-    out_test: str | Path,
     out_record: str | Path,
 ) -> None:
-    """Label the initial dataset D_0 and the held-out test set (never trained on)."""
-    from alkappa.reference_data import has_reference
+    """Label the initial dataset D_0: harmonic samples at ``initial.temperature``."""
     from alkappa.sampling import sample_structures
 
-    oracle = _oracle(settings)
-    supercell = read_dataset(structure_path)[0]
-    supercell.calc = None
+    supercell = _supercell(structure_path)
     init = settings["initial"]
-    # distinct oracle calls per purpose (the force-constant frames are shared by D_0 and the
-    # test set and counted once; results reused after a crash still count as calls)
-    keys: dict[str, set[str]] = {}
-    failures: list[dict[str, Any]] = []
-
-    def label(frames: list[Atoms], purpose: str, **provenance: Any) -> list[Atoms]:
-        outcome = label_frames(
-            frames,
-            oracle,
-            settings["oracle"],
-            store,
-            purpose=purpose,
-            provenance={"iteration": 0, **provenance},
-        )
-        made = keys.setdefault(purpose, set())
-        made.update(f.info["oracle_key"] for f in outcome.frames)
-        made.update(rec["key"] for rec in outcome.failures)
-        failures.extend(f for f in outcome.failures if f not in failures)
-        return outcome.frames
-
+    label = _Labeller(settings, store)
     # the draws are kept next to the record, so a rerun after a crash labels the same bits
-    keep = Path(out_record).parent / "samples"
     initial = sample_structures(
         supercell,
         init,
@@ -125,38 +139,47 @@ def run_initial_data(
         temperature=init["temperature"],
         n_frames=init["n_frames"],
         seed=init["seed"],
-        keep=keep,
+        keep=Path(out_record).parent / "samples",
     )
     initial = label(initial, "initial")
-    test: list[Atoms] = []
-    # with reference data the test set comes from it (rule reference_split), not from here
-    temperatures = [] if has_reference(settings) else settings["explore"]["temperatures"]
-    for k, temperature in enumerate(temperatures):
-        frames = sample_structures(
-            supercell,
-            init,
-            label,
-            temperature=temperature,
-            n_frames=settings["test"]["n_frames"],
-            seed=settings["test"]["seed"] + 1000 * k,
-            keep=keep,
-        )
-        test.extend(label(frames, "test"))
     if len(initial) < 2:
         raise RuntimeError(
             f"only {len(initial)} initial frames could be labelled; see {out_record}"
         )
     write_dataset(out_initial, initial)
+    write_json(out_record, label.record(n_initial=len(initial)))
+
+
+def run_test_set(
+    settings: dict[str, Any],
+    structure_path: str | Path,
+    store: str | Path,
+    out_test: str | Path,
+    out_record: str | Path,
+) -> None:
+    """Label the held-out harmonic test set (never trained on): ``test.n_frames`` harmonic
+    samples at each exploration temperature, drawn like D_0 (same force constants, its own
+    seeds). Not made when the test set comes from reference data (rule reference_split)."""
+    from alkappa.sampling import sample_structures
+
+    supercell = _supercell(structure_path)
+    label = _Labeller(settings, store)
+    test: list[Atoms] = []
+    for k, temperature in enumerate(settings["explore"]["temperatures"]):
+        frames = sample_structures(
+            supercell,
+            settings["initial"],
+            label,
+            temperature=temperature,
+            n_frames=settings["test"]["n_frames"],
+            seed=settings["test"]["seed"] + 1000 * k,
+            keep=Path(out_record).parent / "samples",
+        )
+        test.extend(label(frames, "test"))
+    if not test:
+        raise RuntimeError(f"no test frame could be labelled; see {out_record}")
     write_dataset(out_test, test)
-    write_json(
-        out_record,
-        {
-            "oracle_calls": {purpose: len(made) for purpose, made in keys.items()},
-            "failures": failures,
-            "n_initial": len(initial),
-            "n_test": len(test),
-        },
-    )
+    write_json(out_record, label.record(n_test=len(test)))
 
 
 def run_train_member(
@@ -520,6 +543,7 @@ def run_summary(
     *,
     relax_record: str | Path,
     initial_record: str | Path,
+    test_record: str | Path | None = None,
     initial_dataset: str | Path,
     metrics: Sequence[str | Path],
     selections: Sequence[str | Path],
@@ -548,7 +572,7 @@ def run_summary(
                 "initial_size": len(read_dataset(initial_dataset)),
             }
         )
-    rows = summary_rows(settings, relax_record, initial_record, iterations)
+    rows = summary_rows(settings, relax_record, initial_record, iterations, test_record)
     write_summary(rows, out_summary)
     plot_learning_curve(rows, out_curve, title=f"{settings['name']}: active learning")
     # the final ensemble's per-atom force uncertainty against its actual error on the test set

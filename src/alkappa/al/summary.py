@@ -43,17 +43,22 @@ def summary_rows(
     relax_record: str | Path,
     initial_record: str | Path,
     iterations: Sequence[dict[str, Any]],
+    test_record: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """One row per AL iteration.
 
     ``iterations[i]`` holds the paths of iteration i: ``metrics``, ``selection``, ``decision``,
     ``trajectories`` (list) and, for all but the last, ``merge`` (the record of D_{i+1}).
     ``oracle_calls`` of row i counts the labelling calls made with iteration i's selection;
-    ``oracle_calls_cumulative`` adds everything before (relaxation, force constants, D_0, test).
+    ``oracle_calls_cumulative`` adds everything before (relaxation, force constants, D_0 and,
+    from ``test_record``, the harmonic test set; a test set drawn from reference MD is not
+    counted: it is shared with the baselines).
     """
     stat = settings["select"]["statistic"]
     cumulative = int(read_json(relax_record).get("oracle_calls", 0))
     cumulative += sum(read_json(initial_record)["oracle_calls"].values())
+    if test_record is not None:
+        cumulative += sum(read_json(test_record)["oracle_calls"].values())
     rows = []
     size = None
     for i, paths in enumerate(iterations):

@@ -163,14 +163,19 @@ def _material(directory: Path) -> MaterialStatus:
     stages = status.stages
     if (directory / "structure" / "relaxed.extxyz").exists():
         stages["structure"] = "relaxed"
-    initial = directory / "data" / "initial.json"
-    if initial.exists():
-        record = read_json(initial)
-        failed = len(record.get("failures", []))
-        stages["initial data"] = (
-            f"{record.get('n_initial', '?')} frames, test set {record.get('n_test', '?')}"
-            + (f", {failed} failed oracle call(s) listed" if failed else "")
-        )
+    data = []
+    for path, count, what in (
+        (directory / "data" / "initial.json", "n_initial", "D_0 {} frames"),
+        (directory / "data" / "test.json", "n_test", "test set {} (harmonic)"),
+        (directory / "reference" / "split.json", "n_test", "test set {} (reference MD)"),
+    ):
+        if path.exists():
+            record = read_json(path)
+            failed = len(record.get("failures", []))
+            data.append(what.format(record.get(count, "?")))
+            data[-1] += f", {failed} failed oracle call(s) listed" if failed else ""
+    if data:
+        stages["initial data"] = "; ".join(data)
     iterations = sorted(
         (int(p.name.split("_")[1]), p)
         for p in (directory / "al").glob("iter_*")

@@ -271,7 +271,8 @@ def build_config(
         {
             "_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
             "monitor": MONITOR,
-            "dirpath": str(workdir),
+            # a directory of their own: Lightning warns about a non-empty one
+            "dirpath": str(workdir / "checkpoints"),
             "filename": "best",
             "save_top_k": 1,
             "save_last": True,

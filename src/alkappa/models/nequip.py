@@ -11,7 +11,7 @@ Files written into ``workdir`` by :meth:`NequIPModel.train`:
     the generated nequip-train config (rerun by hand with ``nequip-train -cn config``).
 ``train.log``
     everything nequip-train and nequip-package printed.
-``best.ckpt``, ``last.ckpt``
+``checkpoints/best.ckpt``, ``checkpoints/last.ckpt``
     Lightning checkpoints (best validation loss, and last epoch).
 ``model.nequip.zip``
     the packaged best model.
@@ -189,7 +189,7 @@ class NequIPModel(Model):
                 log_path=log_path,
             )
             trained = time.perf_counter()
-            best = workdir / "best.ckpt"
+            best = workdir / "checkpoints" / "best.ckpt"
             if not best.is_file():
                 raise NequIPTrainingError(
                     f"nequip-train wrote no {best.name} in {workdir}\n{_tail(log_path)}"
@@ -500,12 +500,11 @@ def _check_init_species(init: Path, species: list[str]) -> None:
 
 def _clean(workdir: Path) -> None:
     """Remove outputs of an earlier run, so a rerun cannot mix old and new files."""
-    for name in ("best.ckpt", "last.ckpt", MODEL_FILE, COMPILED_FILE, "curve.csv", "train.log"):
+    for name in (MODEL_FILE, COMPILED_FILE, "curve.csv", "train.log"):
         (workdir / name).unlink(missing_ok=True)
-    for ckpt in workdir.glob("best-v*.ckpt"):
+    for ckpt in workdir.glob("*.ckpt"):  # where checkpoints went before checkpoints/
         ckpt.unlink()
-    for ckpt in workdir.glob("last-v*.ckpt"):
-        ckpt.unlink()
+    shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
     shutil.rmtree(workdir / "csv", ignore_errors=True)
 
 
