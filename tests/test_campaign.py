@@ -135,7 +135,7 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
     import json
     import time
 
-    from alkappa.campaign import campaign_status, format_status
+    from alkappa.campaign import campaign_status, estimate_time_left, format_status
 
     results = tmp_path / "results"
     cu = results / "Cu"
@@ -181,13 +181,60 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
     assert job.rule == "train_member" and job.progress == "12/100, 03:40 left"
     assert job.started == pytest.approx(1000.0)
     status.alive = True  # as if the run were still going
-    text = format_status(status, planned={"train_member": 3, "explore": 2}, now=1300.0)
+    # a dry run beside the run plans the running job too; explore is timed only by its prior
+    planned = {"train_member": 3, "explore": 2, "label": 4}
+    estimate = estimate_time_left(
+        status, planned, cores=2, now=1300.0, priors={"explore": 30.0}, iterations_left=2
+    )
+    assert estimate.running_seconds == 220.0  # the progress bar's 03:40
+    assert estimate.job_seconds == 2 * 120.0 + 2 * 30.0 and estimate.prior_seconds == 60.0
+    assert estimate.wall_seconds == (300.0 + 220.0) / 2
+    assert estimate.untimed == {"label": 4} and estimate.iteration_seconds is None
+    text = format_status(status, estimate, now=1300.0)
     assert "iteration 1 (the last allowed: 4); decision of iteration 0: continue: x" in text
     assert "D_0 6 frames, 1 failed oracle call(s) listed; test set 3 (harmonic)" in text
     assert "oracle calls" in text and "relax 7" in text
     assert "train_member for 5 min 00 s (finished ones took 2 min 00 s)" in text
-    assert "5 job(s) planned, about 6 min 00 s of job time plus 2 job(s)" in text
-    assert "explore x2" in text
+    assert "time left: about 4 min 20 s on 2 core(s)" in text
+    assert "8 job(s) planned, 5 min 00 s of job time (1 min 00 s of it from typical" in text
+    assert "running jobs: 3 min 40 s left" in text
+    assert "not counted (no duration known): label x4" in text
+    assert "up to 2 more iteration(s), not counted until one has finished" in text
+    # once iteration 0 has finished (decided, and D_1 merged), its job time counts per
+    # further iteration: the two training jobs, 4 min
+    (cu / "al/iter_1/dataset.extxyz").write_text("")
+    status = campaign_status(results, tmp_path)
+    estimate = estimate_time_left(status, planned, cores=2, now=1300.0, iterations_left=2)
+    assert estimate.iteration_seconds == 240.0
+    assert estimate.wall_seconds_max == estimate.wall_seconds + 2 * 240.0 / 2
+    assert "up to 2 more iteration(s) of 4 min 00 s job time each" in format_status(
+        status, estimate
+    )
+
+
+def test_iterations_beyond_the_plan_and_the_cores_of_the_run(tmp_path):
+    import subprocess
+    import sys
+
+    from alkappa.campaign import iterations_beyond_plan, run_cores
+
+    results = tmp_path / "results"
+    # no decision yet: the plan holds iteration 0, a cap of 6 allows 5 more
+    assert iterations_beyond_plan(results, {"A": 6}) == 5
+    write_json(results / "A/al/iter_0/decision.json", {"stop": False})
+    write_json(results / "A/al/iter_1/decision.json", {"stop": False})
+    write_json(results / "B/al/iter_2/decision.json", {"stop": True})
+    # A: decided up to 1, the plan holds 2, the cap 6 allows 3..5; B has stopped
+    assert iterations_beyond_plan(results, {"A": 6, "B": 6}) == 3
+    fake = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "snakemake", "--cores", "3"],
+        cwd=tmp_path,
+    )
+    try:
+        assert run_cores(tmp_path) == 3
+    finally:
+        fake.kill()
+        fake.wait()
 
 
 def test_unlock_removes_only_a_stale_lock(tmp_path, capsys):

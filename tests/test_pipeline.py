@@ -711,3 +711,10 @@ def test_status_of_the_finished_campaign(test_campaign, capsys):
     assert "jobs running" not in text
     finished = int(text.split("finished: ")[1].split(" job")[0])
     assert finished >= 20  # every job of the campaign, timed by Snakemake
+    # the time left of a finished campaign, from a dry run: nothing
+    config = str(material.parent.parent / "test.yaml")
+    assert (
+        main(["status", str(material.parent), "--workdir", str(ROOT), "--configfile", config]) == 0
+    )
+    text = capsys.readouterr().out
+    assert "time left: about 0 min 00 s" in text and "0 job(s) planned" in text

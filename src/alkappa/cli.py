@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=".", help="where Snakemake runs (holds .snakemake/)")
     p.add_argument("--configfile", help="the campaign's config: also estimate the time left")
     p.add_argument("--target", action="append", default=[], help="the run's targets, if any")
+    p.add_argument(
+        "--durations",
+        action="store_true",
+        help="print only the mean duration (s) of the finished jobs of each rule, as YAML",
+    )
 
     p = sub.add_parser(
         "run",
@@ -376,17 +381,45 @@ def _anharmonicity(trajectory: str, force_constants: str | None, json_path: str 
 
 
 def _status(args: argparse.Namespace) -> int:
-    from alkappa.campaign import campaign_status, format_status, planned_jobs
+    import time
+
+    import yaml
+
+    from alkappa.campaign import (
+        campaign_status,
+        estimate_time_left,
+        format_status,
+        iterations_beyond_plan,
+        planned_jobs,
+        run_cores,
+    )
 
     try:
         status = campaign_status(args.results, args.workdir)
-        planned = (
-            planned_jobs(args.workdir, args.configfile, args.target) if args.configfile else None
-        )
+        if args.durations:
+            means = {r: round(status.mean_seconds(r) or 0.0) for r in sorted(status.rule_seconds)}
+            print(yaml.safe_dump(means, sort_keys=False), end="")
+            return 0
+        estimate = None
+        if args.configfile:
+            from alkappa.config import load_config, material_settings
+
+            config = load_config(args.configfile)
+            caps = {
+                m: material_settings(config, m)["convergence"]["max_iterations"]
+                for m in config["materials"]
+            }
+            estimate = estimate_time_left(
+                status,
+                planned_jobs(args.workdir, args.configfile, args.target),
+                cores=run_cores(args.workdir),
+                now=time.time(),
+                iterations_left=iterations_beyond_plan(args.results, caps),
+            )
     except (ValueError, OSError) as exc:
         print(f"alkappa: {exc}", file=sys.stderr)
         return 1
-    print(format_status(status, planned))
+    print(format_status(status, estimate))
     return 0
 
 

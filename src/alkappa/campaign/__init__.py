@@ -7,11 +7,19 @@
 * :func:`campaign_status`, :func:`format_status`, :func:`planned_jobs`: where a running or
   stopped campaign stands (``alkappa status``); :func:`remove_stale_lock` (``alkappa
   unlock``); :func:`run_snakemake`, :func:`stop_snakemake`: a run that stops within seconds and
-  leaves no lock (``alkappa run``, ``alkappa stop``).
+  leaves no lock (``alkappa run``, ``alkappa stop``); :func:`estimate_time_left`: the time
+  left (``alkappa status --configfile``).
 """
 
 from __future__ import annotations
 
+from alkappa.campaign._eta import (
+    TimeLeft,
+    estimate_time_left,
+    iterations_beyond_plan,
+    run_cores,
+    typical_job_seconds,
+)
 from alkappa.campaign._run import GRACE_SECONDS, run_snakemake, stop_snakemake
 from alkappa.campaign._status import (
     CampaignStatus,
@@ -41,15 +49,20 @@ __all__ = [
     "MaterialStatus",
     "MaterialSummary",
     "RunningJob",
+    "TimeLeft",
     "campaign_status",
+    "estimate_time_left",
     "format_status",
+    "iterations_beyond_plan",
     "material_summary",
     "planned_jobs",
     "plot_campaign",
     "read_summary_csv",
     "remove_stale_lock",
+    "run_cores",
     "run_snakemake",
     "snakemake_processes",
     "stop_snakemake",
+    "typical_job_seconds",
     "write_summary_csv",
 ]

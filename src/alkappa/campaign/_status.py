@@ -15,9 +15,12 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alkappa.io import read_json
+
+if TYPE_CHECKING:
+    from alkappa.campaign._eta import TimeLeft
 from alkappa.labelling import count_oracle_calls
 
 #: a tqdm progress bar's counters: "450/1000 [01:23<01:40" (done/total [elapsed<left)
@@ -49,6 +52,7 @@ class CampaignStatus:
     alive: bool  # a Snakemake process runs in the working directory
     running: list[RunningJob]
     rule_seconds: dict[str, list[float]]  # durations of finished jobs, per rule
+    job_seconds: dict[str, float] = field(default_factory=dict)  # per finished job's output
 
     def mean_seconds(self, rule: str) -> float | None:
         times = self.rule_seconds.get(rule)
@@ -70,12 +74,14 @@ def _under(output: str, workdir: Path, results: Path) -> bool:
     return (workdir / output).resolve().is_relative_to(results.resolve())
 
 
-def _durations(workdir: Path, results: Path) -> dict[str, list[float]]:
-    """Durations (s) of the finished jobs with outputs under ``results``, per rule."""
+def _durations(workdir: Path, results: Path) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Durations (s) of the finished jobs with outputs under ``results``: per rule, and per
+    job (by one of its outputs, relative to ``workdir`` as Snakemake records it)."""
     meta = workdir / ".snakemake" / "metadata"
     durations: dict[str, dict[Any, float]] = {}
+    outputs: dict[Any, str] = {}
     if not meta.is_dir():
-        return {}
+        return {}, {}
     for path in meta.iterdir():
         output = _decode(path.name)
         if not _under(output, workdir, results):
@@ -87,8 +93,11 @@ def _durations(workdir: Path, results: Path) -> dict[str, list[float]]:
         start, end = record.get("starttime"), record.get("endtime")
         if not record.get("incomplete") and start is not None and end is not None and end >= start:
             # one record per output file: count a job once, by its first output's record
-            durations.setdefault(record.get("rule", "?"), {})[record.get("job_hash")] = end - start
-    return {rule: list(jobs.values()) for rule, jobs in durations.items()}
+            key = (record.get("rule", "?"), record.get("job_hash"))
+            durations.setdefault(key[0], {})[key] = end - start
+            outputs.setdefault(key, output)
+    per_job = {outputs[key]: s for jobs in durations.values() for key, s in jobs.items()}
+    return {rule: list(jobs.values()) for rule, jobs in durations.items()}, per_job
 
 
 #: a job block of Snakemake's run log: "[Sat Dec  5 23:10:49 2026]" then "localrule x:" ...
@@ -245,13 +254,15 @@ def campaign_status(results: str | Path, workdir: str | Path = ".") -> CampaignS
         if d.is_dir() and ((d / "structure").is_dir() or (d / "oracle").is_dir())
     ]
     locks = workdir / ".snakemake" / "locks"
+    per_rule, per_job = _durations(workdir, results)
     return CampaignStatus(
         results=results,
         materials=materials,
         locked=locks.is_dir() and any(locks.iterdir()),
         alive=bool(snakemake_processes(workdir)),
         running=_running_jobs(workdir, results),
-        rule_seconds=_durations(workdir, results),
+        rule_seconds=per_rule,
+        job_seconds=per_job,
     )
 
 
@@ -263,10 +274,10 @@ def _duration(seconds: float) -> str:
 
 
 def format_status(
-    status: CampaignStatus, planned: dict[str, int] | None = None, now: float | None = None
+    status: CampaignStatus, estimate: TimeLeft | None = None, now: float | None = None
 ) -> str:
-    """``status`` as the text ``alkappa status`` prints; ``planned``: jobs left per rule (from
-    a dry run), for the time-left estimate."""
+    """``status`` as the text ``alkappa status`` prints, with the time-left ``estimate``
+    (:func:`alkappa.campaign.estimate_time_left`) if there is one."""
     now = time.time() if now is None else now
     lines = []
     if status.alive:
@@ -298,22 +309,38 @@ def format_status(
         total = sum(sum(t) for t in status.rule_seconds.values())
         n = sum(len(t) for t in status.rule_seconds.values())
         lines.append(f"finished: {n} job(s), {_duration(total)} of job time")
-    if planned is not None:
-        known = sum(
-            n * status.mean_seconds(r) for r, n in planned.items() if status.mean_seconds(r)
-        )
-        unknown = {r: n for r, n in planned.items() if not status.mean_seconds(r)}
-        jobs = sum(planned.values())
-        text = f"time left: {jobs} job(s) planned, about {_duration(known)} of job time"
-        if unknown:
-            text += f" plus {sum(unknown.values())} job(s) of rules not timed yet ("
-            text += ", ".join(f"{r} x{n}" for r, n in sorted(unknown.items())) + ")"
-        lines.append(text)
-        lines.append(
-            "  (jobs on several cores overlap, so the wall time is shorter; each further AL "
-            "iteration adds its own jobs, which a dry run cannot see yet)"
-        )
+    if estimate is not None:
+        lines.extend(_format_estimate(estimate))
     return "\n".join(lines)
+
+
+def _format_estimate(e: TimeLeft) -> list[str]:
+    wall = _duration(e.wall_seconds)
+    if e.iterations_left and e.iteration_seconds:
+        wall += f" to {_duration(e.wall_seconds_max)}"
+    lines = [f"time left: about {wall} on {e.cores} core(s)"]
+    detail = f"  {e.jobs} job(s) planned, {_duration(e.job_seconds)} of job time"
+    if e.prior_seconds:
+        detail += f" ({_duration(e.prior_seconds)} of it from typical durations in the "
+        detail += "default campaign: rules not timed here yet)"
+    if e.running_seconds:
+        detail += f"; running jobs: {_duration(e.running_seconds)} left"
+    lines.append(detail)
+    if e.untimed:
+        rules = ", ".join(f"{r} x{n}" for r, n in sorted(e.untimed.items()))
+        lines.append(f"  not counted (no duration known): {rules}")
+    if e.iterations_left:
+        if e.iteration_seconds:
+            lines.append(
+                f"  the AL loop may add up to {e.iterations_left} more iteration(s) of "
+                f"{_duration(e.iteration_seconds)} job time each (measured): the upper end"
+            )
+        else:
+            lines.append(
+                f"  the AL loop may add up to {e.iterations_left} more iteration(s), not "
+                "counted until one has finished"
+            )
+    return lines
 
 
 def planned_jobs(
