@@ -135,7 +135,7 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
     import json
     import time
 
-    from alkappa.campaign import campaign_status, estimate_time_left, format_status
+    from alkappa.campaign import campaign_status, estimate_time_left, format_status, status_line
 
     results = tmp_path / "results"
     cu = results / "Cu"
@@ -200,6 +200,9 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
     assert "running jobs: 3 min 40 s left" in text
     assert "not counted (no duration known): label x4" in text
     assert "up to 2 more iteration(s), not counted until one has finished" in text
+    line = status_line(status, estimate)
+    assert line.startswith("Cu: active learning: iteration 1 (the last allowed: 4), 7 oracle")
+    assert "1 job(s) running | time left about 4 min 20 s (+4 untimed jobs)" in line
     # once iteration 0 has finished (decided, and D_1 merged), its job time counts per
     # further iteration: the two training jobs, 4 min
     (cu / "al/iter_1/dataset.extxyz").write_text("")
@@ -372,3 +375,16 @@ def test_alkappa_stop_stops_a_plain_background_snakemake_and_unlocks(tmp_path, c
     assert not list((tmp_path / ".snakemake/locks").glob("*"))
     assert main(["stop", "--workdir", str(tmp_path)]) == 0
     assert "no Snakemake runs" in capsys.readouterr().out
+
+
+def test_a_run_prints_its_status_line_as_it_goes(tmp_path, capfd):
+    from alkappa.campaign import run_snakemake
+
+    (tmp_path / "Snakefile").write_text(SLOW_SNAKEFILE.replace("sleep 120", "sleep 3"))
+    lines = iter(range(1000))
+    rc = run_snakemake(
+        ["--cores", "2"], tmp_path, report=lambda: f"line {next(lines)}", report_every=0.5
+    )
+    assert rc == 0 and (tmp_path / "a.txt").exists()
+    out = capfd.readouterr().out
+    assert "alkappa status: line 0" in out and "alkappa status: line 2" in out

@@ -45,9 +45,16 @@ def main(argv: list[str] | None = None) -> int:
         description="snakemake ARGS in its own process group: a stale lock of a killed run is "
         "removed first; Ctrl-C, SIGTERM or SIGHUP reach Snakemake and its jobs as SIGINT (the "
         "clean stop), and whatever still runs after --grace seconds is killed and unlocked. "
-        "Every argument after the options goes to Snakemake.",
+        "Every --status-every seconds a line says where the campaign stands and how long it "
+        "has left (as alkappa status). Every argument after these options goes to Snakemake.",
     )
     p.add_argument("--grace", type=float, default=60.0, help="seconds before a stop kills")
+    p.add_argument(
+        "--status-every",
+        type=float,
+        default=600.0,
+        help="seconds between status lines (stage, oracle calls, time left); 0: none",
+    )
     p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="arguments of snakemake")
 
     p = sub.add_parser(
@@ -380,19 +387,36 @@ def _anharmonicity(trajectory: str, force_constants: str | None, json_path: str 
     return 0
 
 
-def _status(args: argparse.Namespace) -> int:
+def _time_left(status: Any, workdir: str, configfile: str, targets: list[str]) -> Any:
+    """The time-left estimate of the campaign of ``configfile`` (a dry run in ``workdir``)."""
     import time
 
-    import yaml
-
     from alkappa.campaign import (
-        campaign_status,
         estimate_time_left,
-        format_status,
         iterations_beyond_plan,
         planned_jobs,
         run_cores,
     )
+    from alkappa.config import load_config, material_settings
+
+    config = load_config(configfile)
+    caps = {
+        m: material_settings(config, m)["convergence"]["max_iterations"]
+        for m in config["materials"]
+    }
+    return estimate_time_left(
+        status,
+        planned_jobs(workdir, configfile, targets),
+        cores=run_cores(workdir),
+        now=time.time(),
+        iterations_left=iterations_beyond_plan(status.results, caps),
+    )
+
+
+def _status(args: argparse.Namespace) -> int:
+    import yaml
+
+    from alkappa.campaign import campaign_status, format_status
 
     try:
         status = campaign_status(args.results, args.workdir)
@@ -402,25 +426,44 @@ def _status(args: argparse.Namespace) -> int:
             return 0
         estimate = None
         if args.configfile:
-            from alkappa.config import load_config, material_settings
-
-            config = load_config(args.configfile)
-            caps = {
-                m: material_settings(config, m)["convergence"]["max_iterations"]
-                for m in config["materials"]
-            }
-            estimate = estimate_time_left(
-                status,
-                planned_jobs(args.workdir, args.configfile, args.target),
-                cores=run_cores(args.workdir),
-                now=time.time(),
-                iterations_left=iterations_beyond_plan(args.results, caps),
-            )
+            estimate = _time_left(status, args.workdir, args.configfile, args.target)
     except (ValueError, OSError) as exc:
         print(f"alkappa: {exc}", file=sys.stderr)
         return 1
     print(format_status(status, estimate))
     return 0
+
+
+def _run_report(argv: list[str]) -> Any:
+    """The status line of the run ``snakemake ARGV`` (None if its arguments or config do not
+    say where its results go: Snakemake then reports the problem itself)."""
+    import contextlib
+    import io
+
+    from alkappa.campaign import campaign_status, status_line
+    from alkappa.config import load_config
+
+    try:
+        from snakemake.cli import get_argument_parser
+
+        with contextlib.redirect_stderr(io.StringIO()):
+            parsed = get_argument_parser().parse_args(argv)
+        configfile = str(parsed.configfile[-1]) if parsed.configfile else "config/config.yaml"
+        results = str(load_config(configfile)["results"])
+    except (SystemExit, ValueError, OSError, ImportError):
+        return None
+    for item in parsed.config or []:
+        if str(item).startswith("results="):
+            results = str(item).split("=", 1)[1]
+    targets = [str(t) for t in parsed.targets or []]
+
+    def report() -> str:
+        if not Path(results).is_dir():
+            return "starting"
+        status = campaign_status(results, ".")
+        return status_line(status, _time_left(status, ".", configfile, targets))
+
+    return report
 
 
 def _unlock(workdir: str) -> int:
@@ -439,15 +482,20 @@ def _unlock(workdir: str) -> int:
 def _run(argv: list[str]) -> int:
     from alkappa.campaign import GRACE_SECONDS, run_snakemake
 
-    grace = GRACE_SECONDS
-    if argv[:1] == ["--grace"]:
+    seconds = {"--grace": GRACE_SECONDS, "--status-every": 600.0}
+    while argv[:1] and argv[0] in seconds:
         try:
-            grace = float(argv[1])
+            seconds[argv[0]] = float(argv[1])
         except (IndexError, ValueError):
-            print("alkappa run: --grace needs a number of seconds", file=sys.stderr)
+            print(f"alkappa run: {argv[0]} needs a number of seconds", file=sys.stderr)
             return 2
         argv = argv[2:]
-    return run_snakemake(argv, grace=grace)
+    return run_snakemake(
+        argv,
+        grace=seconds["--grace"],
+        report=_run_report(argv) if seconds["--status-every"] > 0 else None,
+        report_every=seconds["--status-every"],
+    )
 
 
 def _stop(workdir: str, grace: float) -> int:

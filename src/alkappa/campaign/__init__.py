@@ -30,6 +30,7 @@ from alkappa.campaign._status import (
     planned_jobs,
     remove_stale_lock,
     snakemake_processes,
+    status_line,
 )
 from alkappa.campaign._summary import (
     SUMMARY_COLUMNS,
@@ -62,6 +63,7 @@ __all__ = [
     "run_cores",
     "run_snakemake",
     "snakemake_processes",
+    "status_line",
     "stop_snakemake",
     "typical_job_seconds",
     "write_summary_csv",

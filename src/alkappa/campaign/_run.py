@@ -19,8 +19,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alkappa.campaign._status import remove_stale_lock, snakemake_processes
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 #: seconds Snakemake gets to stop its jobs (and cancel cluster jobs) before it is killed
 GRACE_SECONDS = 60.0
@@ -81,9 +85,17 @@ def _unlock_quietly(workdir: Path) -> list[Path]:
         return []
 
 
-def run_snakemake(args: list[str], workdir: str | Path = ".", grace: float = GRACE_SECONDS) -> int:
+def run_snakemake(
+    args: list[str],
+    workdir: str | Path = ".",
+    grace: float = GRACE_SECONDS,
+    report: Callable[[], str] | None = None,
+    report_every: float = 600.0,
+) -> int:
     """Run ``snakemake ARGS`` in ``workdir`` so that Ctrl-C, SIGTERM or SIGHUP stop it within
-    seconds and leave no lock; a stale lock of a killed run is removed first.
+    seconds and leave no lock; a stale lock of a killed run is removed first. Every
+    ``report_every`` seconds the line ``report()`` returns is printed (where the campaign
+    stands: Snakemake's own "N of M steps" cannot say, as every AL iteration adds steps).
 
     Returns
     -------
@@ -117,6 +129,7 @@ def run_snakemake(args: list[str], workdir: str | Path = ".", grace: float = GRA
             _signal_group(proc.pid, signal.SIGKILL)
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    next_report = time.monotonic() + report_every
     try:
         while True:
             try:
@@ -125,6 +138,13 @@ def run_snakemake(args: list[str], workdir: str | Path = ".", grace: float = GRA
             except subprocess.TimeoutExpired:
                 if stopping and time.monotonic() - stopping[0] > grace:
                     _signal_group(proc.pid, signal.SIGKILL)
+                if report is not None and not stopping and time.monotonic() > next_report:
+                    next_report = time.monotonic() + report_every
+                    try:
+                        line = report()
+                    except Exception as err:
+                        line = f"(no status: {err})"
+                    print(f"alkappa status: {line}", flush=True)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

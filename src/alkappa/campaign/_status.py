@@ -314,6 +314,28 @@ def format_status(
     return "\n".join(lines)
 
 
+def status_line(status: CampaignStatus, estimate: TimeLeft | None = None) -> str:
+    """``status`` in one line, for the terminal of a running campaign."""
+    parts = []
+    for material in status.materials:
+        # the stage reached last (stages are listed in the order of the pipeline)
+        stage = "starting"
+        if material.stages:
+            name, what = list(material.stages.items())[-1]
+            stage = f"{name}: {what.split(';')[0]}"
+        calls = sum(material.oracle_calls.values())
+        parts.append(f"{material.name}: {stage}, {calls} oracle calls")
+    text = "; ".join(parts) or "no material started"
+    text += f" | {len(status.running)} job(s) running"
+    if estimate is not None:
+        text += f" | time left about {_duration(estimate.wall_seconds)}"
+        if estimate.iterations_left and estimate.iteration_seconds:
+            text += f" to {_duration(estimate.wall_seconds_max)}"
+        if estimate.untimed:
+            text += f" (+{sum(estimate.untimed.values())} untimed jobs)"
+    return text
+
+
 def _format_estimate(e: TimeLeft) -> list[str]:
     wall = _duration(e.wall_seconds)
     if e.iterations_left and e.iteration_seconds:
