@@ -329,13 +329,15 @@ def _sleeps_left(workdir):
     return left
 
 
-@pytest.mark.parametrize("ignore_sigint", [False, True])
-def test_sigterm_to_alkappa_run_stops_snakemake_and_its_jobs_without_a_lock(
-    tmp_path, ignore_sigint
+@pytest.mark.parametrize(
+    ("signum", "ignore_sigint"), [("SIGTERM", False), ("SIGTERM", True), ("SIGINT", False)]
+)
+def test_a_signal_to_alkappa_run_stops_snakemake_and_its_jobs_without_a_lock(
+    tmp_path, signum, ignore_sigint
 ):
-    """SIGTERM (what `kill` and a batch system send) to `alkappa run`, started in the
-    background (SIGINT ignored, as `make run &` does) or not: Snakemake and its running jobs
-    stop within seconds, not after the jobs' two minutes, and no lock is left."""
+    """SIGTERM (what `kill` and a batch system send) or SIGINT (Ctrl-C) to `alkappa run`,
+    started in the background (SIGINT ignored, as `make run &` does) or not: Snakemake and its
+    running jobs stop within seconds, not after the jobs' two minutes, and no lock is left."""
     import signal
     import sys
     import time
@@ -346,7 +348,7 @@ def test_sigterm_to_alkappa_run_stops_snakemake_and_its_jobs_without_a_lock(
     run = _start([alkappa, "run", "--cores", "2"], tmp_path.resolve(), ignore_sigint)
     _wait_for_jobs(tmp_path.resolve())
     start = time.monotonic()
-    run.send_signal(signal.SIGTERM)
+    run.send_signal(getattr(signal, signum))
     _, err = run.communicate(timeout=90)
     assert time.monotonic() - start < 30
     assert run.returncode != 0 and "stopped" in err
