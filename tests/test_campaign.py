@@ -165,6 +165,9 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
         (smk / "metadata" / name(out)).write_text(json.dumps({**record, "incomplete": False}))
     running = "results/Cu/al/iter_1/ensemble/member_0/member.json"
     (smk / "incomplete" / name(running)).write_text("")
+    # a job a stopped run left unfinished, which the current run has not started again
+    stale = "results/Cu/reference/md_T600.nc"
+    (smk / "incomplete" / name(stale)).write_text("")
     log = "results/Cu/logs/al/iter_1/train_member_0.log"
     (tmp_path / log).parent.mkdir(parents=True)
     (tmp_path / log).write_text("epoch  12%|#  | 12/100 [00:30<03:40, 0.4it/s]\r")
@@ -177,7 +180,8 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
     assert status.locked and not status.alive
     assert status.mean_seconds("train_member") == 120.0
     assert "a killed run left its lock" in format_status(status)
-    (job,) = status.running
+    job, interrupted = sorted(status.running, key=lambda j: j.interrupted)
+    assert interrupted.output == stale and interrupted.interrupted
     assert job.rule == "train_member" and job.progress == "12/100, 03:40 left"
     assert job.started == pytest.approx(1000.0)
     status.alive = True  # as if the run were still going
@@ -198,6 +202,7 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
     assert "time left: about 4 min 20 s on 2 core(s)" in text
     assert "8 job(s) planned, 5 min 00 s of job time (1 min 00 s of it from typical" in text
     assert "running jobs: 3 min 40 s left" in text
+    assert f"interrupted by an earlier stop, redone when due: {stale}" in text
     assert "not counted (no duration known): label x4" in text
     assert "up to 2 more iteration(s), not counted until one has finished" in text
     line = status_line(status, estimate)

@@ -135,6 +135,8 @@ def estimate_time_left(
     left = dict(planned)
     running = []
     for job in status.running:  # a dry run beside the run plans the running jobs as well
+        if job.interrupted:  # planned, not running
+            continue
         if left.get(job.rule):
             left[job.rule] -= 1
         mean = status.mean_seconds(job.rule) or priors.get(job.rule)

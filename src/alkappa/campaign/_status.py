@@ -35,6 +35,7 @@ class RunningJob:
     output: str
     started: float | None  # epoch seconds
     progress: str | None = None  # the last progress bar of its log: "450/1000, 01:40 left"
+    interrupted: bool = False  # started by an earlier run that was stopped, not by this one
 
 
 @dataclass
@@ -143,7 +144,10 @@ def _running_jobs(workdir: Path, results: Path) -> list[RunningJob]:
         key = id(block) if block else output
         if key in jobs:
             continue
-        job = RunningJob(block.get("rule", "?"), output, block.get("started"))
+        # not announced by the newest run log: a job of a stopped run, to be redone
+        job = RunningJob(
+            block.get("rule", "?"), output, block.get("started"), interrupted=not block
+        )
         for log in block.get("log", []):
             if log:
                 job.progress = last_progress(Path(workdir, log)) or job.progress
@@ -296,15 +300,19 @@ def format_status(
             calls = ", ".join(f"{k} {v}" for k, v in material.oracle_calls.items())
             total = sum(material.oracle_calls.values())
             lines.append(f"  {'oracle calls':<{width}}  {total} ({calls})")
-    if status.running:
+    running = [job for job in status.running if not job.interrupted]
+    if running:
         verb = "running" if status.alive else "unfinished (the run that started them ended)"
         lines.append(f"jobs {verb}:")
-        for job in status.running:
+        for job in running:
             since = f" for {_duration(now - job.started)}" if job.started else ""
             typical = status.mean_seconds(job.rule)
             usual = f" (finished ones took {_duration(typical)})" if typical else ""
             progress = f"; progress {job.progress}" if job.progress else ""
             lines.append(f"  {job.rule}{since}{usual}{progress}: {job.output}")
+    interrupted = [job.output for job in status.running if job.interrupted]
+    if interrupted:
+        lines.append(f"interrupted by an earlier stop, redone when due: {', '.join(interrupted)}")
     if status.rule_seconds:
         total = sum(sum(t) for t in status.rule_seconds.values())
         n = sum(len(t) for t in status.rule_seconds.values())
@@ -326,7 +334,7 @@ def status_line(status: CampaignStatus, estimate: TimeLeft | None = None) -> str
         calls = sum(material.oracle_calls.values())
         parts.append(f"{material.name}: {stage}, {calls} oracle calls")
     text = "; ".join(parts) or "no material started"
-    text += f" | {len(status.running)} job(s) running"
+    text += f" | {sum(not j.interrupted for j in status.running)} job(s) running"
     if estimate is not None:
         text += f" | time left about {_duration(estimate.wall_seconds)}"
         if estimate.iterations_left and estimate.iteration_seconds:
