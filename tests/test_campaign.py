@@ -395,3 +395,21 @@ def test_a_run_prints_its_status_line_as_it_goes(tmp_path, capfd):
     assert rc == 0 and (tmp_path / "a.txt").exists()
     out = capfd.readouterr().out
     assert "alkappa status: line 0" in out and "alkappa status: line 2" in out
+
+
+def test_training_progress_from_the_trainers_epochs_and_its_time_cap(tmp_path):
+    import os
+
+    from alkappa.campaign._status import training_progress
+
+    work = tmp_path / "work"
+    assert training_progress(work) is None
+    (work / "csv/version_0").mkdir(parents=True)
+    (work / "config.yaml").write_text("trainer:\n  max_epochs: 100\n  max_time: '00:00:03:00'\n")
+    os.utime(work / "config.yaml", (1000.0, 1000.0))  # training started at t = 1000 s
+    rows = ["epoch,step,val_loss"] + [f"{e},{e},0.1" for e in range(10)]
+    (work / "csv/version_0/metrics.csv").write_text("\n".join(rows) + "\n")
+    # 10 epochs in 30 s: 90 epochs left take 270 s, but the 3-minute cap leaves 150 s
+    assert training_progress(work, now=1030.0) == "epoch 10/100, 02:30 left"
+    # 10 epochs in 5 s: 45 s at this pace, within the cap
+    assert training_progress(work, now=1005.0) == "epoch 10/100, 00:45 left"

@@ -151,8 +151,39 @@ def _running_jobs(workdir: Path, results: Path) -> list[RunningJob]:
         for log in block.get("log", []):
             if log:
                 job.progress = last_progress(Path(workdir, log)) or job.progress
+        if job.rule == "train_member":  # the trainer logs its epochs in its own directory
+            work = Path(workdir, output).parent / "work"
+            job.progress = training_progress(work) or job.progress
         jobs[key] = job
     return list(jobs.values())
+
+
+def training_progress(work: Path, now: float | None = None) -> str | None:
+    """ "epoch/max_epochs, left" of a NequIP training in ``work`` (from the epochs its metrics
+    file holds; the time left is the smaller of the epochs left at the mean pace so far and
+    what the ``max_time`` cap leaves)."""
+    import yaml
+
+    now = time.time() if now is None else now
+    config, metrics = work / "config.yaml", sorted(work.glob("csv/version_*/metrics.csv"))
+    if not config.is_file() or not metrics:
+        return None
+    try:
+        trainer = (yaml.safe_load(config.read_text()) or {}).get("trainer", {})
+        lines = metrics[-1].read_text().strip().splitlines()
+        done = int(lines[-1].split(",")[0]) + 1 if len(lines) > 1 else 0
+    except (OSError, ValueError, yaml.YAMLError, AttributeError):
+        return None
+    total = int(trainer.get("max_epochs") or 0)
+    elapsed = now - config.stat().st_mtime
+    left = (total - done) * elapsed / done if done and total else None
+    if isinstance(cap := trainer.get("max_time"), str):  # "DD:HH:MM:SS"
+        d, h, m, s = (int(x) for x in cap.split(":"))
+        capped = max(0.0, ((d * 24 + h) * 60 + m) * 60 + s - elapsed)
+        left = capped if left is None else min(left, capped)
+    if left is None:
+        return None
+    return f"epoch {done}/{total or '?'}, {int(left) // 60:02d}:{int(left) % 60:02d} left"
 
 
 def last_progress(log: Path, tail_bytes: int = 4096) -> str | None:
