@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,11 +27,21 @@ def set_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
+def _finished_line(snakemake: Any, seconds: float) -> str:
+    """The last line of every job's log: so no log is empty, and each says what it made."""
+    outputs = [str(p) for p in snakemake.output]
+    shown = ", ".join(outputs[:3]) + (f" and {len(outputs) - 3} more" if len(outputs) > 3 else "")
+    rule = getattr(snakemake, "rule", "job")
+    return f"{rule}: finished in {seconds:.1f} s; wrote {shown or 'nothing'}"
+
+
 @contextlib.contextmanager
 def script_context(snakemake: Any) -> Iterator[dict[str, Any]]:
-    """Redirect output to the rule's log, set threads, and yield the rule's ``settings``."""
+    """Redirect output to the rule's log, set threads, and yield the rule's ``settings``;
+    the log ends with a line saying the job finished, in how long, and what it wrote."""
     log = snakemake.log[0] if len(snakemake.log) else None
     set_threads(snakemake.threads)
+    start = time.perf_counter()
     if log is None:
         yield snakemake.params.get("settings", {})
         return
@@ -40,3 +51,4 @@ def script_context(snakemake: Any) -> Iterator[dict[str, Any]]:
         contextlib.redirect_stderr(fh),
     ):
         yield snakemake.params.get("settings", {})
+        print(_finished_line(snakemake, time.perf_counter() - start))
