@@ -504,6 +504,7 @@ def test_stop_during_labelling_then_a_downstream_target_repeats_no_oracle_call(t
     # stop in iteration 1: Snakemake learns of its checkpoints only while updating the graph
     # of iteration 0's (in iteration 0 the rerun's first graph holds them all)
     cfg["convergence"]["max_iterations"] = 3
+    cfg["explore"]["temperatures"] = [300]  # three iterations: keep each one short
     cfgfile = tmp_path / "kill.yaml"
     cfgfile.write_text(yaml.safe_dump(cfg))
     env = {
@@ -697,6 +698,14 @@ def test_flaky_oracle_failures_are_listed_and_retried_exactly(tmp_path):
     assert read_json(root / "data/initial.json")["failures"] == []
     assert read_json(root / "data/initial.json")["n_initial"] == 10
     assert (root / "conductivity/oracle/fc3.json").exists()
+
+
+def test_no_empty_log_or_data_file(test_campaign):
+    """Every job's log says something (at least that it finished and what it wrote); no
+    placeholder output."""
+    material, _ = test_campaign
+    empty = [p for p in material.rglob("*") if p.is_file() and p.stat().st_size == 0]
+    assert not empty, empty[:10]
 
 
 def test_status_of_the_finished_campaign(test_campaign, capsys):

@@ -214,7 +214,7 @@ def run_train_member(
     # the trainer writes its own log; the job's log says where, and how it ended
     print(
         f"iteration {iteration}, member {member}: training on {len(train_idx)} frames "
-        f"(validation {len(val_idx)}); the trainer's log: {out_dir / 'work'}",
+        f"(validation {len(val_idx)}); the trainer's own log and files: {out_dir / 'work'}/",
         flush=True,
     )
     result = model.train(
