@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 from ase.build import bulk
@@ -20,6 +22,7 @@ from alkappa.bayesfc import (
     scan_errors,
 )
 from alkappa.io import read_dataset, with_labels, write_dataset
+from alkappa.testing import ModelContract, emt_frames
 
 
 @pytest.fixture(scope="module")
@@ -341,6 +344,22 @@ def test_plugin_trains_and_loads_as_ensemble(fitted, si64, tmp_path):
     assert set(calc.results["uncertainty"]) >= {"force_max", "force_mean", "energy_std_per_atom"}
     with pytest.raises(ValueError, match="unknown bayesian-fc"):
         get_model({"name": "bayesian-fc", "cutof": [4.0]})
+
+
+class TestBayesianFCContract(ModelContract):
+    """The plugin meets the model contract, fitted to EMT-labelled rattled Cu (2x2x2 cubic)."""
+
+    model_spec: ClassVar[dict] = {"name": "bayesian-fc", "cutoffs": [3.0, 2.6], "samples": 2}
+    force_tolerance = 1e-6
+    # a model of one fixed supercell: its stress is the displacement virial, and a strained
+    # cell is another supercell it cannot evaluate
+    check_stress = False
+    # members are the fits' means (samples: 0); the uncertainty is the analytic posterior error
+    ensemble_options: ClassVar[dict] = {"samples": 0}
+    uncertainty_is_spread = False
+
+    def model_frames(self) -> list:
+        return emt_frames(6, repeat=2, strain=0.0, seed=3)
 
 
 def test_config_section_defaults_and_errors():

@@ -16,6 +16,7 @@ from alkappa._plugins import PluginError, _runtime, register
 from alkappa.models import Model, get_model
 from alkappa.models.ensemble import EnsembleCalculator, load_ensemble, member_paths
 from alkappa.models.uncertainty import uncertainty_statistics
+from alkappa.testing import ModelContract
 
 # --- uncertainty_statistics against hand-computed values -------------------------------------
 
@@ -146,14 +147,45 @@ def test_empty_ensemble_rejected():
 
 
 class _LJFileModel(Model):
-    """A 'model' whose file holds an LJ sigma: enough to test loading without torch."""
+    """A 'model' whose file holds an LJ sigma: enough to test loading without torch.
+
+    Training picks the sigma of a grid whose forces fit the training frames best.
+    """
 
     def train(self, train_file, val_file, workdir, *, species, seed, init_checkpoint=None,
               threads=1):  # fmt: skip
-        raise NotImplementedError
+        from alkappa.io import read_dataset
+        from alkappa.models import TrainResult
+
+        frames = read_dataset(train_file)
+
+        def force_rmse(sigma: float) -> float:
+            errors = []
+            for frame in frames:
+                work = frame.copy()
+                work.calc = _lj(sigma)
+                errors.append(work.get_forces() - frame.get_forces())
+            return float(np.sqrt(np.mean(np.square(errors))))
+
+        grid = np.linspace(2.0, 2.6, 7)
+        rmse = [force_rmse(sigma) for sigma in grid]
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "model.ljfile").write_text(str(grid[int(np.argmin(rmse))]))
+        curve = workdir / "curve.csv"
+        curve.write_text("epoch,train_forces_rmse\n" + f"0,{min(rmse)}\n")
+        return TrainResult(model_path=workdir / "model.ljfile", curve_path=curve)
 
     def load_calculator(self, model_path, device="cpu"):
         return _lj(float(Path(model_path).read_text()))
+
+
+class TestLJFileModelContract(ModelContract):
+    """The stand-in plugin meets the model contract (trained on the kit's EMT Cu frames)."""
+
+    model_class = _LJFileModel
+    model_spec: ClassVar[dict] = {"name": "ljfile-contract"}
+    force_tolerance = 1e-5  # the central difference's own error is ~5e-7 here
+    stress_tolerance = 1e-7
 
 
 @pytest.fixture

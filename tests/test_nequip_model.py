@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from typing import ClassVar
 
 import ase.io
 import numpy as np
@@ -11,11 +12,11 @@ import pytest
 from ase.build import bulk
 from helpers import write_emt_dataset
 
-from alkappa.io.dataset import read_dataset
 from alkappa.models import get_model
 from alkappa.models._nequip_config import MONITOR, build_config, resolve_options
 from alkappa.models.ensemble import load_ensemble
 from alkappa.models.nequip import NequIPModel, NequIPTrainingError, read_lightning_csv
+from alkappa.testing import ModelContract, emt_frames
 
 # --- options and config (fast) ---------------------------------------------------------------
 
@@ -171,117 +172,76 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nequip")
-    write_emt_dataset(root / "train.xyz", 8, seed=1)
-    write_emt_dataset(root / "val.xyz", 3, seed=2)
+class TestNequIPContract(ModelContract):
+    """The plugin meets the model contract; its one tiny training serves the checks below too.
+
+    Forces and stress are checked against finite differences in every component, and tighter
+    than the contract's defaults: the model runs in float64.
+    """
+
+    pytestmark = pytest.mark.slow
     # max_minutes exercises Lightning's wall-time cap, as the default campaign uses it
-    model = NequIPModel(**{**TINY, "max_minutes": 5})
-    result = model.train(
-        root / "train.xyz", root / "val.xyz", root / "member_0", species=["Cu"], seed=1
-    )
-    return root, model, result
-
-
-def _numerical_forces(atoms, delta=1e-4):
-    forces = np.zeros((len(atoms), 3))
-    for i in range(len(atoms)):
-        for a in range(3):
-            energies = []
-            for sign in (1, -1):
-                work = atoms.copy()
-                work.calc = atoms.calc
-                work.positions[i, a] += sign * delta
-                energies.append(work.get_potential_energy())
-            forces[i, a] = -(energies[0] - energies[1]) / (2 * delta)
-    return forces
-
-
-def _numerical_stress(atoms, delta=1e-5):
-    """ASE convention: sigma_ab = (1/V) dE/d(eps_ab) for a symmetric strain eps."""
-    stress = np.zeros((3, 3))
-    cell = atoms.cell.array
-    for a in range(3):
-        for b in range(3):
-            energies = []
-            for sign in (1, -1):
-                eps = np.eye(3)
-                eps[a, b] += 0.5 * sign * delta
-                eps[b, a] += 0.5 * sign * delta
-                work = atoms.copy()
-                work.calc = atoms.calc
-                work.set_cell(cell @ eps, scale_atoms=True)
-                energies.append(work.get_potential_energy())
-            stress[a, b] = (energies[0] - energies[1]) / (2 * delta) / atoms.get_volume()
-    return stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
-
-
-@pytest.mark.slow
-def test_training_outputs(trained):
-    root, _, result = trained
-    assert result.model_path == root / "member_0" / "model.nequip.zip"
-    assert result.model_path.is_file() and result.checkpoint_path.is_file()
-    assert (root / "member_0" / "config.yaml").is_file()
-    with result.curve_path.open() as fh:
-        rows = list(csv.DictReader(fh))
-    assert [int(r["epoch"]) for r in rows] == [0, 1]
-    for row in rows:
-        for key in ("train_loss", "val_loss", "val_energy_mae", "val_forces_rmse", "lr"):
-            assert math.isfinite(float(row[key])), key
-    info = result.info
-    assert info["epochs"] == 2 and info["n_train"] == 8 and info["n_val"] == 3
-    assert info["stress_in_loss"] is True
-    assert info["wall_seconds"] >= info["train_seconds"] > 0
-
-
-@pytest.mark.slow
-def test_calculator_is_conservative(trained):
-    _, model, result = trained
-    atoms = read_dataset(trained[0] / "val.xyz")[0]
-    atoms.calc = model.load_calculator(result.model_path)
-    forces = atoms.get_forces()
-    assert np.all(np.isfinite(forces)) and np.isfinite(atoms.get_potential_energy())
-    np.testing.assert_allclose(forces, _numerical_forces(atoms), atol=1e-6)
+    model_spec: ClassVar[dict] = {"name": "nequip", **TINY, "max_minutes": 5}
+    n_validation = 3
+    seed = 1
+    fd_step = 1e-4
+    fd_components = None
+    force_tolerance = 1e-6
     # stress: same sign convention and units as ASE (positive = cell wants to shrink)
-    np.testing.assert_allclose(atoms.get_stress(), _numerical_stress(atoms), atol=1e-7)
+    strain_step = 1e-5
+    stress_tolerance = 1e-7
 
+    def model_frames(self) -> list:
+        return emt_frames(11, seed=1)
 
-@pytest.mark.slow
-def test_warm_start_loads_weights(trained, tmp_path):
-    root, _, first = trained
-    # a learning rate of ~0 leaves the loaded weights as they were: predictions must agree
-    model = NequIPModel(**{**TINY, "max_epochs": 1, "learning_rate": 1e-12})
-    result = model.train(
-        root / "train.xyz",
-        root / "val.xyz",
-        tmp_path / "warm",
-        species=["Cu"],
-        seed=2,
-        init_checkpoint=first.model_path,
-    )
-    assert result.info["warm_start"] == str(first.model_path)
-    atoms = read_dataset(root / "val.xyz")[1]
-    ensemble = load_ensemble([first.model_path, result.model_path])
-    atoms.calc = ensemble
-    atoms.get_forces()
-    e0, e1 = ensemble.results["energy_members"]
-    assert e1 == pytest.approx(e0, abs=1e-7)
-    np.testing.assert_allclose(*ensemble.results["forces_members"], atol=1e-7)
+    def test_training_outputs(self, trained_model):
+        result = trained_model.result
+        member = trained_model.train_file.parent / "member_0"
+        assert result.model_path == member / "model.nequip.zip"
+        assert result.checkpoint_path.is_file()
+        assert (member / "config.yaml").is_file()
+        with result.curve_path.open() as fh:
+            rows = list(csv.DictReader(fh))
+        assert [int(r["epoch"]) for r in rows] == [0, 1]
+        for row in rows:
+            for key in ("train_loss", "val_loss", "val_energy_mae", "val_forces_rmse", "lr"):
+                assert math.isfinite(float(row[key])), key
+        info = result.info
+        assert info["epochs"] == 2 and info["n_train"] == 8 and info["n_val"] == 3
+        assert info["stress_in_loss"] is True
+        assert info["wall_seconds"] >= info["train_seconds"] > 0
 
-
-@pytest.mark.slow
-def test_warm_start_species_mismatch(trained, tmp_path):
-    root, model, first = trained
-    with pytest.raises(ValueError, match="type names"):
-        model.train(
-            root / "train.xyz",
-            root / "val.xyz",
-            tmp_path / "bad",
-            species=["Cu", "Ag"],
-            seed=0,
+    def test_warm_start_loads_weights(self, trained_model, tmp_path):
+        first = trained_model.result
+        # a learning rate of ~0 leaves the loaded weights as they were: predictions must agree
+        model = NequIPModel(**{**TINY, "max_epochs": 1, "learning_rate": 1e-12})
+        result = model.train(
+            trained_model.train_file,
+            trained_model.val_file,
+            tmp_path / "warm",
+            species=["Cu"],
+            seed=2,
             init_checkpoint=first.model_path,
         )
+        assert result.info["warm_start"] == str(first.model_path)
+        atoms = trained_model.validation[1].copy()
+        ensemble = load_ensemble([first.model_path, result.model_path])
+        atoms.calc = ensemble
+        atoms.get_forces()
+        e0, e1 = ensemble.results["energy_members"]
+        assert e1 == pytest.approx(e0, abs=1e-7)
+        np.testing.assert_allclose(*ensemble.results["forces_members"], atol=1e-7)
+
+    def test_warm_start_species_mismatch(self, trained_model, tmp_path):
+        with pytest.raises(ValueError, match="type names"):
+            trained_model.model.train(
+                trained_model.train_file,
+                trained_model.val_file,
+                tmp_path / "bad",
+                species=["Cu", "Ag"],
+                seed=0,
+                init_checkpoint=trained_model.result.model_path,
+            )
 
 
 @pytest.mark.slow
