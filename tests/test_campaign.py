@@ -224,7 +224,9 @@ def test_iterations_beyond_the_plan_and_the_cores_of_the_run(tmp_path):
     import subprocess
     import sys
 
-    from alkappa.campaign import iterations_beyond_plan, run_cores
+    import time
+
+    from alkappa.campaign import iterations_beyond_plan, run_cores, snakemake_processes
 
     results = tmp_path / "results"
     # no decision yet: the plan holds iteration 0, a cap of 6 allows 5 more
@@ -239,6 +241,9 @@ def test_iterations_beyond_the_plan_and_the_cores_of_the_run(tmp_path):
         cwd=tmp_path,
     )
     try:
+        deadline = time.time() + 30  # until the process is visible in /proc (a loaded machine)
+        while fake.pid not in snakemake_processes(tmp_path) and time.time() < deadline:
+            time.sleep(0.1)
         assert run_cores(tmp_path) == 3
     finally:
         fake.kill()
