@@ -223,7 +223,6 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
 def test_iterations_beyond_the_plan_and_the_cores_of_the_run(tmp_path):
     import subprocess
     import sys
-
     import time
 
     from alkappa.campaign import iterations_beyond_plan, run_cores, snakemake_processes
