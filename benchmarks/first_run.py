@@ -36,7 +36,7 @@ def _seconds(text: str) -> float | None:
 
 def estimate_of(status: str) -> tuple[float | None, float | None]:
     """The (low, high) wall-time estimate of an ``alkappa status`` text."""
-    m = re.search(r"time left: about (.+?)(?: to (.+?))? on \d+ core", status)
+    m = re.search(r"time left: (?:about|at least) (.+?)(?: to (.+?))? on \d+ core", status)
     if not m:
         return None, None
     low = _seconds(m[1])

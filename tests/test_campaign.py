@@ -199,7 +199,7 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
     assert "D_0 6 frames, 1 failed oracle call(s) listed; test set 3 (harmonic)" in text
     assert "oracle calls" in text and "relax 7" in text
     assert "train_member for 5 min 00 s (finished ones took 2 min 00 s)" in text
-    assert "time left: about 4 min 20 s on 2 core(s)" in text
+    assert "time left: at least 4 min 20 s on 2 core(s)" in text  # label is untimed
     assert "8 job(s) planned, 5 min 00 s of job time (1 min 00 s of it from typical" in text
     assert "running jobs: 3 min 40 s left" in text
     assert f"interrupted by an earlier stop, redone when due: {stale}" in text
@@ -207,7 +207,7 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
     assert "up to 2 more iteration(s), not counted until one has finished" in text
     line = status_line(status, estimate)
     assert line.startswith("Cu: active learning: iteration 1 (the last allowed: 4), 7 oracle")
-    assert "1 job(s) running | time left about 4 min 20 s (+4 untimed jobs)" in line
+    assert "1 job(s) running | time left at least 4 min 20 s (+4 untimed jobs)" in line
     # once iteration 0 has finished (decided, and D_1 merged), its job time counts per
     # further iteration: the two training jobs, 4 min
     (cu / "al/iter_1/dataset.extxyz").write_text("")

@@ -367,7 +367,8 @@ def status_line(status: CampaignStatus, estimate: TimeLeft | None = None) -> str
     text = "; ".join(parts) or "no material started"
     text += f" | {sum(not j.interrupted for j in status.running)} job(s) running"
     if estimate is not None:
-        text += f" | time left about {_duration(estimate.wall_seconds)}"
+        bound = "at least" if estimate.untimed else "about"
+        text += f" | time left {bound} {_duration(estimate.wall_seconds)}"
         if estimate.iterations_left and estimate.iteration_seconds:
             text += f" to {_duration(estimate.wall_seconds_max)}"
         if estimate.untimed:
@@ -379,7 +380,9 @@ def _format_estimate(e: TimeLeft) -> list[str]:
     wall = _duration(e.wall_seconds)
     if e.iterations_left and e.iteration_seconds:
         wall += f" to {_duration(e.wall_seconds_max)}"
-    lines = [f"time left: about {wall} on {e.cores} core(s)"]
+    # jobs of rules with no duration known make the sum a lower bound only
+    bound = "at least" if e.untimed else "about"
+    lines = [f"time left: {bound} {wall} on {e.cores} core(s)"]
     detail = f"  {e.jobs} job(s) planned, {_duration(e.job_seconds)} of job time"
     if e.prior_seconds:
         detail += f" ({_duration(e.prior_seconds)} of it from typical durations in the "
