@@ -117,7 +117,7 @@ def train_approach(
     if approach == "multifidelity":
         # the model plugin sevenn-mf does it: per-fidelity references, one-hot fidelity input
         from alkappa.io.dataset import write_dataset
-        from alkappa.models.sevenn_mf import SevenNetMFModel
+        from alkappa.multifidelity.plugin import SevenNetMFModel
 
         _check_levels(low, low_level, "low-fidelity")
         model = SevenNetMFModel(fidelities=[low_level, high_level], **settings)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from alkappa.models._base import Model, TrainResult
+from alkappa.models import Model, TrainResult
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

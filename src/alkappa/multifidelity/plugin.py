@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alkappa.io import read_dataset, read_json, write_json
-from alkappa.models._base import Model, TrainResult
+from alkappa.models import Model, TrainResult
 
 if TYPE_CHECKING:
     from ase.calculators.calculator import Calculator
