@@ -384,6 +384,7 @@ import os
 import time
 
 from ase.calculators.calculator import all_changes
+from ase.calculators.emt import EMT
 from ase.calculators.morse import MorsePotential
 from alkappa.oracles import Oracle
 
@@ -423,6 +424,24 @@ class ToyMorseOracle(Oracle):
             self.options.get("sick_file"),
             epsilon=self.options.get("epsilon", 0.4), r0=2.55, rho0=6.0,
         )
+
+
+class _LoggedEMT(EMT):
+    def __init__(self, call_log):
+        super().__init__()
+        self.call_log = call_log
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        with open(self.call_log, "a") as fh:
+            fh.write(hashlib.sha1(atoms.positions.round(6).tobytes()).hexdigest() + "\\n")
+
+
+class ToyEMTOracle(Oracle):
+    """ASE's EMT with every single point logged to ``call_log``."""
+
+    def make_calculator(self):
+        return _LoggedEMT(self.options["call_log"])
 '''
 
 
@@ -437,6 +456,7 @@ def install_toy_plugin(site: Path) -> None:
     )
     (info / "entry_points.txt").write_text(
         "[alkappa.oracles]\ntoy-morse = toy_alkappa_plugin:ToyMorseOracle\n"
+        "toy-emt = toy_alkappa_plugin:ToyEMTOracle\n"
     )
 
 
@@ -485,35 +505,48 @@ def test_snakefmt_clean():
 
 
 @pytest.mark.slow
-def test_stop_during_labelling_then_a_downstream_target_repeats_no_oracle_call(tmp_path):
-    """SIGTERM to ``alkappa run`` (what ``make run`` runs) while selected frames are being
-    labelled stops it within seconds and leaves no lock; the rerun, asked for a target
-    downstream of the interrupted iteration (the final model), completes the first time and
-    calls the oracle only for structures it never finished."""
+def test_stop_during_labelling_then_a_downstream_target_repeats_no_oracle_call(
+    test_campaign, tmp_path
+):
+    """SIGTERM to ``alkappa run`` (what ``make run`` runs) while the frames of AL iteration 1
+    are being labelled stops it within seconds and leaves no lock; the rerun, asked for a
+    target downstream of the interrupted iteration (the final model), completes the first time
+    and calls the oracle only for structures it never finished.
+
+    Iteration 1, not 0: on a resumed run Snakemake marks as done only the checkpoints it meets
+    on the way; in iteration 0 its first graph holds them all. To save two iterations of work
+    this continues a copy of the finished test campaign: iteration 1 selects again, with
+    settings that take six frames, and the campaign goes on to a third iteration. Its labels
+    come from EMT (as the campaign's) with every call logged."""
+    import shutil
     import signal
     import time
 
+    material, _ = test_campaign
+    results = tmp_path / "results"
+    shutil.copytree(material.parent, results, symlinks=True)  # copy2: times kept
+    cu = results / "Cu"
+    for name in ("selection.csv", "candidates.extxyz", "decision.json"):
+        (cu / "al/iter_1" / name).unlink()
+    shutil.rmtree(cu / "model")
     site = tmp_path / "site"
     install_toy_plugin(site)
     calls = tmp_path / "calls.log"
-    cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
-    cfg["oracle"] = {"name": "toy-morse", "epsilon": 0.35, "call_log": str(calls), "delay": 0.5}
-    cfg["results"] = str(tmp_path / "results")
+    cfg = yaml.safe_load((material.parent.parent / "test.yaml").read_text())
+    cfg["results"] = str(results)
+    cfg["oracle"] = {"name": "toy-emt", "call_log": str(calls)}
     cfg["select"]["max_frames"] = 6
     cfg["select"]["a"] = -5.0  # accept (almost) everything: enough frames to label
-    # stop in iteration 1: Snakemake learns of its checkpoints only while updating the graph
-    # of iteration 0's (in iteration 0 the rerun's first graph holds them all)
-    cfg["convergence"]["max_iterations"] = 3
-    cfg["explore"]["temperatures"] = [300]  # three iterations: keep each one short
-    cfgfile = tmp_path / "kill.yaml"
+    cfg["convergence"].update(min_iterations=3, max_iterations=3)
+    cfgfile = tmp_path / "stop.yaml"
     cfgfile.write_text(yaml.safe_dump(cfg))
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
     }
     alkappa = str(Path(sys.executable).parent / "alkappa")
-    final = str(tmp_path / "results/Cu/model/ensemble.json")
-    labels = tmp_path / "results/Cu/al/iter_1/labels"
+    final = str(cu / "model/ensemble.json")
+    labels = cu / "al/iter_1/labels"
     proc = subprocess.Popen(
         [alkappa, "run", final, "--cores", "1", "--configfile", str(cfgfile)],
         cwd=ROOT,
@@ -522,10 +555,11 @@ def test_stop_during_labelling_then_a_downstream_target_repeats_no_oracle_call(t
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 900
+    deadline = time.time() + 600
     while time.time() < deadline and len(list(labels.glob("frame_*.extxyz"))) < 2:
-        assert proc.poll() is None, "the run ended before labelling began"
-        time.sleep(0.5)
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before labelling began: {proc.stderr.read()[-3000:]}")
+        time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     stopped_at = time.time()
     _, stderr = proc.communicate(timeout=120)
@@ -550,9 +584,8 @@ def test_stop_during_labelling_then_a_downstream_target_repeats_no_oracle_call(t
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     after = calls.read_text().split()
     assert len(after) > len(before)  # the missing frames were labelled now
-    assert len(after) == len(set(after)), "an oracle call was repeated"
-    merged = read_json(tmp_path / "results/Cu/al/iter_2/merge.json")
-    assert merged["added"] == 6
+    assert len(after) == len(set(after)) == 6, "an oracle call was repeated"
+    assert read_json(cu / "al/iter_2/merge.json")["added"] == 6
     assert read_json(final)["iteration"] == 2
 
 
