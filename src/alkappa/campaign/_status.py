@@ -357,15 +357,22 @@ def status_line(status: CampaignStatus, estimate: TimeLeft | None = None) -> str
     """``status`` in one line, for the terminal of a running campaign."""
     parts = []
     for material in status.materials:
-        # the stage reached last (stages are listed in the order of the pipeline)
+        # the AL loop while it runs (the oracle's phonons finish beside it), else the stage
+        # reached last (stages are listed in the order of the pipeline)
         stage = "starting"
-        if material.stages:
+        al = material.stages.get("active learning", "finished")
+        if not al.startswith("finished"):
+            stage = f"active learning: {al.split(';')[0]}"
+        elif material.stages:
             name, what = list(material.stages.items())[-1]
             stage = f"{name}: {what.split(';')[0]}"
         calls = sum(material.oracle_calls.values())
         parts.append(f"{material.name}: {stage}, {calls} oracle calls")
     text = "; ".join(parts) or "no material started"
-    text += f" | {sum(not j.interrupted for j in status.running)} job(s) running"
+    if status.alive:
+        text += f" | {sum(not j.interrupted for j in status.running)} job(s) running"
+    else:
+        text += " | no run in progress"
     if estimate is not None:
         bound = "at least" if estimate.untimed else "about"
         text += f" | time left {bound} {_duration(estimate.wall_seconds)}"
