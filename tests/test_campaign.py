@@ -149,6 +149,11 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
     )
     (cu / "al/iter_1").mkdir(parents=True)
     (cu / "oracle").mkdir()
+    import xarray as xr
+
+    (cu / "reference").mkdir()
+    xr.Dataset(attrs={"force_evaluations": 400}).to_netcdf(cu / "reference/md_T300.nc")
+    xr.Dataset(attrs={"force_evaluations": 99}).to_netcdf(cu / "reference/md_T600.partial.nc")
     smk = tmp_path / ".snakemake"
     (smk / "metadata").mkdir(parents=True)
     (smk / "incomplete").mkdir()
@@ -198,6 +203,7 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
     assert "iteration 1 (the last allowed: 4); decision of iteration 0: continue: x" in text
     assert "D_0 6 frames, 1 failed oracle call(s) listed; test set 3 (harmonic)" in text
     assert "oracle calls" in text and "relax 7" in text
+    assert "reference MD 400" in text  # finished runs only: a checkpoint's calls come later
     assert "train_member for 5 min 00 s (finished ones took 2 min 00 s)" in text
     assert "time left: at least 4 min 20 s on 2 core(s)" in text  # label is untimed
     assert "8 job(s) planned, 5 min 00 s of job time (1 min 00 s of it from typical" in text
@@ -206,7 +212,7 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
     assert "not counted (no duration known): label x4" in text
     assert "up to 2 more iteration(s), not counted until one has finished" in text
     line = status_line(status, estimate)
-    assert line.startswith("Cu: active learning: iteration 1 (the last allowed: 4), 7 oracle")
+    assert line.startswith("Cu: active learning: iteration 1 (the last allowed: 4), 407 oracle")
     assert "1 job(s) running | time left at least 4 min 20 s (+4 untimed jobs)" in line
     # once iteration 0 has finished (decided, and D_1 merged), its job time counts per
     # further iteration: the two training jobs, 4 min

@@ -22,6 +22,7 @@ from alkappa.io import read_json
 if TYPE_CHECKING:
     from alkappa.campaign._eta import TimeLeft
 from alkappa.labelling import count_oracle_calls
+from alkappa.reference_data import count_reference_calls
 
 #: a tqdm progress bar's counters: "450/1000 [01:23<01:40" (done/total [elapsed<left)
 _BAR = re.compile(r"(\d+)/(\d+) \[([\d:]+)<([\d:?]+)")
@@ -269,6 +270,10 @@ def _material(directory: Path) -> MaterialStatus:
     if relax.exists():
         calls = int(read_json(relax).get("oracle_calls", 0))
         status.oracle_calls = {"relax": calls, **status.oracle_calls}
+    # oracle MD is not in the store: its finished runs count their single points
+    reference = count_reference_calls(directory / "reference")
+    if reference:
+        status.oracle_calls["reference MD"] = reference
     return status
 
 
