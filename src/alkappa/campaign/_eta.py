@@ -100,11 +100,9 @@ def _running_left(job: RunningJob, mean: float | None, now: float) -> float:
     return 0.0
 
 
-def iteration_seconds(
-    job_seconds: dict[str, float], results: Path
-) -> tuple[float | None, int | None]:
+def iteration_seconds(job_seconds: dict[str, float], results: Path) -> float | None:
     """Mean job time of one finished AL iteration (its AL and random-baseline jobs, the
-    iteration's merge included), and the last iteration that has begun."""
+    iteration's merge included); None before one has finished."""
     per_iteration: dict[tuple[str, int], float] = {}
     pattern = re.compile(r"/(?P<m>[^/]+)/(?:al|random)/iter_(?P<i>\d+)/")
     for output, seconds in job_seconds.items():
@@ -117,8 +115,7 @@ def iteration_seconds(
         if (results / material / "al" / f"iter_{i}" / "decision.json").exists()
         and (results / material / "al" / f"iter_{i + 1}" / "dataset.extxyz").exists()
     ]
-    last = max((i for _, i in per_iteration), default=None)
-    return (sum(finished) / len(finished) if finished else None), last
+    return sum(finished) / len(finished) if finished else None
 
 
 def estimate_time_left(
@@ -160,7 +157,7 @@ def estimate_time_left(
                 estimate.untimed[rule] = n
             continue
         estimate.job_seconds += n * mean
-    estimate.iteration_seconds, _ = iteration_seconds(status.job_seconds, status.results)
+    estimate.iteration_seconds = iteration_seconds(status.job_seconds, status.results)
     return estimate
 
 
