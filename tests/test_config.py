@@ -356,6 +356,10 @@ def test_greenkubo_cells_given_twice_or_missing_mesh_points_are_named():
             r"materials\.Cu\.convergence\.min_iterations: 4 is more than max_iterations 2",
         ),
         (
+            {"conductivity": {"isotopes": True}},
+            r"materials\.Cu\.conductivity\.isotopes: isotope scattering needs statistics",
+        ),
+        (
             {
                 "materials": {
                     "Cu": {

@@ -240,3 +240,28 @@ def test_too_few_random_snapshots_are_refused_not_fitted_to_zero():
     enough = run_fc3(cu, EMT(), random_snapshots=2, cutoff_pair_distance=3.0)
     assert harmonic_r2(enough.phono3py) > 0.99
     assert np.abs(enough.phono3py.fc2).max() == pytest.approx(7.8, rel=0.05)
+
+
+def test_isotope_scattering_adds_a_temperature_independent_linewidth():
+    # Cu: 69 % 63Cu, 31 % 65Cu (mass variance ~2e-4); its isotope linewidth (Tamura) adds to
+    # the three-phonon one, does not depend on T, and lowers kappa
+    cu = bulk("Cu", "fcc", a=3.61)
+    fc = run_fc3(cu, EMT(), supercell_matrix=[3, 3, 3])
+    plain = run_phono3py(fc.phono3py, mesh=5, temperatures=[100, 300])
+    iso = run_phono3py(fc.phono3py, mesh=5, temperatures=[100, 300], isotopes=True)
+    assert "gamma_isotope" not in plain and iso.attrs["isotopes"] == 1
+    g_iso = iso["gamma_isotope"].values
+    assert g_iso.shape == iso["frequency"].shape and (g_iso >= 0).all()
+    moving = iso["frequency"].values > 0.5
+    assert (g_iso[moving] > 0).all()
+    # the three-phonon part is unchanged; tau from the total
+    np.testing.assert_allclose(iso["gamma"], plain["gamma"], rtol=1e-10)
+    total = iso["gamma"].values + g_iso[None]
+    ok = total > 0
+    np.testing.assert_allclose(iso["tau"].values[ok], 1.0 / (4 * np.pi * total[ok]))
+    k_plain, k_iso = plain["kappa_rta_average"].values, iso["kappa_rta_average"].values
+    assert (k_iso < k_plain).all()
+    # isotopes matter more where three-phonon scattering is weak (low T)
+    assert 1 - k_iso[0] / k_plain[0] > 1 - k_iso[1] / k_plain[1]
+    with pytest.raises(ValueError, match="quantum statistics"):
+        run_phono3py(fc.phono3py, mesh=5, temperatures=[300], isotopes=True, statistics="classical")

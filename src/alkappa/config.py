@@ -292,6 +292,13 @@ def _check_cross_fields(settings: Mapping[str, Any], where: str) -> None:
             f"{where}.convergence.min_iterations: {conv['min_iterations']} is more than "
             f"max_iterations {conv['max_iterations']}"
         )
+    kappa = settings["conductivity"]
+    if kappa["isotopes"] and "classical" in kappa["statistics"]:
+        raise ConfigError(
+            f"{where}.conductivity.isotopes: isotope scattering needs statistics: [quantum] "
+            f"(classical kappa comes from one high-temperature run, where the isotope "
+            f"scattering, independent of temperature, would be lost)"
+        )
     build = settings["structure"].get("build") or {}
     for key in ("a", "b", "c", "covera"):
         value = build.get(key)

@@ -413,6 +413,7 @@ def run_phono3py(
     hdf5_directory: str | os.PathLike[str] | None = None,
     statistics: str | Sequence[str] = "quantum",
     classical_temperature: float = CLASSICAL_REFERENCE_TEMPERATURE,
+    isotopes: bool = False,
 ) -> xr.Dataset:
     """Thermal conductivity and per-mode properties on one q-mesh.
 
@@ -442,6 +443,11 @@ def run_phono3py(
     classical_temperature
         Reference temperature (K) of the classical limit
         (:func:`classical_from_high_temperature`).
+    isotopes
+        Add isotope scattering (Tamura, Phys. Rev. B 27, 858 (1983)) with the natural-abundance
+        mass variances of phonopy's isotope table: ``gamma_isotope`` (qpoint, band), and
+        ``tau`` and kappa from the total linewidth. Quantum statistics only: the classical
+        limit scales a linewidth proportional to T, which isotope scattering is not.
 
     Returns
     -------
@@ -476,6 +482,11 @@ def run_phono3py(
             f"classical_temperature {classical_temperature} K: the classical limit needs a "
             f"reference between 1e4 and 1e7 K and 10x the highest temperature ({temps.max()} K)"
         )
+    if isotopes and "classical" in wanted:
+        raise ValueError(
+            "isotope scattering needs quantum statistics alone: the classical limit comes from "
+            "a high-temperature run, where the temperature-independent isotope part is lost"
+        )
     if "classical" in wanted and (temps <= 0).any():
         raise ValueError(f"classical kappa needs positive temperatures, got {temps.tolist()}")
     run_temps = temps if "quantum" in wanted else np.zeros(0)
@@ -492,11 +503,13 @@ def run_phono3py(
     ph3.sigmas = [sigma]
     ph3.init_phph_interaction()
     if hdf5_directory is None:
-        ph3.run_thermal_conductivity(is_LBTE=lbte, temperatures=run_temps, log_level=0)
+        ph3.run_thermal_conductivity(
+            is_LBTE=lbte, temperatures=run_temps, is_isotope=isotopes, log_level=0
+        )
         hdf5_files: list[str] = []
     else:
-        hdf5_files = _run_writing_hdf5(ph3, lbte, run_temps, Path(hdf5_directory))
-    ds = _conductivity_dataset(ph3, lbte, sigma, hdf5_files)
+        hdf5_files = _run_writing_hdf5(ph3, lbte, run_temps, Path(hdf5_directory), isotopes)
+    ds = _conductivity_dataset(ph3, lbte, sigma, hdf5_files, isotopes)
     grid = ph3.grid.grid_matrix
     ds.attrs["grid_matrix"] = "none" if grid is None else np.asarray(grid).ravel().tolist()
     ds.attrs["statistics"] = list(wanted)
@@ -628,8 +641,10 @@ def run_mesh_convergence(
     temperatures: Sequence[float],
     lbte: bool = False,
     sigma: float | None = None,
+    isotopes: bool = False,
 ) -> xr.Dataset:
-    """Kappa on each of ``meshes`` (same fc2/fc3), to judge q-mesh convergence.
+    """Kappa on each of ``meshes`` (same fc2/fc3), to judge q-mesh convergence (with isotope
+    scattering if ``isotopes``, as :func:`run_phono3py`).
 
     Returns
     -------
@@ -642,7 +657,9 @@ def run_mesh_convergence(
     """
     parts = []
     for mesh in meshes:
-        ds = run_phono3py(ph3, mesh=mesh, temperatures=temperatures, lbte=lbte, sigma=sigma)
+        ds = run_phono3py(
+            ph3, mesh=mesh, temperatures=temperatures, lbte=lbte, sigma=sigma, isotopes=isotopes
+        )
         keep = [v for v in ds.data_vars if str(v).startswith("kappa_")]
         part = ds[keep].assign(
             mesh_numbers=(("reciprocal",), np.asarray(ds.attrs["mesh"])),
@@ -756,14 +773,20 @@ def _static(ds: xr.Dataset) -> xr.Dataset:
     return ds[keep]
 
 
-def _run_writing_hdf5(ph3: Phono3py, lbte: bool, temps: np.ndarray, directory: Path) -> list[str]:
+def _run_writing_hdf5(
+    ph3: Phono3py, lbte: bool, temps: np.ndarray, directory: Path, isotopes: bool = False
+) -> list[str]:
     """Run with ``write_kappa`` in a scratch directory; move phono3py's files to ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".phono3py-", dir=directory))
     try:
         with working_directory(scratch):
             ph3.run_thermal_conductivity(
-                is_LBTE=lbte, temperatures=temps, write_kappa=True, log_level=0
+                is_LBTE=lbte,
+                temperatures=temps,
+                is_isotope=isotopes,
+                write_kappa=True,
+                log_level=0,
             )
         names = []
         for produced in sorted(scratch.glob("*.hdf5")):
@@ -775,14 +798,21 @@ def _run_writing_hdf5(ph3: Phono3py, lbte: bool, temps: np.ndarray, directory: P
 
 
 def _conductivity_dataset(
-    ph3: Phono3py, lbte: bool, sigma: float | None, hdf5_files: list[str]
+    ph3: Phono3py, lbte: bool, sigma: float | None, hdf5_files: list[str], isotopes: bool = False
 ) -> xr.Dataset:
     tc = ph3.thermal_conductivity
     temps = np.asarray(tc.temperatures, dtype=float)
     gamma = np.asarray(tc.gamma, dtype=float)[0]  # (temperature, qpoint, band): one sigma
+    total = gamma
+    extra: dict[str, Any] = {}
+    if isotopes:  # phono3py keeps it apart from the three-phonon gamma; kappa has both
+        gamma_iso = np.asarray(tc.gamma_isotope, dtype=float)[0]  # (qpoint, band)
+        total = gamma + gamma_iso[None]
+        extra["gamma_isotope"] = (("qpoint", "band"), gamma_iso)
     with np.errstate(divide="ignore"):
-        tau = np.where(gamma > 0, 1.0 / (4.0 * np.pi * np.where(gamma > 0, gamma, 1.0)), np.nan)
+        tau = np.where(total > 0, 1.0 / (4.0 * np.pi * np.where(total > 0, total, 1.0)), np.nan)
     data_vars: dict[str, Any] = {
+        **extra,
         "gamma": (("temperature", "qpoint", "band"), gamma),
         "tau": (("temperature", "qpoint", "band"), tau),
         "heat_capacity": (
@@ -830,11 +860,14 @@ def _conductivity_dataset(
             "phono3py_version": ph3.version,
             "hdf5_files": hdf5_files,
             "kappa_unit": "W/(m K)",
-            "tau_definition": "tau = 1 / (4 pi gamma); NaN where gamma = 0",
+            "tau_definition": "tau = 1 / (4 pi gamma); NaN where gamma = 0"
+            + ("; gamma: three-phonon plus gamma_isotope" if isotopes else ""),
+            "isotopes": int(isotopes),
         },
     )
     units = {
         "gamma": "THz",
+        "gamma_isotope": "THz",
         "tau": "ps",
         "heat_capacity": "eV/K",
         "frequency": "THz",
@@ -842,7 +875,8 @@ def _conductivity_dataset(
         "temperature": "K",
     }
     for name, unit in units.items():
-        ds[name].attrs["units"] = unit
+        if name in ds.variables:
+            ds[name].attrs["units"] = unit
     for name in ds.data_vars:
         if str(name).startswith(("kappa_", "mode_kappa_")):
             ds[name].attrs["units"] = "W/(m K)"

@@ -218,6 +218,7 @@ def run_kappa_step(
         hdf5_directory=out.parent,
         statistics=kappa["statistics"],
         classical_temperature=kappa["classical_temperature"],
+        isotopes=kappa["isotopes"],
     )
     write_netcdf(ds, out)
     _print_kappa_300(ds)
@@ -228,6 +229,7 @@ def run_kappa_step(
             temperatures=kappa["temperatures"],
             lbte=False,
             sigma=kappa["sigma"],
+            isotopes=kappa["isotopes"],
         )
         write_json(
             out.parent / "mesh_convergence.json",
