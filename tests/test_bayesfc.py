@@ -380,3 +380,59 @@ def test_config_section_defaults_and_errors():
     assert material_settings(load_config(override), "Cu")["bayesian"]["temperature"] == 600
     with pytest.raises(ConfigError, match="factor"):
         load_config({**base, "bayesian": {"factor": 0.5}})
+
+
+# --- validation against the oracle's own force constants ------------------------------------
+
+
+def test_validation_compares_model_and_oracle_kappa_on_one_mesh(tmp_path):
+    from ase.calculators.emt import EMT
+
+    from alkappa.bayesfc.steps import run_bayes_validation_step
+    from alkappa.io import write_json, write_netcdf
+    from alkappa.phonons import run_fc3, run_phono3py
+
+    # "oracle" and "model": Cu (EMT) at two lattice constants, so their kappas differ
+    kappas = {}
+    for name, a in (("oracle", 3.61), ("model", 3.58)):
+        fc = run_fc3(bulk("Cu", "fcc", a=a), EMT(), supercell_matrix=[3, 3, 3])
+        ds = run_phono3py(fc.phono3py, mesh=5, temperatures=[200, 400])
+        (tmp_path / name).mkdir()
+        write_netcdf(ds, tmp_path / name / "kappa.nc")
+        kappas[name] = ds["kappa_rta_average"].values
+    write_json(tmp_path / "oracle" / "mesh_convergence.json", {"meshes": [[5, 5, 5]]})
+    write_json(tmp_path / "decision.json", {"converged": True, "training_oracle_calls": 7})
+    settings = {"name": "Cu", "conductivity": {"isotopes": False}}
+    record = run_bayes_validation_step(
+        settings,
+        tmp_path / "model" / "kappa.nc",
+        tmp_path / "oracle" / "kappa.nc",
+        tmp_path / "decision.json",
+        tmp_path / "validation.json",
+        tmp_path / "validation.png",
+    )
+    np.testing.assert_allclose(record["ratio"], kappas["model"] / kappas["oracle"], rtol=1e-10)
+    assert abs(record["ratio"][0] - 1.0) > 0.02  # the two crystals do differ
+    assert record["mesh"] == [5, 5, 5] and record["same_qpoints"]
+    assert record["oracle_calls"] == 7 and record["converged"] is True
+    assert "mesh_convergence_oracle" in record and "mesh_convergence_model" not in record
+    assert (tmp_path / "validation.png").stat().st_size > 1000
+
+
+def test_the_bayesian_target_plans_the_validation_with_the_oracles_fc3():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    proc = subprocess.run(
+        [snakemake, "bayesian", "-n", "--quiet", "rules", "--configfile", "config/Si.yaml"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for rule in ("bayes_validation", "fc3", "kappa", "bayes_kappa"):
+        assert rule in proc.stdout.split(), proc.stdout

@@ -75,6 +75,31 @@ rule bayes_kappa:
         "../../scripts/bayes_kappa.py"
 
 
+# kappa of the Bayesian model against kappa of the oracle's own fc2/fc3 (rule fc3, method
+# oracle), same mesh: requested when conductivity.oracle asks for the oracle's fc3
+rule bayes_validation:
+    input:
+        model=rules.bayes_kappa.output.netcdf,
+        oracle=f"{R}/{{material}}/conductivity/oracle/kappa.nc",
+        decision=rules.bayes_converged.output.decision,
+    output:
+        summary=f"{R}/{{material}}/bayesian/validation.json",
+        figure=report(
+            f"{R}/{{material}}/bayesian/kappa_validation.png",
+            caption="../report/bayes_validation.rst",
+            category="Bayesian force field",
+            subcategory="{material}",
+        ),
+    log:
+        f"{R}/{{material}}/logs/bayes_validation.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=sections("bayesian", "conductivity"),
+    script:
+        "../../scripts/bayes_validation.py"
+
+
 rule bayes_figures:
     input:
         errors=rules.bayes_train.output.errors,

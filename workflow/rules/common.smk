@@ -412,6 +412,8 @@ def bayesian_outputs():
         ]
         if bayes["kappa"] and len(bayes["cutoffs"]) >= 2:
             outputs.append(f"{R}/{m}/bayesian/kappa/kappa.nc")
+            if "oracle" in conductivity_methods(m):
+                outputs.append(f"{R}/{m}/bayesian/validation.json")
     return outputs
 
 

@@ -251,3 +251,61 @@ def run_bayes_figures_step(
         absolute=bayes["absolute"],
     )
     plot_posterior_width(read_csv(train_dir / "posterior.csv"), width_png)
+
+
+def run_bayes_validation_step(
+    settings: dict[str, Any],
+    model_kappa: str | Path,
+    oracle_kappa: str | Path,
+    decision_path: str | Path,
+    out_json: str | Path,
+    out_png: str | Path,
+) -> dict[str, Any]:
+    """kappa from the Bayesian model's force constants against kappa from the oracle's own
+    fc2/fc3, same mesh and conductivity settings (``validation.json`` and a kappa(T) figure).
+
+    The record, per temperature: both kappas (RTA, average of the diagonal), their ratio, the
+    per-mode lifetime statistics where both are on the same q-points
+    (:func:`~alkappa.phonons.compare_conductivity`); with the mesh, isotope scattering, the
+    oracle calls of the training and the no-new-data decision, and the mesh-convergence
+    tables of both when the conductivity stage made them (``mesh_convergence.json``).
+    """
+    from alkappa.phonons import compare_conductivity, plot_kappa, read_netcdf
+
+    model = read_netcdf(model_kappa)
+    oracle = read_netcdf(oracle_kappa)
+    comparison = compare_conductivity(oracle, model)
+    rta = comparison["kappa_rta"]
+    pairs = zip(rta["other"], rta["reference"], strict=True)
+    ratios = [m / o if o else float("nan") for m, o in pairs]
+    decision = read_json(decision_path)
+    record: dict[str, Any] = {
+        "material": settings["name"],
+        "temperatures_K": comparison["temperature"],
+        "kappa_model_W_per_mK": rta["other"],
+        "kappa_oracle_W_per_mK": rta["reference"],
+        "ratio": ratios,
+        "mesh": [int(n) for n in model.attrs["mesh"]],
+        "same_qpoints": comparison["same_qpoints"],
+        "isotopes": bool(settings["conductivity"]["isotopes"]),
+        "oracle_calls": decision["training_oracle_calls"],
+        "converged": bool(decision["converged"]),
+        "lifetimes": comparison.get("tau"),
+        "frequency": comparison.get("frequency"),
+    }
+    for name, path in (("model", model_kappa), ("oracle", oracle_kappa)):
+        table = Path(path).parent / "mesh_convergence.json"
+        if table.is_file():
+            record[f"mesh_convergence_{name}"] = read_json(table)
+    write_json(out_json, record)
+    plot_kappa(
+        {"Bayesian FC": model, "oracle fc2/fc3": oracle},
+        out_png,
+        title=f"{settings['name']}: Bayesian force constants against the oracle's",
+    )
+    for t, m, o, r in zip(
+        record["temperatures_K"], rta["other"], rta["reference"], ratios, strict=True
+    ):
+        print(f"{t:g} K: kappa model {m:.4g}, oracle {o:.4g} W/(m K), ratio {r:.3f}")
+    print(f"converged by the no-new-data criterion: {record['converged']}")
+    return record
