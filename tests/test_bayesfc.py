@@ -436,3 +436,57 @@ def test_the_bayesian_target_plans_the_validation_with_the_oracles_fc3():
     assert proc.returncode == 0, proc.stderr[-2000:]
     for rule in ("bayes_validation", "fc3", "kappa", "bayes_kappa"):
         assert rule in proc.stdout.split(), proc.stdout
+
+
+def test_noise_factor_sets_the_absolute_limit_from_the_fit(fitted):
+    model, _ = fitted
+    rule = TriggerRule(window=5, warmup=3, noise_factor=0.5)
+    limit = rule.for_model(model).absolute
+    assert limit == pytest.approx(0.5 * np.sqrt(3.0) * model.posterior.noise_std)
+    assert TriggerRule(absolute=0.1).for_model(model).absolute == 0.1
+    with pytest.raises(ValueError, match="not both"):
+        TriggerRule(absolute=0.1, noise_factor=0.5)
+
+
+def test_a_limit_below_the_misfit_labels_until_the_budget_a_noise_limit_does_not():
+    # labels: EMT copper plus Gaussian noise of 0.05 eV/Å per component, which no force
+    # constants can fit; a fixed limit below the noise keeps asking (SnSe with 0.03 eV/Å),
+    # the limit that follows the fitted noise stops asking
+    from ase.calculators.emt import EMT
+
+    from alkappa.bayesfc import run_dynamic_training
+
+    cu = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+    rng = np.random.default_rng(3)
+
+    def label(structures):
+        out = []
+        for atoms in structures:
+            work = atoms.copy()
+            work.calc = EMT()
+            forces = work.get_forces() + rng.normal(0.0, 0.05, (len(work), 3))
+            out.append(with_labels(atoms, float(work.get_potential_energy()), forces, None))
+        return out
+
+    common = {
+        "cutoffs": [3.6, 2.8],
+        "md": MDSettings(temperature=300, timestep=5.0),
+        "steps_per_round": 80,
+        "max_rounds": 1,
+        "check_steps": 24,
+        "max_calls": 12,
+        "seed": 1,
+    }
+    fixed = run_dynamic_training(
+        cu, label, rule=TriggerRule(window=10, absolute=1e-3, min_gap=5), **common
+    )
+    auto = run_dynamic_training(
+        cu, label, rule=TriggerRule(window=10, noise_factor=0.5, min_gap=5), **common
+    )
+    assert fixed.oracle_calls == 12  # the budget
+    assert {t["reason"] for t in fixed.triggers} == {"absolute"}
+    assert auto.oracle_calls < 12
+    noise = np.sqrt(3.0) * auto.model.posterior.noise_std
+    assert noise > 0.8 * 0.05 * np.sqrt(3.0)  # the fit sees the added noise (and EMT misfit)
+    # every MD step records the limit of the fit in force
+    assert auto.errors[-1]["limit"] == pytest.approx(0.5 * noise)

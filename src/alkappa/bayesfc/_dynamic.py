@@ -7,7 +7,12 @@ and a refit when
 
 * ``e_t > f * r_t`` (``ratio``; f = 3 by default; only once the window holds ``warmup``
   values), or
-* ``e_t > e_abs`` (``absolute``, an emergency limit in eV/Å),
+* ``e_t > e_abs`` (``absolute``, a limit in eV/Å; or, with ``noise_factor`` c, the limit
+  follows the data: ``e_abs = c * sqrt(3) * sigma_noise`` of the current fit, where sigma_noise
+  is the evidence-optimal noise of one force component. The Bayesian error is epistemic only;
+  once it is a fraction c of what the model cannot fit anyway, another label mostly teaches
+  the model that misfit. A fixed limit below a material's misfit labels forever: SnSe with
+  0.03 eV/Å against a fitted noise of 0.084 eV/Å),
 
 and at least ``min_gap`` steps have passed since the last trigger. After a refit the window
 restarts, since the errors of the old model are not those of the new one.
@@ -21,7 +26,7 @@ relatively).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,6 +56,10 @@ class TriggerRule:
         f: trigger when the error exceeds f times the rolling mean.
     absolute
         Trigger whenever the error exceeds this (eV/Å); ``None``: no absolute limit.
+    noise_factor
+        c: the absolute limit is c times the fitted force noise per atom (``sqrt(3)`` times
+        the noise of one component), set for each fit by :meth:`for_model`; exclusive with
+        ``absolute``.
     min_gap
         Minimum number of steps between two triggers.
     warmup
@@ -62,6 +71,7 @@ class TriggerRule:
     absolute: float | None = None
     min_gap: int = 10
     warmup: int = 10
+    noise_factor: float | None = None
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.min_gap < 0 or self.warmup < 1:
@@ -72,6 +82,18 @@ class TriggerRule:
             raise ValueError(f"the trigger factor must be > 1, not {self.factor}")
         if self.absolute is not None and self.absolute <= 0:
             raise ValueError(f"the absolute limit must be positive, not {self.absolute}")
+        if self.noise_factor is not None and self.noise_factor <= 0:
+            raise ValueError(f"the noise factor must be positive, not {self.noise_factor}")
+        if self.noise_factor is not None and self.absolute is not None:
+            raise ValueError("give the absolute limit or the noise factor, not both")
+
+    def for_model(self, model: BayesianFCModelFit) -> TriggerRule:
+        """The rule for MD with ``model``: with ``noise_factor`` c, ``absolute`` becomes c
+        times the model's fitted force noise per atom (eV/Å); otherwise the rule itself."""
+        if self.noise_factor is None:
+            return self
+        limit = self.noise_factor * np.sqrt(3.0) * model.posterior.noise_std
+        return replace(self, absolute=float(limit), noise_factor=None)
 
 
 class TriggerTracker:
@@ -423,7 +445,7 @@ def run_dynamic_training(
     errors: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
     calls = len(frames)
-    tracker = TriggerTracker(rule)
+    tracker = TriggerTracker(rule.for_model(model))
     run = _MD(reference, md, seed + 1)
     converged = False
     step = 0
@@ -441,6 +463,7 @@ def run_dynamic_training(
                     "error": err,
                     "rolling_mean": rolling,
                     "trigger": reason or ("restart" if restarted else ""),
+                    "limit": tracker.rule.absolute,
                 }
             )
             if reason is not None and (max_calls is None or calls < max_calls):
@@ -463,11 +486,12 @@ def run_dynamic_training(
                     posterior.append(posterior_record(model))
                     calc = BayesianFCCalculator([model], samples=0)
                     run.atoms.calc = calc
+                    tracker.rule = rule.for_model(model)
                 tracker.reset()
             step += 1
         check = check_convergence(
             model,
-            rule,
+            rule.for_model(model),
             md,
             steps=check_steps,
             seed=seed + 1000 + rnd,

@@ -38,7 +38,10 @@ def plot_errors(
         ax.plot(
             step, factor * roll, color="0.5", lw=0.8, ls=":", label=f"{factor:g} x rolling mean"
         )
-    if absolute is not None:
+    limits = np.array([_number(r.get("limit")) for r in errors], dtype=float)
+    if np.isfinite(limits).any():  # a limit that follows the fitted noise: one per fit
+        ax.plot(step, limits, color="C3", lw=0.8, ls="--", label="absolute limit")
+    elif absolute is not None:
         ax.axhline(absolute, color="C3", lw=0.8, ls="--", label="absolute limit")
     for reason, marker, colour in (("ratio", "v", "C1"), ("absolute", "x", "C3")):
         sel = [t for t in triggers if t["reason"] == reason]
@@ -77,3 +80,11 @@ def plot_posterior_width(posterior: Sequence[dict[str, Any]], path: str | os.Pat
     ax2.set_xlabel("training structures")
     ax2.set_ylabel("noise std (eV/Å per component)")
     _save(fig, path)
+
+
+def _number(value: Any) -> float:
+    """A CSV cell as a float (NaN for an empty cell or None)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")

@@ -11,6 +11,8 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from alkappa.io import atomic_path, read_dataset, read_json, write_dataset, write_json
 
 if TYPE_CHECKING:
@@ -21,19 +23,21 @@ if TYPE_CHECKING:
     from alkappa.bayesfc._dynamic import MDSettings, TriggerRule
 
 TRIGGER_COLUMNS = ("round", "step", "error", "rolling_mean", "reason", "n_train")
-ERROR_COLUMNS = ("round", "step", "error", "rolling_mean", "trigger")
+ERROR_COLUMNS = ("round", "step", "error", "rolling_mean", "trigger", "limit")
 
 
 def rule_from_settings(bayes: dict[str, Any]) -> TriggerRule:
     """The trigger rule of the config's ``bayesian`` section."""
     from alkappa.bayesfc._dynamic import TriggerRule
 
+    auto = bayes["absolute"] == "auto"
     return TriggerRule(
         window=bayes["window"],
         factor=bayes["factor"],
-        absolute=bayes["absolute"],
+        absolute=None if auto else bayes["absolute"],
         min_gap=bayes["min_gap"],
         warmup=bayes["warmup"],
+        noise_factor=bayes["absolute_noise_factor"] if auto else None,
     )
 
 
@@ -198,9 +202,10 @@ def run_bayes_check_step(
     bayes = settings["bayesian"]
     check_settings(bayes)
     model = BayesianFCModelFit.load(model_path)
+    rule = rule_from_settings(bayes).for_model(model)
     check = check_convergence(
         model,
-        rule_from_settings(bayes),
+        rule,
         md_from_settings(bayes),
         steps=bayes["check_steps"],
         seed=bayes["seed"] + 10000,
@@ -214,6 +219,8 @@ def run_bayes_check_step(
         "training_oracle_calls": train["oracle_calls"],
         "check_equilibration": bayes["check_equilibration"],
         "rule": {k: bayes[k] for k in ("window", "factor", "absolute", "min_gap", "warmup")},
+        "absolute_limit": rule.absolute,
+        "force_noise": float(np.sqrt(3.0) * model.posterior.noise_std),
     }
     write_json(decision_path, decision)
     print(
@@ -248,7 +255,7 @@ def run_bayes_figures_step(
         read_csv(train_dir / "triggers.csv"),
         errors_png,
         factor=bayes["factor"],
-        absolute=bayes["absolute"],
+        absolute=None if bayes["absolute"] == "auto" else bayes["absolute"],
     )
     plot_posterior_width(read_csv(train_dir / "posterior.csv"), width_png)
 
