@@ -263,3 +263,22 @@ def test_oracle_cost_arithmetic():
     share = OracleCost.of(10, 20.0, 40.0).scaled(3)
     assert (share.calls, share.wall_seconds, share.cpu_seconds) == (3, 6.0, 12.0)
     assert OracleCost.of(10, None, None).scaled(3).untimed_wall == 3
+
+
+def test_status_counts_what_the_accounting_counts(campaign):
+    from alkappa.campaign import campaign_status, format_status
+
+    _, m = campaign
+    status = campaign_status(m.parent, m.parent)
+    (material,) = status.materials
+    cost = campaign_cost(m)
+    assert material.oracle_cost == cost.total
+    assert sum(material.oracle_calls.values()) == cost.total.calls
+    text = format_status(status)
+    line = next(x for x in text.splitlines() if "oracle calls" in x)
+    assert line.split()[2:5] == [
+        str(cost.total.calls),
+        "(relax",
+        f"{material.oracle_calls['relax']},",
+    ]
+    assert " CPU, " in text and "without a recorded time" not in text

@@ -149,7 +149,9 @@ def oracle_totals(directory: str | Path) -> dict[str, OracleCost]:
     for entry in oracle_ledger(directory / "oracle").values():
         totals[entry.purpose] = totals.get(entry.purpose, OracleCost()) + entry.cost
     totals["reference-md"] = reference_md_cost(directory / "reference")
-    return {k: v for k, v in totals.items() if v.calls}
+    order = ["relax", "fc2", "initial", "test", "al"]
+    order += [*sorted(set(totals) - {*order, "reference-md"}), "reference-md"]
+    return {k: totals[k] for k in order if k in totals and totals[k].calls}
 
 
 class _Attribution:
