@@ -419,6 +419,7 @@ def plot_cost_curves(cost: CampaignCost, path: str | Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = {
         "force_rmse_eV_per_A": "force RMSE (eV/Å)",
@@ -448,6 +449,7 @@ def plot_cost_curves(cost: CampaignCost, path: str | Path, title: str) -> None:
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.set_xlim(left=0)  # from nothing spent: the baseline's pool shows as a jump
+            ax.xaxis.set_major_locator(MaxNLocator(5))
     for ax in axes[:, -1]:
         ax.set_ylim(bottom=0)
     axes[0, 0].legend(frameon=False)
@@ -469,7 +471,8 @@ def run_oracle_cost(
     write_cost(cost, out_table, out_record)
     plot_cost_curves(cost, out_figure, f"{cost.material}: test error against oracle cost")
     total = cost.total
-    print(
-        f"{cost.material}: {total.calls} oracle calls, {total.cpu_seconds / 3600:.3g} CPU h "
-        f"({total.untimed_cpu} untimed); " + "; ".join(cost.notes)
-    )
+    print(f"{cost.material}: {total.calls} oracle calls, {total.cpu_seconds / 3600:.3g} CPU h")
+    for purpose, spent in cost.purposes.items():
+        print(f"  {purpose}: {spent.calls} calls, {spent.cpu_seconds:.3g} CPU s")
+    for note in cost.notes:
+        print(f"  note: {note}")
