@@ -251,7 +251,8 @@ def test_random_baseline_pays_for_the_reference_md_pool(campaign, tmp_path):
     assert int(rows[-1]["reference_md_calls"]) == 18
     assert int(rows[-1]["total_calls"]) == sum(int(rows[-1][f"{p}_calls"]) for p in PURPOSES)
     record = json.loads((tmp_path / "cost.json").read_text())
-    assert record["total"]["calls"] == cost.total.calls
+    assert record["purposes_total"]["calls"] == sum(c.calls for c in cost.purposes.values())
+    assert record["purposes"]["reference_md"]["calls"] == 18
     assert (tmp_path / "cost.png").stat().st_size > 10_000
 
 
