@@ -197,6 +197,11 @@ def test_a_crashed_run_continues_from_its_checkpoint(tmp_path):
     np.testing.assert_array_equal(ds.velocities.values[:4], saved.velocities.values)
     assert list(np.atleast_1d(ds.attrs["restarted_at_steps"])) == [15]
     assert int(ds.attrs["force_evaluations"]) == 40 + 1 + 1
+    # the time of both runs, for every evaluation kept (steps 0..15 of the first run)
+    assert int(saved.attrs["timed_force_evaluations"]) == 15 + 1
+    assert int(ds.attrs["timed_force_evaluations"]) == 40 + 1 + 1
+    assert float(ds.attrs["wall_seconds"]) > float(saved.attrs["wall_seconds"]) > 0
+    assert float(ds.attrs["cpu_seconds"]) > float(saved.attrs["cpu_seconds"]) > 0
     # the continuation is real MD: it moves on from the saved state
     assert not np.allclose(ds.positions.values[4], ds.positions.values[3])
 

@@ -9,7 +9,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 
 from alkappa.io import read_json
-from alkappa.labelling import count_oracle_calls, label_frames, structure_key
+from alkappa.labelling import count_oracle_calls, label_frames, oracle_ledger, structure_key
 from alkappa.oracles import Oracle, OracleError
 
 
@@ -227,6 +227,10 @@ def test_transient_failures_are_retried_with_back_off(tmp_path, monkeypatch):
     assert waits == [5.0, 10.0] and out.oracle_calls == 3
     assert out.frames[0].info["oracle_attempts"] == 3
     assert count_oracle_calls(tmp_path) == {"al": 3}  # every attempt was paid
+    # and timed: the failed attempts' time is stored with the result
+    (entry,) = oracle_ledger(tmp_path).values()
+    assert entry.cost.calls == 3 and entry.cost.untimed_cpu == entry.cost.untimed_wall == 0
+    assert entry.cost.wall_seconds > out.frames[0].info["oracle_seconds"] > 0
 
 
 def test_a_transient_failure_left_over_is_retried_by_the_next_run(tmp_path, monkeypatch):
@@ -245,6 +249,11 @@ def test_a_transient_failure_left_over_is_retried_by_the_next_run(tmp_path, monk
     out = label_frames(frames, healthy, spec, tmp_path, purpose="al", progress=False)
     assert healthy.calls == 1 and len(out.frames) == 2 and not out.failures
     assert count_oracle_calls(tmp_path) == {"al": 4}  # 2 failed attempts + 2 results
+    # the failure set aside and the result of the same structure: one entry, every call timed
+    ledger = oracle_ledger(tmp_path)
+    assert sorted(e.cost.calls for e in ledger.values()) == [1, 3]
+    assert all(not e.failed and e.cost.untimed_wall == 0 for e in ledger.values())
+    assert record["oracle_seconds"] > 0 and record["oracle_cpu_seconds"] >= 0
 
 
 def test_a_permanent_failure_is_not_retried(tmp_path, monkeypatch):

@@ -58,6 +58,7 @@ def test_at_least_two_iterations_and_a_decision(test_campaign):
     decision = read_json(out / f"al/iter_{last}/decision.json")
     assert decision["stop"] and "reason" in decision
     assert (out / "al/learning_curve.png").stat().st_size > 10_000
+    assert (out / "al/learning_curve_cost.png").stat().st_size > 10_000
     assert (out / "al/calibration.png").stat().st_size > 10_000
     for r in rows:
         assert 0.0 <= float(r["reliability"]) <= 1.0
@@ -641,6 +642,23 @@ def test_reference_md_gives_the_test_set_and_never_trains_on_it(tmp_path):
     assert {r["group"] for r in rows} == {"all"}  # one reference temperature: one panel
     assert all(float(r["random_force_rmse_eV_per_A"]) > 0 for r in rows)
     assert (out / "al/al_vs_random.png").stat().st_size > 10_000
+    # the cost accounting: the baseline pays for the reference MD from its first draw, the 6
+    # test frames among its single points count as the test set's, AL never pays the pool
+    from alkappa.reference_data import count_reference_calls
+
+    md = count_reference_calls(out / "reference")
+    assert md == 61  # 60 steps and the first evaluation
+    with open(out / "al/oracle_cost.csv", newline="") as fh:
+        cost = list(csv.DictReader(fh))
+    al = [r for r in cost if r["method"] == "al"]
+    drawn = [r for r in cost if r["method"] == "random" and r["iteration"] != "0"]
+    assert len(al) == len(drawn) + 1 and drawn
+    assert all(int(r["reference_md_calls"]) == 0 for r in al)
+    assert all(int(r["reference_md_calls"]) == md - 6 for r in drawn)
+    assert all(int(r["test_calls"]) == 6 for r in cost)
+    assert all(int(r["untimed_cpu_calls"]) == 0 for r in cost)
+    assert all(float(r["total_cpu_seconds"]) > 0 for r in cost)
+    assert (out / "al/learning_curve_cost.png").stat().st_size > 10_000
     # event diagnostics (on by default with reference MD): AL model and random baseline MD
     # with the reference MD's settings, compared with it
     diagnosis = read_json(out / "events/diagnosis.json")

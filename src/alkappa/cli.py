@@ -540,22 +540,14 @@ def _oracle_retry(directory: str) -> int:
 
 
 def _oracle_calls(directory: str) -> int:
-
-    from alkappa.io import read_json
-    from alkappa.labelling import count_oracle_calls, count_oracle_cost
-    from alkappa.reference_data import count_reference_calls
+    from alkappa.al.cost import oracle_totals
+    from alkappa.labelling import count_oracle_cost
 
     root = Path(directory)
     if not root.is_dir():
         print(f"alkappa: {root} is not a directory", file=sys.stderr)
         return 1
-    counts = count_oracle_calls(root / "oracle")
-    reference = count_reference_calls(root / "reference")
-    if reference:
-        counts["reference-md"] = reference
-    relax = root / "structure" / "relax.json"
-    if relax.is_file():
-        counts = {"relax": int(read_json(relax).get("oracle_calls", 0)), **counts}
+    counts = {k: cost.calls for k, cost in oracle_totals(root).items()}
     width = max((len(k) for k in counts), default=5)
     for purpose, n in counts.items():
         print(f"{purpose:<{width}}  {n}")

@@ -21,11 +21,12 @@ import ase.io
 import numpy as np
 from tqdm import tqdm
 
+from alkappa._timing import cpu_seconds
 from alkappa.io import atomic_path, read_dataset, read_json, strip_labels, write_json
 from alkappa.oracles import CALL_POLICY_KEYS, OracleError, call_policy
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable
 
     from ase import Atoms
 
@@ -41,6 +42,60 @@ class LabelOutcome:
     oracle_calls: int = 0  # calls made now
     reused: int = 0  # results found in the store (made by an earlier, interrupted run)
     oracle_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class OracleCost:
+    """Oracle calls and the time they took.
+
+    Records written before the time was recorded (or a time lost with a crash) leave calls
+    without a time: they count as calls, and as ``untimed_wall``/``untimed_cpu``, so a sum of
+    seconds says how many calls it leaves out instead of passing for the whole cost.
+    """
+
+    calls: int = 0
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    untimed_wall: int = 0  # calls without a recorded wall time
+    untimed_cpu: int = 0  # calls without a recorded CPU time
+
+    def __add__(self, other: OracleCost) -> OracleCost:
+        return OracleCost(
+            self.calls + other.calls,
+            self.wall_seconds + other.wall_seconds,
+            self.cpu_seconds + other.cpu_seconds,
+            self.untimed_wall + other.untimed_wall,
+            self.untimed_cpu + other.untimed_cpu,
+        )
+
+    @classmethod
+    def of(cls, calls: int, wall: float | None, cpu: float | None) -> OracleCost:
+        """``calls`` that took ``wall`` and ``cpu`` seconds in all (None: not recorded)."""
+        return cls(
+            calls=int(calls),
+            wall_seconds=0.0 if wall is None else float(wall),
+            cpu_seconds=0.0 if cpu is None else float(cpu),
+            untimed_wall=int(calls) if wall is None else 0,
+            untimed_cpu=int(calls) if cpu is None else 0,
+        )
+
+    def scaled(self, calls: int) -> OracleCost:
+        """``calls`` calls at this cost's mean time per timed call (e.g. a share of an MD run)."""
+        wall_timed, cpu_timed = self.calls - self.untimed_wall, self.calls - self.untimed_cpu
+        return OracleCost.of(
+            calls,
+            self.wall_seconds * calls / wall_timed if wall_timed > 0 else None,
+            self.cpu_seconds * calls / cpu_timed if cpu_timed > 0 else None,
+        )
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "calls": self.calls,
+            "wall_seconds": self.wall_seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "untimed_wall": self.untimed_wall,
+            "untimed_cpu": self.untimed_cpu,
+        }
 
 
 #: structures closer than this (Å, every coordinate and cell entry) are the same calculation:
@@ -179,12 +234,13 @@ def label_frames(
             outcome.reused += 1
             continue
         else:
-            labelled, attempts, error = _call(oracle, bare, retries, delay)
+            labelled, attempts, error, lost = _call(oracle, bare, retries, delay)
             outcome.oracle_calls += attempts
             if labelled is None:
                 assert error is not None
                 record = {"key": key, "purpose": purpose, "error": str(error), **(provenance or {})}
                 record.update({"fidelity": oracle.fidelity, "attempts": attempts})
+                record.update({"oracle_seconds": lost[0], "oracle_cpu_seconds": lost[1]})
                 record.update({"transient": error.transient, "oracle_family": family})
                 record.update({k: _plain(v) for k, v in atoms.info.items() if k in _PROVENANCE})
                 record["positions"] = bare.positions.tolist()
@@ -195,8 +251,10 @@ def label_frames(
                     nearby[family].add(bare.positions, np.asarray(bare.cell), failed)
                 continue
             labelled.info.update({"oracle_key": key, "purpose": purpose, "oracle_family": family})
-            if attempts > 1:
+            if attempts > 1:  # the failed attempts were paid too
                 labelled.info["oracle_attempts"] = attempts
+                labelled.info["oracle_retry_seconds"] = lost[0]
+                labelled.info["oracle_retry_cpu_seconds"] = lost[1]
             with atomic_path(done) as tmp:
                 ase.io.write(tmp, labelled, format="extxyz")
             if family in nearby:
@@ -222,16 +280,21 @@ def label_frames(
 
 def _call(
     oracle: Oracle, atoms: Atoms, retries: int, delay: float
-) -> tuple[Atoms | None, int, OracleError | None]:
-    """One oracle call with retries of transient failures: (result or None, attempts, error)."""
+) -> tuple[Atoms | None, int, OracleError | None, tuple[float, float]]:
+    """One oracle call with retries of transient failures: (result or None, attempts, error,
+    (wall, CPU) seconds of the failed attempts, waits between them not included)."""
     attempts = 0
+    wall = cpu = 0.0
     while True:
         attempts += 1
+        start, cpu_start = time.perf_counter(), cpu_seconds()
         try:
-            return oracle.label(atoms), attempts, None
+            return oracle.label(atoms), attempts, None, (wall, cpu)
         except OracleError as exc:
+            wall += time.perf_counter() - start
+            cpu += cpu_seconds() - cpu_start
             if not exc.transient or attempts > retries:
-                return None, attempts, exc
+                return None, attempts, exc, (wall, cpu)
             _sleep(delay * 2 ** (attempts - 1))
 
 
@@ -239,36 +302,105 @@ def _call(
 RETRIED_DIR = "retried"
 
 
-def _ledger(store: Path) -> Iterator[tuple[str, str, int, float]]:
-    """Every recorded call as (purpose, fidelity, attempts, seconds): results, failures, and
-    failures set aside for a retry (they were paid)."""
-    for path in store.glob("*.extxyz"):
-        info = ase.io.read(path, format="extxyz").info
-        yield (
-            str(info.get("purpose", "unknown")),
-            str(info.get("fidelity", "unknown")),
-            int(info.get("oracle_attempts", 1)),
-            float(info.get("oracle_seconds", 0.0)),
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What the store records of one structure's oracle calls (every attempt of it)."""
+
+    key: str
+    purpose: str  # of the job that paid for it first
+    fidelity: str
+    iteration: int | None  # the AL iteration in its provenance, if any
+    failed: bool  # no result stored (yet)
+    cost: OracleCost
+
+
+def _entry_cost(attempts: int, info: dict[str, Any]) -> OracleCost:
+    """The cost of a stored result; one retried without the failed attempts' times (older
+    records) has all its attempts untimed."""
+    wall, cpu = _num(info.get("oracle_seconds")), _num(info.get("oracle_cpu_seconds"))
+    if attempts > 1:
+        retry, retry_cpu = (
+            _num(info.get("oracle_retry_seconds")),
+            _num(info.get("oracle_retry_cpu_seconds")),
         )
-    for path in [*store.glob("*.failed.json"), *store.glob(f"{RETRIED_DIR}/*.failed*.json")]:
+        wall = None if wall is None or retry is None else wall + retry
+        cpu = None if cpu is None or retry_cpu is None else cpu + retry_cpu
+    return OracleCost.of(attempts, wall, cpu)
+
+
+def _num(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _header(path: Path) -> dict[str, Any]:
+    """The ``info`` of a stored result, from its comment line only (the store can be large)."""
+    from ase.io.extxyz import key_val_str_to_dict
+
+    with path.open() as handle:
+        handle.readline()
+        return key_val_str_to_dict(handle.readline())
+
+
+def oracle_ledger(store: str | Path) -> dict[str, LedgerEntry]:
+    """Every oracle call recorded in ``store``, per structure (its key): results, failures,
+    and failures set aside for a retry (they were paid), each attempt a call.
+
+    A structure that failed, was set aside and then labelled has one entry holding all of it.
+    Records written before CPU times were recorded count their calls with the CPU time
+    unknown (``untimed_cpu``), and likewise for the wall time.
+    """
+    store = Path(store)
+    entries: dict[str, LedgerEntry] = {}
+    if not store.is_dir():
+        return entries
+
+    def add(key: str, info: dict[str, Any], failed: bool, cost: OracleCost) -> None:
+        before = entries.get(key)
+        iteration = info.get("iteration")
+        entry = LedgerEntry(
+            key=key,
+            purpose=str(info.get("purpose", "unknown")),
+            fidelity=str(info.get("fidelity", "unknown")),
+            iteration=None if iteration is None else int(iteration),
+            failed=failed,
+            cost=cost,
+        )
+        if before is not None:  # a result and failures set aside: the result names the entry
+            named = entry if before.failed and not failed else before
+            entry = LedgerEntry(
+                key,
+                named.purpose,
+                named.fidelity,
+                named.iteration,
+                named.failed,
+                before.cost + cost,
+            )
+        entries[key] = entry
+
+    for path in sorted(store.glob("*.extxyz")):
+        info = _header(path)
+        cost = _entry_cost(int(info.get("oracle_attempts", 1)), info)
+        add(path.name.removesuffix(".extxyz"), info, False, cost)
+    failures = [*store.glob("*.failed.json"), *store.glob(f"{RETRIED_DIR}/*.failed*.json")]
+    for path in sorted(failures):
         record = read_json(path)
-        yield (
-            str(record.get("purpose", "unknown")),
-            str(record.get("fidelity", "unknown")),
-            int(record.get("attempts", 1)),
-            0.0,
+        attempts = int(record.get("attempts", 1))
+        cost = OracleCost.of(
+            attempts, _num(record.get("oracle_seconds")), _num(record.get("oracle_cpu_seconds"))
         )
+        add(str(record.get("key", path.name.split(".")[0])), record, True, cost)
+    return entries
 
 
 def count_oracle_calls(store: str | Path) -> dict[str, int]:
     """Oracle calls recorded in ``store``, per purpose (every attempt of a retried call, and
     failed calls, also those moved aside for a retry by :func:`retry_failed`)."""
     counts: dict[str, int] = {}
-    store = Path(store)
-    if not store.is_dir():
-        return counts
-    for purpose, _, attempts, _ in _ledger(store):
-        counts[purpose] = counts.get(purpose, 0) + attempts
+    for entry in oracle_ledger(store).values():
+        counts[entry.purpose] = counts.get(entry.purpose, 0) + entry.cost.calls
     return counts
 
 
@@ -345,13 +477,10 @@ def count_oracle_cost(store: str | Path) -> dict[str, dict[str, float]]:
     a retry) count as calls, without seconds, under the fidelity of their record.
     """
     cost: dict[str, dict[str, float]] = {}
-    store = Path(store)
-    if not store.is_dir():
-        return cost
-    for _, fidelity, attempts, seconds in _ledger(store):
-        entry = cost.setdefault(fidelity, {"calls": 0, "seconds": 0.0})
-        entry["calls"] += attempts
-        entry["seconds"] += seconds
+    for entry in oracle_ledger(store).values():
+        total = cost.setdefault(entry.fidelity, {"calls": 0, "seconds": 0.0})
+        total["calls"] += entry.cost.calls
+        total["seconds"] += entry.cost.wall_seconds
     return cost
 
 

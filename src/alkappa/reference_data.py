@@ -14,6 +14,8 @@ from alkappa.io import read_dataset, read_json, write_dataset, write_json
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from alkappa.labelling import OracleCost
+
 
 def has_reference(settings: dict[str, Any]) -> bool:
     """Whether the material has reference data (MD to run or files to import)."""
@@ -77,18 +79,34 @@ def checkpoint_path(trajectory: str | Path) -> Path:
     return path.with_name(f"{path.stem}.partial{path.suffix}")
 
 
-def count_reference_calls(directory: str | Path) -> int:
-    """Oracle single points spent on finished reference MD runs in ``results/<m>/reference``."""
+def reference_md_cost(directory: str | Path) -> OracleCost:
+    """Oracle single points, and their time, spent on the finished reference MD runs in
+    ``results/<m>/reference`` (an unfinished run's checkpoint counts once it has finished).
+
+    A run made before times were recorded counts its calls as untimed; one resumed from such
+    a checkpoint leaves the calls of the earlier part untimed.
+    """
     import xarray as xr
 
-    total = 0
+    from alkappa.labelling import OracleCost
+
+    total = OracleCost()
     for path in sorted(Path(directory).glob("md_T*.nc")):
         if path.name.endswith(".partial.nc"):
             continue
         with xr.open_dataset(path) as ds:
-            # trajectories written before the checkpointing carry ``oracle_calls``
-            total += int(ds.attrs.get("force_evaluations", ds.attrs.get("oracle_calls", 0)))
+            attrs = dict(ds.attrs)
+        # trajectories written before the checkpointing carry ``oracle_calls``
+        calls = int(attrs.get("force_evaluations", attrs.get("oracle_calls", 0)))
+        timed = min(int(attrs.get("timed_force_evaluations", 0)), calls)
+        total += OracleCost.of(timed, attrs.get("wall_seconds"), attrs.get("cpu_seconds"))
+        total += OracleCost.of(calls - timed, None, None)
     return total
+
+
+def count_reference_calls(directory: str | Path) -> int:
+    """Oracle single points spent on finished reference MD runs in ``results/<m>/reference``."""
+    return reference_md_cost(directory).calls
 
 
 def run_reference_split(

@@ -169,3 +169,26 @@ rule summary:
         settings=sections("select", "model", "explore"),
     script:
         "../../scripts/summary.py"
+
+
+rule oracle_cost:
+    input:
+        unpack(cost_inputs),
+    output:
+        table=f"{R}/{{material}}/al/oracle_cost.csv",
+        record=f"{R}/{{material}}/al/oracle_cost.json",
+        figure=report(
+            f"{R}/{{material}}/al/learning_curve_cost.png",
+            caption="../report/learning_curve_cost.rst",
+            category="Active learning",
+            subcategory="{material}",
+        ),
+    log:
+        f"{R}/{{material}}/logs/oracle_cost.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        # the oracle store and the label files are read from the results directory
+        directory=lambda wildcards: f"{R}/{wildcards.material}",
+    script:
+        "../../scripts/oracle_cost.py"

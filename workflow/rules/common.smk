@@ -143,6 +143,7 @@ def al_outputs():
     for material in MATERIALS:
         if random_baseline(material):
             outputs.append(f"{R}/{material}/al/al_vs_random.csv")
+        outputs.append(f"{R}/{material}/al/oracle_cost.csv")
     return outputs
 
 
@@ -163,6 +164,19 @@ def compare_inputs(wildcards):
             f"{iter_dir(m, i, 'random')}/test_metrics.json" for i in range(1, last + 1)
         ],
     }
+
+
+def cost_inputs(wildcards):
+    """The oracle-cost accounting reads the AL loop (its summary needs every iteration) and
+    the random baseline's evaluations, where there is one."""
+    m = wildcards.material
+    inputs = {"summary": f"{R}/{m}/al/summary.csv"}
+    if random_baseline(m):
+        last = final_iteration(m)
+        inputs["random_metrics"] = [
+            f"{iter_dir(m, i, 'random')}/test_metrics.json" for i in range(1, last + 1)
+        ]
+    return inputs
 
 
 def warm_start_input(wildcards):
@@ -458,7 +472,11 @@ def figure_outputs(wildcards=None):
     figures = [f"{R}/summary.png"]
     for m in MATERIALS:
         settings = msettings(m)
-        figures += [f"{R}/{m}/al/learning_curve.png", f"{R}/{m}/al/calibration.png"]
+        figures += [
+            f"{R}/{m}/al/learning_curve.png",
+            f"{R}/{m}/al/learning_curve_cost.png",
+            f"{R}/{m}/al/calibration.png",
+        ]
         if random_baseline(m):
             figures.append(f"{R}/{m}/al/al_vs_random.png")
         if settings["phonons"]["enabled"]:

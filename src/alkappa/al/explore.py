@@ -117,14 +117,18 @@ def run_exploration(
     With ``checkpoint``, the frames so far are written there (atomically) every
     ``flush_every`` frames, and a run that finds a checkpoint of the same MD (same settings,
     temperature and reference structure) continues from its last frame instead of starting
-    again; ``path`` is written at the end and the checkpoint removed. The continuation starts
+    again; ``path`` is written at the end and the checkpoint removed. The attributes
+    ``wall_seconds`` and ``cpu_seconds`` hold the time of all runs that made the trajectory,
+    ``timed_force_evaluations`` the force evaluations that time covers. The continuation starts
     from the saved positions and velocities with a fresh, seeded thermostat noise stream: it is
     statistically, not bitwise, the run that was interrupted. Worth it for oracle-driven MD,
     where every step is a single point.
     """
     import time
 
-    start = time.perf_counter()
+    from alkappa._timing import cpu_seconds
+
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     work = atoms.copy()
     work.calc = calculator
     fingerprint = _fingerprint(settings, temperature)
@@ -161,11 +165,24 @@ def run_exploration(
         },
     )
     restarts: list[int] = []
+    # the time of the runs before a restart, and how many force evaluations it covers (a
+    # checkpoint written before times were recorded covers none)
+    before = {"wall_seconds": 0.0, "cpu_seconds": 0.0, "timed_force_evaluations": 0}
     if resumed is not None:
         writer.load(resumed)
         restarts = [int(x) for x in np.atleast_1d(resumed.attrs.get("restarted_at_steps", []))]
         restarts.append(step)
         writer.attrs["restarted_at_steps"] = restarts
+        before = {k: type(v)(resumed.attrs.get(k, v)) for k, v in before.items()}
+    first_step = step
+
+    def timing() -> None:
+        # one evaluation per step of this run and its first one, as force_evaluations counts
+        writer.attrs["wall_seconds"] = before["wall_seconds"] + time.perf_counter() - start
+        writer.attrs["cpu_seconds"] = before["cpu_seconds"] + cpu_seconds() - cpu_start
+        evaluations = before["timed_force_evaluations"] + step - first_step + 1
+        writer.attrs["timed_force_evaluations"] = evaluations
+
     limits = {
         "target_temperature": temperature,
         "max_force": settings["max_force"],
@@ -223,6 +240,7 @@ def run_exploration(
             if step % interval == 0:
                 log()
                 if len(writer) % flush_every == 0:
+                    timing()
                     writer.flush()
     finally:
         bar.close()
@@ -236,6 +254,7 @@ def run_exploration(
             "force_evaluations": step + 1 + len(restarts),
         }
     )
+    timing()
     writer.path = path
     writer.flush()
     if checkpoint is not None:

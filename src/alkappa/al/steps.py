@@ -74,6 +74,8 @@ def run_prepare_structure(
     else:
         atoms = oracle.label(supercell)
         record.update({"converged": None, "oracle_calls": 1, "steps": 0})
+        record["seconds"] = atoms.info["oracle_seconds"]
+        record["cpu_seconds"] = atoms.info["oracle_cpu_seconds"]
     atoms.info.update({"source": "relax", "fidelity": oracle.fidelity, "iteration": -1})
     record["nearest_neighbour_distance"] = nearest_neighbour_distance(atoms)
     write_dataset(out_structure, [atoms])
@@ -109,7 +111,9 @@ class _Labeller:
 
     def record(self, **extra: Any) -> dict[str, Any]:
         calls = {purpose: len(made) for purpose, made in self.keys.items()}
-        return {"oracle_calls": calls, "failures": self.failures, **extra}
+        # the keys let the cost accounting count a call shared by two jobs once
+        keys = {purpose: sorted(made) for purpose, made in self.keys.items()}
+        return {"oracle_calls": calls, "oracle_keys": keys, "failures": self.failures, **extra}
 
 
 def _supercell(structure_path: str | Path) -> Atoms:

@@ -51,14 +51,18 @@ def summary_rows(
     ``trajectories`` (list) and, for all but the last, ``merge`` (the record of D_{i+1}).
     ``oracle_calls`` of row i counts the labelling calls made with iteration i's selection;
     ``oracle_calls_cumulative`` adds everything before (relaxation, force constants, D_0 and,
-    from ``test_record``, the harmonic test set; a test set drawn from reference MD is not
-    counted: it is shared with the baselines).
+    from ``test_record``, the harmonic test set without the force constants it shares with
+    D_0; a test set drawn from reference MD is not counted: it is shared with the baselines).
+    :func:`alkappa.al.cost.campaign_cost` has the full account, with times.
     """
     stat = settings["select"]["statistic"]
     cumulative = int(read_json(relax_record).get("oracle_calls", 0))
-    cumulative += sum(read_json(initial_record)["oracle_calls"].values())
+    initial = read_json(initial_record)["oracle_calls"]
+    cumulative += sum(initial.values())
     if test_record is not None:
-        cumulative += sum(read_json(test_record)["oracle_calls"].values())
+        # its fc2 single points are D_0's, reused from the oracle store
+        test = read_json(test_record)["oracle_calls"]
+        cumulative += sum(n for purpose, n in test.items() if purpose not in initial)
     rows = []
     size = None
     for i, paths in enumerate(iterations):

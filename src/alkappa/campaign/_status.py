@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alkappa.al.cost import oracle_totals
 from alkappa.io import read_json
+from alkappa.labelling import OracleCost
 
 if TYPE_CHECKING:
     from alkappa.campaign._eta import TimeLeft
-from alkappa.labelling import count_oracle_calls
-from alkappa.reference_data import count_reference_calls
 
 #: a tqdm progress bar's counters: "450/1000 [01:23<01:40" (done/total [elapsed<left)
 _BAR = re.compile(r"(\d+)/(\d+) \[([\d:]+)<([\d:?]+)")
@@ -44,6 +44,7 @@ class MaterialStatus:
     name: str
     stages: dict[str, str] = field(default_factory=dict)  # stage -> what it holds
     oracle_calls: dict[str, int] = field(default_factory=dict)
+    oracle_cost: OracleCost = field(default_factory=OracleCost)  # all of them, with their time
 
 
 @dataclass
@@ -265,15 +266,11 @@ def _material(directory: Path) -> MaterialStatus:
         stages[f"green-kubo {tdir.name}"] = line
     if (directory / "greenkubo" / "summary.json").exists():
         stages["green-kubo"] = "summary written"
-    status.oracle_calls = count_oracle_calls(directory / "oracle")
-    relax = directory / "structure" / "relax.json"
-    if relax.exists():
-        calls = int(read_json(relax).get("oracle_calls", 0))
-        status.oracle_calls = {"relax": calls, **status.oracle_calls}
-    # oracle MD is not in the store: its finished runs count their single points
-    reference = count_reference_calls(directory / "reference")
-    if reference:
-        status.oracle_calls["reference MD"] = reference
+    # the oracle store, the relaxation and the finished reference MD runs (not in the store)
+    totals = oracle_totals(directory)
+    names = {"reference-md": "reference MD"}
+    status.oracle_calls = {names.get(k, k): cost.calls for k, cost in totals.items()}
+    status.oracle_cost = sum(totals.values(), OracleCost())
     return status
 
 
@@ -336,6 +333,7 @@ def format_status(
             calls = ", ".join(f"{k} {v}" for k, v in material.oracle_calls.items())
             total = sum(material.oracle_calls.values())
             lines.append(f"  {'oracle calls':<{width}}  {total} ({calls})")
+            lines.append(f"  {'oracle time':<{width}}  {oracle_time(material.oracle_cost)}")
     running = [job for job in status.running if not job.interrupted]
     if running:
         verb = "running" if status.alive else "unfinished (the run that started them ended)"
@@ -356,6 +354,15 @@ def format_status(
     if estimate is not None:
         lines.extend(_format_estimate(estimate))
     return "\n".join(lines)
+
+
+def oracle_time(cost: OracleCost) -> str:
+    """``cost``'s CPU and wall hours, and the calls whose time is not recorded."""
+    text = f"{_duration(cost.cpu_seconds)} CPU, {_duration(cost.wall_seconds)} wall"
+    if cost.untimed_cpu or cost.untimed_wall:
+        untimed = max(cost.untimed_cpu, cost.untimed_wall)
+        text += f" ({untimed} call(s) without a recorded time: older records)"
+    return text
 
 
 def status_line(status: CampaignStatus, estimate: TimeLeft | None = None) -> str:

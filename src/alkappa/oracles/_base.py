@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from alkappa._timing import cpu_seconds
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -102,13 +104,14 @@ class Oracle(ABC):
         """Compute energy, forces and (for periodic cells) stress of ``atoms``.
 
         Returns a copy with a :class:`~ase.calculators.singlepoint.SinglePointCalculator`
-        holding the results and ``info`` entries ``fidelity``, ``oracle`` and
-        ``oracle_seconds``. Raises :class:`OracleError` if the calculation fails.
+        holding the results and ``info`` entries ``fidelity``, ``oracle``, ``oracle_seconds``
+        (wall) and ``oracle_cpu_seconds`` (this process and its finished children). Raises
+        :class:`OracleError` if the calculation fails.
         """
         self.check(atoms)
         work = atoms.copy()
         work.calc = self.make_calculator()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu_seconds()
         try:
             energy = float(work.get_potential_energy())
             forces = np.array(work.get_forces(), dtype=float)
@@ -124,7 +127,7 @@ class Oracle(ABC):
                 f"{self.describe()} failed: {type(exc).__name__}: {exc}",
                 transient=isinstance(exc, TRANSIENT_ERRORS),
             ) from exc
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
         if not np.all(np.isfinite(forces)) or not np.isfinite(energy):
             raise OracleError(f"{self.describe()} returned non-finite energy or forces")
         out = atoms.copy()
@@ -133,6 +136,11 @@ class Oracle(ABC):
             results["stress"] = stress
         out.calc = SinglePointCalculator(out, **results)
         out.info.update(
-            {"fidelity": self.fidelity, "oracle": self.describe(), "oracle_seconds": seconds}
+            {
+                "fidelity": self.fidelity,
+                "oracle": self.describe(),
+                "oracle_seconds": seconds,
+                "oracle_cpu_seconds": cpu,
+            }
         )
         return out

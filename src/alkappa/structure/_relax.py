@@ -13,6 +13,7 @@ from ase.constraints import FixSymmetry
 from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS
 
+from alkappa._timing import cpu_seconds
 from alkappa.io.dataset import with_labels
 
 if TYPE_CHECKING:
@@ -27,7 +28,8 @@ class RelaxResult:
     converged: bool
     steps: int
     oracle_calls: int
-    seconds: float
+    seconds: float  # wall
+    cpu_seconds: float
     energy: float
     max_force: float
     max_stress: float
@@ -96,7 +98,7 @@ def relax_structure(
     if keep_symmetry:
         work.set_constraint(FixSymmetry(work))
     target = FrechetCellFilter(work) if cell else work
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     opt = BFGS(target, logfile=logfile)
     with warnings.catch_warnings():
         # FrechetCellFilter takes scipy's logm of a deformation close to the identity, whose
@@ -114,6 +116,7 @@ def relax_structure(
         steps=int(opt.nsteps),
         oracle_calls=counting.calls,
         seconds=time.perf_counter() - start,
+        cpu_seconds=cpu_seconds() - cpu_start,
         energy=energy,
         max_force=float(np.linalg.norm(forces, axis=1).max()),
         max_stress=float(np.abs(stress).max()) if stress is not None else 0.0,
