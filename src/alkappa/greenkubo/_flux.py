@@ -533,8 +533,9 @@ class UnfoldedHeatFlux(_AverageVirials):
     num_layers
         Message-passing layers L; default: the number of nequip ``ConvNetLayer`` s.
     margin
-        Unfolding margin (Å); default ``num_layers * r_max``. Smaller margins give a wrong
-        flux (the tests show it); larger ones the same flux at a higher cost.
+        Unfolding margin (Å); default ``num_layers * r_max``. Smaller margins give wrong
+        cell energies, which :meth:`heat_flux` detects (it compares them with the periodic
+        ones) and refuses; larger ones the same flux at a higher cost.
     convective
         Add the convective term (see the module docstring).
     prune
