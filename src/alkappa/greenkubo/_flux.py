@@ -552,9 +552,10 @@ class UnfoldedHeatFlux(_AverageVirials):
         thread per member worker).
     dtype
         ``"float64"`` (default) or ``"float32"``: the precision the flux is evaluated in
-        (a float32 copy of each member; sums are taken in float64). float32 is about 1.7
-        times faster on CPU and changed the flux by about 1e-5 relative in
-        ``benchmarks/heat_flux.py`` (untrained CuI model); the MD is not affected.
+        (a float32 copy of each member; sums are taken in float64). float32 was 1.5-1.8
+        times faster on CPU and changed the flux by 4e-6 relative (energies by 1e-8
+        eV/atom) in ``benchmarks/heat_flux.py`` (untrained CuI model); the MD is not
+        affected.
 
     Notes
     -----
@@ -747,7 +748,7 @@ class UnfoldedHeatFlux(_AverageVirials):
         """
         unfolded, types, periodic = self._unfold(atoms)
         relative, graph = self._inputs(unfolded, types)
-        # the periodic positions relative to the same origin as the unfolded ones
+        # centred like the unfolded positions (smaller coordinates keep float32 digits)
         periodic = {**periodic, "pos": periodic["pos"] - periodic["pos"].mean(dim=0)}
         velocities = velocities_per_fs(atoms)
         volume = flux_volume(atoms)
