@@ -248,16 +248,51 @@ def test_margin_beyond_layers_times_cutoff_changes_nothing(nequip_members):
 
 
 def test_margin_of_one_cutoff_is_wrong_for_two_layers(nequip_members):
-    """Why unfolding matters: one cutoff of images misses second-shell (two-hop) dependencies."""
+    """Why unfolding matters: one cutoff of images misses second-shell (two-hop) dependencies.
+
+    The cell energies of the unfolded system are then wrong (the neighbours' first-layer
+    features miss messages); the flux compares them with the periodic ones and refuses.
+    """
     atoms = cui(4)
-    converged = UnfoldedHeatFlux(nequip_members[:1]).heat_flux(atoms)
     short = UnfoldedHeatFlux(nequip_members[:1], margin=NEQUIP_RMAX)
-    truncated = short.heat_flux(atoms)
-    assert np.linalg.norm(truncated - converged) > 1e-2 * np.linalg.norm(converged)
-    # the cell energy is wrong too: the neighbours' first-layer features miss messages
+    with pytest.raises(RuntimeError, match="atomic energies differ"):
+        short.heat_flux(atoms)
+    unfolded, types = short.unfold(atoms)
+    relative, graph = short._inputs(unfolded, types)
+    module = short._modules[0]
+    with torch.no_grad():
+        energies = module({"pos": torch.as_tensor(relative), **graph})["atomic_energy"]
     full = UnfoldedHeatFlux(nequip_members[:1])
     full.heat_flux(atoms)
-    assert short.results["energy"] != pytest.approx(full.results["energy"], rel=1e-12)
+    truncated = float(energies.reshape(-1)[: len(atoms)].sum())
+    assert truncated != pytest.approx(full.results["energy"], rel=1e-12)
+
+
+def test_float32_flux_is_close_to_float64(nequip_members):
+    atoms = cui(8, repeat=(2, 1, 1))
+    exact = UnfoldedHeatFlux(nequip_members)
+    single = UnfoldedHeatFlux(nequip_members, dtype="float32")
+    j64, j32 = exact.heat_flux(atoms), single.heat_flux(atoms)
+    rel_close(j32, j64, 1e-4)
+    assert not np.array_equal(j32, j64)  # really evaluated in float32
+    np.testing.assert_allclose(single.results["forces"], exact.results["forces"], atol=1e-4)
+    assert single.results["energy"] == pytest.approx(exact.results["energy"], abs=1e-5 * len(atoms))
+    # the float64 members are untouched
+    assert all(p.dtype == torch.float64 for p in nequip_members[0].model.parameters())
+    with pytest.raises(ValueError, match="dtype"):
+        UnfoldedHeatFlux(nequip_members, dtype="float16")
+
+
+def test_unfolded_atoms_ordered_by_distance(nequip_members):
+    """Pruned layers take prefixes: cell atoms first, images by distance, edges by centre."""
+    atoms = cui(9)
+    flux = UnfoldedHeatFlux(nequip_members[:1])
+    unfolded, _ = flux.unfold(atoms)
+    n = len(atoms)
+    np.testing.assert_array_equal(unfolded.index[:n], np.arange(n))
+    assert not unfolded.shifts[:n].any()
+    assert np.all(np.diff(unfolded.distance) >= 0)
+    assert np.all(np.diff(unfolded.edge_index[0]) >= 0)
 
 
 def test_translation_and_wrapping_invariance(nequip_members):
@@ -502,5 +537,6 @@ def test_packaged_nequip_member(tmp_path):
     rel_close(
         np.einsum("oab,ob->a", virials, velocities_per_fs(atoms)) / atoms.get_volume(), j, 1e-9
     )
-    short = UnfoldedHeatFlux.from_paths([result.model_path], margin=NEQUIP_RMAX).heat_flux(atoms)
-    assert np.linalg.norm(short - j) > 1e-3 * np.linalg.norm(j)
+    short = UnfoldedHeatFlux.from_paths([result.model_path], margin=NEQUIP_RMAX)
+    with pytest.raises(RuntimeError, match="atomic energies differ"):
+        short.heat_flux(atoms)

@@ -73,9 +73,11 @@ The three methods
 
     :math:`dU_i/dt = \sum_j \partial U_i / \partial \mathbf{r}_j \cdot \mathbf{v}_j` for all *i*
     at once is one forward-mode Jacobian-vector product (``torch.autograd.forward_ad``) along
-    the unfolded velocities; the gradient of *U* is one forward and backward pass, which also
-    gives the forces. The two terms are separately origin dependent, together not; positions
-    are taken relative to the centroid of the cell atoms to keep the cancellation harmless.
+    the velocities; since only the cell atoms' rates enter, it is taken on the periodic graph
+    (the same atomic energies, about a third of the edges). The gradient of *U* on the
+    unfolded system is one forward and backward pass, which also gives the forces. The two
+    terms are separately origin dependent, together not; positions are taken relative to the
+    centroid of the cell atoms to keep the cancellation harmless.
 
     The unfolding keeps every image whose fractional coordinates lie within the margin
     (divided by the lattice-plane spacing) of the range the cell atoms span, a superset of the
@@ -84,7 +86,8 @@ The three methods
     :math:`(L-1-l) r_c` of the cell: features of atoms farther out reach no cell atom in the
     remaining layers. With ``prune=True`` the unfolded edge list only has edges into atoms
     within :math:`(L-1) r_c`, and each nequip ``ConvNetLayer`` gets the subset its layer
-    needs (the last one only the edges into the cell atoms), which halves the time with two
+    needs (the last one only the edges into the cell atoms) and only the atoms within
+    :math:`(L-l) r_c` (the neighbours of those centres), which halves the time with two
     layers. This assumes messages flow along edges only and no layer normalises by the
     actual neighbour count (true of nequip's ``NequIPGNNModel``, which divides by a constant
     ``avg_num_neighbors``); the tests check it against ``prune=False``.
@@ -244,15 +247,16 @@ class UnfoldedSystem:
     Attributes
     ----------
     positions
-        (n, 3) positions (Å); the first N are the cell atoms, in order.
+        (n, 3) positions (Å); the first N are the cell atoms, in order, the images follow
+        ordered by ``distance``.
     index
         (n,) the cell atom each unfolded atom is an image of.
     shifts
         (n, 3) integer lattice translation of each image (zero for the cell atoms).
     edge_index
         (2, E) directed edges within the model cutoff, nequip's convention (``[0]`` the centre
-        that receives the message, ``[1]`` the neighbour); with pruning only centres within
-        ``margin - cutoff`` of the cell.
+        that receives the message, ``[1]`` the neighbour), ordered by centre; with pruning only
+        centres within ``margin - cutoff`` of the cell.
     n_cell
         Number of cell atoms N.
     distance
@@ -330,6 +334,10 @@ def unfold(
     beyond = np.maximum(np.maximum(lo - scaled[g, atom], scaled[g, atom] - hi), 0.0)
     distance = np.where(periodic, beyond * spacing, 0.0).max(axis=1)
     distance[:n] = 0.0
+    # nearest first (the cell atoms stay in front, in order): the atoms and edges a pruned
+    # layer needs are then prefixes of the arrays (see _pruned_layers)
+    order = np.argsort(distance, kind="stable")
+    atom, shifts, is_inner, distance = atom[order], shifts[order], is_inner[order], distance[order]
     centres = np.flatnonzero(is_inner) if prune else np.arange(len(atom))
 
     # the images' neighbours, from the periodic pair list
@@ -413,18 +421,26 @@ def _message_passing_layers(model: Any) -> list[Any]:
     return [m for m in modules if type(m).__name__ == "ConvNetLayer"]
 
 
-def _select_edges(module: Any, args: tuple[Any, ...], *, index: torch.Tensor) -> tuple[Any, ...]:
-    """Forward pre-hook: keep the edges ``index`` of every per-edge field of the input."""
+def _truncate(module: Any, args: tuple[Any, ...], *, nodes: int, edges: int) -> tuple[Any, ...]:
+    """Forward pre-hook: keep the first ``nodes`` atoms and ``edges`` edges of the input.
+
+    Per-edge fields are those named ``*edge*`` (``edge_index`` has the edges second), per-atom
+    fields the other tensors with one row per atom.
+    """
     data = dict(args[0])
+    n_nodes = data["pos"].shape[0] if "pos" in data else data["atom_types"].shape[0]
     n_edges = data["edge_index"].shape[1]
     for key, value in data.items():
         shape = tuple(getattr(value, "shape", ()))
-        if "edge" not in key or not shape:
+        if not shape:
             continue
-        if len(shape) >= 2 and shape[:2] == (2, n_edges):  # edge_index, edge_type
-            data[key] = value.index_select(1, index)
-        elif shape[0] == n_edges:
-            data[key] = value.index_select(0, index)
+        if "edge" in key:
+            if len(shape) >= 2 and shape[:2] == (2, n_edges):  # edge_index, edge_type
+                data[key] = value[:, :edges]
+            elif shape[0] == n_edges:
+                data[key] = value[:edges]
+        elif shape[0] == n_nodes:
+            data[key] = value[:nodes]
     return (data, *args[1:])
 
 
@@ -434,27 +450,62 @@ def _pruned_layers(module: Any, unfolded: UnfoldedSystem, cutoff: float) -> Iter
 
     Features of atoms farther out do not reach a cell atom in the remaining layers, so the
     cell energies are unchanged; the last layer then only sees the edges into (about) the cell
-    atoms. Implemented with forward pre-hooks on the ``ConvNetLayer`` s (removed on exit), so
-    the module must not be used elsewhere at the same time.
+    atoms. The layer also gets only the atoms within (L-l) r_c (the neighbours of those
+    centres: the distance of :class:`UnfoldedSystem` grows by at most the length of an edge),
+    so the atom-wise parts of the layers (self-interaction, linear maps, gates) skip the rim.
+    Both sets are prefixes, as :func:`unfold` orders the atoms by distance and the edges by
+    centre. Implemented with forward pre-hooks on the ``ConvNetLayer`` s (removed on exit),
+    so the module must not be used elsewhere at the same time.
     """
-    import torch
-
     layers = _message_passing_layers(module)
     centre_distance = unfolded.distance[unfolded.edge_index[0]]
-    current = np.arange(len(centre_distance))  # the edges in the layer's input
+    if np.any(np.diff(centre_distance) < 0):
+        raise ValueError("the unfolded edges are not ordered by the distance of their centre")
     handles = []
     try:
         for k, layer in enumerate(layers):
-            limit = (len(layers) - 1 - k) * cutoff + 1e-8
-            wanted = np.flatnonzero(centre_distance <= limit)  # a subset of `current`
-            if len(wanted) < len(current):
-                index = torch.as_tensor(np.searchsorted(current, wanted))
-                handles.append(layer.register_forward_pre_hook(partial(_select_edges, index=index)))
-            current = wanted
+            reach = len(layers) - 1 - k
+            edges = int(np.searchsorted(centre_distance, reach * cutoff + 1e-8, side="right"))
+            nodes = int(np.searchsorted(unfolded.distance, (reach + 1) * cutoff + 1e-8, "right"))
+            nodes = max(nodes, unfolded.n_cell)
+            handles.append(
+                layer.register_forward_pre_hook(partial(_truncate, nodes=nodes, edges=edges))
+            )
         yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _float32_copy(module: Any) -> Any:
+    """A float32 copy of an energy module.
+
+    nequip fixes the dtype of some intermediate results at build time, in attributes
+    (``_output_dtype`` of the edge embeddings, ``model_dtype`` of the tensor products), which
+    ``Module.float()`` does not see.
+    """
+    import copy
+
+    import torch
+
+    copied = copy.deepcopy(module).float()
+    for sub in copied.modules():
+        for attr in ("_output_dtype", "model_dtype"):
+            if getattr(sub, attr, None) == torch.float64:
+                setattr(sub, attr, torch.float32)
+    return copied
+
+
+def _check_energies(periodic: np.ndarray, unfolded: np.ndarray, dtype: str) -> None:
+    """Raise if the periodic and unfolded atomic energies of the cell atoms differ."""
+    tolerance = (1e-4 if dtype == "float32" else 1e-8) * max(1.0, float(np.abs(periodic).max()))
+    worst = float(np.abs(periodic - unfolded).max(initial=0.0))
+    if not worst <= tolerance:
+        raise RuntimeError(
+            f"the periodic and unfolded atomic energies differ by up to {worst:.3g} eV: does "
+            "the model take periodic input (edge_cell_shift and cell), and is the unfolding "
+            "margin at least the number of layers times the cutoff?"
+        )
 
 
 @dataclass(frozen=True)
@@ -482,8 +533,9 @@ class UnfoldedHeatFlux(_AverageVirials):
     num_layers
         Message-passing layers L; default: the number of nequip ``ConvNetLayer`` s.
     margin
-        Unfolding margin (Å); default ``num_layers * r_max``. Smaller margins give a wrong
-        flux (the tests show it); larger ones the same flux at a higher cost.
+        Unfolding margin (Å); default ``num_layers * r_max``. Smaller margins give wrong
+        cell energies, which :meth:`heat_flux` detects (it compares them with the periodic
+        ones) and refuses; larger ones the same flux at a higher cost.
     convective
         Add the convective term (see the module docstring).
     prune
@@ -498,15 +550,28 @@ class UnfoldedHeatFlux(_AverageVirials):
         Torch intra-op threads during a flux evaluation (restored afterwards); ``None`` keeps
         the current setting (which a parallel ensemble calculator may have lowered to one
         thread per member worker).
+    dtype
+        ``"float64"`` (default) or ``"float32"``: the precision the flux is evaluated in
+        (a float32 copy of each member; sums are taken in float64). float32 was 1.5-1.8
+        times faster on CPU and changed the flux by 4e-6 relative (energies by 1e-8
+        eV/atom) in ``benchmarks/heat_flux.py`` (untrained CuI model); the MD is not
+        affected.
 
     Notes
     -----
+    The first term of eq. (2) needs :math:`dU_i/dt` of the cell atoms only, which the
+    periodic system gives as well (its atomic energies are those of the cell atoms of the
+    unfolded system): one forward-mode JVP on the periodic graph. The second term needs
+    :math:`\\partial U / \\partial \\mathbf{r}_j` of every unfolded atom: one forward and one
+    backward pass on the (pruned) unfolded system, which also give the energies and forces.
+    The periodic and unfolded atomic energies are compared on every call.
+
     Cost: for 64-atom CuI with a 2-layer, 5 Å model the unfolded system has 1000 atoms and
-    about 7200 edges in the first layer (1300 in the last, with pruning); one flux evaluation
-    (a forward pass carrying the velocity tangent, plus a forward and a backward pass) took
-    8-11 eager force calls of the periodic cell on a loaded machine, see
-    ``benchmarks/heat_flux.py``. Forward-mode AD needs eager members (AOTInductor-compiled
-    ones have no atomic energies).
+    about 7200 edges in the first layer (1300 in the last, with pruning); see
+    ``benchmarks/heat_flux.py`` for the cost relative to a force call at 64 and 216 atoms.
+    Forward-mode AD needs eager members (AOTInductor-compiled ones have no atomic energies),
+    and the models must take periodic input (``edge_cell_shift`` and ``cell``), as nequip's
+    do.
     """
 
     name: ClassVar[str] = "unfolded"
@@ -522,6 +587,7 @@ class UnfoldedHeatFlux(_AverageVirials):
         skin: float = DEFAULT_SKIN,
         device: str = "cpu",
         threads: int | None = None,
+        dtype: str = "float64",
     ) -> None:
         members = list(members)
         if not members:
@@ -536,7 +602,13 @@ class UnfoldedHeatFlux(_AverageVirials):
         # lookup and the (Verlet) neighbour list the unfolded edges are built from
         self._periodic = NequIPEnsembleCalculator(members, device=device, skin=skin)
         self.members = members
+        if dtype not in ("float64", "float32"):
+            raise ValueError(f"dtype must be 'float64' or 'float32', not {dtype!r}")
+        self.dtype = dtype
         self._modules = [_energy_module(m.model) for m in members]
+        self._flux_modules = (
+            [_float32_copy(m) for m in self._modules] if dtype == "float32" else self._modules
+        )
         self.r_max = float(members[0].r_max)
         layers = (
             num_layers
@@ -584,6 +656,11 @@ class UnfoldedHeatFlux(_AverageVirials):
 
     def unfold(self, atoms: Atoms) -> tuple[UnfoldedSystem, np.ndarray]:
         """The unfolded system of ``atoms`` and its atom types (model indices)."""
+        unfolded, types, _ = self._unfold(atoms)
+        return unfolded, types
+
+    def _unfold(self, atoms: Atoms) -> tuple[UnfoldedSystem, np.ndarray, dict[str, torch.Tensor]]:
+        """:meth:`unfold` and the periodic model input it is built from."""
         data = self._periodic.model_input(atoms)  # checks the species, updates the Verlet list
         edges = data["edge_index"].cpu().numpy()
         shifts = data["edge_cell_shift"].cpu().numpy()
@@ -598,7 +675,7 @@ class UnfoldedHeatFlux(_AverageVirials):
         )
         types = data["atom_types"].cpu().numpy()[unfolded.index]
         self.last_unfolded = unfolded
-        return unfolded, types
+        return unfolded, types, data
 
     def _inputs(
         self, unfolded: UnfoldedSystem, types: np.ndarray
@@ -621,31 +698,34 @@ class UnfoldedHeatFlux(_AverageVirials):
         unfolded: UnfoldedSystem,
         velocities: np.ndarray,
         cell: np.ndarray,
+        periodic: dict[str, torch.Tensor],
     ) -> _MemberFlux:
         import torch
         import torch.autograd.forward_ad as fwad
 
         n = unfolded.n_cell
-        tangent = torch.as_tensor(velocities[unfolded.index], dtype=torch.float64).to(self.device)
-        primal = torch.as_tensor(relative, dtype=torch.float64, device=self.device)
+        dtype = getattr(torch, self.dtype)
+        # dU_i/dt of the cell atoms: forward mode along the velocities on the periodic graph
+        # (no autograd graph: recording one costs more than the JVP saves)
+        data = {k: v.to(dtype) if v.is_floating_point() else v for k, v in periodic.items()}
+        tangent = torch.as_tensor(velocities, dtype=dtype, device=self.device)
+        with torch.no_grad(), fwad.dual_level():
+            data["pos"] = fwad.make_dual(data["pos"], tangent)
+            primal, rate = fwad.unpack_dual(module(data)["atomic_energy"].reshape(-1))
+        # dU/dr_j of the cell energy U on the unfolded system: reverse mode
+        pos = torch.tensor(relative, dtype=dtype, device=self.device, requires_grad=True)
         pruning = _pruned_layers(module, unfolded, self.r_max) if self.prune else _no_pruning()
-        with pruning:
-            # dU_i/dt of all atoms: forward mode along the velocities (no autograd graph; a
-            # forward pass that records one is slower than the separate backward pass below)
-            with torch.no_grad(), fwad.dual_level():
-                out = module({"pos": fwad.make_dual(primal, tangent), **graph})
-                rate = fwad.unpack_dual(out["atomic_energy"].reshape(-1)).tangent
-            # dU/dr_j of the cell energy U: reverse mode
-            pos = primal.clone().requires_grad_(True)
-            with torch.enable_grad():
-                energies = module({"pos": pos, **graph})["atomic_energy"].reshape(-1)[:n]
-                (gradient,) = torch.autograd.grad(energies.sum(), pos, allow_unused=True)
-        if rate is None:  # energies that do not depend on the positions
-            rate = torch.zeros(len(relative), dtype=torch.float64)
-        if gradient is None:
-            gradient = torch.zeros_like(pos)
-        grad = gradient.detach().cpu().numpy()
-        dudt = rate[:n].cpu().numpy()
+        with torch.enable_grad(), pruning:
+            energies = module({"pos": pos, **graph})["atomic_energy"].reshape(-1)[:n]
+            (gradient,) = torch.autograd.grad(energies.sum(), pos, allow_unused=True)
+        unfolded_energies = energies.detach().cpu().numpy().astype(float)
+        _check_energies(primal.cpu().numpy().astype(float), unfolded_energies, self.dtype)
+        dudt = np.zeros(n) if rate is None else rate.cpu().numpy().astype(float)
+        grad = (
+            np.zeros_like(relative)
+            if gradient is None
+            else gradient.detach().cpu().numpy().astype(float)
+        )
         v = velocities[unfolded.index]
         power = np.einsum("ja,ja->j", grad, v)  # dU/dr_j . v_j
         potential = relative[:n].T @ dudt - relative.T @ power
@@ -653,7 +733,7 @@ class UnfoldedHeatFlux(_AverageVirials):
         forces = np.zeros((n, 3))
         np.add.at(forces, unfolded.index, -grad)
         return _MemberFlux(
-            energies=energies.detach().cpu().numpy().astype(float),
+            energies=unfolded_energies,
             forces=forces,
             potential=potential,
             boundary=translations.T @ power,
@@ -666,14 +746,18 @@ class UnfoldedHeatFlux(_AverageVirials):
         members' mean (equal to those of the periodic model: a consistency check), per-member
         ``heat_flux_members`` (M, 3) and ``boundary_term`` (3,) (module docstring).
         """
-        unfolded, types = self.unfold(atoms)
+        unfolded, types, periodic = self._unfold(atoms)
         relative, graph = self._inputs(unfolded, types)
+        # centred like the unfolded positions (smaller coordinates keep float32 digits)
+        periodic = {**periodic, "pos": periodic["pos"] - periodic["pos"].mean(dim=0)}
         velocities = velocities_per_fs(atoms)
         volume = flux_volume(atoms)
         with _torch_threads(self.threads):
             per_member = [
-                self._member_flux(m, relative, graph, unfolded, velocities, atoms.cell.array)
-                for m in self._modules
+                self._member_flux(
+                    m, relative, graph, unfolded, velocities, atoms.cell.array, periodic
+                )
+                for m in self._flux_modules
             ]
         potential = np.array([p.potential for p in per_member]) / volume
         energies = np.array([p.energies for p in per_member])
