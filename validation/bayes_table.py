@@ -53,9 +53,10 @@ def main() -> None:
     parser.add_argument("material_dirs", nargs="+", type=Path)
     parser.add_argument("--temperature", type=float, default=300.0)
     args = parser.parse_args()
+    print(f"kappa (W/mK, RTA) at {args.temperature:g} K\n")
     print(
-        f"| material | kappa model | kappa oracle | ratio | mesh | isotopes | oracle calls | "
-        f"converged | last mesh step: model / oracle |  (W/mK, {args.temperature:g} K)"
+        "| material | kappa model | kappa oracle | ratio | mesh | isotopes | oracle calls | "
+        "converged | last mesh step: model / oracle |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for directory in args.material_dirs:
