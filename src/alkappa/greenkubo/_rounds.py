@@ -236,7 +236,8 @@ def collect_production(
             raise FileNotFoundError(f"{run_path(directory, k)}: run {k} is not finished")
         runs.append(replace(run, reused=False))
     history = [
-        {k: v for k, v in r.items() if k not in ("runs", "next_runs", "stop")} for r in records
+        {k: v for k, v in r.items() if k not in ("runs", "next_runs", "stop", "material")}
+        for r in records
     ]
     return ProductionResult(
         directory=directory,
