@@ -317,6 +317,27 @@ def test_a_run_is_the_same_however_the_runs_are_grouped_in_rounds(tmp_path, monk
         )
 
 
+@pytest.mark.filterwarnings("ignore:no zero crossing", "ignore:.*kappa's relative error")
+def test_a_chain_that_blows_up_ends_production_after_its_snapshots(tmp_path, monkeypatch):
+    from alkappa.greenkubo import _production
+
+    original = _production._chain_segment
+
+    def blows_up_at_run_3(writer, begin, index, *args, **kwargs):
+        if index == 3:
+            return begin, "temperature runaway"
+        return original(writer, begin, index, *args, **kwargs)
+
+    monkeypatch.setattr(_production, "_chain_segment", blows_up_at_run_3)
+    result = _loop(tmp_path)
+    # round 1 asked for runs 2 and 3; only run 2 got a snapshot, and the next decision stops
+    assert [r.index for r in result.runs] == [0, 1, 2]
+    assert result.stopped_by == "nvt_blew_up" and [h["n_runs"] for h in result.history] == [2, 3]
+    assert result.history[0]["chain_stop"] == "temperature runaway"
+    chain = read_trajectory(tmp_path / "chain_1.nc")
+    assert int(chain.attrs["blew_up"]) == 1 and int(chain.attrs["n_snapshots"]) == 1
+
+
 def test_round_sizes_follow_the_projection_within_the_budgets():
     from alkappa.greenkubo._production import RunResult
     from alkappa.greenkubo._rounds import _next_round, _projected_runs

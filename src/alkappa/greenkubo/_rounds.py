@@ -207,6 +207,7 @@ def run_round(
             progress=progress,
         )
         record["next_runs"] = list(range(len(indices), len(indices) + len(chain.snapshots)))
+        record["new_runs"] = len(chain.snapshots)
         record["chain_stop"] = chain.reason
         record["nvt_seconds"] = nvt_seconds + chain.seconds
         if not chain.snapshots:
