@@ -100,6 +100,9 @@ def compare(before: Path, after: Path, config: Path, material: str) -> dict:
         record = read_json(d / "production.json")
         out[f"{name}_runs"] = record["n_runs"]
         out[f"{name}_stopped_by"] = record["stopped_by"]
+        # the runs' own seconds: parallel runs that share a busy core take longer each
+        out[f"{name}_run_seconds"] = sum(r["seconds"] for r in record["runs"])
+        out[f"{name}_blew_up"] = sum(r["blew_up"] for r in record["runs"])
         paths = [str(d / f"run_{k:02d}.nc") for k in range(n)]
         try:
             ds = run_green_kubo(paths, **analysis)
@@ -130,6 +133,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--target-error", default="none", help="'none': exactly --runs runs")
+    parser.add_argument("--temperature", type=float, default=None, help="K (default: config)")
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="gk_parallel_"))
@@ -140,6 +144,8 @@ def main() -> None:
         "target_error": target_error,
         "max_runs": args.runs if target_error is None else 2 * args.runs,
     }
+    if args.temperature is not None:
+        greenkubo["temperatures"] = [args.temperature]
     old_tree = export(args.before, work / "before_code")
     print(f"work directory {work}; GK settings {greenkubo}; --cores {args.cores}")
     timings, dirs = {}, {}
@@ -163,6 +169,12 @@ def main() -> None:
         f"{result['after_kappa']:.6g} W/(m K); largest heat-flux difference "
         f"{result['max_flux_difference']:.3g} eV/Å²/fs"
         + (f" (smoothing window {result['window_fs']:g} fs)" if "window_fs" in result else "")
+    )
+    print(
+        f"NVE seconds of the runs summed: before {result['before_run_seconds']:.0f}, after "
+        f"{result['after_run_seconds']:.0f} (after/before "
+        f"{result['after_run_seconds'] / result['before_run_seconds']:.2f}: above 1 when the "
+        f"parallel runs found no free core); runs that blew up: {result['after_blew_up']}"
     )
 
 
