@@ -9,11 +9,8 @@ with script_context(smk) as settings:
         settings,
         smk.input.structure,
         Path(smk.input.model).parent,
-        Path(smk.output.record).parent,
+        list(smk.input.rounds),
         smk.output.record,
         temperature=float(smk.wildcards.T),
-        threads=smk.threads,
-        force_constants=(
-            smk.input.force_constants if "force_constants" in smk.input.keys() else None
-        ),
+        threads=smk.params.md_threads,
     )

@@ -255,6 +255,38 @@ def test_iterations_beyond_the_plan_and_the_cores_of_the_run(tmp_path):
         fake.wait()
 
 
+def test_green_kubo_runs_beyond_the_plan_count_in_the_upper_end(tmp_path):
+    from alkappa.campaign import (
+        CampaignStatus,
+        estimate_time_left,
+        format_status,
+        gk_runs_beyond_plan,
+    )
+
+    results = tmp_path / "results"
+    gk = {"runs": 3, "max_runs": 10, "temperatures": ["300", "600"]}
+    budgets = {"A": {**gk, "directories": ["greenkubo", "greenkubo_2x2x2"]}}
+    # nothing decided: the plan holds the first 3 runs of each of the 4 productions
+    assert gk_runs_beyond_plan(results, budgets) == 4 * 7
+    t300 = results / "A/greenkubo/T300"
+    write_json(t300 / "round_0.json", {"stop": False, "runs": [0, 1, 2], "next_runs": [3, 4]})
+    assert gk_runs_beyond_plan(results, budgets) == 3 * 7 + 5
+    write_json(t300 / "round_1.json", {"stop": True, "runs": [0, 1, 2, 3, 4], "next_runs": []})
+    (results / "A/greenkubo/T600").mkdir(parents=True)
+    write_json(results / "A/greenkubo/T600/production.json", {})
+    assert gk_runs_beyond_plan(results, budgets) == 2 * 7
+    assert gk_runs_beyond_plan(results, {"A": {**budgets["A"], "max_runs": None}}) == 0
+    # the upper end: those runs at the typical duration of a run, spread over the cores
+    status = CampaignStatus(results, [], locked=False, alive=False, running=[], rule_seconds={})
+    estimate = estimate_time_left(
+        status, {"gk_run": 2}, cores=2, now=0.0, priors={"gk_run": 60.0}, gk_runs_left=14
+    )
+    assert estimate.wall_seconds == 60.0
+    assert estimate.wall_seconds_max == 60.0 + 14 * 60.0 / 2
+    text = format_status(status, estimate)
+    assert "up to 14 more NVE run(s) of 1 min 00 s job time each" in text
+
+
 def test_unlock_removes_only_a_stale_lock(tmp_path, capsys):
     import subprocess
     import sys

@@ -3,6 +3,8 @@ until kappa's error reaches a target or a budget is spent."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase import Atoms, units
@@ -16,8 +18,8 @@ from alkappa.greenkubo._production import (
     energy_drift,
     resolve_production_settings,
     run_files,
-    run_production,
 )
+from alkappa.greenkubo._rounds import run_production
 from alkappa.io.trajectory import read_trajectory
 
 SIGMA, EPSILON, RC, RO = 2.3, 0.05, 5.0, 4.0
@@ -192,16 +194,21 @@ def test_production_stops_at_the_target_or_max_runs(tmp_path):
     with pytest.warns(UserWarning, match=r"needs about \d+ runs .* more than the budget"):
         result = _loop(tmp_path)
     assert result.stopped_by == "max_runs" and len(result.runs) == 4
-    assert [h["n_runs"] for h in result.history] == [2, 3, 4]
+    # rounds: the first two runs, then as many again (the projection is far beyond the
+    # budget; a round at most doubles the runs), then the budget is spent
+    assert [h["n_runs"] for h in result.history] == [2, 4]
+    assert [h["new_runs"] for h in result.history] == [2, 0]
     errors = [h["relative_error"] for h in result.history]
-    for n, err in zip((2, 3, 4), errors, strict=True):
+    for n, err in zip((2, 4), errors, strict=True):
         assert err == pytest.approx(_relative_error(result.paths[:n]), rel=1e-12)
     # the runs after the first two start from new snapshots further along one NVT chain
     eq = read_trajectory(tmp_path / "equilibration.nc")
+    chain = read_trajectory(tmp_path / "chain_1.nc")
     assert [r.start_step for r in result.runs] == [40, 60, 80, 100]
-    assert list(np.atleast_1d(eq.attrs["snapshot_steps"])) == [40, 60, 80, 100]
-    assert int(eq.attrs["chain_extensions"]) == 2
-    assert np.all(np.diff(eq["time"].values) > 0)
+    assert list(np.atleast_1d(eq.attrs["snapshot_steps"])) == [40, 60]
+    assert list(np.atleast_1d(chain.attrs["snapshot_steps"])) == [80, 100]
+    assert chain["time"].values[0] > eq["time"].values[-1]
+    assert np.all(np.diff(chain["time"].values) > 0)
     record = result.to_dict()
     assert record["stopped_by"] == "max_runs" and not record["converged"]
     assert record["relative_error"] == errors[-1] and record["n_runs"] == 4
@@ -211,7 +218,7 @@ def test_production_stops_at_the_target_or_max_runs(tmp_path):
     first = int(np.argmin(errors))
     again = _loop(tmp_path, target_error=errors[first])
     assert again.stopped_by == "target_error" and again.converged
-    assert len(again.runs) == first + 2 and all(r.reused for r in again.runs)
+    assert len(again.runs) == (2, 4)[first] and all(r.reused for r in again.runs)
     assert again.relative_error == pytest.approx(errors[first])
 
 
@@ -239,7 +246,7 @@ def test_production_stops_by_simulated_time_and_wall_time(tmp_path):
     by_time = _loop(tmp_path / "ps", max_runs=None, max_simulated_ps=0.4)
     assert by_time.stopped_by == "max_simulated_ps" and len(by_time.runs) == 3
     assert by_time.simulated_ps == pytest.approx(0.36)
-    # no time for a third run
+    # no time for a third run (the NVT and NVE seconds so far exceed it already)
     by_wall = _loop(tmp_path / "wall", max_runs=None, max_wall_hours=1e-9)
     assert by_wall.stopped_by == "max_wall_hours" and len(by_wall.runs) == 2
     assert by_wall.wall_seconds > 0
@@ -266,11 +273,11 @@ def test_interrupted_production_resumes_without_redoing_runs(tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         _loop(tmp_path / "killed")
     monkeypatch.setattr(_production, "_nve_run", original)
-    chain = (tmp_path / "killed/equilibration.nc").read_bytes()
+    chain = (tmp_path / "killed/chain_1.nc").read_bytes()
     resumed = _loop(tmp_path / "killed")
     assert [r.reused for r in resumed.runs] == [True, True, True, False]
     # the chain's fourth snapshot was made before the kill: reused, not redone
-    assert (tmp_path / "killed/equilibration.nc").read_bytes() == chain
+    assert (tmp_path / "killed/chain_1.nc").read_bytes() == chain
     # the same production as the uninterrupted one
     assert resumed.stopped_by == whole.stopped_by
     # (to rounding: the resumed process's arithmetic may differ in the last bit)
@@ -284,6 +291,91 @@ def test_interrupted_production_resumes_without_redoing_runs(tmp_path, monkeypat
             rtol=1e-10,
             atol=1e-16,
         )
+
+
+@pytest.mark.filterwarnings("ignore:no zero crossing", "ignore:.*kappa's relative error")
+def test_a_run_is_the_same_however_the_runs_are_grouped_in_rounds(tmp_path, monkeypatch):
+    """Run k starts from snapshot k of one NVT chain whatever the rounds: two rounds of one
+    run each give the same third and fourth runs as one round of two."""
+    from alkappa.greenkubo import _rounds
+
+    together = _loop(tmp_path / "together")
+    original = _rounds._next_round
+
+    def one_at_a_time(*args, **kwargs):
+        stopped_by, n = original(*args, **kwargs)
+        return stopped_by, min(n, 1)
+
+    monkeypatch.setattr(_rounds, "_next_round", one_at_a_time)
+    single = _loop(tmp_path / "single")
+    assert [h["n_runs"] for h in together.history] == [2, 4]
+    assert [h["n_runs"] for h in single.history] == [2, 3, 4]
+    assert (tmp_path / "single/chain_2.nc").is_file()
+    for a, b in zip(together.paths, single.paths, strict=True):
+        np.testing.assert_array_equal(
+            read_trajectory(a)["heat_flux"].values, read_trajectory(b)["heat_flux"].values
+        )
+
+
+@pytest.mark.filterwarnings("ignore:no zero crossing", "ignore:.*kappa's relative error")
+def test_a_chain_that_blows_up_ends_production_after_its_snapshots(tmp_path, monkeypatch):
+    from alkappa.greenkubo import _production
+
+    original = _production._chain_segment
+
+    def blows_up_at_run_3(writer, begin, index, *args, **kwargs):
+        if index == 3:
+            return begin, "temperature runaway"
+        return original(writer, begin, index, *args, **kwargs)
+
+    monkeypatch.setattr(_production, "_chain_segment", blows_up_at_run_3)
+    result = _loop(tmp_path)
+    # round 1 asked for runs 2 and 3; only run 2 got a snapshot, and the next decision stops
+    assert [r.index for r in result.runs] == [0, 1, 2]
+    assert result.stopped_by == "nvt_blew_up" and [h["n_runs"] for h in result.history] == [2, 3]
+    assert result.history[0]["chain_stop"] == "temperature runaway"
+    chain = read_trajectory(tmp_path / "chain_1.nc")
+    assert int(chain.attrs["blew_up"]) == 1 and int(chain.attrs["n_snapshots"]) == 1
+
+
+def test_round_sizes_follow_the_projection_within_the_budgets():
+    from alkappa.greenkubo._production import RunResult
+    from alkappa.greenkubo._rounds import _next_round, _projected_runs
+
+    settings = resolve_production_settings({**SMALL, "target_error": 0.1, "max_runs": 20})
+    # four runs of 10 s each
+    runs = [
+        RunResult(k, Path(f"run_{k}.nc"), 0, 60, 13, False, "", 0.0, 0.0, False, 60.0, 10.0)
+        for k in range(4)
+    ]
+
+    def entry(error, **more):
+        return {
+            "relative_error": error,
+            "projected_runs": _projected_runs(4, error, 0.1),
+            "cutoff_found": True,
+            "simulated_ps": 0.48,
+            "wall_seconds": 50.0,
+            **more,
+        }
+
+    assert _next_round(entry(0.12), runs, settings, "") == ("", 2)  # 4 x 1.44 -> 6 runs
+    assert _next_round(entry(0.3), runs, settings, "") == ("", 4)  # 36 projected: doubled
+    assert _next_round(entry(0.09), runs, settings, "") == ("target_error", 0)
+    assert _next_round(entry(0.3), runs, settings, "blew up") == ("nvt_blew_up", 0)
+    assert _next_round(entry(0.3, cutoff_found=False), runs, settings, "") == (
+        "runs_too_short",
+        0,
+    )
+    assert _next_round(entry(float("inf")), runs, settings, "") == ("", 1)
+    capped = {**settings, "max_runs": 5}
+    assert _next_round(entry(0.3), runs, capped, "") == ("", 1)
+    assert _next_round(entry(0.3), runs, {**settings, "max_runs": 4}, "") == ("max_runs", 0)
+    # 12 s per further run (10 s NVE + a third for its NVT segment), 30 s left: two runs
+    hours = {**settings, "max_wall_hours": 80.0 / 3600}
+    assert _next_round(entry(0.3), runs, hours, "") == ("", 2)
+    spent = {**settings, "max_wall_hours": 55.0 / 3600}
+    assert _next_round(entry(0.3), runs, spent, "") == ("max_wall_hours", 0)
 
 
 def test_impossible_budgets_are_refused_before_any_md():

@@ -9,6 +9,7 @@ import sys
 from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -126,9 +127,15 @@ def test_green_kubo_outputs(test_campaign):
     # autocorrelation never crossed zero (runs too short), and says which
     record = read_json(t300 / "production.json")
     runs = record["n_runs"]
-    assert len(record["runs"]) == runs and [h["n_runs"] for h in record["history"]] == list(
-        range(settings["runs"], runs + 1)
+    # one history entry per round (one checkpoint job each), the runs growing
+    rounds = [h["n_runs"] for h in record["history"]]
+    assert len(record["runs"]) == runs and rounds[0] == settings["runs"] and rounds[-1] == runs
+    assert rounds == sorted(set(rounds)) and [h["round"] for h in record["history"]] == list(
+        range(len(rounds))
     )
+    for r, entry in enumerate(record["history"]):
+        decision = read_json(t300 / f"round_{r}.json")
+        assert decision["n_runs"] == entry["n_runs"] and decision["stop"] == (r == len(rounds) - 1)
     last = record["history"][-1]
     if record["stopped_by"] == "target_error":
         assert record["relative_error"] <= settings["target_error"] and last["cutoff_found"]
@@ -147,9 +154,12 @@ def test_green_kubo_outputs(test_campaign):
         assert ds["heat_flux"].shape == (run["frames"], 3)
         assert run["frames"] == frames or (run["blew_up"] and run["reason"])
         assert ds.attrs["heat_flux_method"] == "unfolded" and int(ds.attrs["completed"]) == 1
-    # progress bars and the per-run drift go to the job's log
+    # progress bars go to each run's own log, the per-run drift to the record's too
+    assert "NVE 1 300 K" in (out / "logs/greenkubo/T300/run_00.log").read_text()
     log = (out / "logs/greenkubo/production_T300.log").read_text()
-    assert "NVE 1 300 K" in log and "run 0:" in log
+    assert "run 0:" in log and f"run {runs - 1}:" in log
+    # the budget counts the seconds of all jobs: equilibration, chains and runs
+    assert record["wall_seconds"] >= sum(r["seconds"] for r in record["runs"]) > 0
     with xr.open_dataset(t300 / "greenkubo.nc") as ds:
         kappa, error = float(ds["kappa_scalar"]), float(ds["kappa_scalar_error"])
         assert int(ds.attrs["n_runs"]) == len(usable) and ds["kappa"].shape == (3, 3)
@@ -199,9 +209,10 @@ def test_green_kubo_outputs(test_campaign):
 
 
 @pytest.mark.slow
-def test_killed_production_continues_with_the_unfinished_run(test_campaign, tmp_path):
-    """A production killed during its second run: the rerun keeps the finished equilibration
-    and first run (update() outputs, not deleted by Snakemake) and redoes only the rest."""
+def test_runs_are_jobs_and_a_lost_run_is_redone_alone(test_campaign, tmp_path):
+    """The NVE runs of a round are separate jobs (a dry run plans one per lost run); a run
+    lost to a kill is redone alone: the equilibration and the other runs are kept, and the
+    redone run is the one lost (same snapshot, same seed)."""
     import shutil
 
     out, _ = test_campaign
@@ -212,19 +223,45 @@ def test_killed_production_continues_with_the_unfinished_run(test_campaign, tmp_
     cfgfile = tmp_path / "kill.yaml"
     cfgfile.write_text(yaml.safe_dump(cfg))
     t300 = copy / "Cu/greenkubo/T300"
-    (t300 / "production.json").unlink()  # the job died before writing its record ...
-    (t300 / "run_01.nc").unlink()  # ... and its second run
-    # Snakemake touches outputs after a job: compare contents, not times
-    finished = {name: (t300 / name).read_bytes() for name in ("equilibration.nc", "run_00.nc")}
-    proc = snakemake(str(t300 / "production.json"), "--configfile", str(cfgfile))
+    before = read_json(t300 / "production.json")
+    names = ["equilibration.nc", *(f"run_{k:02d}.nc" for k in range(before["n_runs"]))]
+    kept = {name: (t300 / name).read_bytes() for name in names}
+    target = str(t300 / "production.json")
+    (t300 / "production.json").unlink()  # the jobs died before the record ...
+    (t300 / "run_00.nc").unlink()  # ... and with them both runs of round 0
+    (t300 / "run_01.nc").unlink()
+    proc = snakemake(target, "--configfile", str(cfgfile), "-n", "--quiet", "rules")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name, content in finished.items():
-        assert (t300 / name).read_bytes() == content, name
-    record = read_json(t300 / "production.json")
-    runs = read_json(out / "greenkubo/T300/production.json")["n_runs"]
-    # the runs after the second one (from the NVT chain's extensions) are reused too
-    assert [r["reused"] for r in record["runs"]] == [True, False] + [True] * (runs - 2)
-    assert (t300 / "run_01.nc").is_file()
+    planned = {
+        line.split()[0]: int(line.split()[1])
+        for line in proc.stdout.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
+    assert planned["gk_run"] >= 2 and "gk_equilibrate" not in planned, planned
+    (t300 / "run_00.nc").write_bytes(kept["run_00.nc"])  # only the second run was lost
+    proc = snakemake(target, "--configfile", str(cfgfile))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in names:
+        if name != "run_01.nc":
+            assert (t300 / name).read_bytes() == kept[name], name
+    lost = tmp_path / "lost.nc"
+    lost.write_bytes(kept["run_01.nc"])
+    np.testing.assert_array_equal(
+        read_trajectory(t300 / "run_01.nc")["heat_flux"].values,
+        read_trajectory(lost)["heat_flux"].values,
+    )
+    logs = copy / "Cu/logs/greenkubo/T300"
+    lines = [x for x in (logs / "run_01.log").read_text().splitlines() if x.startswith("run 1:")]
+    # (Snakemake starts a job's log afresh) computed again, not reused
+    assert lines and "reused" not in lines[-1], lines
+    # runs of later rounds wait for the redone round's decision; they are reused, not redone
+    for k in range(2, before["n_runs"]):
+        text = (logs / f"run_{k:02d}.log").read_text()
+        last = [x for x in text.splitlines() if x.startswith(f"run {k}:")]
+        assert last[-1].endswith("(reused)"), last[-1]
+    after = read_json(t300 / "production.json")
+    assert after["n_runs"] == before["n_runs"] and after["stopped_by"] == before["stopped_by"]
+    assert after["history"][-1]["kappa"] == pytest.approx(before["history"][-1]["kappa"])
 
 
 @pytest.mark.slow
@@ -283,8 +320,11 @@ def test_size_check_cell_plans_only_its_green_kubo_jobs(test_campaign):
         for line in proc.stdout.splitlines()
         if len(line.split()) == 2 and line.split()[1].isdigit()
     }
-    for rule in ("gk_cell", "production", "green_kubo", "mode_lifetimes", "finite_size"):
+    rules = ("gk_cell", "gk_equilibrate", "gk_round", "production", "green_kubo")
+    for rule in (*rules, "mode_lifetimes", "finite_size"):
         assert planned.get(rule) == 1, planned
+    # round 0's runs, one job each (later rounds are planned by its checkpoint)
+    assert planned["gk_run"] == cfg["greenkubo"]["runs"]
     assert planned["greenkubo_summary"] == 2
     assert not {"train_member", "phonons", "kappa", "label"} & set(planned)
 

@@ -393,6 +393,7 @@ def _time_left(status: Any, workdir: str, configfile: str, targets: list[str]) -
 
     from alkappa.campaign import (
         estimate_time_left,
+        gk_runs_beyond_plan,
         iterations_beyond_plan,
         planned_jobs,
         run_cores,
@@ -410,7 +411,27 @@ def _time_left(status: Any, workdir: str, configfile: str, targets: list[str]) -
         cores=run_cores(workdir),
         now=time.time(),
         iterations_left=iterations_beyond_plan(status.results, caps),
+        gk_runs_left=gk_runs_beyond_plan(status.results, _gk_budgets(config)),
     )
+
+
+def _gk_budgets(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per material with a Green-Kubo stage: what :func:`gk_runs_beyond_plan` needs."""
+    from alkappa.config import material_settings
+
+    out = {}
+    for m in config["materials"]:
+        gk = material_settings(config, m)["greenkubo"]
+        if not gk["enabled"]:
+            continue
+        cells = ["greenkubo"] + ["greenkubo_" + "x".join(map(str, c)) for c in gk["size_check"]]
+        out[m] = {
+            "runs": gk["runs"],
+            "max_runs": gk["max_runs"] if gk["target_error"] is not None else gk["runs"],
+            "temperatures": [f"{t:g}" for t in gk["temperatures"]],
+            "directories": cells,
+        }
+    return out
 
 
 def _status(args: argparse.Namespace) -> int:

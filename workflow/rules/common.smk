@@ -377,6 +377,79 @@ def production_inputs(wildcards):
     return inputs
 
 
+def gk_round_runs(material, gk, T, r):
+    """The NVE runs of round r of a production: the first greenkubo.runs (round 0), else
+    those the decision of round r - 1 added (known once that checkpoint ran)."""
+    if r == 0:
+        return list(range(gk_settings(material)["runs"]))
+    record = checkpoints.gk_round.get(
+        material=material, gk=gk, T=T, round=str(r - 1)
+    ).output.record
+    return read_json(record)["next_runs"]
+
+
+def gk_run_file(material, gk, T, k):
+    return f"{gk_dir(material, T, gk)}/run_{k:02d}.nc"
+
+
+def gk_run_inputs(wildcards):
+    """What an NVE run needs, and where its snapshot is: the equilibration (round 0) or the
+    record of the round whose decision extended the chain for it."""
+    m, gk, T = wildcards.material, wildcards.gk, wildcards.T
+    k = int(wildcards.k)
+    inputs = production_inputs(wildcards)
+    inputs["equilibration"] = f"{gk_dir(m, T, gk)}/equilibration.nc"
+    r = 1
+    while k >= gk_settings(m)["runs"]:
+        runs = gk_round_runs(m, gk, T, r)
+        if not runs:
+            raise ValueError(f"{wildcards.material} {gk} T{T}: no round makes run {k}")
+        if k in runs:
+            inputs["round"] = f"{gk_dir(m, T, gk)}/round_{r - 1}.json"
+            break
+        r += 1
+    return inputs
+
+
+def gk_round_inputs(wildcards):
+    """The runs of rounds 0..r, all finished, and the record of the round before."""
+    m, gk, T, r = wildcards.material, wildcards.gk, wildcards.T, int(wildcards.round)
+    runs = [k for i in range(r + 1) for k in gk_round_runs(m, gk, T, i)]
+    inputs = {
+        "model": f"{R}/{m}/model/ensemble.json",
+        "structure": gk_structure(m, gk),
+        "equilibration": f"{gk_dir(m, T, gk)}/equilibration.nc",
+        "runs": [gk_run_file(m, gk, T, k) for k in runs],
+    }
+    if r > 0:
+        inputs["previous"] = f"{gk_dir(m, T, gk)}/round_{r - 1}.json"
+    return inputs
+
+
+def gk_rounds(material, gk, T):
+    """The round records of a production up to the one that stops it, following the
+    checkpoints."""
+    records = []
+    while True:
+        record = checkpoints.gk_round.get(
+            material=material, gk=gk, T=T, round=str(len(records))
+        ).output.record
+        records.append(record)
+        if read_json(record)["stop"]:
+            return records
+
+
+def gk_production_inputs(wildcards):
+    m, gk, T = wildcards.material, wildcards.gk, wildcards.T
+    rounds = gk_rounds(m, gk, T)
+    return {
+        "model": f"{R}/{m}/model/ensemble.json",
+        "structure": gk_structure(m, gk),
+        "rounds": rounds,
+        "runs": [gk_run_file(m, gk, T, k) for k in read_json(rounds[-1])["runs"]],
+    }
+
+
 def gk_summary_inputs(wildcards):
     m, gk = wildcards.material, wildcards.gk
     temps = gk_temperatures(m)

@@ -24,25 +24,86 @@ rule gk_cell:
         "../../scripts/gk_cell.py"
 
 
-# The number of NVE runs is decided during production (more runs until kappa's relative error
-# reaches greenkubo.target_error or a budget is spent), so the outputs are the record that lists
-# the runs and the NVT chain; the rules after it read the runs from production.json. The run
-# files are no outputs (Snakemake never deletes them) and the chain is update(): a production
-# killed mid-way continues with its first unfinished run (the library reuses completed runs
-# of the same settings).
-rule production:
+# Production in rounds, each NVE run its own job (threads.md each), so `--cores N` and the
+# SLURM profile run the runs of a round in parallel:
+#   gk_equilibrate  NVT equilibration and the first greenkubo.runs starting snapshots
+#   gk_run          one NVE run (run_<k>.nc), from its snapshot; round 0's runs are planned
+#                   from the start, later ones once the round before has been decided
+#   gk_round        checkpoint after round r: kappa's error from all runs so far; it stops
+#                   (target_error, a budget, runs_too_short) or gives round r + 1 the runs
+#                   projected to reach the target (at most doubling the runs, within max_runs
+#                   and the budgets) and makes their snapshots by continuing the NVT chain
+#                   (chain_<r + 1>.nc, cheap next to the runs)
+#   production      production.json, the record the rules after it read (runs, history per
+#                   round, stopped_by)
+# Run k starts from snapshot k of one chain (segment k seeded by (seed, k)) whatever the
+# rounds or the cores, so the results do not depend on either; max_wall_hours counts the NVT
+# and NVE seconds of all jobs (compute, not elapsed time). Runs and the equilibration are
+# update(): Snakemake does not delete them before a rerun and the library reuses a finished
+# one of the same settings and model, so a rerun forced by a newer input redoes nothing
+# finished; the chain files are no outputs (a round's snapshots are its record's business).
+rule gk_equilibrate:
     input:
         unpack(production_inputs),
     output:
         equilibration=update(f"{R}/{{material}}/{{gk}}/T{{T}}/equilibration.nc"),
-        record=f"{R}/{{material}}/{{gk}}/T{{T}}/production.json",
     log:
-        f"{R}/{{material}}/logs/{{gk}}/production_T{{T}}.log",
+        f"{R}/{{material}}/logs/{{gk}}/equilibrate_T{{T}}.log",
     conda:
         "../../envs/mlip.yaml"
     threads: config["threads"]["md"]
     params:
         settings=sections("greenkubo"),
+    script:
+        "../../scripts/gk_equilibrate.py"
+
+
+rule gk_run:
+    input:
+        unpack(gk_run_inputs),
+    output:
+        run=update(f"{R}/{{material}}/{{gk}}/T{{T}}/run_{{k}}.nc"),
+    log:
+        f"{R}/{{material}}/logs/{{gk}}/T{{T}}/run_{{k}}.log",
+    conda:
+        "../../envs/mlip.yaml"
+    threads: config["threads"]["md"]
+    params:
+        settings=sections("greenkubo"),
+    script:
+        "../../scripts/gk_run.py"
+
+
+checkpoint gk_round:
+    input:
+        unpack(gk_round_inputs),
+    output:
+        record=f"{R}/{{material}}/{{gk}}/T{{T}}/round_{{round}}.json",
+    log:
+        f"{R}/{{material}}/logs/{{gk}}/T{{T}}/round_{{round}}.log",
+    wildcard_constraints:
+        round=r"\d+",
+    conda:
+        "../../envs/mlip.yaml"
+    threads: config["threads"]["md"]
+    params:
+        settings=sections("greenkubo"),
+    script:
+        "../../scripts/gk_round.py"
+
+
+rule production:
+    input:
+        unpack(gk_production_inputs),
+    output:
+        record=f"{R}/{{material}}/{{gk}}/T{{T}}/production.json",
+    log:
+        f"{R}/{{material}}/logs/{{gk}}/production_T{{T}}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=sections("greenkubo"),
+        md_threads=config["threads"]["md"],
     script:
         "../../scripts/gk_production.py"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from alkappa.campaign._eta import (
     TimeLeft,
     estimate_time_left,
+    gk_runs_beyond_plan,
     iterations_beyond_plan,
     run_cores,
     typical_job_seconds,
@@ -54,6 +55,7 @@ __all__ = [
     "campaign_status",
     "estimate_time_left",
     "format_status",
+    "gk_runs_beyond_plan",
     "iterations_beyond_plan",
     "material_summary",
     "planned_jobs",

@@ -6,7 +6,9 @@ in the measured default campaign (``typical_job_seconds.yaml``, 2 cores); plus w
 running jobs have left (their progress bars, else their rule's mean). The wall time divides
 that by the cores of the run. The AL loop's further iterations are not in any plan (each
 decision checkpoint adds the next one); they are counted from the measured job time of one
-finished iteration, up to ``max_iterations``, as a range.
+finished iteration, up to ``max_iterations``, as a range. Likewise the Green-Kubo production's
+further rounds (each ``gk_round`` checkpoint adds the next round's ``gk_run`` jobs): up to
+``greenkubo.max_runs`` runs of the mean ``gk_run`` duration, the upper end of the range.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -76,6 +79,8 @@ class TimeLeft:
     untimed: dict[str, int] = field(default_factory=dict)  # rules with no duration at all
     iteration_seconds: float | None = None  # job time of one finished AL iteration
     iterations_left: int = 0  # AL iterations the loop may still add beyond the plan
+    gk_run_seconds: float | None = None  # mean (or typical) job time of one NVE run
+    gk_runs_left: int = 0  # NVE runs the Green-Kubo rounds may still add beyond the plan
 
     @property
     def wall_seconds(self) -> float:
@@ -85,8 +90,10 @@ class TimeLeft:
 
     @property
     def wall_seconds_max(self) -> float:
-        """The same if the AL loop runs all its remaining iterations."""
+        """The same if the AL loop runs all its remaining iterations and the Green-Kubo
+        productions all the runs their budgets allow."""
         more = (self.iteration_seconds or 0.0) * self.iterations_left
+        more += (self.gk_run_seconds or 0.0) * self.gk_runs_left
         return self.wall_seconds + more / self.cores
 
 
@@ -126,6 +133,7 @@ def estimate_time_left(
     now: float,
     priors: dict[str, float] | None = None,
     iterations_left: int = 0,
+    gk_runs_left: int = 0,
 ) -> TimeLeft:
     """Expected time left of the campaign in ``status`` given the jobs a dry run plans."""
     priors = typical_job_seconds() if priors is None else priors
@@ -146,6 +154,8 @@ def estimate_time_left(
         running_seconds=sum(running),
         longest_running=max(running, default=0.0),
         iterations_left=iterations_left,
+        gk_runs_left=gk_runs_left,
+        gk_run_seconds=status.mean_seconds("gk_run") or priors.get("gk_run"),
     )
     for rule, n in left.items():
         mean = status.mean_seconds(rule)
@@ -181,4 +191,37 @@ def iterations_beyond_plan(results: str | Path, max_iterations: dict[str, int]) 
         if read_json(path).get("stop"):
             continue
         total += max(cap - last - 2, 0)
+    return total
+
+
+def gk_runs_beyond_plan(results: str | Path, productions: dict[str, dict[str, Any]]) -> int:
+    """NVE runs the Green-Kubo productions may still add beyond what a dry run plans now (it
+    plans the runs of the rounds decided so far).
+
+    ``productions``: per material, ``runs`` and ``max_runs`` (``greenkubo``), the
+    ``temperatures`` (as in the paths, ``"300"``) and the Green-Kubo ``directories``
+    (``greenkubo``, ``greenkubo_<n1>x<n2>x<n3>``). A production without ``max_runs`` adds
+    nothing here (its other budgets are not counted in runs).
+    """
+    total = 0
+    for material, gk in productions.items():
+        if gk.get("max_runs") is None:
+            continue
+        for name in gk["directories"]:
+            for t in gk["temperatures"]:
+                directory = Path(results, material, name, f"T{t}")
+                if (directory / "production.json").exists():
+                    continue
+                planned = int(gk["runs"])
+                records = sorted(
+                    (int(p.stem.split("_")[1]), p)
+                    for p in directory.glob("round_*.json")
+                    if p.stem.split("_")[1].isdigit()
+                )
+                if records:
+                    last = read_json(records[-1][1])
+                    if last.get("stop"):
+                        continue
+                    planned = len(last["runs"]) + len(last["next_runs"])
+                total += max(int(gk["max_runs"]) - planned, 0)
     return total

@@ -257,6 +257,13 @@ def _material(directory: Path) -> MaterialStatus:
         runs = len(list(tdir.glob("run_*.nc")))
         production = tdir / "production.json"
         line = f"{runs} NVE run(s)"
+        rounds = sorted(
+            int(p.stem.split("_")[1])
+            for p in tdir.glob("round_*.json")
+            if p.stem.split("_")[1].isdigit()
+        )
+        if rounds and not production.exists():
+            line += f", {rounds[-1] + 1} round(s) decided"
         if production.exists():
             record = read_json(production)
             error = record.get("relative_error")
@@ -388,7 +395,7 @@ def status_line(status: CampaignStatus, estimate: TimeLeft | None = None) -> str
     if estimate is not None:
         bound = "at least" if estimate.untimed else "about"
         text += f" | time left {bound} {_duration(estimate.wall_seconds)}"
-        if estimate.iterations_left and estimate.iteration_seconds:
+        if estimate.wall_seconds_max > estimate.wall_seconds:
             text += f" to {_duration(estimate.wall_seconds_max)}"
         if estimate.untimed:
             text += f" (+{sum(estimate.untimed.values())} untimed jobs)"
@@ -397,7 +404,7 @@ def status_line(status: CampaignStatus, estimate: TimeLeft | None = None) -> str
 
 def _format_estimate(e: TimeLeft) -> list[str]:
     wall = _duration(e.wall_seconds)
-    if e.iterations_left and e.iteration_seconds:
+    if e.wall_seconds_max > e.wall_seconds:
         wall += f" to {_duration(e.wall_seconds_max)}"
     # jobs of rules with no duration known make the sum a lower bound only
     bound = "at least" if e.untimed else "about"
@@ -422,6 +429,17 @@ def _format_estimate(e: TimeLeft) -> list[str]:
             lines.append(
                 f"  the AL loop may add up to {e.iterations_left} more iteration(s), not "
                 "counted until one has finished"
+            )
+    if e.gk_runs_left:
+        if e.gk_run_seconds:
+            lines.append(
+                f"  the Green-Kubo rounds may add up to {e.gk_runs_left} more NVE run(s) of "
+                f"{_duration(e.gk_run_seconds)} job time each (max_runs): the upper end"
+            )
+        else:
+            lines.append(
+                f"  the Green-Kubo rounds may add up to {e.gk_runs_left} more NVE run(s) "
+                "(max_runs), not counted until one has finished"
             )
     return lines
 

@@ -4,9 +4,12 @@
   (:class:`UnfoldedHeatFlux`, Langer et al., PRB 108, L100302 (2023)), the virial flux of any
   ASE calculator with per-atom stresses (:class:`VirialHeatFlux`), the harmonic flux from force
   constants (:class:`HarmonicHeatFlux`).
-* Production MD (:func:`run_production`): NVT equilibration, then independent NVE runs that
-  record the heat flux, with the energy drift of each run, until kappa's relative error
-  reaches ``target_error`` or a budget is spent (``stopped_by``, one of :data:`STOPPED_BY`).
+* Production MD (:func:`run_production`): NVT equilibration, then rounds of independent NVE
+  runs that record the heat flux, with the energy drift of each run, until kappa's relative
+  error reaches ``target_error`` or a budget is spent (``stopped_by``, one of
+  :data:`STOPPED_BY`); its parts (:func:`run_equilibration`, :func:`run_nve`,
+  :func:`run_round` with :func:`extend_chain`, :func:`collect_production`) run as separate
+  processes in the pipeline.
 * Green-Kubo analysis in the manner of FHI-vibes (:func:`run_green_kubo` on trajectory files,
   :func:`green_kubo` on heat-flux arrays): FFT autocorrelation of the heat flux, cumulative
   kappa(t), smoothing over one period of the lowest vibrational peak, kappa of every run at
@@ -72,9 +75,12 @@ from alkappa.greenkubo._production import (
     DEFAULT_PRODUCTION_SETTINGS,
     STOPPED_BY,
     ProductionResult,
+    extend_chain,
+    run_equilibration,
     run_files,
-    run_production,
+    run_nve,
 )
+from alkappa.greenkubo._rounds import collect_production, run_production, run_round
 
 __all__ = [
     "DEFAULT_MESHES",
@@ -90,9 +96,11 @@ __all__ = [
     "autocorrelation",
     "cepstral_kappa",
     "check_interpolation_grid",
+    "collect_production",
     "commensurate_modes",
     "commensurate_qpoints",
     "compare_mode_lifetimes",
+    "extend_chain",
     "gk_prefactor",
     "green_kubo",
     "harmonic_kappa",
@@ -108,11 +116,14 @@ __all__ = [
     "plot_kappa_temperature",
     "plot_mode_lifetimes",
     "read_heat_flux",
+    "run_equilibration",
     "run_files",
     "run_finite_size_correction",
     "run_green_kubo",
     "run_harmonic_interpolation",
     "run_mode_lifetimes",
+    "run_nve",
     "run_production",
+    "run_round",
     "write_green_kubo",
 ]

@@ -1,6 +1,6 @@
 """Green-Kubo production MD: NVT equilibration, then independent NVE runs that log the heat flux.
 
-:func:`run_production` follows the protocol of FHI-vibes' Green-Kubo workflow (Knoop et al.,
+The production follows the protocol of FHI-vibes' Green-Kubo workflow (Knoop et al.,
 Phys. Rev. B 107, 224304 (2023)): the system is thermalised with a Langevin thermostat (as in
 :mod:`alkappa.al.explore`), and the Green-Kubo trajectories are microcanonical (velocity
 Verlet), since a thermostat perturbs the dynamics the heat-flux autocorrelation measures.
@@ -24,27 +24,21 @@ the file's attributes and returned; a run whose ``|slope|`` exceeds ``drift_thre
 deviation exceeds ``deviation_threshold`` or that blew up (the checks of
 :func:`alkappa.al.explore.blow_up_reason`) is ``drift_flagged``.
 
-Convergence by design: after the first ``runs`` runs, the finished (not blown-up) runs are
-analysed with :func:`alkappa.greenkubo.run_green_kubo`, and while the relative standard error
-of the scalar kappa (``kappa_scalar_error / |kappa_scalar|``) exceeds ``target_error``, one
-more independent NVE run is added, from a new snapshot ``snapshot_spacing`` NVT steps further
-along the thermostatted chain (the chain in ``equilibration.nc`` is extended from its last
-frame). Production ends when the target is reached or when the next run would break a budget:
-``max_runs``, ``max_simulated_ps`` (NVE time over all runs) or ``max_wall_hours`` (NVT and
-NVE wall time, summed over restarts; the next run is expected to cost the mean of the runs so
-far). The error of a mean over n independent runs falls as 1/sqrt(n), so about
-n (err/target)^2 runs are needed; a warning says so when that exceeds the budget. If the
-run-averaged autocorrelation has no zero within the lags a run allows (half its length), the
-integral is truncated whatever the number of runs, and production stops with
-``stopped_by = "runs_too_short"`` and a warning to make the runs longer (``require_decay``
-False: it goes on as if the cutoff were found). With
-``target_error`` None exactly ``runs`` runs are made (``stopped_by = "fixed_runs"``).
+The production is split into parts that can run as separate processes (the pipeline runs
+each as its own Snakemake job, so the runs of a round run in parallel):
+:func:`run_equilibration` (the NVT equilibration with the first ``runs`` snapshots,
+``equilibration.nc``), :func:`run_nve` (one NVE run, ``run_<k>.nc``; its snapshot is read
+from the NVT files, so it does not matter which runs ran before or beside it) and
+:func:`extend_chain` (the starting snapshots of further runs, ``chain_<r>.nc``: the NVT chain
+continued ``snapshot_spacing`` steps per run, the segment of run k seeded by (``seed``, k) and
+started from snapshot k - 1, so snapshot k is the same however the runs are grouped).
+:mod:`alkappa.greenkubo._rounds` decides how many runs there are (convergence by design) and
+:func:`alkappa.greenkubo.run_production` runs it all in one process.
 
-Restarts: a completed equilibration (``equilibration.nc``, which stores the snapshots and the
-average virials, including the snapshots of chain extensions) and completed runs of the same
-settings (same fingerprint; the stopping keys :data:`STOPPING_KEYS` are not part of it) are
-reused, so a killed production continues with the first unfinished run, and a production
-rerun with a tighter target or a larger budget continues where the last one stopped.
+Restarts: a completed equilibration, chain and runs of the same settings (same fingerprint;
+the stopping keys :data:`STOPPING_KEYS` are not part of it) are reused, so a killed
+production continues with its first unfinished run, and a production rerun with a tighter
+target or a larger budget continues where the last one stopped.
 """
 
 from __future__ import annotations
@@ -53,7 +47,7 @@ import hashlib
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,7 +95,7 @@ DEFAULT_PRODUCTION_SETTINGS: dict[str, Any] = {
     "target_error": 0.1,  # relative standard error of kappa_scalar; None: exactly `runs` runs
     "max_runs": 20,
     "max_simulated_ps": None,  # NVE time over all runs
-    "max_wall_hours": None,  # NVT + NVE wall time, summed over restarts
+    "max_wall_hours": None,  # NVT + NVE seconds summed over all parts (compute, not elapsed)
     "require_decay": True,  # stop (runs_too_short) if the autocorrelation has no zero
 }
 
@@ -162,7 +156,17 @@ def resolve_production_settings(settings: dict[str, Any] | None) -> dict[str, An
 
 def run_files(directory: str | os.PathLike[str], runs: int) -> list[Path]:
     """The NVE trajectory files of a production in ``directory``: ``run_00.nc``, ..."""
-    return [Path(directory) / f"run_{k:02d}.nc" for k in range(runs)]
+    return [run_path(directory, k) for k in range(runs)]
+
+
+def run_path(directory: str | os.PathLike[str], index: int) -> Path:
+    """The NVE trajectory file of run ``index``: ``run_<index:02d>.nc``."""
+    return Path(directory) / f"run_{index:02d}.nc"
+
+
+def chain_path(directory: str | os.PathLike[str], round_index: int) -> Path:
+    """The NVT chain extension that holds the snapshots of round ``round_index`` (>= 1)."""
+    return Path(directory) / f"chain_{round_index}.nc"
 
 
 def energy_drift(time_fs: np.ndarray, energy_per_atom: np.ndarray) -> tuple[float, float]:
@@ -207,11 +211,12 @@ class RunResult:
 class ProductionResult:
     """A whole production at one temperature.
 
-    ``history`` has one entry per analysis of the finished runs (``n_runs``, ``kappa``,
-    ``kappa_error``, ``relative_error``, ``projected_runs``, ``simulated_ps``,
+    ``history`` has one entry per round, the analysis of the runs finished by then
+    (:func:`alkappa.greenkubo._rounds.decide_round`: ``round``, ``n_runs``, ``kappa``,
+    ``kappa_error``, ``relative_error``, ``projected_runs``, ``new_runs``, ``simulated_ps``,
     ``wall_seconds``, and ``analysis_error`` if the analysis failed); ``stopped_by`` is one of
     :data:`STOPPED_BY`; ``simulated_ps`` the NVE time of all runs, ``wall_seconds`` the NVT and
-    NVE wall time, both summed over restarts.
+    NVE seconds summed over all parts and restarts (compute time, whatever ran in parallel).
     """
 
     directory: Path
@@ -269,16 +274,63 @@ class ProductionResult:
         }
 
 
+#: a starting snapshot: (NVT step, positions, velocities)
+Snapshot = tuple[int, np.ndarray, np.ndarray]
+
+
 @dataclass
-class _Equilibration:
-    snapshots: list[tuple[int, np.ndarray, np.ndarray]]  # (step, positions, velocities)
+class Equilibration:
+    """The NVT equilibration (``equilibration.nc``) and the first ``runs`` snapshots."""
+
+    snapshots: list[Snapshot]
     average_virials: np.ndarray | None
     blew_up: bool
     reason: str
-    seconds: float = 0.0  # NVT wall time, summed over the chain's extensions
+    seconds: float = 0.0  # NVT wall time
+    reused: bool = False
+    last: Snapshot | None = None  # the last state, where the chain continues
 
 
-def run_production(
+@dataclass(frozen=True)
+class Chain:
+    """The snapshots of a chain extension (``chain_<r>.nc``): runs ``first_run``, ... ."""
+
+    path: Path
+    first_run: int
+    snapshots: list[Snapshot]
+    reason: str  # the blow-up that ended it early ("" : none)
+    seconds: float
+    reused: bool = False
+
+
+# --- the parts of a production -----------------------------------------------------------------
+
+
+def production_fingerprint(
+    settings: dict[str, Any], temperature: float, flux_name: str, atoms: Atoms
+) -> str:
+    """What makes two productions the same (for reusing finished parts)."""
+    # the stopping keys decide how many runs, not what a run is: a production rerun with
+    # another target or budget reuses the runs (and the fingerprint is the same as before
+    # these keys existed)
+    same = {
+        k: v for k, v in resolve_production_settings(settings).items() if k not in STOPPING_KEYS
+    }
+    text = json.dumps(
+        {
+            "settings": same,
+            "temperature": temperature,
+            "flux": flux_name,
+            "symbols": atoms.get_chemical_symbols(),
+            "positions": np.round(atoms.positions, 6).tolist(),
+            "cell": np.round(atoms.cell.array, 6).tolist(),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_equilibration(
     atoms: Atoms,
     calculator: Calculator,
     flux: HeatFluxMethod,
@@ -287,266 +339,226 @@ def run_production(
     temperature: float,
     settings: dict[str, Any] | None = None,
     attrs: dict[str, Any] | None = None,
-    analysis: dict[str, Any] | None = None,
     progress: bool = True,
-) -> ProductionResult:
-    """NVT equilibration at ``temperature``, then NVE runs logging the heat flux until kappa's
-    relative error reaches ``target_error`` or a budget is spent (module docstring).
-
-    Parameters
-    ----------
-    atoms
-        The reference (relaxed) supercell; the MD starts from it.
-    calculator
-        Forces for the MD (e.g. the ensemble, :func:`alkappa.models.ensemble.load_ensemble`).
-    flux
-        Heat-flux method (:func:`alkappa.greenkubo._flux.make_heat_flux`); if it has
-        ``atomic_virials``, its ``average_virials`` are set here (from the NVT part).
-    path
-        Output directory: ``equilibration.nc`` and ``run_00.nc``, ... (:func:`run_files`).
-    temperature
-        Target temperature (K).
-    settings
-        See :data:`DEFAULT_PRODUCTION_SETTINGS` (missing keys take the defaults).
-    attrs
-        Extra attributes for every file.
-    analysis
-        Keywords of :func:`alkappa.greenkubo.run_green_kubo` (``window_fs``, ...) for the
-        analyses that decide when to stop. With ``target_error`` None the runs are analysed
-        once at the end only if this is given.
-    progress
-        Show tqdm progress bars.
-
-    Returns
-    -------
-    ProductionResult
-        The runs, the error after each analysis and why production ended.
-    """
-    start = time.perf_counter()
+) -> Equilibration:
+    """Langevin NVT at ``temperature`` from ``atoms``: the first ``runs`` starting snapshots,
+    ``snapshot_spacing`` steps apart after ``equilibration_steps``, and the average atomic
+    virial (if ``flux`` has ``atomic_virials``), written to ``path/equilibration.nc``. A
+    completed equilibration of the same production there is reused. ``blew_up`` says whether
+    the MD blew up (then there are no runs)."""
     settings = resolve_production_settings(settings)
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
-    fingerprint = _fingerprint(settings, temperature, flux, atoms)
-    limits = {
+    fingerprint = production_fingerprint(settings, temperature, flux.name, atoms)
+    eq_path = directory / EQUILIBRATION_FILE
+    done = _load_equilibration(eq_path, atoms, fingerprint)
+    if done is not None:
+        return done
+    return _equilibrate(
+        atoms,
+        calculator,
+        flux,
+        eq_path,
+        temperature,
+        settings,
+        _limits(atoms, temperature, settings),
+        _common_attrs(settings, temperature, fingerprint, flux.name, attrs),
+        progress,
+    )
+
+
+def run_nve(
+    index: int,
+    atoms: Atoms,
+    calculator: Calculator,
+    flux: HeatFluxMethod,
+    path: str | os.PathLike[str],
+    *,
+    temperature: float,
+    settings: dict[str, Any] | None = None,
+    attrs: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """NVE run ``index`` of the production in ``path`` (``run_<index:02d>.nc``), from its
+    snapshot in ``equilibration.nc`` or a ``chain_<r>.nc`` (which must exist); a completed
+    run of the same production is reused (``reused``).
+
+    The flux's ``average_virials`` (if it has them) are set from the equilibration.
+    """
+    settings = resolve_production_settings(settings)
+    directory = Path(path)
+    fingerprint = production_fingerprint(settings, temperature, flux.name, atoms)
+    out = run_path(directory, index)
+    done = _load_run(out, fingerprint, index)
+    if done is not None:
+        return done
+    equilibration = _load_equilibration(directory / EQUILIBRATION_FILE, atoms, fingerprint)
+    if equilibration is None:
+        raise FileNotFoundError(
+            f"{directory / EQUILIBRATION_FILE}: no completed equilibration of this production "
+            f"for run {index}"
+        )
+    snapshot = _find_snapshot(directory, index, equilibration, atoms, fingerprint)
+    if hasattr(flux, "average_virials"):
+        flux.average_virials = equilibration.average_virials  # type: ignore[attr-defined]
+    common = _common_attrs(settings, temperature, fingerprint, flux.name, attrs)
+    run_attrs = {**common, "average_virial_subtracted": equilibration.average_virials is not None}
+    return _nve_run(
+        index,
+        out,
+        snapshot,
+        atoms,
+        calculator,
+        flux,
+        temperature,
+        settings,
+        _limits(atoms, temperature, settings),
+        run_attrs,
+        progress,
+    )
+
+
+def extend_chain(
+    atoms: Atoms,
+    calculator: Calculator,
+    path: str | os.PathLike[str],
+    round_index: int,
+    first_run: int,
+    n_runs: int,
+    *,
+    temperature: float,
+    flux_name: str,
+    settings: dict[str, Any] | None = None,
+    attrs: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> Chain:
+    """The starting snapshots of runs ``first_run``, ..., ``first_run + n_runs - 1``: the NVT
+    chain continued ``snapshot_spacing`` Langevin steps per run, written to
+    ``path/chain_<round_index>.nc`` after each segment.
+
+    The segment of run k starts from snapshot k - 1 (the first extension: from the last
+    frame of ``equilibration.nc``) and its random numbers are seeded by (``seed``, k), so a
+    snapshot is the same whichever round makes it, and a segment lost to a kill is redone
+    identically; the completed segments of the file are reused. A segment that blows up ends
+    the chain (``reason``; the snapshots before it are kept).
+    """
+    settings = resolve_production_settings(settings)
+    directory = Path(path)
+    fingerprint = production_fingerprint(settings, temperature, flux_name, atoms)
+    out = chain_path(directory, round_index)
+    done = _load_chain(out, atoms, fingerprint)
+    if done is not None and done.first_run == first_run:
+        if len(done.snapshots) >= n_runs or done.reason:
+            return replace(done, snapshots=done.snapshots[:n_runs], reused=True)
+        ds = read_trajectory(out)
+        attrs_done = {
+            k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in ds.attrs.items()
+        }
+        writer = TrajectoryWriter(out, reference=atoms, attrs=attrs_done)
+        writer.load(ds)
+        snapshots = list(done.snapshots)
+        seconds = done.seconds
+    else:
+        common = _common_attrs(settings, temperature, fingerprint, flux_name, attrs)
+        writer = TrajectoryWriter(
+            out,
+            reference=atoms,
+            attrs={
+                "ensemble": "NVT Langevin",
+                "friction": settings["friction"],
+                **common,
+                "round": round_index,
+                "first_run": first_run,
+                "n_snapshots": 0,
+                "completed": False,
+            },
+        )
+        snapshots, seconds = [], 0.0
+    limits = _limits(atoms, temperature, settings)
+    reason = ""
+    while len(snapshots) < n_runs:
+        k = first_run + len(snapshots)
+        if snapshots:
+            begin = snapshots[-1]
+        elif first_run == int(settings["runs"]):
+            equilibration = _load_equilibration(directory / EQUILIBRATION_FILE, atoms, fingerprint)
+            if equilibration is None or equilibration.last is None:
+                raise FileNotFoundError(
+                    f"{directory / EQUILIBRATION_FILE}: no completed equilibration to continue"
+                )
+            begin = equilibration.last
+        else:
+            begin = _find_snapshot(directory, first_run - 1, None, atoms, fingerprint)
+        segment_start = time.perf_counter()
+        snapshot, reason = _chain_segment(
+            writer, begin, k, atoms, calculator, settings, limits, progress
+        )
+        seconds += time.perf_counter() - segment_start
+        if reason:
+            break
+        snapshots.append(snapshot)
+        writer.attrs.update(
+            {
+                "snapshot_steps": [s[0] for s in snapshots],
+                "n_snapshots": len(snapshots),
+                "steps_done": snapshot[0],
+                "seconds": seconds,
+            }
+        )
+        writer.flush()  # a kill loses at most the segment it interrupts
+    writer.attrs.update({"seconds": seconds, "blew_up": bool(reason), "stop_reason": reason})
+    writer.attrs["completed"] = True
+    writer.flush()
+    return Chain(out, first_run, snapshots, reason, seconds)
+
+
+def _limits(atoms: Atoms, temperature: float, settings: dict[str, Any]) -> dict[str, float]:
+    """The blow-up checks of the MD (:func:`alkappa.al.explore.blow_up_reason`)."""
+    return {
         "target_temperature": temperature,
         "max_force": settings["max_force"],
         "min_distance": settings["min_distance_fraction"] * _nearest_neighbour_distance(atoms),
         "max_temperature_factor": settings["max_temperature_factor"],
     }
-    common = {
+
+
+def _common_attrs(
+    settings: dict[str, Any],
+    temperature: float,
+    fingerprint: str,
+    flux_name: str,
+    attrs: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The attributes of every file of a production."""
+    return {
         "temperature_target": temperature,
         "timestep": settings["timestep"],
         "run_fingerprint": fingerprint,
-        "heat_flux_method": flux.name,
+        "heat_flux_method": flux_name,
         "heat_flux_unit": HEAT_FLUX_UNIT,
         "heat_flux_convention": HEAT_FLUX_CONVENTION,
         "velocity_unit": "ASE (Å per ASE time unit; times ase.units.fs gives Å/fs)",
         **(attrs or {}),
     }
-    eq_path = directory / EQUILIBRATION_FILE
-    equilibration = _load_equilibration(eq_path, atoms, fingerprint)
+
+
+def _find_snapshot(
+    directory: Path,
+    index: int,
+    equilibration: Equilibration | None,
+    atoms: Atoms,
+    fingerprint: str,
+) -> Snapshot:
+    """The starting snapshot of run ``index``: in the equilibration or a chain file."""
     if equilibration is None:
-        equilibration = _equilibrate(
-            atoms, calculator, flux, eq_path, temperature, settings, limits, common, progress
-        )
-    if equilibration.blew_up:
-        return ProductionResult(
-            directory=directory,
-            temperature=temperature,
-            equilibration=eq_path,
-            equilibrated=False,
-            reason=equilibration.reason,
-            seconds=time.perf_counter() - start,
-            stopped_by="nvt_blew_up",
-            target_error=settings["target_error"],
-            wall_seconds=equilibration.seconds,
-        )
-    if hasattr(flux, "average_virials"):
-        flux.average_virials = equilibration.average_virials  # type: ignore[attr-defined]
-    run_attrs = {**common, "average_virial_subtracted": equilibration.average_virials is not None}
-
-    def run(k: int) -> RunResult:
-        run_path = directory / f"run_{k:02d}.nc"
-        done = _load_run(run_path, fingerprint, k)
-        if done is None:
-            done = _nve_run(
-                k,
-                run_path,
-                equilibration.snapshots[k],
-                atoms,
-                calculator,
-                flux,
-                temperature,
-                settings,
-                limits,
-                run_attrs,
-                progress,
-            )
-        return done
-
-    results = [run(k) for k in range(int(settings["runs"]))]
-    target = settings["target_error"]
-    history: list[dict[str, Any]] = []
-    warned = False
-    while True:
-        totals = _totals(results, equilibration, settings)
-        if target is None:
-            if analysis is not None:
-                history.append({**_analyse(results, analysis), **totals})
-            stopped_by = "fixed_runs"
-            break
-        entry = {**_analyse(results, analysis or {}), **totals}
-        entry["projected_runs"] = _projected_runs(len(results), entry["relative_error"], target)
-        history.append(entry)
-        if not warned and entry["relative_error"] > target:
-            warned = _warn_if_out_of_budget(entry, results, settings, temperature)
-        stopped_by = _stop_reason(entry, results, settings)
-        if stopped_by == "runs_too_short":
-            warnings.warn(
-                f"{temperature:g} K: the heat-flux autocorrelation does not cross zero within "
-                f"{entry['max_lag_fs'] / 1000:g} ps (half a run): kappa is a truncated integral "
-                f"and more runs of this length would not fix it; production stops. Make the "
-                f"runs longer (greenkubo.steps, now {settings['steps']}: at least double it; "
-                f"a rerun with other settings starts afresh)",
-                stacklevel=2,
-            )
-        if stopped_by:
-            break
-        k = len(results)
-        if k >= len(equilibration.snapshots):
-            reason = _extend_chain(
-                eq_path, atoms, calculator, equilibration, settings, limits, k, progress
-            )
-            if reason:
-                stopped_by = "nvt_blew_up"
-                break
-        results.append(run(k))
-    return ProductionResult(
-        directory=directory,
-        temperature=temperature,
-        equilibration=eq_path,
-        equilibrated=True,
-        reason="",
-        runs=results,
-        seconds=time.perf_counter() - start,
-        stopped_by=stopped_by,
-        target_error=target,
-        history=history,
-        **_totals(results, equilibration, settings),
-    )
-
-
-# --- when to stop -------------------------------------------------------------------------------
-
-
-def _analyse(runs: list[RunResult], analysis: dict[str, Any]) -> dict[str, Any]:
-    """kappa and its relative standard error from the runs that did not blow up."""
-    from alkappa.greenkubo._analysis import run_green_kubo
-
-    entry: dict[str, Any] = {
-        "n_runs": len(runs),
-        "kappa": float("nan"),
-        "kappa_error": float("nan"),
-        "relative_error": float("inf"),
-    }
-    usable = [r.path for r in runs if not r.blew_up]
-    if not usable:
-        entry["analysis_error"] = "all runs blew up"
-        return entry
-    try:
-        ds = run_green_kubo(usable, **analysis)
-    except ValueError as exc:  # e.g. no VDOS peak for the window: more data may help
-        entry["analysis_error"] = str(exc)
-        return entry
-    kappa, error = float(ds["kappa_scalar"]), float(ds["kappa_scalar_error"])
-    entry.update(kappa=kappa, kappa_error=error)
-    # the cutoff is common to all runs: did the averaged autocorrelation cross zero?
-    found = np.asarray(ds["cutoff_found"].values)[0]
-    entry["cutoff_found"] = bool(np.diagonal(found).all())
-    entry["max_lag_fs"] = float(ds["time"].values[-1])
-    if np.isfinite(kappa) and np.isfinite(error) and kappa != 0.0:
-        entry["relative_error"] = error / abs(kappa)
-    return entry
-
-
-def _projected_runs(n_runs: int, relative_error: float, target: float) -> float:
-    """Runs needed for ``target`` if the error falls as 1/sqrt(n) (inf if unknown)."""
-    if not np.isfinite(relative_error):
-        return float("inf")
-    return float(max(n_runs, int(np.ceil(n_runs * (relative_error / target) ** 2))))
-
-
-def _totals(
-    runs: list[RunResult], equilibration: _Equilibration, settings: dict[str, Any]
-) -> dict[str, float]:
-    return {
-        "simulated_ps": sum(r.steps_done for r in runs) * settings["timestep"] / 1000.0,
-        "wall_seconds": equilibration.seconds + sum(r.seconds for r in runs),
-    }
-
-
-def _next_run_cost(runs: list[RunResult], settings: dict[str, Any]) -> tuple[float, float]:
-    """Simulated ps and expected wall seconds (NVE and its NVT segment) of one more run."""
-    ps = int(settings["steps"]) * settings["timestep"] / 1000.0
-    nvt_share = int(settings["snapshot_spacing"]) / int(settings["steps"])
-    seconds = float(np.mean([r.seconds for r in runs])) * (1.0 + nvt_share) if runs else 0.0
-    return ps, seconds
-
-
-def _stop_reason(entry: dict[str, Any], runs: list[RunResult], settings: dict[str, Any]) -> str:
-    """Why production ends now ("" to go on): runs too short for the integral, the target, or
-    the budget the next run breaks.
-
-    Without a zero of the flux autocorrelation within the lags a run allows, the cutoff is the
-    last lag and kappa a truncated integral: more runs of the same length shrink its error
-    but not its bias, so production stops (``runs_too_short``) and says so instead of
-    spending the budget or calling the result converged.
-    """
-    if settings["require_decay"] and entry.get("cutoff_found") is False:
-        return "runs_too_short"
-    if entry["relative_error"] <= settings["target_error"]:
-        return "target_error"
-    if settings["max_runs"] is not None and len(runs) + 1 > settings["max_runs"]:
-        return "max_runs"
-    ps, seconds = _next_run_cost(runs, settings)
-    limit_ps = settings["max_simulated_ps"]
-    if limit_ps is not None and entry["simulated_ps"] + ps > limit_ps * (1 + 1e-9):
-        return "max_simulated_ps"
-    limit_hours = settings["max_wall_hours"]
-    if limit_hours is not None and entry["wall_seconds"] + seconds > 3600.0 * limit_hours:
-        return "max_wall_hours"
-    return ""
-
-
-def _warn_if_out_of_budget(
-    entry: dict[str, Any], runs: list[RunResult], settings: dict[str, Any], temperature: float
-) -> bool:
-    """Warn (and return True) when the projected number of runs exceeds the budget."""
-    budget = _budget_runs(runs, settings)
-    projected = entry["projected_runs"]
-    if not (np.isfinite(projected) and projected > budget):
-        return False
-    warnings.warn(
-        f"{temperature:g} K: kappa's relative error is {entry['relative_error']:.3g} after "
-        f"{len(runs)} run(s); reaching target_error {settings['target_error']:g} needs about "
-        f"{projected:.0f} runs (n x (err/target)^2), more than the budget allows "
-        f"({budget:.0f} runs)",
-        stacklevel=3,
-    )
-    return True
-
-
-def _budget_runs(runs: list[RunResult], settings: dict[str, Any]) -> float:
-    """The most runs the budgets allow (inf: no budget)."""
-    ps, seconds = _next_run_cost(runs, settings)
-    counts = [float("inf")]
-    if settings["max_runs"] is not None:
-        counts.append(int(settings["max_runs"]))
-    if settings["max_simulated_ps"] is not None:
-        counts.append(int(settings["max_simulated_ps"] * (1 + 1e-9) // ps))
-    if settings["max_wall_hours"] is not None and seconds > 0:
-        counts.append(int(3600.0 * settings["max_wall_hours"] // seconds))
-    return min(counts)
+        equilibration = _load_equilibration(directory / EQUILIBRATION_FILE, atoms, fingerprint)
+    if equilibration is not None and index < len(equilibration.snapshots):
+        return equilibration.snapshots[index]
+    for path in sorted(directory.glob("chain_*.nc")):
+        chain = _load_chain(path, atoms, fingerprint)
+        if chain is not None and 0 <= index - chain.first_run < len(chain.snapshots):
+            return chain.snapshots[index - chain.first_run]
+    raise FileNotFoundError(f"{directory}: no NVT snapshot of this production for run {index}")
 
 
 # --- NVT ---------------------------------------------------------------------------------------
@@ -562,7 +574,7 @@ def _equilibrate(
     limits: dict[str, float],
     attrs: dict[str, Any],
     progress: bool,
-) -> _Equilibration:
+) -> Equilibration:
     """Langevin NVT; snapshots for the runs and atomic virials for their average."""
     start = time.perf_counter()
     work = atoms.copy()
@@ -639,34 +651,28 @@ def _equilibrate(
         }
     )
     writer.flush()
-    return _Equilibration(snapshots, average, bool(reason), reason, seconds)
+    last = (step, work.positions.copy(), work.get_velocities().copy())
+    return Equilibration(snapshots, average, bool(reason), reason, seconds, last=last)
 
 
-def _extend_chain(
-    path: Path,
+def _chain_segment(
+    writer: TrajectoryWriter,
+    begin: Snapshot,
+    index: int,
     atoms: Atoms,
     calculator: Calculator,
-    equilibration: _Equilibration,
     settings: dict[str, Any],
     limits: dict[str, float],
-    index: int,
     progress: bool,
-) -> str:
-    """One more starting snapshot: ``snapshot_spacing`` Langevin steps from the last frame of
-    ``equilibration.nc``; appended to the file and to ``equilibration`` ("" ), or the blow-up
-    reason (then nothing is written).
-
-    The segment's random numbers are seeded by (``seed``, ``index``), so a segment lost to a
-    kill is redone identically.
-    """
-    start = time.perf_counter()
-    ds = read_trajectory(path)
+) -> tuple[Snapshot, str]:
+    """The starting snapshot of run ``index``: ``snapshot_spacing`` Langevin steps from
+    ``begin``, its frames appended to ``writer``; or the blow-up reason."""
     dt = settings["timestep"]
-    step = round(float(ds["time"].values[-1]) / dt)
+    step, positions, velocities = begin
     work = atoms.copy()
     work.calc = calculator
-    work.positions = ds["positions"].values[-1]
-    work.set_velocities(ds["velocities"].values[-1])
+    work.positions = positions
+    work.set_velocities(velocities)
     work.set_constraint(FixCom())
     rng = np.random.default_rng([int(settings["seed"]), index])
     dyn = Langevin(
@@ -677,10 +683,6 @@ def _extend_chain(
         rng=rng,
         fixcm=False,
     )
-    # the file's attributes as plain Python values (netCDF hands lists back as arrays)
-    attrs = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in ds.attrs.items()}
-    writer = TrajectoryWriter(path, reference=atoms, attrs=attrs)
-    writer.load(ds)
     target = step + int(settings["snapshot_spacing"])
     bar = tqdm(
         total=target - step,
@@ -696,38 +698,59 @@ def _extend_chain(
             logged = step == target or step % settings["log_interval"] == 0
             reason = blow_up_reason(work, work.get_forces(), check_distances=logged, **limits)
             if reason:
-                return reason
+                return begin, reason
             if logged:
                 _append_nvt_frame(writer, work, step * dt, step == target)
     finally:
         bar.close()
-    seconds = time.perf_counter() - start
-    steps = [int(x) for x in np.atleast_1d(attrs["snapshot_steps"])]
-    writer.attrs.update(
-        {
-            "snapshot_steps": [*steps, target],
-            "steps_done": target,
-            "seconds": float(attrs.get("seconds", 0.0)) + seconds,
-            "chain_extensions": int(attrs.get("chain_extensions", 0)) + 1,
-        }
+    return (target, work.positions.copy(), work.get_velocities().copy()), ""
+
+
+def _load_chain(path: Path, reference: Atoms, fingerprint: str) -> Chain | None:
+    """The snapshots of a chain file of this production (complete or not), or None."""
+    ds = _read_own(path, reference, fingerprint)
+    if ds is None:
+        return None
+    # (an empty list is no netCDF attribute: the count says whether there are steps)
+    n = int(ds.attrs.get("n_snapshots", 0))
+    steps = [int(s) for s in np.atleast_1d(ds.attrs["snapshot_steps"])][:n] if n else []
+    snapshots: list[Snapshot] = []
+    if steps:
+        chosen = ds.isel(time=np.flatnonzero(ds["snapshot"].values > 0.5))
+        if len(chosen["time"]) < len(steps):
+            return None
+        snapshots = [
+            (step, chosen["positions"].values[k], chosen["velocities"].values[k])
+            for k, step in enumerate(steps)
+        ]
+    return Chain(
+        path,
+        int(ds.attrs["first_run"]),
+        snapshots,
+        str(ds.attrs.get("stop_reason", "")),
+        float(ds.attrs.get("seconds", 0.0)),
     )
-    writer.flush()
-    equilibration.snapshots.append((target, work.positions.copy(), work.get_velocities().copy()))
-    equilibration.seconds += seconds
-    return ""
 
 
-def _load_equilibration(path: Path, reference: Atoms, fingerprint: str) -> _Equilibration | None:
-    """A completed equilibration of this production, or None."""
+def _read_own(path: Path, reference: Atoms, fingerprint: str) -> Any:
+    """The NVT file ``path`` if this production wrote it (else None)."""
     if not path.is_file():
         return None
     try:
         ds = read_trajectory(path)
     except (OSError, ValueError):
         return None
-    if ds.attrs.get("run_fingerprint") != fingerprint or not int(ds.attrs.get("completed", 0)):
+    if ds.attrs.get("run_fingerprint") != fingerprint:
         return None
     if not np.allclose(ds["positions_reference"].values, reference.positions):
+        return None
+    return ds
+
+
+def _load_equilibration(path: Path, reference: Atoms, fingerprint: str) -> Equilibration | None:
+    """A completed equilibration of this production, or None."""
+    ds = _read_own(path, reference, fingerprint)
+    if ds is None or not int(ds.attrs.get("completed", 0)):
         return None
     steps = [int(s) for s in np.atleast_1d(ds.attrs["snapshot_steps"])]
     chosen = ds.isel(time=np.flatnonzero(ds["snapshot"].values > 0.5))
@@ -741,7 +764,14 @@ def _load_equilibration(path: Path, reference: Atoms, fingerprint: str) -> _Equi
     average = None
     if flat.size:
         average = np.asarray(flat, dtype=float).reshape(len(reference), 3, 3)
-    return _Equilibration(snapshots, average, False, "", float(ds.attrs.get("seconds", 0.0)))
+    dt = float(ds.attrs["timestep"])
+    last = (
+        round(float(ds["time"].values[-1]) / dt),
+        ds["positions"].values[-1],
+        ds["velocities"].values[-1],
+    )
+    seconds = float(ds.attrs.get("seconds", 0.0))
+    return Equilibration(snapshots, average, False, "", seconds, reused=True, last=last)
 
 
 # --- NVE ---------------------------------------------------------------------------------------
@@ -933,28 +963,6 @@ def _nearest_neighbour_distance(atoms: Atoms) -> float:
     distances = atoms.get_all_distances(mic=bool(atoms.pbc.any()))
     distances[np.diag_indices_from(distances)] = np.inf
     return float(distances.min())
-
-
-def _fingerprint(
-    settings: dict[str, Any], temperature: float, flux: HeatFluxMethod, atoms: Atoms
-) -> str:
-    """What makes two productions the same (for reusing finished parts)."""
-    # the stopping keys decide how many runs, not what a run is: a production rerun with
-    # another target or budget reuses the runs (and the fingerprint is the same as before
-    # these keys existed)
-    same = {k: v for k, v in settings.items() if k not in STOPPING_KEYS}
-    text = json.dumps(
-        {
-            "settings": same,
-            "temperature": temperature,
-            "flux": flux.name,
-            "symbols": atoms.get_chemical_symbols(),
-            "positions": np.round(atoms.positions, 6).tolist(),
-            "cell": np.round(atoms.cell.array, 6).tolist(),
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _finite_or_none(value: Any) -> Any:

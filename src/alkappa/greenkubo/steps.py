@@ -7,10 +7,12 @@ them work on ``results/<m>/greenkubo/T<T>/`` (``greenkubo_<n1>x<n2>x<n3>/`` for 
 
 * :func:`run_gk_cell_step`: a Green-Kubo cell other than the material's supercell, with the
   MLIP's harmonic phonons in it (``cell/structure.extxyz``, ``cell/phonopy_params.yaml``);
-* :func:`run_production_step`: NVT equilibration and NVE runs with the final ensemble until
-  kappa's relative error reaches ``target_error`` or a budget is spent (``equilibration.nc``,
-  ``run_00.nc``, ..., and ``production.json``, the record that lists the runs:
-  :func:`production_runs`);
+* the production, in rounds of independent NVE runs with the final ensemble until kappa's
+  relative error reaches ``target_error`` or a budget is spent:
+  :func:`run_equilibration_step` (``equilibration.nc``), :func:`run_nve_step` (one run,
+  ``run_<k>.nc``), :func:`run_round_step` (the decision after a round, ``round_<r>.json``,
+  and the next round's snapshots, ``chain_<r + 1>.nc``) and :func:`run_production_step`
+  (``production.json``, the record that lists the runs: :func:`production_runs`);
 * :func:`run_green_kubo_step`: the Green-Kubo analysis (``greenkubo.nc``, ``greenkubo.png``);
 * :func:`run_mode_lifetimes_step`: phonon lifetimes of the same runs against phono3py's
   (``lifetimes.nc``, ``lifetimes.json``, ``lifetimes.png``);
@@ -144,20 +146,20 @@ def model_fingerprint(model_dir: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def discard_stale(directory: str | Path, fingerprint: str) -> list[Path]:
-    """Delete the production files in ``directory`` that another model wrote.
+def discard_stale(paths: Sequence[str | Path], fingerprint: str) -> list[Path]:
+    """Delete those of the production files ``paths`` that another model wrote (or that are
+    unreadable).
 
-    :func:`run_production` reuses a finished equilibration and runs of the same settings and
-    structure; the model is checked here (the files carry ``model_fingerprint``), so that a
-    production rerun after the ensemble changed starts afresh. Returns the deleted files.
+    The production reuses a finished equilibration, chain extension or run of the same
+    settings and structure; the model is checked here (the files carry
+    ``model_fingerprint``), so that a production rerun after the ensemble changed starts
+    afresh. Each job checks only its own files: the others may be in use. Returns the deleted
+    files.
     """
     import xarray as xr
 
-    from alkappa.greenkubo._production import EQUILIBRATION_FILE
-
-    directory = Path(directory)
     removed = []
-    for path in [directory / EQUILIBRATION_FILE, *sorted(directory.glob("run_*.nc"))]:
+    for path in map(Path, paths):
         if not path.is_file():
             continue
         try:
@@ -169,7 +171,7 @@ def discard_stale(directory: str | Path, fingerprint: str) -> list[Path]:
             path.unlink()
             removed.append(path)
     if removed:
-        print(f"removed {len(removed)} production file(s) of another model or unreadable")
+        print(f"removed {', '.join(p.name for p in removed)}: of another model or unreadable")
     return removed
 
 
@@ -236,105 +238,266 @@ def _check_virial(atoms: Atoms, calculator: Any) -> None:
         ) from exc
 
 
-def run_production_step(
+class _Setup:
+    """What every production job of a material and temperature loads: the structure, the
+    flux, the production and analysis settings and the files' attributes."""
+
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        structure_path: str | Path,
+        model_dir: str | Path,
+        *,
+        threads: int,
+        force_constants: str | Path | None,
+        flux: bool = True,
+    ) -> None:
+        gk = settings["greenkubo"]
+        self.settings, self.model_dir, self.threads = settings, Path(model_dir), threads
+        self.force_constants = force_constants
+        self.atoms = read_structure(structure_path)
+        self.flux_name = str(gk["flux"])
+        self.prod = production_settings(settings)
+        self.analysis = analysis_settings(settings)
+        self.fingerprint = model_fingerprint(model_dir)
+        self.attrs = {
+            "material": settings["name"],
+            "model": str(model_dir),
+            "model_fingerprint": self.fingerprint,
+        }
+        self.flux = self.make_flux() if flux else None
+
+    def calculator(self) -> Any:
+        """The final ensemble with ``threads`` threads."""
+        from alkappa import load_model
+
+        calculator = load_model(self.model_dir, threads=self.threads)
+        if self.flux_name == "virial":
+            _check_virial(self.atoms, calculator)
+        return calculator
+
+    def make_flux(self) -> HeatFluxMethod:
+        return make_flux(
+            self.settings,
+            model_dir=self.model_dir,
+            structure=self.atoms,
+            force_constants=self.force_constants,
+            threads=self.threads,
+        )
+
+
+def run_equilibration_step(
     settings: dict[str, Any],
     structure_path: str | Path,
     model_dir: str | Path,
-    out_dir: str | Path,
-    out_record: str | Path,
+    out_path: str | Path,
     *,
     temperature: float,
     threads: int = 1,
     force_constants: str | Path | None = None,
     progress: bool = True,
 ) -> None:
-    """NVT equilibration and NVE runs logging the heat flux, with the final ensemble
-    (``load_model(model_dir, threads=threads)``) at ``temperature``, until kappa's relative
-    error reaches ``greenkubo.target_error`` or a budget is spent (:func:`run_production`
-    with :func:`analysis_settings`).
+    """The NVT equilibration of a production with the final ensemble at ``temperature``
+    (:func:`~alkappa.greenkubo.run_equilibration`): ``equilibration.nc`` with the first
+    ``greenkubo.runs`` starting snapshots. A completed one of the same settings, structure
+    and model is reused (:func:`discard_stale`). Raises RuntimeError if the MD blew up."""
+    from alkappa.greenkubo import run_equilibration
 
-    ``production.json`` is the record: the runs (energy drift, timings), the error after each
-    analysis (``history``), ``stopped_by``, ``relative_error``, ``simulated_ps``. Completed
-    parts of an interrupted production with the same settings, structure and model are reused
-    (:func:`discard_stale`)."""
-    from alkappa import load_model
-    from alkappa.greenkubo import run_production
-
-    atoms = read_structure(structure_path)
-    calculator = load_model(model_dir, threads=threads)
-    gk = settings["greenkubo"]
-    if gk["flux"] == "virial":
-        _check_virial(atoms, calculator)
-    flux = make_flux(
-        settings,
-        model_dir=model_dir,
-        structure=atoms,
-        force_constants=force_constants,
-        threads=threads,
+    job = _Setup(
+        settings, structure_path, model_dir, threads=threads, force_constants=force_constants
     )
-    fingerprint = model_fingerprint(model_dir)
-    discard_stale(out_dir, fingerprint)
-    prod = production_settings(settings)
-    analysis = analysis_settings(settings)
-    n_frames = prod["steps"] // prod["sample_interval"] + 1
+    out = Path(out_path)
+    discard_stale([out], job.fingerprint)
     print(
-        f"{settings['name']} at {temperature:g} K: {gk['flux']} heat flux, runs of "
-        f"{prod['steps']} x {prod['timestep']:g} fs ({n_frames} flux frames each), "
-        f"{threads} thread(s); {_plan(prod)}",
+        f"{settings['name']} at {temperature:g} K: {job.flux_name} heat flux, "
+        f"{threads} thread(s); {_plan(job.prod)}",
+        flush=True,
+    )
+    result = run_equilibration(
+        job.atoms,
+        job.calculator(),
+        job.flux,  # type: ignore[arg-type]
+        out.parent,
+        temperature=temperature,
+        settings=job.prod,
+        attrs=job.attrs,
+        progress=progress,
+    )
+    if result.blew_up:
+        raise RuntimeError(
+            f"the NVT equilibration at {temperature:g} K blew up ({result.reason}); see {out}"
+        )
+    state = "reused" if result.reused else f"{result.seconds:.0f} s"
+    print(f"equilibration: {len(result.snapshots)} starting snapshot(s) ({state})")
+
+
+def run_nve_step(
+    settings: dict[str, Any],
+    structure_path: str | Path,
+    model_dir: str | Path,
+    out_run: str | Path,
+    *,
+    index: int,
+    temperature: float,
+    threads: int = 1,
+    force_constants: str | Path | None = None,
+    progress: bool = True,
+) -> None:
+    """NVE run ``index`` of a production with the final ensemble, logging the heat flux
+    (:func:`~alkappa.greenkubo.run_nve`), from its snapshot in ``equilibration.nc`` or
+    ``chain_<r>.nc`` next to ``out_run``. A completed run of the same settings, structure
+    and model is reused (:func:`discard_stale`)."""
+    from alkappa.greenkubo import run_nve
+
+    job = _Setup(
+        settings, structure_path, model_dir, threads=threads, force_constants=force_constants
+    )
+    out = Path(out_run)
+    discard_stale([out], job.fingerprint)
+    n_frames = job.prod["steps"] // job.prod["sample_interval"] + 1
+    print(
+        f"{settings['name']} at {temperature:g} K, run {index}: {job.flux_name} heat flux, "
+        f"{job.prod['steps']} x {job.prod['timestep']:g} fs ({n_frames} flux frames), "
+        f"{threads} thread(s)",
         flush=True,
     )
     # warnings go to stderr, the job's log; the harmonic flux's energies are harmonic ones,
     # so that they differ from the MLIP's is no sign of a wrong model
     with warnings.catch_warnings():
-        if gk["flux"] == "harmonic":
+        if job.flux_name == "harmonic":
             warnings.filterwarnings("ignore", message=r".*heat-flux model's energy differs")
-        result = run_production(
-            atoms,
-            calculator,
-            flux,
-            out_dir,
+        run = run_nve(
+            index,
+            job.atoms,
+            job.calculator(),
+            job.flux,  # type: ignore[arg-type]
+            out.parent,
             temperature=temperature,
-            settings=prod,
-            attrs={
-                "material": settings["name"],
-                "model": str(model_dir),
-                "model_fingerprint": fingerprint,
-            },
-            analysis=analysis,
+            settings=job.prod,
+            attrs=job.attrs,
             progress=progress,
         )
+    if run.path != out:
+        raise RuntimeError(f"run {index} wrote {run.path}, not {out}")
+    print(_run_line(run))
+
+
+def run_round_step(
+    settings: dict[str, Any],
+    structure_path: str | Path,
+    model_dir: str | Path,
+    out_record: str | Path,
+    *,
+    round_index: int,
+    previous: str | Path | None,
+    temperature: float,
+    threads: int = 1,
+    progress: bool = True,
+) -> None:
+    """The decision after round ``round_index`` of a production
+    (:func:`~alkappa.greenkubo.run_round`): kappa's error from all runs so far, and whether
+    and with how many runs production goes on; if it does, the next round's starting
+    snapshots (``chain_<round_index + 1>.nc``, with the final ensemble). ``previous``: the
+    record of the round before (None for round 0). Writes the round's record."""
+    from alkappa.greenkubo import run_round
+    from alkappa.greenkubo._production import chain_path
+
+    job = _Setup(
+        settings, structure_path, model_dir, threads=threads, force_constants=None, flux=False
+    )
+    out = Path(out_record)
+    discard_stale([chain_path(out.parent, round_index + 1)], job.fingerprint)
+    record = run_round(
+        out.parent,
+        round_index,
+        read_json(previous) if previous is not None else None,
+        atoms=job.atoms,
+        calculator=job.calculator,
+        flux_name=job.flux_name,
+        temperature=temperature,
+        settings=job.prod,
+        attrs=job.attrs,
+        analysis=job.analysis,
+        progress=progress,
+    )
+    write_json(out, {"material": settings["name"], **record})
+    print(_history_line(record))
+    if record["stop"]:
+        print(f"stopped by {record['stopped_by']}")
+    else:
+        print(f"next round: runs {record['next_runs']}")
+
+
+def run_production_step(
+    settings: dict[str, Any],
+    structure_path: str | Path,
+    model_dir: str | Path,
+    rounds: Sequence[str | Path],
+    out_record: str | Path,
+    *,
+    temperature: float,
+    threads: int = 1,
+) -> None:
+    """``production.json``, the record of a finished production from its rounds' records
+    (:func:`~alkappa.greenkubo.collect_production`): the runs (energy drift, timings), the
+    error after each round (``history``), ``stopped_by``, ``relative_error``,
+    ``simulated_ps`` and ``wall_seconds`` (NVT and NVE seconds summed over all jobs)."""
+    from alkappa.greenkubo import collect_production
+
+    job = _Setup(
+        settings, structure_path, model_dir, threads=threads, force_constants=None, flux=False
+    )
+    records = [read_json(p) for p in rounds]
+    if not records or not records[-1]["stop"]:
+        raise ValueError(f"the last round record ({rounds[-1] if rounds else None}) does not stop")
+    result = collect_production(
+        Path(out_record).parent,
+        records,
+        atoms=job.atoms,
+        flux_name=job.flux_name,
+        temperature=temperature,
+        settings=job.prod,
+    )
     record = {
         "material": settings["name"],
-        "flux": gk["flux"],
+        "flux": job.flux_name,
         "threads": threads,
-        "model_fingerprint": fingerprint,
-        "settings": prod,
-        "analysis": analysis,
+        "model_fingerprint": job.fingerprint,
+        "settings": job.prod,
+        "analysis": job.analysis,
         **result.to_dict(),
+        "seconds": result.wall_seconds,
     }
     write_json(out_record, record)
-    if not result.equilibrated:
-        raise RuntimeError(
-            f"the NVT equilibration at {temperature:g} K blew up ({result.reason}); see "
-            f"{result.equilibration}"
-        )
     for run in result.runs:
-        state = "reused" if run.reused else f"{run.seconds:.0f} s"
-        flag = "  FLAGGED" if run.drift_flagged else ""
-        print(
-            f"run {run.index}: {run.steps_done} steps, <T> = {run.temperature_mean:.1f} K, "
-            f"drift {run.drift:.2e} eV/atom/ps, max deviation {run.max_deviation:.2e} eV/atom "
-            f"({state}){flag}{': ' + run.reason if run.reason else ''}"
-        )
+        print(_run_line(run))
     for entry in result.history:
-        error = entry.get("relative_error")
-        print(
-            f"after {entry['n_runs']} run(s): kappa {entry['kappa']:.4g} ± "
-            f"{entry['kappa_error']:.2g} W/(m K), relative error "
-            + (f"{error:.3f}" if error is not None and math.isfinite(error) else "n/a")
-            + (f" ({entry['analysis_error']})" if "analysis_error" in entry else "")
-        )
-    print(f"stopped by {result.stopped_by}: {len(result.runs)} run(s), {result.simulated_ps:g} ps")
+        print(_history_line(entry))
+    print(
+        f"stopped by {result.stopped_by}: {len(result.runs)} run(s) in {len(records)} "
+        f"round(s), {result.simulated_ps:g} ps, {result.wall_seconds / 3600:.2f} h of MD"
+    )
+
+
+def _run_line(run: Any) -> str:
+    state = "reused" if run.reused else f"{run.seconds:.0f} s"
+    flag = "  FLAGGED" if run.drift_flagged else ""
+    return (
+        f"run {run.index}: {run.steps_done} steps, <T> = {run.temperature_mean:.1f} K, "
+        f"drift {run.drift:.2e} eV/atom/ps, max deviation {run.max_deviation:.2e} eV/atom "
+        f"({state}){flag}{': ' + run.reason if run.reason else ''}"
+    )
+
+
+def _history_line(entry: dict[str, Any]) -> str:
+    error = entry.get("relative_error")
+    kappa, kappa_error = entry.get("kappa", float("nan")), entry.get("kappa_error", float("nan"))
+    return (
+        f"after {entry['n_runs']} run(s): kappa {kappa:.4g} ± {kappa_error:.2g} W/(m K), "
+        "relative error "
+        + (f"{error:.3f}" if error is not None and math.isfinite(error) else "n/a")
+        + (f" ({entry['analysis_error']})" if "analysis_error" in entry else "")
+    )
 
 
 def _plan(prod: dict[str, Any]) -> str:
