@@ -281,6 +281,8 @@ def test_float32_flux_is_close_to_float64(nequip_members):
     assert all(p.dtype == torch.float64 for p in nequip_members[0].model.parameters())
     with pytest.raises(ValueError, match="dtype"):
         UnfoldedHeatFlux(nequip_members, dtype="float16")
+    # a production's runs carry the precision in their fingerprint
+    assert (exact.name, single.name) == ("unfolded", "unfolded-float32")
 
 
 def test_unfolded_atoms_ordered_by_distance(nequip_members):

@@ -605,6 +605,8 @@ class UnfoldedHeatFlux(_AverageVirials):
         if dtype not in ("float64", "float32"):
             raise ValueError(f"dtype must be 'float64' or 'float32', not {dtype!r}")
         self.dtype = dtype
+        if dtype == "float32":  # in the production fingerprint: float64 runs are not reused
+            self.name = "unfolded-float32"  # type: ignore[misc]
         self._modules = [_energy_module(m.model) for m in members]
         self._flux_modules = (
             [_float32_copy(m) for m in self._modules] if dtype == "float32" else self._modules

@@ -120,6 +120,7 @@ def make_flux(
             model_paths=ensemble_members(model_dir),
             convective=convective,
             threads=threads,
+            dtype=gk["flux_precision"],
         )
     if name == "virial":
         return make_heat_flux("virial", convective=convective)
