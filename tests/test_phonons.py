@@ -19,9 +19,11 @@ from alkappa.phonons import (
     find_imaginary_modes,
     load_fc3,
     load_phonopy,
+    make_phonopy,
     plot_kappa,
     plot_lifetimes,
     plot_phonons,
+    primitive_lattice,
     read_netcdf,
     run_fc3,
     run_harmonic,
@@ -83,6 +85,23 @@ def test_unit_cell_with_supercell_matrix_equals_supercell_input():
     from_supercell = _spring_harmonic(mesh=(4, 4, 4), band_npoints=11)
     diff = compare_phonons(from_supercell.phonon, from_unit.phonon, mesh=(4, 4, 4))
     assert diff["rmse"] < 1e-6
+
+
+@pytest.mark.parametrize(
+    "structure",
+    [
+        bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2),
+        bulk("CuI", "zincblende", a=6.05, cubic=True).repeat((2, 2, 1)),
+        bulk("Si", "diamond", a=5.43).repeat((3, 2, 2)),
+        bulk("Fe", "bcc", a=2.87, cubic=True).repeat(3),
+    ],
+    ids=["fcc-conventional", "zincblende-221", "diamond-primitive-322", "bcc"],
+)
+def test_primitive_lattice_is_the_one_phonopy_finds(structure):
+    structure = structure.copy()
+    structure.rotate(17, "z", rotate_cell=True)  # no lattice axis along x
+    expected = make_phonopy(structure).primitive.cell
+    assert np.allclose(primitive_lattice(structure), expected, atol=1e-8)
 
 
 def test_frequency_rmse_has_the_analytic_value():

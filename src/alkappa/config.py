@@ -339,12 +339,10 @@ def check_lifetime_mesh(supercell: Any, mesh: Any, where: str) -> None:
     import numpy as np
 
     from alkappa.greenkubo import commensurate_qpoints
-    from alkappa.phonons import make_phonopy
+    from alkappa.phonons import primitive_lattice
 
-    phonon = make_phonopy(supercell)
-    matrix = np.rint(
-        np.linalg.solve(phonon.primitive.cell.T, np.asarray(supercell.cell).T).T
-    ).astype(int)
+    primitive = primitive_lattice(supercell)
+    matrix = np.rint(np.linalg.solve(primitive.T, np.asarray(supercell.cell).T).T).astype(int)
     q = commensurate_qpoints(matrix)
     need = [
         math.lcm(*(Fraction(float(x)).limit_denominator(1000).denominator for x in q[:, a]))

@@ -50,6 +50,7 @@ from alkappa.phonons._harmonic import (
     load_phonopy,
     make_phonopy,
     phonon_properties,
+    primitive_lattice,
     run_harmonic,
     write_harmonic,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "plot_kappa",
     "plot_lifetimes",
     "plot_phonons",
+    "primitive_lattice",
     "read_force_constants",
     "read_netcdf",
     "run_fc3",

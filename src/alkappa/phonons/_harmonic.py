@@ -137,6 +137,19 @@ def make_phonopy(
         )
 
 
+def primitive_lattice(structure: Atoms, *, symprec: float = DEFAULT_SYMPREC) -> np.ndarray:
+    """The lattice (rows, Å) of the primitive cell :func:`make_phonopy` finds for ``structure``.
+
+    The same ``"auto"`` primitive matrix phonopy uses (from spglib's symmetry dataset), without
+    building a :class:`phonopy.Phonopy`, whose atom permutations under every symmetry operation
+    of the supercell cost ~0.2 s a structure: cheap enough for validating a config.
+    """
+    from phonopy.structure.cells import guess_primitive_matrix
+
+    matrix = guess_primitive_matrix(to_phonopy_atoms(structure), symprec=symprec)
+    return np.asarray(matrix).T @ np.asarray(structure.cell)
+
+
 def run_harmonic(
     structure: Atoms,
     forces: ForceSource,
