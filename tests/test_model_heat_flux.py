@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ from alkappa.io import read_json, write_dataset, write_json
 from alkappa.io.trajectory import read_trajectory
 from alkappa.models import Model, TrainResult, get_model
 from alkappa.models.heat_flux import HeatFluxMethod, HeatFluxNotAvailable
-from alkappa.testing import LennardJonesModel, PairHeatFlux
+from alkappa.testing import LennardJonesModel, ModelContract, PairHeatFlux
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMETERS = {"sigma": SIGMA, "epsilon": EPSILON, "rc": RC, "ro": RO, "smooth": True}
@@ -62,6 +63,15 @@ def _member_file(path: Path, **changes: float) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**PARAMETERS, **changes}))
     return path
+
+
+class TestLennardJonesModelContract(ModelContract):
+    """The test plugin meets the model contract, heat flux included (on EMT Cu frames)."""
+
+    model_class = LennardJonesModel
+    model_spec: ClassVar[dict] = {"name": "lj-contract", "sigma": 2.3, "epsilon": 0.05}
+    force_tolerance = 1e-5
+    stress_tolerance = 1e-7
 
 
 # --- the plugin's flux against references ---------------------------------------------------
