@@ -142,7 +142,7 @@ def make_flux(
                 precision=gk.get("flux_precision", "float64"),
             )
         except HeatFluxNotAvailable as exc:
-            raise ValueError(unfolded_flux_unavailable(spec.get("name"))) from exc
+            raise ValueError(_unfolded_flux_unavailable(spec.get("name"))) from exc
     elif name == "virial":
         method = make_heat_flux("virial", convective=convective)
     elif name == "harmonic":
@@ -163,7 +163,7 @@ def make_flux(
     return method
 
 
-def unfolded_flux_unavailable(model: str | None) -> str:
+def _unfolded_flux_unavailable(model: str | None) -> str:
     """The one line that says ``greenkubo.flux: unfolded`` is impossible with ``model``."""
     return (
         f"greenkubo.flux: unfolded needs the model's own heat flux, which model {model!r} "
