@@ -11,11 +11,11 @@ features, r_max 5 Å):
 - a force call of the periodic cell: :class:`alkappa.models._nequip_ensemble.
   NequIPEnsembleCalculator` with the member eager (and compiled with ``--compiled``), the
   calculator production MD runs with;
-- one heat flux, :meth:`alkappa.greenkubo._flux.UnfoldedHeatFlux.heat_flux` (a forward-mode
+- one heat flux, :meth:`alkappa.models.nequip.UnfoldedHeatFlux.heat_flux` (a forward-mode
   JVP on the periodic graph plus a forward and a backward pass on the unfolded system within
   2 x 5 Å of the cell), in float64 and in float32 (``dtype="float32"``, whose relative
   deviation from float64 is printed too);
-- the atomic virials, :meth:`~alkappa.greenkubo._flux.UnfoldedHeatFlux.atomic_virials` (four
+- the atomic virials, :meth:`~alkappa.models.nequip.UnfoldedHeatFlux.atomic_virials` (four
   backward passes; only needed for a few frames, for the average virial),
 
 and prints ms per call and the ratios to the force call, and the overhead on an MD run that
@@ -142,8 +142,8 @@ def load_average() -> str:
 
 def bench_size(args: argparse.Namespace, n_atoms: int, member: Any, compiled: Any) -> None:
     """Time the force calls and fluxes of one cell size and print the table."""
-    from alkappa.greenkubo._flux import UnfoldedHeatFlux
     from alkappa.models._nequip_ensemble import NequIPEnsembleCalculator
+    from alkappa.models.nequip import UnfoldedHeatFlux
 
     atoms = cui(n_atoms)
     rng = np.random.default_rng(1)

@@ -135,8 +135,8 @@ def test_production_with_unfolded_ensemble_flux(tmp_path):
     """Two tiny NequIP members: member fluxes, uncertainty, flux energy = MD energy."""
     from test_heat_flux import tiny_nequip
 
-    from alkappa.greenkubo._flux import UnfoldedHeatFlux
     from alkappa.models._nequip_ensemble import NequIPEnsembleCalculator
+    from alkappa.models.nequip import UnfoldedHeatFlux
 
     members = [tiny_nequip(0), tiny_nequip(1)]
     atoms = bulk("CuI", "zincblende", a=6.05, cubic=True)

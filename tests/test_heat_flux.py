@@ -16,7 +16,6 @@ from alkappa.greenkubo._flux import (
     HarmonicHeatFlux,
     HeatFluxCalculator,
     HeatFluxMethod,
-    UnfoldedHeatFlux,
     VirialHeatFlux,
     atomic_stresses,
     make_heat_flux,
@@ -24,6 +23,7 @@ from alkappa.greenkubo._flux import (
     velocities_per_fs,
 )
 from alkappa.models._nequip_ensemble import Member, NequIPEnsembleCalculator
+from alkappa.models.nequip import UnfoldedHeatFlux
 
 torch = pytest.importorskip("torch")
 
@@ -480,8 +480,8 @@ def test_harmonic_flux_periodic_images_and_wrapping():
 
 def test_make_heat_flux_and_ase_wrapper(nequip_members):
     assert set(HEAT_FLUX_METHODS) == {"unfolded", "virial", "harmonic"}
-    unfolded = make_heat_flux("unfolded", members=nequip_members[:1])
-    assert isinstance(unfolded, UnfoldedHeatFlux) and isinstance(unfolded, HeatFluxMethod)
+    unfolded = UnfoldedHeatFlux(nequip_members[:1])
+    assert isinstance(unfolded, HeatFluxMethod)
     assert isinstance(make_heat_flux("virial"), VirialHeatFlux)
     with pytest.raises(ValueError, match="unknown heat-flux method"):
         make_heat_flux("green")

@@ -16,11 +16,9 @@ LOWER = {"io", "oracles", "models", "plotting"}
 #: (``alkappa.bayesfc.plugin``, ``alkappa.multifidelity.plugin``).
 ALLOWED_UPWARD: set[str] = set()
 
-#: known crossings, each with the work that removes it
-ALLOWED_PRIVATE = {
-    # issue 21, item 2: the NequIP heat flux moves into the NequIP model plugin
-    ("alkappa.greenkubo._flux", "alkappa.models._nequip_ensemble"),
-}
+#: known crossings, each with the work that removes it. Empty since issue 21, item 2 moved the
+#: NequIP heat flux into the NequIP model plugin (``alkappa.models._nequip_flux``).
+ALLOWED_PRIVATE: set[tuple[str, str]] = set()
 
 
 def _modules():

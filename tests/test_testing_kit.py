@@ -25,7 +25,7 @@ from alkappa._plugins import _runtime
 from alkappa.models import Model, TrainResult
 from alkappa.models.ensemble import EnsembleCalculator
 from alkappa.oracles import Oracle
-from alkappa.testing import ModelContract, OracleContract, emt_frames
+from alkappa.testing import ModelContract, OracleContract, PairHeatFlux, emt_frames
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -310,6 +310,35 @@ class _NaNForces(_ToyModel):
         return _TweakedEMT(lambda atoms, results: results["forces"].fill(np.nan))
 
 
+class _WithFlux(_ToyModel):
+    """An honest toy with its own heat flux (the exact pair flux of its LJ members)."""
+
+    def heat_flux_method(self, model_paths, **options):
+        return PairHeatFlux([self.load_calculator(p) for p in model_paths])
+
+
+class _EvenFlux(_ToyModel):
+    """A heat flux that does not reverse with the velocities."""
+
+    def heat_flux_method(self, model_paths, **options):
+        flux = PairHeatFlux([self.load_calculator(p) for p in model_paths])
+        honest = flux.heat_flux
+
+        def even(atoms):
+            flux.results["heat_flux"] = np.abs(honest(atoms))
+            return flux.results["heat_flux"]
+
+        flux.heat_flux = even
+        return flux
+
+
+class _ClaimsAFlux(_ToyModel):
+    """Says it provides a heat flux, but has none."""
+
+    def provides_heat_flux(self) -> bool:
+        return True
+
+
 def _not_a_model(**options: Any) -> object:
     return object()
 
@@ -356,6 +385,10 @@ def test_an_honest_model_passes_every_contract_test(name, toy_model):
     _run(_ToyModelContract, name, toy_model(_ToyModel))
 
 
+def test_an_honest_model_with_a_heat_flux_passes_the_heat_flux_test(toy_model):
+    _run(_ToyModelContract, "test_heat_flux_is_provided_or_refused", toy_model(_WithFlux))
+
+
 BROKEN_MODELS = [
     (_not_a_model, "test_get_model_builds_the_plugin"),
     (_NaNForces, "test_calculator_gives_energy_and_forces"),
@@ -365,6 +398,8 @@ BROKEN_MODELS = [
     (_ForgetsOnReload, "test_ensemble_of_identical_members"),
     (_LosesItsFile, "test_train_result_points_to_its_files"),
     (_QuietEnsemble, "test_ensemble_of_identical_members"),
+    (_EvenFlux, "test_heat_flux_is_provided_or_refused"),
+    (_ClaimsAFlux, "test_heat_flux_is_provided_or_refused"),
 ]
 
 

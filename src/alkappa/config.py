@@ -254,11 +254,18 @@ def check_materials(config: dict[str, Any]) -> None:
                 if gk["lifetimes"] and settings["conductivity"]["enabled"]:
                     check_lifetime_mesh(gk_cell, settings["conductivity"]["mesh"], where)
         try:
-            get_model(settings["model"])
+            model = get_model(settings["model"])
         except PluginError as exc:
             raise ConfigError(f"{where}.model.name: {exc}") from exc
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}.model: {exc}") from exc
+        gk = settings["greenkubo"]
+        if gk["enabled"] and gk["flux"] == "unfolded" and not model.provides_heat_flux():
+            raise ConfigError(
+                f"{where}.greenkubo.flux: unfolded needs the model's own heat flux, which model "
+                f"'{settings['model']['name']}' does not provide (Model.heat_flux_method); use "
+                "virial (per-atom stresses) or harmonic"
+            )
 
 
 #: the most atoms a supercell may have (checked before it is built)

@@ -1,9 +1,11 @@
 """Green-Kubo thermal conductivity and phonon lifetimes from molecular dynamics.
 
-* Heat flux (:func:`make_heat_flux`): the unfolded-system flux of a message-passing MLIP
-  (:class:`UnfoldedHeatFlux`, Langer et al., PRB 108, L100302 (2023)), the virial flux of any
-  ASE calculator with per-atom stresses (:class:`VirialHeatFlux`), the harmonic flux from force
-  constants (:class:`HarmonicHeatFlux`).
+* Heat flux (:func:`make_heat_flux`): the model's own flux, which its plugin provides
+  (:meth:`alkappa.models.Model.heat_flux_method`; for NequIP the unfolded-system flux of
+  Langer et al., PRB 108, L100302 (2023), :class:`alkappa.models.nequip.UnfoldedHeatFlux`),
+  the virial flux of any ASE calculator with per-atom stresses (:class:`VirialHeatFlux`), the
+  harmonic flux from force constants (:class:`HarmonicHeatFlux`); conventions in
+  :mod:`alkappa.models.heat_flux`.
 * Production MD (:func:`run_production`): NVT equilibration, then rounds of independent NVE
   runs that record the heat flux, with the energy drift of each run, until kappa's relative
   error reaches ``target_error`` or a budget is spent (``stopped_by``, one of
@@ -29,6 +31,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alkappa.greenkubo._analysis import (
     autocorrelation,
     gk_prefactor,
@@ -51,7 +55,6 @@ from alkappa.greenkubo._finite_size import (
 from alkappa.greenkubo._flux import (
     HarmonicHeatFlux,
     HeatFluxCalculator,
-    UnfoldedHeatFlux,
     VirialHeatFlux,
     make_heat_flux,
 )
@@ -91,7 +94,6 @@ __all__ = [
     "HarmonicHeatFlux",
     "HeatFluxCalculator",
     "ProductionResult",
-    "UnfoldedHeatFlux",
     "VirialHeatFlux",
     "autocorrelation",
     "cepstral_kappa",
@@ -127,3 +129,12 @@ __all__ = [
     "run_round",
     "write_green_kubo",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the NequIP flux moved to its plugin (issue 21); the old name still resolves
+    if name == "UnfoldedHeatFlux":
+        from alkappa.models.nequip import UnfoldedHeatFlux
+
+        return UnfoldedHeatFlux
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

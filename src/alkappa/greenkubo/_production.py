@@ -12,7 +12,7 @@ Each run is written to its own FHI-vibes-style netCDF file
 (:class:`alkappa.io.trajectory.TrajectoryWriter`: ``positions``, ``velocities`` (ASE units, as
 FHI-vibes), ``forces``, ``energy_potential``, ``energy_kinetic``, ``temperature``, ``stress``,
 ``heat_flux`` (time, a) in eV/Å²/fs, attribute ``volume``, reference structure), every
-``sample_interval`` steps; see :mod:`alkappa.greenkubo._flux` for the flux conventions. With a
+``sample_interval`` steps; see :mod:`alkappa.models.heat_flux` for the flux conventions. With a
 method that has atomic virials, their average over ``average_virial_frames`` NVT frames
 (after equilibration) is subtracted from ``heat_flux`` and written as ``heat_flux_aux``, as
 FHI-vibes does (it does not change κ, but removes noise). Ensemble fluxes add
@@ -62,8 +62,8 @@ from tqdm import tqdm
 
 from alkappa.al.explore import blow_up_reason, frame_uncertainty, thermalize
 from alkappa.config import check_greenkubo_budget
-from alkappa.greenkubo._flux import HEAT_FLUX_UNIT
 from alkappa.io.trajectory import TrajectoryWriter, read_trajectory
+from alkappa.models.heat_flux import HEAT_FLUX_UNIT
 
 if TYPE_CHECKING:
     import os
@@ -71,7 +71,7 @@ if TYPE_CHECKING:
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
-    from alkappa.greenkubo._flux import HeatFluxMethod
+    from alkappa.models.heat_flux import HeatFluxMethod
 
 #: production settings and their defaults (times in fs, steps of ``timestep``)
 DEFAULT_PRODUCTION_SETTINGS: dict[str, Any] = {
@@ -121,7 +121,7 @@ STOPPED_BY = (
 
 EQUILIBRATION_FILE = "equilibration.nc"
 
-#: written to every file (see :mod:`alkappa.greenkubo._flux`)
+#: written to every file (see :mod:`alkappa.models.heat_flux`)
 HEAT_FLUX_CONVENTION = (
     "energy current J = (1/V) [sum_ij (r_i - r_j) (dU_i/dr_j . v_j) + sum_i E_i v_i if "
     "convective] - heat_flux_aux, v in Å/fs; FHI-vibes' heat_flux is -J (same autocorrelation)"

@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
-    from alkappa.greenkubo._flux import HeatFluxMethod
+    from alkappa.models.heat_flux import HeatFluxMethod
 
 
 def round_path(directory: str | os.PathLike[str], round_index: int) -> Path:
@@ -277,7 +277,7 @@ def run_production(
     calculator
         Forces for the MD (e.g. the ensemble, :func:`alkappa.models.ensemble.load_ensemble`).
     flux
-        Heat-flux method (:func:`alkappa.greenkubo._flux.make_heat_flux`); if it has
+        Heat-flux method (:func:`alkappa.greenkubo.make_heat_flux`); if it has
         ``atomic_virials``, its ``average_virials`` are set here (from the NVT part).
     path
         Output directory: ``equilibration.nc``, ``chain_<r>.nc``, ``run_00.nc``, ... and the

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import xarray as xr
     from ase import Atoms
 
-    from alkappa.greenkubo._flux import HeatFluxMethod
+    from alkappa.models.heat_flux import HeatFluxMethod
 
 
 def production_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +88,24 @@ def _runs(runs: str | Path | Sequence[str | Path]) -> list[Path]:
     return [Path(p) for p in runs]
 
 
+def flux_label(settings: dict[str, Any]) -> str:
+    """The heat flux's name in the production's files and fingerprint: ``greenkubo.flux``,
+    with ``-float32`` for the model's flux evaluated in float32 (``flux_precision``), so that
+    runs of the two precisions are never mixed. Every production job uses this name."""
+    gk = settings["greenkubo"]
+    name = str(gk["flux"])
+    if name == "unfolded" and gk.get("flux_precision", "float64") == "float32":
+        return f"{name}-float32"
+    return name
+
+
+def model_spec(model_dir: str | Path) -> dict[str, Any]:
+    """The ``model`` block the final ensemble was trained with (its ``ensemble.json``;
+    ``{"name": "nequip"}`` if it names none)."""
+    spec = read_json(Path(model_dir) / "ensemble.json").get("model") or {"name": "nequip"}
+    return dict(spec)
+
+
 def make_flux(
     settings: dict[str, Any],
     *,
@@ -96,47 +114,61 @@ def make_flux(
     force_constants: str | Path | None = None,
     threads: int | None = None,
 ) -> HeatFluxMethod:
-    """The heat-flux method of ``greenkubo.flux``.
+    """The heat-flux method of ``greenkubo.flux``, named :func:`flux_label`.
 
-    ``unfolded``: the final ensemble's NequIP members loaded eagerly (the flux needs atomic
-    energies and forward-mode autograd); ``virial``: per-atom stresses of the MD calculator;
+    ``unfolded``: the final ensemble's own flux, from its model plugin
+    (:meth:`alkappa.models.Model.heat_flux_method`; for NequIP the unfolded-system flux of the
+    members, loaded eagerly); ``virial``: per-atom stresses of the MD calculator;
     ``harmonic``: the supercell force constants in ``force_constants`` (the MLIP's
-    ``phonopy_params.yaml``), whose supercell is the MD cell.
+    ``phonopy_params.yaml``), whose supercell is the MD cell. A model without a flux of its
+    own is a ``ValueError`` of one line that names the key and the model.
     """
     from alkappa.greenkubo import make_heat_flux
+    from alkappa.models.heat_flux import HeatFluxNotAvailable
 
     gk = settings["greenkubo"]
     name = gk["flux"]
     convective = bool(gk["convective"])
+    method: HeatFluxMethod
     if name == "unfolded":
-        model = read_json(Path(model_dir) / "ensemble.json").get("model", {})
-        if model.get("name", "nequip") != "nequip":
-            raise ValueError(
-                f"greenkubo.flux: unfolded needs NequIP members, the ensemble is "
-                f"{model.get('name')!r}; use virial (per-atom stresses) or harmonic"
+        spec = model_spec(model_dir)
+        try:
+            method = make_heat_flux(
+                "unfolded",
+                model_paths=ensemble_members(model_dir),
+                model=spec,
+                convective=convective,
+                threads=threads,
+                precision=gk.get("flux_precision", "float64"),
             )
-        return make_heat_flux(
-            "unfolded",
-            model_paths=ensemble_members(model_dir),
-            convective=convective,
-            threads=threads,
-            dtype=gk["flux_precision"],
-        )
-    if name == "virial":
-        return make_heat_flux("virial", convective=convective)
-    if name == "harmonic":
+        except HeatFluxNotAvailable as exc:
+            raise ValueError(_unfolded_flux_unavailable(spec.get("name"))) from exc
+    elif name == "virial":
+        method = make_heat_flux("virial", convective=convective)
+    elif name == "harmonic":
         from alkappa.phonons import read_force_constants
 
         if force_constants is None:
             raise ValueError("greenkubo.flux: harmonic needs the MLIP's force constants")
-        return make_heat_flux(
+        method = make_heat_flux(
             "harmonic",
             reference=structure,
             # full (N, N, 3, 3), in the MD cell's atom order
             force_constants=read_force_constants(force_constants, structure),
             convective=convective,
         )
-    raise ValueError(f"greenkubo.flux: unknown heat flux {name!r}")
+    else:
+        raise ValueError(f"greenkubo.flux: unknown heat flux {name!r}")
+    method.name = flux_label(settings)
+    return method
+
+
+def _unfolded_flux_unavailable(model: str | None) -> str:
+    """The one line that says ``greenkubo.flux: unfolded`` is impossible with ``model``."""
+    return (
+        f"greenkubo.flux: unfolded needs the model's own heat flux, which model {model!r} "
+        "does not provide (Model.heat_flux_method); use virial (per-atom stresses) or harmonic"
+    )
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
@@ -253,11 +285,10 @@ class _Setup:
         force_constants: str | Path | None,
         flux: bool = True,
     ) -> None:
-        gk = settings["greenkubo"]
         self.settings, self.model_dir, self.threads = settings, Path(model_dir), threads
         self.force_constants = force_constants
         self.atoms = read_structure(structure_path)
-        self.flux_name = str(gk["flux"])
+        self.flux_name = flux_label(settings)
         self.prod = production_settings(settings)
         self.analysis = analysis_settings(settings)
         self.fingerprint = model_fingerprint(model_dir)

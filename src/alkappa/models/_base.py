@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ase.calculators.calculator import Calculator
 
     from alkappa.models.ensemble import EnsembleCalculator
+    from alkappa.models.heat_flux import HeatFluxMethod
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,10 @@ class Model(ABC):
     """Base class of all MLIP families.
 
     Options come from the config's ``model`` block (everything except ``name``) as keyword
-    arguments.
+    arguments. A plugin implements :meth:`train` and :meth:`load_calculator`; it may override
+    :meth:`load_ensemble_calculator` (shared work between members) and
+    :meth:`heat_flux_method` (its own heat flux, for Green-Kubo with
+    ``greenkubo.flux: unfolded``).
     """
 
     def __init__(self, **options: Any) -> None:
@@ -98,3 +102,73 @@ class Model(ABC):
         from alkappa.models.ensemble import EnsembleCalculator
 
         return EnsembleCalculator([self.load_calculator(p, device) for p in model_paths], **options)
+
+    def heat_flux_method(
+        self,
+        model_paths: Sequence[Path],
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        convective: bool = False,
+        precision: str = "float64",
+        **options: Any,
+    ) -> HeatFluxMethod:
+        """The heat flux of an ensemble of trained model files, for Green-Kubo MD.
+
+        ``greenkubo.flux: unfolded`` (the default) asks the model for its own heat flux: only
+        the model knows its atomic energies and how far they reach, so only the plugin can
+        give the full flux of a many-body potential. The pipeline calls this once per
+        production job, before any MD, and calls the method's ``heat_flux(atoms)`` at every
+        logged NVE step with the ensemble calculator of :meth:`load_ensemble_calculator`
+        attached to ``atoms``. Conventions, units and the building blocks (the average
+        virial, the convective term, the unfolding of the periodic cell) are in
+        :mod:`alkappa.models.heat_flux`.
+
+        The default raises :class:`~alkappa.models.heat_flux.HeatFluxNotAvailable`: a model
+        without a flux of its own runs Green-Kubo with ``greenkubo.flux: virial`` (if its
+        calculator gives per-atom stresses) or ``harmonic``. :meth:`provides_heat_flux` tells
+        without loading anything.
+
+        Parameters
+        ----------
+        model_paths
+            The members' model files (those of :meth:`load_ensemble_calculator`).
+        device
+            Torch device (or whatever the plugin runs on).
+        threads
+            Cores the calling process owns (``None``: leave the thread settings alone).
+        convective
+            Add the convective term :math:`\\sum_i E_i \\mathbf{v}_i / V` with the model's
+            atomic energies (``greenkubo.convective``).
+        precision
+            ``"float64"`` or ``"float32"`` (``greenkubo.flux_precision``): the floating point
+            the model is evaluated in for the flux; a plugin with one precision only raises
+            ``ValueError`` for the other.
+        **options
+            Plugin-specific.
+
+        Returns
+        -------
+        HeatFluxMethod
+            The ensemble-mean flux (the flux of the mean potential; per-member fluxes in
+            ``results["heat_flux_members"]`` if the plugin has them). Methods with atomic
+            virials should derive from :class:`~alkappa.models.heat_flux.AverageVirials`, so
+            that production MD can subtract the average virial.
+
+        Raises
+        ------
+        alkappa.models.heat_flux.HeatFluxNotAvailable
+            The model provides no heat flux (the default).
+        """
+        from alkappa.models.heat_flux import HeatFluxNotAvailable
+
+        raise HeatFluxNotAvailable(
+            f"model plugin {type(self).__name__} provides no heat flux of its own "
+            "(Model.heat_flux_method)"
+        )
+
+    def provides_heat_flux(self) -> bool:
+        """Whether :meth:`heat_flux_method` gives a flux (checked with the config, before any
+        job). The default: whether the plugin overrides :meth:`heat_flux_method`; override
+        this too when that depends on the options."""
+        return type(self).heat_flux_method is not Model.heat_flux_method

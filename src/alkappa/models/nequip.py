@@ -3,7 +3,9 @@
 Training runs ``nequip-train`` in a subprocess on a config generated from the options (see
 :mod:`alkappa.models._nequip_config` for the options, their defaults and the conventions),
 then packages the best checkpoint with ``nequip-package build`` into ``model.nequip.zip``,
-the self-contained file that :meth:`NequIPModel.load_calculator` loads into ASE.
+the self-contained file that :meth:`NequIPModel.load_calculator` loads into ASE. The
+Green-Kubo heat flux of the members is :class:`UnfoldedHeatFlux`
+(:meth:`NequIPModel.heat_flux_method`).
 
 Files written into ``workdir`` by :meth:`NequIPModel.train`:
 
@@ -41,6 +43,7 @@ import yaml
 
 from alkappa.models._base import Model, TrainResult
 from alkappa.models._nequip_config import build_config, resolve_options
+from alkappa.models._nequip_flux import UnfoldedHeatFlux
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -322,6 +325,45 @@ class NequIPModel(Model):
             return super().load_ensemble_calculator(
                 paths, device, threads=threads, uncertainty_every=uncertainty_every
             )
+
+    def heat_flux_method(
+        self,
+        model_paths: Sequence[Path],
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        convective: bool = False,
+        precision: str = "float64",
+        **options: Any,
+    ) -> UnfoldedHeatFlux:
+        """The unfolded-system heat flux of the members (Langer et al. 2023):
+        :class:`UnfoldedHeatFlux` with the members loaded eagerly (the flux needs their
+        atomic energies and forward-mode autograd; compiled companions are not used).
+
+        Parameters
+        ----------
+        model_paths
+            The members' ``.nequip.zip`` files.
+        device
+            Torch device.
+        threads
+            Torch intra-op threads during a flux evaluation (``None``: unchanged).
+        convective
+            Add the convective term.
+        precision
+            ``"float64"`` or ``"float32"`` (a float32 copy of each member for the flux).
+        **options
+            Further keywords of :class:`UnfoldedHeatFlux` (``num_layers``, ``margin``,
+            ``prune``, ``skin``).
+        """
+        return UnfoldedHeatFlux.from_paths(
+            [Path(p) for p in model_paths],
+            device=device,
+            threads=threads,
+            convective=convective,
+            dtype=precision,
+            **options,
+        )
 
 
 def load_nequip_calculator(model_path: Path | str, device: str = "cpu") -> Calculator:

@@ -21,6 +21,9 @@ plugin package's test file::
     class TestMyModel(ModelContract):
         model_spec = {"name": "my-mlip", "max_epochs": 2}
 
+:class:`LennardJonesModel` is a model plugin for tests of the pipeline: a Lennard-Jones pair
+potential that trains in milliseconds and provides its own heat flux (:class:`PairHeatFlux`).
+
 Each test method is one clause of the contract; class attributes tune the tolerances and
 steps (see :class:`OracleContract` and :class:`ModelContract`). A test can also be run outside
 pytest's collection, with the fixture value made by :meth:`OracleContract.make_oracle_case` or
@@ -33,14 +36,17 @@ nothing else in alkappa imports it.
 from __future__ import annotations
 
 from alkappa.testing._frames import emt_frames
+from alkappa.testing._lj_model import LennardJonesModel, PairHeatFlux
 from alkappa.testing._model import UNCERTAINTY_KEYS, ModelContract, TrainedModel
 from alkappa.testing._oracle import OracleCase, OracleContract
 
 __all__ = [
     "UNCERTAINTY_KEYS",
+    "LennardJonesModel",
     "ModelContract",
     "OracleCase",
     "OracleContract",
+    "PairHeatFlux",
     "TrainedModel",
     "emt_frames",
 ]

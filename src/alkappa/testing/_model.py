@@ -14,6 +14,7 @@ import pytest
 from alkappa import _plugins
 from alkappa.models import Model, TrainResult, get_model
 from alkappa.models.ensemble import EnsembleCalculator
+from alkappa.models.heat_flux import HeatFluxMethod, HeatFluxNotAvailable
 from alkappa.models.uncertainty import uncertainty_statistics
 from alkappa.testing._common import (
     entry_point_names,
@@ -119,6 +120,10 @@ class ModelContract:
     uncertainty_is_spread
         The ensemble's ``uncertainty`` is the members' spread, so identical members give zero
         (``False`` for a model with its own error estimate, e.g. a Bayesian posterior).
+    heat_flux_options
+        Keyword arguments for :meth:`~alkappa.models.Model.heat_flux_method`.
+    heat_flux_tolerance
+        Relative tolerance of the heat-flux checks (reversed velocities, identical members).
     """
 
     model_class: ClassVar[type[Model] | None] = None
@@ -134,6 +139,8 @@ class ModelContract:
     ensemble_options: ClassVar[dict[str, Any]] = {}
     ensemble_tolerance: ClassVar[float] = 1e-6
     uncertainty_is_spread: ClassVar[bool] = True
+    heat_flux_options: ClassVar[dict[str, Any]] = {}
+    heat_flux_tolerance: ClassVar[float] = 1e-8
 
     def model_frames(self) -> list[Atoms]:
         """The labelled frames to train and validate on (default: :func:`emt_frames`)."""
@@ -334,3 +341,44 @@ class ModelContract:
             first.get_potential_energy(), abs=tol
         ), "the reloaded model gives another energy"
         np.testing.assert_allclose(again.get_forces(), first.get_forces(), rtol=0, atol=tol)
+
+    def test_heat_flux_is_provided_or_refused(
+        self, trained_model: TrainedModel, model_calculator: Calculator
+    ) -> None:
+        model, path = trained_model.model, trained_model.result.model_path
+        if not model.provides_heat_flux():
+            # the refusal the pipeline turns into one line (greenkubo.flux: unfolded)
+            with pytest.raises(HeatFluxNotAvailable):
+                model.heat_flux_method([path], **copy.deepcopy(self.heat_flux_options))
+            return
+        try:
+            flux = model.heat_flux_method([path, path], **copy.deepcopy(self.heat_flux_options))
+        except HeatFluxNotAvailable as exc:
+            raise AssertionError(f"provides_heat_flux() is true, but: {exc}") from exc
+        assert isinstance(flux, HeatFluxMethod), f"heat_flux_method gave a {type(flux).__name__}"
+        atoms = trained_model.frame()
+        rng = np.random.default_rng(self.seed)
+        atoms.set_velocities(rng.normal(scale=0.01, size=(len(atoms), 3)))  # Å per ASE time
+        atoms.calc = model_calculator
+        j = np.asarray(flux.heat_flux(atoms), dtype=float)
+        assert j.shape == (3,) and np.all(np.isfinite(j)), f"heat flux {j!r}"
+        np.testing.assert_array_equal(flux.results["heat_flux"], j, "results['heat_flux']")
+        assert np.linalg.norm(j) > 0, "zero heat flux at finite velocities"
+        tol = self.heat_flux_tolerance * np.linalg.norm(j)
+        members = flux.results.get("heat_flux_members")
+        if members is not None:
+            members = np.asarray(members, dtype=float)
+            assert members.shape == (2, 3), f"heat_flux_members of shape {members.shape}"
+            np.testing.assert_allclose(members, [j, j], rtol=0, atol=tol, err_msg="members")
+        if "energy" in flux.results:
+            assert flux.results["energy"] == pytest.approx(
+                atoms.get_potential_energy(), abs=self.ensemble_tolerance
+            ), "the flux's energy is not the model's"
+        # the potential flux is linear in the velocities (the convective term, if asked
+        # for, is not: leave it out of heat_flux_options)
+        backwards = atoms.copy()
+        backwards.set_velocities(-atoms.get_velocities())
+        backwards.calc = model_calculator
+        np.testing.assert_allclose(
+            flux.heat_flux(backwards), -j, rtol=0, atol=tol, err_msg="flux of reversed velocities"
+        )
