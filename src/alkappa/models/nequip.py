@@ -18,6 +18,10 @@ Files written into ``workdir`` by :meth:`NequIPModel.train`:
 ``model.nequip.pt2``
     with the option ``compile``: the package compiled by AOTInductor for ASE
     (:func:`compile_nequip_model`), which the ensemble calculator runs instead of the package.
+``model.llpr.npz``, ``model.llpr.nequip.pt2``
+    with the option ``uncertainty: llpr``: the last-layer uncertainty fitted on the training
+    and validation sets, and (with ``compile``) the model compiled with its last-layer
+    features as an output (:mod:`alkappa.models._nequip_llpr`).
 ``curve.csv``
     the training curve, one row per epoch (see :func:`write_curve`).
 ``csv/``
@@ -66,6 +70,7 @@ CURVE_COLUMNS: dict[str, str] = {
 
 MODEL_FILE = "model.nequip.zip"
 COMPILED_FILE = "model.nequip.pt2"
+_LLPR_FILES = ("model.llpr.npz", "model.llpr.nequip.pt2")
 
 
 class NequIPTrainingError(RuntimeError):
@@ -88,8 +93,9 @@ class NequIPModel(Model):
         ``max_minutes``, ``batch_size``, ``learning_rate``, ``loss_coeffs`` with keys
         ``energy`` (per atom), ``forces``, ``stress``, ``ema_decay``, ``lr_factor``,
         ``lr_patience``, ``early_stopping_patience``), deployment (``compile``: also write the
-        AOTInductor-compiled ``model.nequip.pt2``) and ``extra``, a dict deep-merged into the
-        generated nequip config last. Unknown keys raise ``ValueError``.
+        AOTInductor-compiled ``model.nequip.pt2``), uncertainty (``uncertainty``: ``ensemble``
+        or ``llpr``; ``llpr_covariance``: ``atoms`` or ``structures``) and ``extra``, a dict
+        deep-merged into the generated nequip config last. Unknown keys raise ``ValueError``.
 
     Examples
     --------
@@ -210,6 +216,20 @@ class NequIPModel(Model):
             except NequIPCompileError as err:
                 warnings.warn(f"{err}\nthe member runs in eager mode", stacklevel=2)
         compiled_end = time.perf_counter()
+        llpr_file: Path | None = None
+        llpr_compiled: Path | None = None
+        if self.resolved["uncertainty"] == "llpr":
+            from alkappa.models._nequip_llpr import compile_llpr_model, write_llpr
+
+            llpr_file = write_llpr(
+                model_path, train_file, val_file, per=self.resolved["llpr_covariance"]
+            )
+            if self.resolved["compile"]:
+                try:
+                    llpr_compiled = compile_llpr_model(model_path, threads=threads)
+                except NequIPCompileError as err:
+                    warnings.warn(f"{err}\nthe LLPR model runs in eager mode", stacklevel=2)
+        llpr_end = time.perf_counter()
 
         rows = read_lightning_csv(workdir / "csv" / "version_0" / "metrics.csv")
         curve_path = workdir / "curve.csv"
@@ -221,6 +241,7 @@ class NequIPModel(Model):
             "train_seconds": trained - start,
             "package_seconds": end - trained,
             "compile_seconds": compiled_end - end if self.resolved["compile"] else None,
+            "llpr_seconds": llpr_end - compiled_end if llpr_file else None,
             "compiled": compiled is not None,
             "epochs": len(rows),
             "best_epoch": best_epoch,
@@ -237,7 +258,7 @@ class NequIPModel(Model):
             model_path=model_path,
             curve_path=curve_path,
             checkpoint_path=best,
-            companions=(compiled,) if compiled else (),
+            companions=tuple(p for p in (compiled, llpr_file, llpr_compiled) if p is not None),
             info=info,
         )
 
@@ -287,6 +308,11 @@ class NequIPModel(Model):
             See :class:`~alkappa.models.ensemble.EnsembleCalculator`.
         parallel
             Run members concurrently (default: when ``threads`` >= 2).
+
+        With the model option ``uncertainty: llpr`` the calculator is
+        :class:`~alkappa.models._nequip_llpr.NequIPLLPRCalculator` on the first member only
+        (its ``model.llpr.npz``, compiled ``model.llpr.nequip.pt2`` when present), with the same
+        ``results`` keys (an ensemble of one, ``uncertainty`` from the last layer).
         """
         from alkappa.models._nequip_ensemble import (
             DEFAULT_SKIN,
@@ -296,6 +322,30 @@ class NequIPModel(Model):
         )
 
         paths = [Path(p) for p in model_paths]
+        if self.resolved["uncertainty"] == "llpr":
+            from alkappa.models._nequip_llpr import (
+                compile_llpr_model,
+                llpr_compiled_path,
+                load_llpr_calculator,
+            )
+
+            # one model: the first member, with its last-layer uncertainty
+            first = paths[0]
+            pt2 = llpr_compiled_path(first)
+            stale = not pt2.is_file() or pt2.stat().st_mtime < first.stat().st_mtime
+            if compile and compiled and stale:
+                try:
+                    compile_llpr_model(first, device=device, threads=threads or 1)
+                except NequIPCompileError as err:
+                    warnings.warn(f"{err}\nthe LLPR model runs in eager mode", stacklevel=2)
+            return load_llpr_calculator(
+                first,
+                device,
+                compiled=compiled,
+                skin=DEFAULT_SKIN if skin is None else skin,
+                uncertainty_every=uncertainty_every,
+                threads=threads,
+            )
         if compile and compiled:
             for path in paths:
                 if compiled_is_fresh(path):
@@ -500,7 +550,7 @@ def _check_init_species(init: Path, species: list[str]) -> None:
 
 def _clean(workdir: Path) -> None:
     """Remove outputs of an earlier run, so a rerun cannot mix old and new files."""
-    for name in (MODEL_FILE, COMPILED_FILE, "curve.csv", "train.log"):
+    for name in (MODEL_FILE, COMPILED_FILE, "curve.csv", "train.log", *_LLPR_FILES):
         (workdir / name).unlink(missing_ok=True)
     for ckpt in workdir.glob("*.ckpt"):  # where checkpoints went before checkpoints/
         ckpt.unlink()
