@@ -163,14 +163,16 @@ def main(directory: Path, threads: int) -> int:
     for name, (e, u) in ens_test.items():
         rows.append((name, "ensemble of 4, raw spread", _metrics(e, u, 1.0)))
         rows.append((name, f"ensemble of 4, x{ens_scale:.2f}", _metrics(e, u, ens_scale)))
-    for per in ("atoms", "structures"):
-        write_llpr(paths[0], directory / "train_boot_0.xyz", data["val"], per=per)
+    for per, neighbours in (("atoms", True), ("atoms", False), ("structures", True)):
+        write_llpr(
+            paths[0], directory / "train_boot_0.xyz", data["val"], per=per, neighbours=neighbours
+        )
         calc = load_llpr_calculator(paths[0], compiled=False)
-        info = calc.llpr.info
-        print(f"LLPR ({per}): {json.dumps(info)}", flush=True)
+        label = f"LLPR member 0, per {per}, " + ("neighbour sum" if neighbours else "own atom")
+        print(f"{label}: {json.dumps(calc.llpr.info)}", flush=True)
         for name, frames in halves.items():
             e, u = _predict(calc, frames)
-            rows.append((name, f"LLPR member 0, covariance per {per}", _metrics(e, u, 1.0)))
+            rows.append((name, label, _metrics(e, u, 1.0)))
     llpr_path(paths[0]).unlink()
     print()
     print(

@@ -91,6 +91,7 @@ def test_llpr_file_roundtrip_and_statistics(tmp_path):
         regulariser=1e-3,
         force_scale2=0.04,
         energy_scale2=0.01,
+        neighbours=False,
         type_scale=np.array([2.0, 0.5]),
         weights=rng.normal(size=5),
         info={"n_train_frames": 1},
@@ -99,7 +100,7 @@ def test_llpr_file_roundtrip_and_statistics(tmp_path):
     llpr.save(path)
     assert [p.name for p in tmp_path.iterdir()] == ["model.llpr.npz"]  # no temporary left
     back = LLPR.load(path)
-    assert back.info == {"n_train_frames": 1} and back.per == "atoms"
+    assert back.info == {"n_train_frames": 1} and back.per == "atoms" and not back.neighbours
     types = np.array([0, 1, 1])
     f = back.features(h[:3], types)
     np.testing.assert_allclose(f, h[:3] * np.array([2.0, 0.5, 0.5])[:, None])
@@ -115,6 +116,26 @@ def test_llpr_file_roundtrip_and_statistics(tmp_path):
     seen, unseen = np.zeros((1, 5)), np.zeros((1, 5))
     seen[0, 0] = unseen[0, 0] = 1.0
     hh = np.concatenate([h[:, :4], np.zeros((50, 1))], axis=1)
-    narrow = LLPR(feature_covariance([hh]), 1e-3, 1.0, 1.0)
+    narrow = LLPR(feature_covariance([hh]), 1e-3, 1.0, 1.0, neighbours=False)
     unseen[0, 4] = 1.0
     assert narrow.atom_force_uncertainty(unseen)[0] > 10 * narrow.atom_force_uncertainty(seen)[0]
+
+
+def test_neighbour_sum_of_the_force_uncertainty():
+    """u_i^2 = alpha^2 (s_i^2 + sum over the edges i -> j of s_j^2)."""
+    rng = np.random.default_rng(5)
+    h = rng.normal(size=(40, 3))
+    llpr = LLPR(feature_covariance([h]), 1e-2, 0.25, 1.0)  # neighbours by default
+    f = rng.normal(size=(4, 3))
+    edges = np.array([[0, 0, 1, 1, 2, 0], [1, 2, 0, 2, 1, 1]])  # 0 -> 1 twice: two images
+    s2 = rigidity_variance(f, llpr.covariance, 1e-2)
+    expected = s2 + np.array([2 * s2[1] + s2[2], s2[0] + s2[2], s2[1], 0.0])
+    np.testing.assert_allclose(llpr.atom_force_uncertainty(f, edges), np.sqrt(0.25 * expected))
+    with pytest.raises(ValueError, match="edge list"):
+        llpr.atom_force_uncertainty(f)
+    # calibration with edges: alpha^2 is the mean of |e|^2 over the summed rigidities
+    e2 = rng.uniform(size=4)
+    reg, alpha2, _ = calibrate(llpr.covariance, f, e2, dof=3, edges=edges, grid=[1.0])
+    summed = rigidity_variance(f, llpr.covariance, reg)
+    summed = summed + np.bincount(edges[0], weights=summed[edges[1]], minlength=4)
+    assert alpha2 == pytest.approx(np.mean(e2 / summed))

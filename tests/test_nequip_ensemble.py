@@ -398,7 +398,8 @@ def test_llpr_calculator_on_a_trained_member(members, tmp_path):
     u = calc.results["atom_force_uncertainty"]
     assert stats["force_max"] == pytest.approx(u.max())
     _, _, _, h = evaluate_with_features(member, data)
-    np.testing.assert_allclose(u, llpr.atom_force_uncertainty(llpr.features(h, types)))
+    edges = data["edge_index"].numpy()
+    np.testing.assert_allclose(u, llpr.atom_force_uncertainty(llpr.features(h, types), edges))
 
     # far from the training frames (a compressed, strongly rattled cell) it is larger
     far = atoms.copy()

@@ -41,6 +41,7 @@ from alkappa.models._nequip_ensemble import (
     load_member,
 )
 from alkappa.models.llpr import LLPR, calibrate, feature_covariance, fit_scale
+from alkappa.models.uncertainty import RELATIVE_EPS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -120,6 +121,7 @@ def fit_llpr(
     val_frames: Sequence[Atoms],
     *,
     per: str = "atoms",
+    neighbours: bool = True,
     device: str = "cpu",
 ) -> LLPR:
     """Covariance from ``train_frames``, ``varsigma``/``alpha`` from ``val_frames``' errors.
@@ -137,13 +139,16 @@ def fit_llpr(
         energy, forces, _, h = evaluate_with_features(member, data)
         types = data["atom_types"].cpu().numpy()
         scale = type_scale[types]
-        return energy, forces, h * scale[:, None], types
+        return energy, forces, h * scale[:, None], data["edge_index"].cpu().numpy()
 
     train_feats = [features_of(a)[2] for a in train_frames]
     cov = feature_covariance(train_feats, per=per)
-    atom_q, atom_e2, energy_q, energy_e2 = [], [], [], []
+    atom_q, atom_e2, energy_q, energy_e2, edges = [], [], [], [], []
+    offset = 0
     for atoms in val_frames:
-        energy, forces, f, _ = features_of(atoms)
+        energy, forces, f, edge_index = features_of(atoms)
+        edges.append(edge_index + offset)
+        offset += len(f)
         ref = atoms.calc.results if atoms.calc is not None else {}
         if "forces" not in ref or "energy" not in ref:
             raise ValueError("validation frames need reference energies and forces")
@@ -152,7 +157,8 @@ def fit_llpr(
         energy_q.append(f.sum(axis=0))
         energy_e2.append((energy - float(ref["energy"])) ** 2)
     queries, sq = np.concatenate(atom_q), np.concatenate(atom_e2)
-    reg, force_scale2, nll = calibrate(cov, queries, sq, dof=3)
+    val_edges = np.concatenate(edges, axis=1) if neighbours else None
+    reg, force_scale2, nll = calibrate(cov, queries, sq, dof=3, edges=val_edges)
     energy_scale2 = fit_scale(cov, reg, np.array(energy_q), np.array(energy_e2))
     info = {
         "n_train_frames": len(train_feats),
@@ -169,6 +175,7 @@ def fit_llpr(
         force_scale2=force_scale2,
         energy_scale2=energy_scale2,
         per=per,
+        neighbours=neighbours,
         type_scale=type_scale,
         weights=weights,
         info=info,
@@ -181,13 +188,19 @@ def write_llpr(
     val_file: str | Path,
     *,
     per: str = "atoms",
+    neighbours: bool = True,
     device: str = "cpu",
 ) -> Path:
     """Fit (:func:`fit_llpr`) on the extxyz files and write ``model.llpr.npz`` atomically."""
     from alkappa.io.dataset import read_dataset
 
     llpr = fit_llpr(
-        model_path, read_dataset(train_file), read_dataset(val_file), per=per, device=device
+        model_path,
+        read_dataset(train_file),
+        read_dataset(val_file),
+        per=per,
+        neighbours=neighbours,
+        device=device,
     )
     out = llpr_path(model_path)
     llpr.save(out)
@@ -300,16 +313,21 @@ class NequIPLLPRCalculator(NequIPEnsembleCalculator):
         )
         self.llpr = llpr
         self._features: np.ndarray | None = None
+        self._edges: np.ndarray | None = None
 
     @property
     def uncertainty(self) -> dict[str, float]:
         if "uncertainty" not in self.results and self._features is not None:
-            self.results["uncertainty"] = self.llpr.statistics(
-                self._features, self.results["forces"]
-            )
-            self.results["atom_force_uncertainty"] = self.llpr.atom_force_uncertainty(
-                self._features
-            )
+            u = self.llpr.atom_force_uncertainty(self._features, self._edges)
+            self.results["atom_force_uncertainty"] = u
+            forces = self.results["forces"]
+            mean_force = float(np.linalg.norm(forces, axis=1).mean())
+            self.results["uncertainty"] = {
+                "force_max": float(u.max()),
+                "force_mean": float(u.mean()),
+                "energy_std_per_atom": self.llpr.energy_uncertainty(self._features) / len(u),
+                "force_max_relative": float(u.max()) / (mean_force + RELATIVE_EPS),
+            }
         return dict(self.results.get("uncertainty", {}))
 
     def calculate(
@@ -323,6 +341,7 @@ class NequIPLLPRCalculator(NequIPEnsembleCalculator):
         data = self.model_input(self.atoms)
         energy, forces, stress, h = evaluate_with_features(self.members[0], data)
         self._features = self.llpr.features(h, data["atom_types"].cpu().numpy())
+        self._edges = data["edge_index"].cpu().numpy()
         self.results = {
             "energy": energy,
             "free_energy": energy,

@@ -22,9 +22,14 @@ node features times the readout's and the type's scale, see :mod:`alkappa.models
 - **Force uncertainty from the local-energy LLPR.** The AL statistic is per atom and about
   forces. The exact LLPR force variance needs the Jacobian of the forces with respect to ``w``,
   i.e. one backward pass per feature (``D`` of them) per MD step, or ``K`` backward passes for
-  ``K`` posterior-sampled heads: several times the step, far above the 1.3x budget. Instead
-  ``u_i = alpha_F sqrt(f_i^T (F + varsigma^2 I)^-1 f_i)``, the local-energy rigidity of atom
-  ``i`` (no extra pass: ``f_i`` comes out of the forward pass), with ``alpha_F`` and
+  ``K`` posterior-sampled heads: several times the step, far above the 1.3x budget. Instead,
+  with ``s_i^2 = f_i^T (F + varsigma^2 I)^-1 f_i`` the local-energy rigidity of atom ``i`` (no
+  extra pass: ``f_i`` comes out of the forward pass), ``u_i^2 = alpha_F^2 (s_i^2 + sum_j
+  s_j^2)`` over the neighbours ``j`` of ``i`` within the cutoff (each periodic image once, as in
+  the model's edge list): ``F_i = -sum_j dE_j/dr_i`` collects the local energies of the
+  neighbourhood, and on the benchmark (``benchmarks/ensemble_md.py --calibration``) this
+  ranked frames better and was better calibrated than ``s_i`` alone (``neighbours=False``,
+  the plain local-energy proxy). ``alpha_F`` and
   ``varsigma`` fitted to the per-atom force errors ``|dF_i|`` on the validation set by
   maximum likelihood (``u_i^2`` is the predicted mean of ``|dF_i|^2``, the three components
   Gaussian with variance ``u_i^2 / 3``), so ``u_i`` has the meaning and units (eV/Å) of the
@@ -94,6 +99,14 @@ def _gaussian_nll(sq_err: np.ndarray, var: np.ndarray, dof: int) -> float:
     return float(np.mean(0.5 * dof * np.log(2 * np.pi * comp) + 0.5 * sq_err / comp))
 
 
+def neighbour_sum(s2: np.ndarray, edges: ArrayLike | None) -> np.ndarray:
+    """``s2_i + sum_j s2_j`` over the edges ``i -> j`` (``edges`` (2, E); ``None``: ``s2``)."""
+    if edges is None:
+        return s2
+    e = np.asarray(edges)
+    return s2 + np.bincount(e[0], weights=s2[e[1]], minlength=len(s2))
+
+
 def calibrate(
     covariance: ArrayLike,
     queries: ArrayLike,
@@ -101,13 +114,16 @@ def calibrate(
     *,
     dof: int = 1,
     grid: ArrayLike = REGULARISER_GRID,
+    edges: ArrayLike | None = None,
 ) -> tuple[float, float, float]:
     """``(varsigma^2, alpha^2, nll)`` maximising the likelihood of validation errors.
 
     Each validation error vector (``dof`` components, squared norm ``sq_errors``) is taken as
     Gaussian with mean squared norm ``alpha^2 g^T (F + varsigma^2 I)^-1 g``. For each
     ``varsigma^2`` on ``grid`` (times ``trace(F) / D``) the best ``alpha^2`` is the mean of
-    ``|e|^2 / s^2`` (closed form); the ``varsigma^2`` of the smallest mean NLL wins.
+    ``|e|^2 / s^2`` (closed form); the ``varsigma^2`` of the smallest mean NLL wins. With
+    ``edges`` (2, E) between the queries, ``s^2`` is summed over each query's neighbours
+    (:func:`neighbour_sum`).
     """
     cov = np.asarray(covariance, dtype=float)
     g = np.atleast_2d(np.asarray(queries, dtype=float))
@@ -121,7 +137,7 @@ def calibrate(
     best = (np.nan, np.nan, np.inf)
     for factor in np.asarray(grid, dtype=float):
         reg = float(factor) * unit
-        s2 = proj2 @ (1.0 / (lam + reg))
+        s2 = neighbour_sum(proj2 @ (1.0 / (lam + reg)), edges)
         s2 = np.maximum(s2, np.finfo(float).tiny)
         alpha2 = float(np.mean(e2 / s2))
         if alpha2 <= 0:  # all errors exactly zero
@@ -133,10 +149,14 @@ def calibrate(
 
 
 def fit_scale(
-    covariance: ArrayLike, regulariser: float, queries: ArrayLike, sq_errors: ArrayLike
+    covariance: ArrayLike,
+    regulariser: float,
+    queries: ArrayLike,
+    sq_errors: ArrayLike,
+    edges: ArrayLike | None = None,
 ) -> float:
     """Maximum-likelihood ``alpha^2`` at a given ``varsigma^2``: ``mean(|e|^2 / s^2)``."""
-    s2 = rigidity_variance(queries, covariance, regulariser)
+    s2 = neighbour_sum(rigidity_variance(queries, covariance, regulariser), edges)
     return float(np.mean(np.asarray(sq_errors, dtype=float).reshape(-1) / np.maximum(s2, 1e-300)))
 
 
@@ -154,6 +174,9 @@ class LLPR:
         ``alpha_F^2`` (eV/Å)^2 and ``alpha_E^2`` (eV^2).
     per
         ``"atoms"`` or ``"structures"``: how ``F`` was accumulated.
+    neighbours
+        The force uncertainty sums the rigidities over each atom's neighbours (module
+        docstring); then :meth:`atom_force_uncertainty` needs the edge list.
     type_scale
         Per-type factor turning the model's node features into ``f_i`` (the readout's weight
         scale times the per-type energy scale), in the model's type order, shape (T,).
@@ -168,6 +191,7 @@ class LLPR:
     force_scale2: float
     energy_scale2: float
     per: str = "atoms"
+    neighbours: bool = True
     type_scale: np.ndarray = field(default_factory=lambda: np.ones(1))
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
     info: dict[str, Any] = field(default_factory=dict)
@@ -195,9 +219,17 @@ class LLPR:
         z = g @ self._whiten
         return np.einsum("nd,nd->n", z, z)
 
-    def atom_force_uncertainty(self, features: ArrayLike) -> np.ndarray:
-        """Per-atom force uncertainty ``u_i`` (eV/Å) from the features ``f_i`` (N, D)."""
-        return np.sqrt(self.force_scale2 * self._rigidity(np.asarray(features, dtype=float)))
+    def atom_force_uncertainty(
+        self, features: ArrayLike, edges: ArrayLike | None = None
+    ) -> np.ndarray:
+        """Per-atom force uncertainty ``u_i`` (eV/Å) from the features ``f_i`` (N, D).
+
+        ``edges`` (2, E): the model's edge list (``i -> j``), needed with :attr:`neighbours`.
+        """
+        if self.neighbours and edges is None:
+            raise ValueError("this LLPR sums over neighbours: give the edge list")
+        s2 = self._rigidity(np.asarray(features, dtype=float))
+        return np.sqrt(self.force_scale2 * neighbour_sum(s2, edges if self.neighbours else None))
 
     def energy_uncertainty(self, features: ArrayLike) -> float:
         """Total-energy uncertainty ``sigma_E`` (eV) from the features ``f_i`` (N, D)."""
@@ -205,7 +237,12 @@ class LLPR:
         return float(np.sqrt(self.energy_scale2 * self._rigidity(g)[0]))
 
     def statistics(
-        self, features: ArrayLike, forces: ArrayLike, *, eps: float = RELATIVE_EPS
+        self,
+        features: ArrayLike,
+        forces: ArrayLike,
+        edges: ArrayLike | None = None,
+        *,
+        eps: float = RELATIVE_EPS,
     ) -> dict[str, float]:
         """The statistics of :func:`alkappa.models.uncertainty.uncertainty_statistics`.
 
@@ -213,7 +250,7 @@ class LLPR:
         ``sigma_E / N``, ``force_max_relative`` divides by the mean force magnitude (+ eps).
         """
         f = np.asarray(features, dtype=float)
-        u = self.atom_force_uncertainty(f)
+        u = self.atom_force_uncertainty(f, edges)
         force_max = float(u.max())
         mean_force = float(np.linalg.norm(np.asarray(forces, dtype=float), axis=1).mean())
         return {
@@ -239,6 +276,7 @@ class LLPR:
                     force_scale2=np.float64(self.force_scale2),
                     energy_scale2=np.float64(self.energy_scale2),
                     per=np.str_(self.per),
+                    neighbours=np.bool_(self.neighbours),
                     type_scale=np.asarray(self.type_scale, dtype=float),
                     weights=np.asarray(self.weights, dtype=float),
                     info=np.str_(json.dumps(self.info)),
@@ -259,6 +297,7 @@ class LLPR:
                 force_scale2=float(data["force_scale2"]),
                 energy_scale2=float(data["energy_scale2"]),
                 per=str(data["per"]),
+                neighbours=bool(data["neighbours"]),
                 type_scale=data["type_scale"],
                 weights=data["weights"],
                 info=json.loads(str(data["info"])),
