@@ -28,13 +28,13 @@ next to another CPU-bound job.
 ``--calibration`` instead compares the two uncertainties' quality: 4 members (bootstrap
 resampled training frames, seeds 0-3; 2 layers, l_max 1, 16 features, r_max 4 Å) trained on
 EMT-labelled 32-atom Ag-Cu cells (rattled and strained), LLPR fitted for member 0 on the same
-training and validation sets (covariance per atom or per structure; force uncertainty from
-the atom's own rigidity or summed over its neighbours), then on a test set (half like the
-training frames, half further out) the Spearman rank correlation between predicted
-uncertainty and true force error (per atom: ``u_i`` against ``|dF_i|``; per frame:
-``force_max`` against ``max_i |dF_i|``) and the miscalibration area of the force components
-(``u_i / sqrt(3)`` as their standard deviation), each method against the errors of its own prediction (ensemble mean; member 0).
-The ensemble's raw spread is shown as is and rescaled by one factor fitted on the validation
+training and validation sets (covariance per atom or per structure; force uncertainty from the
+atom's own rigidity or summed over its neighbours), then on a test set (half like the training
+frames, half further out) the Spearman rank correlation between predicted uncertainty and true
+force error (per atom: ``u_i`` against ``|dF_i|``; per frame: ``force_max`` against ``max_i
+|dF_i|``) and the miscalibration area of the force components (``u_i / sqrt(3)`` as their
+standard deviation), each method against the errors of its own prediction (ensemble mean; member
+0). The ensemble's raw spread is shown as is and rescaled by one factor fitted on the validation
 set (the LLPR's ``alpha`` is fitted there too).
 """
 
