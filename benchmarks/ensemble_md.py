@@ -181,7 +181,8 @@ def variants(paths: list[Path], threads: int, compiled: bool) -> dict[str, Any]:
 
 def fit_llpr_member(path: Path, cache: Path, threads: int, compiled: bool) -> None:
     """``model.llpr.npz`` for the member ``path`` (and its compiled LLPR model), if missing."""
-    from alkappa.models._nequip_llpr import compile_llpr_model, llpr_compiled_path, llpr_path
+    from alkappa.models._nequip_llpr import llpr_compiled_path, llpr_path
+    from alkappa.models.nequip import compile_llpr_model
 
     if not llpr_path(path).is_file():
         from alkappa.models._nequip_llpr import write_llpr

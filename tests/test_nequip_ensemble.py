@@ -438,3 +438,29 @@ def test_training_with_llpr_writes_the_llpr_file(members, tmp_path):
     assert LLPR.load(npz).per == "structures"
     with pytest.raises(ValueError, match="uncertainty must be"):
         NequIPModel(uncertainty="mc-dropout")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("ALKAPPA_TEST_COMPILE"),
+    reason="compiling takes about a minute of CPU; set ALKAPPA_TEST_COMPILE=1",
+)
+def test_compiled_llpr_model_equals_eager(members, tmp_path):
+    from alkappa.models._nequip_llpr import load_llpr_calculator, write_llpr
+    from alkappa.models.nequip import compile_llpr_model
+
+    root = members[0].parent.parent
+    path = tmp_path / "model.nequip.zip"
+    shutil.copyfile(members[0], path)
+    write_llpr(path, root / "train.xyz", root / "val.xyz")
+    compile_llpr_model(path)
+    eager = load_llpr_calculator(path, compiled=False)
+    compiled = load_llpr_calculator(path)
+    assert (eager.kinds, compiled.kinds) == (["eager"], ["compiled"])
+    atoms = _alloy(8, rattle=0.12)
+    for calc in (eager, compiled):
+        work = atoms.copy()
+        work.calc = calc
+        work.get_stress()
+    np.testing.assert_allclose(compiled.results["forces"], eager.results["forces"], atol=1e-9)
+    assert compiled.results["uncertainty"] == pytest.approx(eager.results["uncertainty"], rel=1e-8)

@@ -17,14 +17,12 @@ Files next to ``model.nequip.zip``:
     the calibrated :class:`~alkappa.models.llpr.LLPR` (written atomically).
 ``model.llpr.nequip.pt2``
     optional: the package compiled by AOTInductor with ``node_features`` among its outputs
-    (:func:`compile_llpr_model`), which :class:`NequIPLLPRCalculator` runs instead of the
-    eager package.
+    (:func:`alkappa.models.nequip.compile_llpr_model`), which :class:`NequIPLLPRCalculator`
+    runs instead of the eager package.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,7 +49,7 @@ if TYPE_CHECKING:
 
 LLPR_FILE = "model.llpr.npz"
 LLPR_COMPILED_FILE = "model.llpr.nequip.pt2"
-_FEATURES = "node_features"
+FEATURES_KEY = "node_features"
 _ASE_OUTPUTS = ("atomic_energy", "total_energy", "forces", "stress")
 
 
@@ -96,7 +94,7 @@ def evaluate_with_features(
     """Energy, forces (N, 3), 3x3 stress and node features (N, D) of one member.
 
     A compiled member must have been compiled with ``node_features`` among its outputs
-    (:func:`compile_llpr_model`).
+    (:func:`alkappa.models.nequip.compile_llpr_model`).
     """
     import torch
 
@@ -111,7 +109,7 @@ def evaluate_with_features(
     energy = float(out["total_energy"].detach().reshape(()).cpu())
     forces = out["forces"].detach().cpu().numpy().astype(float, copy=False)
     stress = out["stress"].detach().reshape(3, 3).cpu().numpy().astype(float, copy=False)
-    feats = out[_FEATURES].detach().cpu().numpy().astype(float, copy=False)
+    feats = out[FEATURES_KEY].detach().cpu().numpy().astype(float, copy=False)
     return energy, forces, stress, feats
 
 
@@ -207,44 +205,6 @@ def write_llpr(
     return out
 
 
-def compile_llpr_model(
-    model_path: str | Path, *, device: str = "cpu", threads: int = 1, log: Path | None = None
-) -> Path:
-    """AOTInductor-compile the package with ``node_features`` as an extra output.
-
-    ``nequip-compile`` of nequip 0.19 with a compile target registered in the subprocess
-    (nequip's ``ase`` target plus ``node_features``); written under a temporary name and
-    renamed to ``model.llpr.nequip.pt2``. About a minute on one core for a small model.
-    """
-    from alkappa.models.nequip import NequIPCompileError, _tail, _thread_env
-
-    model_path = Path(model_path).resolve()
-    out = llpr_compiled_path(model_path)
-    tmp = out.with_name("model.llpr.tmp.nequip.pt2")
-    log_path = log or out.with_name(out.name + ".log")
-    script = (
-        "import sys\n"
-        "from nequip.scripts._compile_utils import ASE_TARGET, register_compile_targets\n"
-        "register_compile_targets({'alkappa_llpr': {**ASE_TARGET, "
-        f"'output': [*ASE_TARGET['output'], {_FEATURES!r}]}}}})\n"
-        "from nequip.scripts.compile import main\n"
-        "main(sys.argv[1:])\n"
-    )
-    cmd = [sys.executable, "-c", script, str(model_path), str(tmp), "--mode", "aotinductor"]
-    cmd += ["--device", device, "--target", "alkappa_llpr"]
-    try:
-        with log_path.open("w") as fh:
-            proc = subprocess.run(
-                cmd, cwd=out.parent, env=_thread_env(threads), stdout=fh, stderr=subprocess.STDOUT
-            )
-        if proc.returncode != 0 or not tmp.is_file():
-            raise NequIPCompileError(f"LLPR compilation failed\n{_tail(log_path)}")
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
-
-
 def _load_llpr_member(model_path: Path, device: str, compiled: bool) -> Member:
     pt2 = llpr_compiled_path(model_path)
     if compiled and pt2.is_file():
@@ -255,8 +215,8 @@ def _load_llpr_member(model_path: Path, device: str, compiled: bool) -> Member:
                 from nequip.model.inference_models import load_compiled_model
 
                 model, metadata = load_compiled_model(str(pt2), device)
-                if _FEATURES not in model.output_keys:
-                    raise ValueError(f"no {_FEATURES} output")
+                if FEATURES_KEY not in model.output_keys:
+                    raise ValueError(f"no {FEATURES_KEY} output")
                 return Member(
                     path=model_path,
                     model=model,

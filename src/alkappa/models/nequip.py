@@ -219,7 +219,7 @@ class NequIPModel(Model):
         llpr_file: Path | None = None
         llpr_compiled: Path | None = None
         if self.resolved["uncertainty"] == "llpr":
-            from alkappa.models._nequip_llpr import compile_llpr_model, write_llpr
+            from alkappa.models._nequip_llpr import write_llpr
 
             llpr_file = write_llpr(
                 model_path, train_file, val_file, per=self.resolved["llpr_covariance"]
@@ -323,11 +323,7 @@ class NequIPModel(Model):
 
         paths = [Path(p) for p in model_paths]
         if self.resolved["uncertainty"] == "llpr":
-            from alkappa.models._nequip_llpr import (
-                compile_llpr_model,
-                llpr_compiled_path,
-                load_llpr_calculator,
-            )
+            from alkappa.models._nequip_llpr import llpr_compiled_path, load_llpr_calculator
 
             # one model: the first member, with its last-layer uncertainty
             first = paths[0]
@@ -462,6 +458,44 @@ def compile_nequip_model(
             )
         if not tmp.is_file():
             raise NequIPCompileError(f"nequip-compile wrote no {tmp}\n{_tail(log_path)}")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def compile_llpr_model(
+    model_path: str | Path, *, device: str = "cpu", threads: int = 1, log: Path | None = None
+) -> Path:
+    """AOTInductor-compile the package with ``node_features`` as an extra output.
+
+    ``nequip-compile`` of nequip 0.19 with a compile target registered in the subprocess
+    (nequip's ``ase`` target plus ``node_features``); written under a temporary name and
+    renamed to ``model.llpr.nequip.pt2``. About a minute on one core for a small model.
+    """
+    from alkappa.models._nequip_llpr import FEATURES_KEY, llpr_compiled_path
+
+    model_path = Path(model_path).resolve()
+    out = llpr_compiled_path(model_path)
+    tmp = out.with_name("model.llpr.tmp.nequip.pt2")
+    log_path = log or out.with_name(out.name + ".log")
+    script = (
+        "import sys\n"
+        "from nequip.scripts._compile_utils import ASE_TARGET, register_compile_targets\n"
+        "register_compile_targets({'alkappa_llpr': {**ASE_TARGET, "
+        f"'output': [*ASE_TARGET['output'], {FEATURES_KEY!r}]}}}})\n"
+        "from nequip.scripts.compile import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    cmd = [sys.executable, "-c", script, str(model_path), str(tmp), "--mode", "aotinductor"]
+    cmd += ["--device", device, "--target", "alkappa_llpr"]
+    try:
+        with log_path.open("w") as fh:
+            proc = subprocess.run(
+                cmd, cwd=out.parent, env=_thread_env(threads), stdout=fh, stderr=subprocess.STDOUT
+            )
+        if proc.returncode != 0 or not tmp.is_file():
+            raise NequIPCompileError(f"LLPR compilation failed\n{_tail(log_path)}")
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
