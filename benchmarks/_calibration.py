@@ -54,11 +54,11 @@ def _labelled(atoms: Atoms) -> Atoms:
     return atoms
 
 
-def make_data(directory: Path) -> dict[str, Path]:
+def make_data(directory: Path, seed: int = 0) -> dict[str, Path]:
     """train (40 frames), val (10), test (15 like the training frames + 15 further out)."""
     from alkappa.io.dataset import write_dataset
 
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(7 + 1000 * seed)
 
     def frames(n: int, rattles: tuple[float, float], strains: tuple[float, float]) -> list:
         return [
@@ -79,7 +79,7 @@ def make_data(directory: Path) -> dict[str, Path]:
     return paths
 
 
-def train(directory: Path, data: dict[str, Path], threads: int) -> list[Path]:
+def train(directory: Path, data: dict[str, Path], threads: int, seed: int = 0) -> list[Path]:
     """4 members on bootstrap resamples of the training set (cached)."""
     from alkappa.io.dataset import read_dataset, write_dataset
     from alkappa.models.nequip import NequIPModel
@@ -95,12 +95,14 @@ def train(directory: Path, data: dict[str, Path], threads: int) -> list[Path]:
     train_frames = read_dataset(data["train"])
     model = NequIPModel(**MODEL)
     for m, path in enumerate(paths):
-        rng = np.random.default_rng(100 + m)
+        rng = np.random.default_rng(100 + m + 1000 * seed)
         boot = directory / f"train_boot_{m}.xyz"
         pick = rng.integers(0, len(train_frames), size=len(train_frames))
         write_dataset(boot, [train_frames[i] for i in pick])
         start = time.perf_counter()
-        model.train(boot, data["val"], path.parent, species=SPECIES, seed=m, threads=threads)
+        model.train(
+            boot, data["val"], path.parent, species=SPECIES, seed=m + 10 * seed, threads=threads
+        )
         print(f"member {m} trained in {time.perf_counter() - start:.0f} s", flush=True)
     stamp.write_text(json.dumps(MODEL))
     return paths
@@ -142,14 +144,16 @@ def _metrics(errors: list[np.ndarray], sigmas: list[np.ndarray], scale: float) -
     }
 
 
-def main(directory: Path, threads: int) -> int:
+def main(directory: Path, threads: int, seed: int = 0) -> int:
     from alkappa.io.dataset import read_dataset
     from alkappa.models._nequip_llpr import llpr_path, load_llpr_calculator, write_llpr
     from alkappa.models.ensemble import load_ensemble
 
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    data = make_data(directory)
-    paths = train(directory, data, threads)
+    if seed:
+        directory = directory.with_name(f"{directory.name}_seed{seed}")
+    data = make_data(directory, seed)
+    paths = train(directory, data, threads, seed)
     val, test = read_dataset(data["val"]), read_dataset(data["test"])
     halves = {"test, like training": test[:15], "test, further out": test[15:], "test, all": test}
     ensemble = load_ensemble(paths, threads=threads, compiled=False)

@@ -215,13 +215,18 @@ def main(argv: list[str] | None = None) -> int:
         help="compare the calibration of the ensemble and the LLPR instead of timing",
     )
     parser.add_argument(
+        "--seed", type=int, default=0, help="--calibration: data and member seeds (default 0)"
+    )
+    parser.add_argument(
         "--only", default="", help="comma-separated substrings: time only the matching variants"
     )
     args = parser.parse_args(argv)
     if args.calibration:
         from _calibration import main as calibration_main
 
-        return calibration_main(args.cache.parent / "llpr_calibration", args.threads)
+        return calibration_main(
+            args.cache.parent / "llpr_calibration", args.threads, seed=args.seed
+        )
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(args.threads)
     import torch

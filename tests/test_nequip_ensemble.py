@@ -366,6 +366,13 @@ def test_llpr_calculator_on_a_trained_member(members, tmp_path):
     llpr = LLPR.load(written)
     assert llpr.info["n_train_atoms"] == 4 * 32 and llpr.info["n_val_atoms"] == 2 * 32
     assert llpr.force_scale2 > 0 and llpr.regulariser > 0
+    # the force-uncertainty variant with the smaller validation NLL was kept
+    nll = {
+        v: llpr.info[f"val_force_nll_{k}"]
+        for v, k in ((True, "neighbour_sum"), (False, "own_atom"))
+    }
+    assert llpr.neighbours == (nll[True] < nll[False])
+    assert llpr.info["val_force_nll"] == min(nll.values())
 
     # f_i are the readout's features: E_i = w . f_i + (per-type shift)
     member = load_member(path, compiled=False)

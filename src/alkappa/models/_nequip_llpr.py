@@ -119,14 +119,17 @@ def fit_llpr(
     val_frames: Sequence[Atoms],
     *,
     per: str = "atoms",
-    neighbours: bool = True,
+    neighbours: bool | None = None,
     device: str = "cpu",
 ) -> LLPR:
     """Covariance from ``train_frames``, ``varsigma``/``alpha`` from ``val_frames``' errors.
 
     Frames must carry reference energies and forces (a single-point calculator, as
     :func:`alkappa.io.dataset.read_dataset` gives them); the training frames only need
-    positions. The model runs eager, once per frame.
+    positions. The model runs eager, once per frame. ``neighbours``: whether the force
+    uncertainty sums the rigidities over each atom's neighbours (:mod:`alkappa.models.llpr`);
+    ``None`` (default) takes the variant with the smaller validation NLL (both NLLs are in
+    ``info``).
     """
     member = load_member(model_path, device, compiled=False)
     calc = NequIPEnsembleCalculator([member], device=device, skin=0.0)
@@ -155,8 +158,12 @@ def fit_llpr(
         energy_q.append(f.sum(axis=0))
         energy_e2.append((energy - float(ref["energy"])) ** 2)
     queries, sq = np.concatenate(atom_q), np.concatenate(atom_e2)
-    val_edges = np.concatenate(edges, axis=1) if neighbours else None
-    reg, force_scale2, nll = calibrate(cov, queries, sq, dof=3, edges=val_edges)
+    fits = {}
+    for variant in (True, False) if neighbours is None else (neighbours,):
+        val_edges = np.concatenate(edges, axis=1) if variant else None
+        fits[variant] = calibrate(cov, queries, sq, dof=3, edges=val_edges)
+    neighbours = min(fits, key=lambda v: fits[v][2])
+    reg, force_scale2, nll = fits[neighbours]
     energy_scale2 = fit_scale(cov, reg, np.array(energy_q), np.array(energy_e2))
     info = {
         "n_train_frames": len(train_feats),
@@ -164,6 +171,10 @@ def fit_llpr(
         "n_val_frames": len(val_frames),
         "n_val_atoms": len(sq),
         "val_force_nll": nll,
+        **{
+            f"val_force_nll_{'neighbour_sum' if v else 'own_atom'}": fit[2]
+            for v, fit in fits.items()
+        },
         "val_force_rmse": float(np.sqrt(sq.mean() / 3.0)),
         "regulariser_over_mean_eigenvalue": reg / (float(np.trace(cov)) / len(cov)),
     }
@@ -186,7 +197,7 @@ def write_llpr(
     val_file: str | Path,
     *,
     per: str = "atoms",
-    neighbours: bool = True,
+    neighbours: bool | None = None,
     device: str = "cpu",
 ) -> Path:
     """Fit (:func:`fit_llpr`) on the extxyz files and write ``model.llpr.npz`` atomically."""

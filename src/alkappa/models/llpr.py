@@ -26,10 +26,10 @@ node features times the readout's and the type's scale, see :mod:`alkappa.models
   with ``s_i^2 = f_i^T (F + varsigma^2 I)^-1 f_i`` the local-energy rigidity of atom ``i`` (no
   extra pass: ``f_i`` comes out of the forward pass), ``u_i^2 = alpha_F^2 (s_i^2 + sum_j
   s_j^2)`` over the neighbours ``j`` of ``i`` within the cutoff (each periodic image once, as in
-  the model's edge list): ``F_i = -sum_j dE_j/dr_i`` collects the local energies of the
-  neighbourhood, and on the benchmark (``benchmarks/ensemble_md.py --calibration``) this
-  ranked frames better and was better calibrated than ``s_i`` alone (``neighbours=False``,
-  the plain local-energy proxy). ``alpha_F`` and
+  the model's edge list), since ``F_i = -sum_j dE_j/dr_i`` collects the local energies of the
+  neighbourhood; or ``u_i^2 = alpha_F^2 s_i^2``, the plain local-energy proxy. Neither won
+  consistently on the benchmark (``benchmarks/ensemble_md.py --calibration``, two seeds), so
+  the fit keeps the one with the smaller validation NLL. ``alpha_F`` and
   ``varsigma`` fitted to the per-atom force errors ``|dF_i|`` on the validation set by
   maximum likelihood (``u_i^2`` is the predicted mean of ``|dF_i|^2``, the three components
   Gaussian with variance ``u_i^2 / 3``), so ``u_i`` has the meaning and units (eV/Å) of the
