@@ -414,3 +414,12 @@ def test_impossible_supercells_are_refused_before_they_are_built(supercell, mess
     cfg["materials"]["Cu"]["supercell"] = supercell
     with pytest.raises(ConfigError, match=message):
         load_config(cfg)
+
+
+def test_model_uncertainty_option():
+    """``model.uncertainty``: ensemble or llpr; not filled in (other plugins lack the key)."""
+    cfg = load_config(_config(model={"name": "nequip", "uncertainty": "llpr"}))
+    assert cfg["model"]["uncertainty"] == "llpr"
+    assert "uncertainty" not in load_config(_config(model={"name": "nequip"}))["model"]
+    with pytest.raises(ConfigError, match="uncertainty"):
+        load_config(_config(model={"name": "nequip", "uncertainty": "dropout"}))

@@ -338,3 +338,136 @@ def test_compiled_member_equals_eager(members, tmp_path):
         work.calc = calc
         work.get_stress()
     _compare(fast, naive, rtol=1e-9)
+
+
+# --- LLPR: one member with its last-layer uncertainty ----------------------------------------
+
+
+@pytest.mark.slow
+def test_llpr_calculator_on_a_trained_member(members, tmp_path):
+    import torch
+
+    from alkappa.io.dataset import read_dataset
+    from alkappa.models._nequip_llpr import (
+        NequIPLLPRCalculator,
+        evaluate_with_features,
+        llpr_path,
+        write_llpr,
+    )
+    from alkappa.models.llpr import LLPR
+    from alkappa.models.uncertainty import STATISTICS
+
+    root = members[0].parent.parent
+    path = tmp_path / "member_0" / "model.nequip.zip"
+    path.parent.mkdir()
+    shutil.copyfile(members[0], path)
+    written = write_llpr(path, root / "train.xyz", root / "val.xyz")
+    assert written == llpr_path(path) and written.is_file()
+    llpr = LLPR.load(written)
+    assert llpr.info["n_train_atoms"] == 4 * 32 and llpr.info["n_val_atoms"] == 2 * 32
+    assert llpr.force_scale2 > 0 and llpr.regulariser > 0
+    # the force-uncertainty variant with the smaller validation NLL was kept
+    nll = {
+        v: llpr.info[f"val_force_nll_{k}"]
+        for v, k in ((True, "neighbour_sum"), (False, "own_atom"))
+    }
+    assert llpr.neighbours == (nll[True] < nll[False])
+    assert llpr.info["val_force_nll"] == min(nll.values())
+
+    # f_i are the readout's features: E_i = w . f_i + (per-type shift)
+    member = load_member(path, compiled=False)
+    single = NequIPEnsembleCalculator([member])
+    atoms = read_dataset(root / "val.xyz")[0]
+    data = single.model_input(atoms)
+    inputs = {k: data[k] for k in member.input_keys}
+    with torch.enable_grad():
+        out = member.model({**inputs, "pos": inputs["pos"].clone()})
+    types = data["atom_types"].numpy()
+    f = llpr.features(out["node_features"].detach().numpy(), types)
+    shift = out["atomic_energy"].detach().numpy().ravel() - f @ llpr.weights
+    for t in np.unique(types):
+        assert np.ptp(shift[types == t]) < 1e-10
+
+    # the model option picks the LLPR calculator: the first member's predictions
+    calc = load_ensemble([path, members[1]], model={"name": "nequip", "uncertainty": "llpr"})
+    assert isinstance(calc, NequIPLLPRCalculator) and calc.kinds == ["eager"]
+    naive = load_ensemble([members[0]], fast=False)
+    for c in (calc, naive):
+        work = atoms.copy()
+        work.calc = c
+        work.get_stress()
+    np.testing.assert_allclose(calc.results["forces"], naive.results["forces"], atol=1e-10)
+    assert calc.results["energy"] == pytest.approx(naive.results["energy"], abs=1e-10)
+    np.testing.assert_allclose(calc.results["stress"], naive.results["stress"], atol=1e-12)
+    assert calc.results["forces_members"].shape == (1, len(atoms), 3)
+    stats = calc.results["uncertainty"]
+    assert set(stats) == set(STATISTICS) and stats["force_max"] > 0
+    u = calc.results["atom_force_uncertainty"]
+    assert stats["force_max"] == pytest.approx(u.max())
+    _, _, _, h = evaluate_with_features(member, data)
+    edges = data["edge_index"].numpy()
+    np.testing.assert_allclose(u, llpr.atom_force_uncertainty(llpr.features(h, types), edges))
+
+    # far from the training frames (a compressed, strongly rattled cell) it is larger
+    far = atoms.copy()
+    far.set_cell(far.cell.array * 0.9, scale_atoms=True)
+    far.rattle(0.3, seed=1)
+    far.calc = calc
+    far.get_forces()
+    assert calc.results["uncertainty"]["force_max"] > stats["force_max"]
+
+    # uncertainty_every: skipped statistics come on demand
+    skipping = load_ensemble(
+        [path], model={"name": "nequip", "uncertainty": "llpr"}, uncertainty_every=0
+    )
+    work = atoms.copy()
+    work.calc = skipping
+    work.get_forces()
+    assert "uncertainty" not in skipping.results
+    assert skipping.uncertainty == pytest.approx(stats, rel=1e-10)
+    with pytest.raises(FileNotFoundError, match="no LLPR file"):
+        load_ensemble([members[2]], model={"name": "nequip", "uncertainty": "llpr"})
+
+
+@pytest.mark.slow
+def test_training_with_llpr_writes_the_llpr_file(members, tmp_path):
+    from alkappa.models.nequip import NequIPModel
+
+    root = members[0].parent.parent
+    model = NequIPModel(**TINY, uncertainty="llpr", llpr_covariance="structures")
+    result = model.train(
+        root / "train.xyz", root / "val.xyz", tmp_path / "m", species=SPECIES, seed=0
+    )
+    npz = result.model_path.with_name("model.llpr.npz")
+    assert npz in result.companions and result.info["llpr_seconds"] > 0
+    from alkappa.models.llpr import LLPR
+
+    assert LLPR.load(npz).per == "structures"
+    with pytest.raises(ValueError, match="uncertainty must be"):
+        NequIPModel(uncertainty="mc-dropout")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("ALKAPPA_TEST_COMPILE"),
+    reason="compiling takes about a minute of CPU; set ALKAPPA_TEST_COMPILE=1",
+)
+def test_compiled_llpr_model_equals_eager(members, tmp_path):
+    from alkappa.models._nequip_llpr import load_llpr_calculator, write_llpr
+    from alkappa.models.nequip import compile_llpr_model
+
+    root = members[0].parent.parent
+    path = tmp_path / "model.nequip.zip"
+    shutil.copyfile(members[0], path)
+    write_llpr(path, root / "train.xyz", root / "val.xyz")
+    compile_llpr_model(path)
+    eager = load_llpr_calculator(path, compiled=False)
+    compiled = load_llpr_calculator(path)
+    assert (eager.kinds, compiled.kinds) == (["eager"], ["compiled"])
+    atoms = _alloy(8, rattle=0.12)
+    for calc in (eager, compiled):
+        work = atoms.copy()
+        work.calc = calc
+        work.get_stress()
+    np.testing.assert_allclose(compiled.results["forces"], eager.results["forces"], atol=1e-9)
+    assert compiled.results["uncertainty"] == pytest.approx(eager.results["uncertainty"], rel=1e-8)

@@ -47,6 +47,14 @@ DEFAULTS: dict[str, Any] = {
     # package; the ensemble calculator then runs it compiled): about a minute per member on
     # one core; a 64-atom MD step got ~3x cheaper, a 216-atom one ~2.5x (2-core measurement)
     "compile": False,
+    # --- uncertainty of the deployed model ---
+    # "ensemble": the spread of the M members; "llpr": one member's last-layer prediction
+    # rigidity (alkappa.models.llpr), fitted after training into model.llpr.npz (and, with
+    # compile, compiled with its features into model.llpr.nequip.pt2); the ensemble
+    # calculator of an AL iteration then runs the first member only
+    "uncertainty": "ensemble",
+    # LLPR covariance over training atoms ("atoms") or structures ("structures")
+    "llpr_covariance": "atoms",
     # --- training ---
     "max_epochs": 50,
     "max_minutes": None,
@@ -134,6 +142,12 @@ def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
             resolved[key] = {**DEFAULTS[key], **value}
         else:
             resolved[key] = copy.deepcopy(value)
+    if resolved["uncertainty"] not in ("ensemble", "llpr"):
+        raise ValueError(f"uncertainty must be ensemble or llpr, not {resolved['uncertainty']!r}")
+    if resolved["llpr_covariance"] not in ("atoms", "structures"):
+        raise ValueError(
+            f"llpr_covariance must be atoms or structures, not {resolved['llpr_covariance']!r}"
+        )
     if resolved["model_dtype"] not in ("float32", "float64"):
         raise ValueError(f"model_dtype must be float32 or float64, not {resolved['model_dtype']!r}")
     return resolved

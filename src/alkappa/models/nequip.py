@@ -20,6 +20,10 @@ Files written into ``workdir`` by :meth:`NequIPModel.train`:
 ``model.nequip.pt2``
     with the option ``compile``: the package compiled by AOTInductor for ASE
     (:func:`compile_nequip_model`), which the ensemble calculator runs instead of the package.
+``model.llpr.npz``, ``model.llpr.nequip.pt2``
+    with the option ``uncertainty: llpr``: the last-layer uncertainty fitted on the training
+    and validation sets, and (with ``compile``) the model compiled with its last-layer
+    features as an output (:mod:`alkappa.models._nequip_llpr`).
 ``curve.csv``
     the training curve, one row per epoch (see :func:`write_curve`).
 ``csv/``
@@ -69,6 +73,7 @@ CURVE_COLUMNS: dict[str, str] = {
 
 MODEL_FILE = "model.nequip.zip"
 COMPILED_FILE = "model.nequip.pt2"
+_LLPR_FILES = ("model.llpr.npz", "model.llpr.nequip.pt2")
 
 
 class NequIPTrainingError(RuntimeError):
@@ -91,8 +96,9 @@ class NequIPModel(Model):
         ``max_minutes``, ``batch_size``, ``learning_rate``, ``loss_coeffs`` with keys
         ``energy`` (per atom), ``forces``, ``stress``, ``ema_decay``, ``lr_factor``,
         ``lr_patience``, ``early_stopping_patience``), deployment (``compile``: also write the
-        AOTInductor-compiled ``model.nequip.pt2``) and ``extra``, a dict deep-merged into the
-        generated nequip config last. Unknown keys raise ``ValueError``.
+        AOTInductor-compiled ``model.nequip.pt2``), uncertainty (``uncertainty``: ``ensemble``
+        or ``llpr``; ``llpr_covariance``: ``atoms`` or ``structures``) and ``extra``, a dict
+        deep-merged into the generated nequip config last. Unknown keys raise ``ValueError``.
 
     Examples
     --------
@@ -213,6 +219,20 @@ class NequIPModel(Model):
             except NequIPCompileError as err:
                 warnings.warn(f"{err}\nthe member runs in eager mode", stacklevel=2)
         compiled_end = time.perf_counter()
+        llpr_file: Path | None = None
+        llpr_compiled: Path | None = None
+        if self.resolved["uncertainty"] == "llpr":
+            from alkappa.models._nequip_llpr import write_llpr
+
+            llpr_file = write_llpr(
+                model_path, train_file, val_file, per=self.resolved["llpr_covariance"]
+            )
+            if self.resolved["compile"]:
+                try:
+                    llpr_compiled = compile_llpr_model(model_path, threads=threads)
+                except NequIPCompileError as err:
+                    warnings.warn(f"{err}\nthe LLPR model runs in eager mode", stacklevel=2)
+        llpr_end = time.perf_counter()
 
         rows = read_lightning_csv(workdir / "csv" / "version_0" / "metrics.csv")
         curve_path = workdir / "curve.csv"
@@ -224,6 +244,7 @@ class NequIPModel(Model):
             "train_seconds": trained - start,
             "package_seconds": end - trained,
             "compile_seconds": compiled_end - end if self.resolved["compile"] else None,
+            "llpr_seconds": llpr_end - compiled_end if llpr_file else None,
             "compiled": compiled is not None,
             "epochs": len(rows),
             "best_epoch": best_epoch,
@@ -240,7 +261,7 @@ class NequIPModel(Model):
             model_path=model_path,
             curve_path=curve_path,
             checkpoint_path=best,
-            companions=(compiled,) if compiled else (),
+            companions=tuple(p for p in (compiled, llpr_file, llpr_compiled) if p is not None),
             info=info,
         )
 
@@ -290,6 +311,11 @@ class NequIPModel(Model):
             See :class:`~alkappa.models.ensemble.EnsembleCalculator`.
         parallel
             Run members concurrently (default: when ``threads`` >= 2).
+
+        With the model option ``uncertainty: llpr`` the calculator is
+        :class:`~alkappa.models._nequip_llpr.NequIPLLPRCalculator` on the first member only
+        (its ``model.llpr.npz``, compiled ``model.llpr.nequip.pt2`` when present), with the same
+        ``results`` keys (an ensemble of one, ``uncertainty`` from the last layer).
         """
         from alkappa.models._nequip_ensemble import (
             DEFAULT_SKIN,
@@ -299,6 +325,26 @@ class NequIPModel(Model):
         )
 
         paths = [Path(p) for p in model_paths]
+        if self.resolved["uncertainty"] == "llpr":
+            from alkappa.models._nequip_llpr import llpr_compiled_path, load_llpr_calculator
+
+            # one model: the first member, with its last-layer uncertainty
+            first = paths[0]
+            pt2 = llpr_compiled_path(first)
+            stale = not pt2.is_file() or pt2.stat().st_mtime < first.stat().st_mtime
+            if compile and compiled and stale:
+                try:
+                    compile_llpr_model(first, device=device, threads=threads or 1)
+                except NequIPCompileError as err:
+                    warnings.warn(f"{err}\nthe LLPR model runs in eager mode", stacklevel=2)
+            return load_llpr_calculator(
+                first,
+                device,
+                compiled=compiled,
+                skin=DEFAULT_SKIN if skin is None else skin,
+                uncertainty_every=uncertainty_every,
+                threads=threads,
+            )
         if compile and compiled:
             for path in paths:
                 if compiled_is_fresh(path):
@@ -460,6 +506,44 @@ def compile_nequip_model(
     return out
 
 
+def compile_llpr_model(
+    model_path: str | Path, *, device: str = "cpu", threads: int = 1, log: Path | None = None
+) -> Path:
+    """AOTInductor-compile the package with ``node_features`` as an extra output.
+
+    ``nequip-compile`` of nequip 0.19 with a compile target registered in the subprocess
+    (nequip's ``ase`` target plus ``node_features``); written under a temporary name and
+    renamed to ``model.llpr.nequip.pt2``. About a minute on one core for a small model.
+    """
+    from alkappa.models._nequip_llpr import FEATURES_KEY, llpr_compiled_path
+
+    model_path = Path(model_path).resolve()
+    out = llpr_compiled_path(model_path)
+    tmp = out.with_name("model.llpr.tmp.nequip.pt2")
+    log_path = log or out.with_name(out.name + ".log")
+    script = (
+        "import sys\n"
+        "from nequip.scripts._compile_utils import ASE_TARGET, register_compile_targets\n"
+        "register_compile_targets({'alkappa_llpr': {**ASE_TARGET, "
+        f"'output': [*ASE_TARGET['output'], {FEATURES_KEY!r}]}}}})\n"
+        "from nequip.scripts.compile import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    cmd = [sys.executable, "-c", script, str(model_path), str(tmp), "--mode", "aotinductor"]
+    cmd += ["--device", device, "--target", "alkappa_llpr"]
+    try:
+        with log_path.open("w") as fh:
+            proc = subprocess.run(
+                cmd, cwd=out.parent, env=_thread_env(threads), stdout=fh, stderr=subprocess.STDOUT
+            )
+        if proc.returncode != 0 or not tmp.is_file():
+            raise NequIPCompileError(f"LLPR compilation failed\n{_tail(log_path)}")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
 # --- helpers ---------------------------------------------------------------------------------
 
 
@@ -542,7 +626,7 @@ def _check_init_species(init: Path, species: list[str]) -> None:
 
 def _clean(workdir: Path) -> None:
     """Remove outputs of an earlier run, so a rerun cannot mix old and new files."""
-    for name in (MODEL_FILE, COMPILED_FILE, "curve.csv", "train.log"):
+    for name in (MODEL_FILE, COMPILED_FILE, "curve.csv", "train.log", *_LLPR_FILES):
         (workdir / name).unlink(missing_ok=True)
     for ckpt in workdir.glob("*.ckpt"):  # where checkpoints went before checkpoints/
         ckpt.unlink()

@@ -72,3 +72,32 @@ def uncertainty_statistics(
         "energy_std_per_atom": float(e.std() / n_atoms),
         "force_max_relative": force_max / (float(np.linalg.norm(mean_force, axis=1).mean()) + eps),
     }
+
+
+def spearman(a: ArrayLike, b: ArrayLike) -> float:
+    """Spearman rank correlation of two samples (ties get their mean rank)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(np.asarray(a, dtype=float), np.asarray(b, dtype=float)).statistic)
+
+
+def miscalibration_area(errors: ArrayLike, sigmas: ArrayLike, *, points: int = 101) -> float:
+    """Area between the observed and expected coverage of centred Gaussian intervals.
+
+    For each expected proportion ``p`` in [0, 1], the observed proportion is the fraction of
+    ``|errors| / sigmas`` within the central ``p`` interval of a standard normal,
+    ``Phi^-1((1 + p) / 2)``; the area is the mean of ``|observed - p|`` over ``p`` (trapezoidal
+    rule): 0 for perfectly calibrated Gaussian errors, at most 0.5 (Tran et al., "Methods for
+    comparing uncertainty quantifications for material property predictions", Mach. Learn.:
+    Sci. Technol. 1, 025006 (2020)). ``errors`` and ``sigmas`` are per scalar prediction (for
+    forces: per component, with the component's standard deviation).
+    """
+    from scipy.stats import norm
+
+    z = np.abs(np.asarray(errors, dtype=float)) / np.asarray(sigmas, dtype=float)
+    z = z.reshape(-1)
+    p = np.linspace(0.0, 1.0, points)
+    bounds = norm.ppf(0.5 * (1.0 + p))
+    observed = np.array([np.mean(z <= b) for b in bounds])
+    gap = np.abs(observed - p)
+    return float(np.sum(0.5 * (gap[1:] + gap[:-1]) * np.diff(p)))
