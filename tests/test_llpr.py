@@ -139,3 +139,20 @@ def test_neighbour_sum_of_the_force_uncertainty():
     summed = rigidity_variance(f, llpr.covariance, reg)
     summed = summed + np.bincount(edges[0], weights=summed[edges[1]], minlength=4)
     assert alpha2 == pytest.approx(np.mean(e2 / summed))
+
+
+@pytest.mark.parametrize(("uncertainty", "members"), [("llpr", 1), ("ensemble", 3)])
+def test_the_heat_flux_comes_from_the_members_that_drive_the_md(
+    monkeypatch, tmp_path, uncertainty, members
+):
+    from alkappa.models.nequip import NequIPModel, UnfoldedHeatFlux
+
+    seen = []
+    monkeypatch.setattr(
+        UnfoldedHeatFlux,
+        "from_paths",
+        classmethod(lambda cls, paths, **kwargs: seen.append(list(paths))),
+    )
+    paths = [tmp_path / f"member_{k}.nequip.zip" for k in range(3)]
+    NequIPModel(uncertainty=uncertainty).heat_flux_method(paths)
+    assert seen == [paths[:members]]

@@ -401,9 +401,16 @@ class NequIPModel(Model):
         **options
             Further keywords of :class:`UnfoldedHeatFlux` (``num_layers``, ``margin``,
             ``prune``, ``skin``).
+
+        With ``uncertainty: llpr`` the MD runs the first member alone
+        (:meth:`load_ensemble_calculator`), so the flux is that member's too: the flux must
+        come from the potential that drives the dynamics.
         """
+        paths = [Path(p) for p in model_paths]
+        if self.resolved["uncertainty"] == "llpr":
+            paths = paths[:1]
         return UnfoldedHeatFlux.from_paths(
-            [Path(p) for p in model_paths],
+            paths,
             device=device,
             threads=threads,
             convective=convective,
