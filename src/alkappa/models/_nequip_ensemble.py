@@ -90,9 +90,10 @@ def compiled_path(model_path: str | Path) -> Path:
     return path.with_name(stem + ".pt2")
 
 
-def compiled_is_fresh(model_path: str | Path) -> bool:
-    """Whether the compiled companion exists and is not older than the package."""
-    model_path, pt2 = Path(model_path), compiled_path(model_path)
+def compiled_is_fresh(model_path: str | Path, pt2: str | Path | None = None) -> bool:
+    """Whether the compiled companion ``pt2`` (default: :func:`compiled_path`) exists and is
+    not older than the package."""
+    pt2 = compiled_path(model_path) if pt2 is None else Path(pt2)
     return pt2.is_file() and pt2.stat().st_mtime >= Path(model_path).stat().st_mtime
 
 

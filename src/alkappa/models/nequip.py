@@ -330,9 +330,7 @@ class NequIPModel(Model):
 
             # one model: the first member, with its last-layer uncertainty
             first = paths[0]
-            pt2 = llpr_compiled_path(first)
-            stale = not pt2.is_file() or pt2.stat().st_mtime < first.stat().st_mtime
-            if compile and compiled and stale:
+            if compile and compiled and not compiled_is_fresh(first, llpr_compiled_path(first)):
                 try:
                     compile_llpr_model(first, device=device, threads=threads or 1)
                 except NequIPCompileError as err:
