@@ -191,6 +191,44 @@ def test_fc3_pair_cutoff_reduces_the_supercells():
     assert ratio == pytest.approx(1.0, abs=0.05)
 
 
+@pytest.mark.parametrize(
+    ("name", "cutoff"),
+    [
+        ("fcc", None),
+        ("fcc", 3.0),
+        ("zincblende", None),
+        ("zincblende", 4.0),
+        ("wurtzite", 3.5),
+        ("rocksalt", None),
+        ("pnma", 4.5),
+    ],
+)
+def test_fast_fc3_count_equals_phono3py_own_displacements(name, cutoff):
+    # the planning-time count (one spglib search of the supercell) against the supercells a
+    # full Phono3py object generates: equal for cubic, hexagonal and orthorhombic cells
+    from alkappa.phonons import fc3_displacements
+
+    if name == "fcc":
+        unit, repeat = bulk("Cu", "fcc", a=3.61), (3, 3, 3)
+    elif name == "zincblende":
+        unit, repeat = bulk("CuI", "zincblende", a=6.05, cubic=True), (1, 1, 1)
+    elif name == "wurtzite":
+        unit, repeat = bulk("ZnO", "wurtzite", a=3.25, c=5.2), (2, 2, 2)
+    elif name == "rocksalt":
+        unit, repeat = bulk("NaCl", "rocksalt", a=5.64), (2, 2, 2)
+    else:  # a distorted rocksalt with Pnma-like lower symmetry: orthorhombic, two species
+        unit = bulk("SnSe", "rocksalt", a=5.8, orthorhombic=True)
+        unit.cell[0, 0] *= 1.04
+        unit.positions[0, 2] += 0.05
+        unit.positions[2, 2] -= 0.05
+        repeat = (1, 1, 2)
+    supercell = unit.repeat(repeat)
+    ph3 = fc3_displacements(supercell, cutoff_pair_distance=cutoff)
+    expected = sum(cell is not None for cell in ph3.supercells_with_displacements)
+    assert count_fc3_supercells(supercell, cutoff_pair_distance=cutoff) == expected
+    assert expected > 0
+
+
 def test_phono3py_rta_and_lbte_end_to_end(tmp_path):
     # Cu (EMT), 27-atom supercell of the primitive cell, 5x5x5 mesh: about a second
     cu = bulk("Cu", "fcc", a=3.61)

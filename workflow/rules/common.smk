@@ -21,7 +21,7 @@ def sections(*names):
     section does not make Snakemake rerun it)."""
 
     def get(wildcards):
-        full = material_settings(config, wildcards.material)
+        full = msettings(wildcards.material)
         keep = {"name", *names}
         return {key: value for key, value in full.items() if key in keep}
 
