@@ -211,6 +211,19 @@ CONFIG_CASES = [
         lambda tmp: {**BASE, "ensemble": {"size": 1}, "explore": {"timestep": "fast"}},
         r"2 problems: ensemble\.size: 1 is less .*; explore\.timestep: 'fast' is not",
     ),
+    (
+        # past the schema: every problem of the materials and of the model plugin's options
+        "plugin-and-material-problems-at-once",
+        lambda tmp: {
+            **BASE,
+            "model": {"name": "nequip", "max_epochs": "hundred", "foo": 1},
+            "convergence": {"min_iterations": 5, "max_iterations": 2},
+            "reference": {"files": [{"path": str(tmp / "ref_missing.nc")}]},
+        },
+        r"3 problems: .*min_iterations: 5 is more than max_iterations 2; "
+        r".*reference\.files\.0\.path: .*ref_missing\.nc does not exist; "
+        r".*model: unknown nequip model option\(s\): foo.*; max_epochs must be an integer",
+    ),
     ("retries-negative", _with(("oracle",), {"name": "emt", "retries": -1}), r"retries"),
 ]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from contextlib import contextmanager
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
@@ -20,7 +21,7 @@ from alkappa._dicts import deep_merge
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
 
 SECTIONS = (
     "oracle",
@@ -202,20 +203,43 @@ def check_greenkubo_budget(gk: Mapping[str, Any], where: str = "greenkubo") -> N
 
 
 def check_materials(config: dict[str, Any]) -> None:
-    """Cheap physical and plugin checks per material (structure readable, elements supported)."""
+    """Cheap physical and plugin checks per material (structure readable, elements supported).
+
+    Every problem of every material is reported in one :class:`ConfigError`, so a user fixes
+    them all before the next try; a check that needs an earlier one's result (the supercell
+    needs the structure) is skipped when that one failed.
+    """
+    problems: list[str] = []
+    for name in config["materials"]:
+        _check_material(material_settings(config, name), f"materials.{name}", problems)
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} problems: " + "; ".join(problems))
+
+
+@contextmanager
+def _collect(problems: list[str]) -> Iterator[None]:
+    """Record a :class:`ConfigError` raised in the block instead of stopping at it."""
+    try:
+        yield
+    except ConfigError as exc:
+        problems.append(str(exc))
+
+
+def _check_material(settings: dict[str, Any], where: str, problems: list[str]) -> None:
     from alkappa._plugins import PluginError
     from alkappa.models import get_model
     from alkappa.oracles import OracleInputError, get_oracle
     from alkappa.structure import check_geometry, read_unit_cell
 
-    for name in config["materials"]:
-        settings = material_settings(config, name)
-        where = f"materials.{name}"
-        if set(name) <= {"."}:
-            raise ConfigError(
-                f"{where}: a material name is a directory under results: not '.' or '..'"
-            )
+    if set(where.removeprefix("materials.")) <= {"."}:
+        problems.append(f"{where}: a material name is a directory under results: not '.' or '..'")
+        return
+    with _collect(problems):
         _check_cross_fields(settings, where)
+    cell = supercell = None
+    with _collect(problems):
         try:
             cell = read_unit_cell(settings["structure"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -226,40 +250,43 @@ def check_materials(config: dict[str, Any]) -> None:
         except ValueError as exc:
             source = settings["structure"].get("file")
             origin = f"structure file {source}: " if source else ""
+            supercell = None
             raise ConfigError(f"{where}.structure: {origin}{exc}") from exc
-        try:
-            oracle = get_oracle(settings["oracle"])
-            oracle.check(supercell)
-        except PluginError as exc:
-            raise ConfigError(f"{where}.oracle.name: {exc}") from exc
-        except (OracleInputError, TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}.oracle: {exc}") from exc
-        for k, level in enumerate((settings.get("multifidelity") or {}).get("levels", [])):
+    oracles = [("oracle", settings["oracle"])] + [
+        (f"multifidelity.levels.{k}.oracle", {**level["oracle"], "fidelity": level["name"]})
+        for k, level in enumerate((settings.get("multifidelity") or {}).get("levels", []))
+    ]
+    for key, spec in oracles:
+        with _collect(problems):
             try:
-                get_oracle({**level["oracle"], "fidelity": level["name"]}).check(supercell)
+                oracle = get_oracle(spec)
+                if supercell is not None:
+                    oracle.check(supercell)
             except PluginError as exc:
-                raise ConfigError(f"{where}.multifidelity.levels.{k}.oracle.name: {exc}") from exc
+                raise ConfigError(f"{where}.{key}.name: {exc}") from exc
             except (OracleInputError, TypeError, ValueError) as exc:
-                raise ConfigError(f"{where}.multifidelity.levels.{k}.oracle: {exc}") from exc
-        for k, entry in enumerate(settings["reference"]["files"]):
-            if not Path(entry["path"]).is_file():
-                raise ConfigError(
-                    f"{where}.reference.files.{k}.path: {entry['path']} does not exist"
-                )
+                raise ConfigError(f"{where}.{key}: {exc}") from exc
+    for k, entry in enumerate(settings["reference"]["files"]):
+        if not Path(entry["path"]).is_file():
+            problems.append(f"{where}.reference.files.{k}.path: {entry['path']} does not exist")
+    with _collect(problems):
         _check_multifidelity_al(settings, where)
-        if settings["greenkubo"]["enabled"]:
-            gk = settings["greenkubo"]
+    gk = settings["greenkubo"]
+    if gk["enabled"]:
+        with _collect(problems):
             check_greenkubo_budget(gk, f"{where}.greenkubo")
-            for gk_cell in greenkubo_cells(cell, supercell, gk, f"{where}.greenkubo"):
-                if gk["lifetimes"] and settings["conductivity"]["enabled"]:
-                    check_lifetime_mesh(gk_cell, settings["conductivity"]["mesh"], where)
+        if supercell is not None:
+            with _collect(problems):
+                for gk_cell in greenkubo_cells(cell, supercell, gk, f"{where}.greenkubo"):
+                    if gk["lifetimes"] and settings["conductivity"]["enabled"]:
+                        check_lifetime_mesh(gk_cell, settings["conductivity"]["mesh"], where)
+    with _collect(problems):
         try:
             model = get_model(settings["model"])
         except PluginError as exc:
             raise ConfigError(f"{where}.model.name: {exc}") from exc
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}.model: {exc}") from exc
-        gk = settings["greenkubo"]
         if gk["enabled"] and gk["flux"] == "unfolded" and not model.provides_heat_flux():
             raise ConfigError(
                 f"{where}.greenkubo.flux: unfolded needs the model's own heat flux, which model "

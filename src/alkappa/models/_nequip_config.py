@@ -122,34 +122,41 @@ def _check_option(key: str, value: Any) -> None:
 
 
 def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
-    """``DEFAULTS`` updated with ``options``; unknown keys raise ``ValueError`` naming them."""
+    """``DEFAULTS`` updated with ``options``; every unknown key and bad value is named in one
+    ``ValueError`` (so a user fixes all of them at once)."""
+    problems = []
     unknown = sorted(set(options) - set(DEFAULTS))
     if unknown:
-        raise ValueError(
+        problems.append(
             f"unknown nequip model option(s): {', '.join(unknown)}; "
             f"known options: {', '.join(DEFAULTS)} (use 'extra' for raw nequip config keys)"
         )
     for key, value in options.items():
-        _check_option(key, value)
+        try:
+            _check_option(key, value)
+        except ValueError as exc:
+            problems.append(str(exc))
+    choices = {
+        "uncertainty": ("ensemble", "llpr"),
+        "llpr_covariance": ("atoms", "structures"),
+        "model_dtype": ("float32", "float64"),
+    }
+    for key, allowed in choices.items():
+        if key in options and options[key] not in allowed:
+            problems.append(f"{key} must be {' or '.join(allowed)}, not {options[key]!r}")
+    bad = sorted(set(options.get("loss_coeffs") or {}) - {"energy", "forces", "stress"})
+    if bad and isinstance(options["loss_coeffs"], dict):
+        problems.append(
+            f"unknown loss_coeffs key(s): {', '.join(bad)}; expected energy, forces, stress"
+        )
+    if problems:
+        raise ValueError("; ".join(problems))
     resolved = copy.deepcopy(DEFAULTS)
     for key, value in options.items():
         if key == "loss_coeffs":
-            bad = sorted(set(value) - {"energy", "forces", "stress"})
-            if bad:
-                raise ValueError(
-                    f"unknown loss_coeffs key(s): {', '.join(bad)}; expected energy, forces, stress"
-                )
             resolved[key] = {**DEFAULTS[key], **value}
         else:
             resolved[key] = copy.deepcopy(value)
-    if resolved["uncertainty"] not in ("ensemble", "llpr"):
-        raise ValueError(f"uncertainty must be ensemble or llpr, not {resolved['uncertainty']!r}")
-    if resolved["llpr_covariance"] not in ("atoms", "structures"):
-        raise ValueError(
-            f"llpr_covariance must be atoms or structures, not {resolved['llpr_covariance']!r}"
-        )
-    if resolved["model_dtype"] not in ("float32", "float64"):
-        raise ValueError(f"model_dtype must be float32 or float64, not {resolved['model_dtype']!r}")
     return resolved
 
 
