@@ -27,7 +27,7 @@ import numpy as np
 from scipy.special import erf, erfc
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 
 def acceptance_probability(
@@ -78,6 +78,7 @@ def select_frames(
     test_mean: float,
     test_std: float,
     settings: dict[str, Any],
+    features: Callable[[Candidate], np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """Decide for every candidate whether it is labelled; return one record per candidate.
 
@@ -86,6 +87,14 @@ def select_frames(
     ``budget exhausted``, ``non-finite``). Candidates are considered in order of decreasing P,
     so the budget goes to the most uncertain frames; the random draws come from a generator
     seeded by ``settings['seed']``, so the selection is reproducible.
+
+    With ``settings['diversity'] == 'farthest_point'`` the frames that pass their draw form a
+    pool, and the batch is built from it by farthest-point sampling in the space of
+    ``features(candidate)`` (a structural descriptor; see :mod:`alkappa.al.diversity`): first
+    the frame of highest P, then always the frame farthest from all chosen so far, its distance
+    multiplied by ``(U / U_first) ** settings['diversity_weight']``. The minimum time separation
+    still holds. Each record then also holds ``descriptor_distance``: for a chosen frame, its
+    distance to the nearest frame chosen before it (empty for the others).
     """
     rng = np.random.default_rng(settings.get("seed", 0))
     sigma = max(test_std, 1e-12)
@@ -126,6 +135,11 @@ def select_frames(
                 "reason": "",
             }
         )
+    if settings.get("diversity", "none") == "farthest_point":
+        if features is None:
+            raise ValueError("select.diversity farthest_point needs the frames' descriptors")
+        _select_diverse(candidates, records, u, p, draws, settings, features)
+        return records
     chosen_times: dict[str, list[float]] = {}
     n_accepted = 0
     for i in np.argsort(-p, kind="stable"):
@@ -147,6 +161,60 @@ def select_frames(
             chosen_times.setdefault(rec["trajectory"], []).append(rec["time"])
             n_accepted += 1
     return records
+
+
+def _select_diverse(
+    candidates: Sequence[Candidate],
+    records: list[dict[str, Any]],
+    u: np.ndarray,
+    p: np.ndarray,
+    draws: np.ndarray,
+    settings: dict[str, Any],
+    features: Callable[[Candidate], np.ndarray],
+) -> None:
+    """Fill ``records`` by farthest-point sampling among the frames that pass their draw."""
+    from alkappa.al.diversity import farthest_point_sampling
+
+    pool = []
+    for i in np.argsort(-p, kind="stable"):
+        rec = records[i]
+        rec["descriptor_distance"] = ""
+        if not np.isfinite(u[i]):
+            rec["reason"] = "non-finite"
+        elif draws[i] >= p[i]:
+            rec["reason"] = "below acceptance"
+        else:
+            pool.append(int(i))
+    if not pool:
+        return
+    first = pool[0]  # the highest P: the most uncertain viable frame
+    power = float(settings.get("diversity_weight", 0.0))
+    weights = None
+    if power > 0:
+        weights = np.clip(u / u[first], 0.0, None) ** power if u[first] > 0 else None
+    separation = settings["min_separation"]
+
+    def compatible(i: int, chosen: list[int]) -> bool:
+        return all(
+            candidates[j].trajectory != candidates[i].trajectory
+            or abs(candidates[j].time - candidates[i].time) >= separation
+            for j in chosen
+        )
+
+    chosen, refused, distance = farthest_point_sampling(
+        lambda i: features(candidates[i]),
+        pool,
+        settings["max_frames"],
+        first=first,
+        weights=weights,
+        compatible=compatible,
+    )
+    for i in pool:
+        records[i]["reason"] = "budget exhausted"
+    for i in refused:
+        records[i]["reason"] = "too close in time"
+    for i in chosen:
+        records[i].update(accepted=True, reason="accepted", descriptor_distance=distance[i])
 
 
 def uncertain_fraction(records: Sequence[dict[str, Any]]) -> float:
