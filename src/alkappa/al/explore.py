@@ -165,9 +165,9 @@ def run_exploration(
     ``temperature``. ``settings['uncertainty_bias']`` (``strength`` > 0, ``width``,
     ``viability``, ``energy_shift``) drives the MD with :class:`alkappa.al.bias.UncertaintyBias`
     around ``calculator``, its viability anchored at the ensemble energy of ``atoms`` and the
-    current target; the frames then hold the unbiased energy, forces and stress, and the bias
-    in ``energy_bias`` and ``bias_viability``. With either, ``thermostat_temperature`` is
-    logged per frame.
+    current target; the frames then hold the unbiased energy, forces and stress, the bias
+    in ``energy_bias`` and (with the viability factor) the factor in ``bias_viability``. With
+    either option, ``thermostat_temperature`` is logged per frame.
     """
     import time
 
@@ -284,6 +284,9 @@ def run_exploration(
         if biased is not None:
             # a frame's labels are the model's own prediction; the bias is logged on its own
             values.update(_unbiased(biased.results, values, periodic))
+            if biased.viability_shift is not None:
+                # the selection's P_E of this frame (see alkappa.al.selection.Candidate)
+                values["bias_viability"] = biased.results["bias_viability"]
         if ramp is not None or bias is not None:
             values["thermostat_temperature"] = target(step)
         for key, value in frame_uncertainty(calculator).items():
@@ -365,7 +368,6 @@ def _unbiased(results: dict[str, Any], values: dict[str, Any], periodic: bool) -
         "forces": results["forces_unbiased"],
         "energy_potential": results["energy_unbiased"],
         "energy_bias": results["energy_bias"],
-        "bias_viability": results["bias_viability"],
     }
     if periodic and "stress_unbiased" in results:
         from ase.stress import voigt_6_to_full_3x3_stress

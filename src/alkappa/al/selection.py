@@ -14,7 +14,9 @@ This is multiplied by an *energetic viability* factor
 
 with ``<E>_T`` and ``sigma_E`` the mean and standard deviation of the MLIP potential energy over
 the same trajectory and c = ``energy_shift``: frames whose energy lies far above the thermal
-range (unphysical configurations the MLIP wandered into) are rarely labelled.
+range (unphysical configurations the MLIP wandered into) are rarely labelled. For frames of
+uncertainty-biased MD, whose own energy statistics the bias shifts, P_E is the bias's viability
+factor against the harmonic thermal range instead (:mod:`alkappa.al.bias`).
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ class Candidate:
     temperature: float
     uncertainty: float
     energy: float
+    #: P_E known from elsewhere: the viability factor of uncertainty-biased MD, against the
+    #: harmonic thermal range (a biased trajectory's own energy statistics are shifted by the
+    #: bias); ``None``: estimated from the trajectory
+    viability: float | None = None
 
 
 def select_frames(
@@ -115,6 +121,8 @@ def select_frames(
             p_e[idx] = energy_viability(
                 np.array([candidates[i].energy for i in idx]), shift=settings["energy_shift"]
             )
+        known = [i for i, c in enumerate(candidates) if c.viability is not None]
+        p_e[known] = [candidates[i].viability for i in known]
     p = np.where(np.isfinite(u), p_u * p_e, 0.0)
     draws = rng.random(n)
     records: list[dict[str, Any]] = []

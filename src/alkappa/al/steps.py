@@ -361,6 +361,8 @@ def run_select(
         name = Path(path).stem
         trajectories[name] = (ds, str(path))
         values = ds[f"uncertainty_{stat}"].values
+        # uncertainty-biased MD logs its frames' viability against the thermal range
+        viability = ds["bias_viability"].values if "bias_viability" in ds else None
         # the first frame is the ideal lattice at t=0: nothing to learn there
         for k in range(1, ds.sizes["time"]):
             candidates.append(
@@ -371,6 +373,7 @@ def run_select(
                     temperature=float(ds.attrs["temperature_target"]),
                     uncertainty=float(values[k]),
                     energy=float(ds.energy_potential.values[k]),
+                    viability=None if viability is None else float(viability[k]),
                 )
             )
     selection = dict(sel)
