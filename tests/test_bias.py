@@ -251,3 +251,16 @@ def test_viability_keeps_a_strong_bias_in_the_thermal_range(tmp_path):
     assert capped.energy_potential.values.max() < limit + std
     assert capped.bias_viability.values[late].min() < 0.9
     assert "bias_viability" not in free  # no factor: the selection estimates P_E itself
+
+
+def test_bias_has_a_stress_only_where_the_ensemble_has_one():
+    from alkappa.structure import has_stress
+
+    atoms, ensemble = _tethered_ensemble()
+    bias = UncertaintyBias(ensemble, strength=0.1, width=0.01, viability_shift=None)
+    assert not has_stress(bias)
+    atoms.calc = bias
+    atoms.get_forces()
+    assert "stress" not in bias.results
+    lj = EnsembleCalculator([LennardJones(epsilon=e) for e in (0.9, 1.1)])
+    assert has_stress(UncertaintyBias(lj, strength=0.1, width=0.01, viability_shift=None))

@@ -33,7 +33,7 @@ conservative.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ase import units
@@ -86,8 +86,6 @@ class UncertaintyBias(Calculator):
         c of the viability factor; ``None`` switches the factor off.
     """
 
-    implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces", "stress"]
-
     def __init__(
         self,
         ensemble: Calculator,
@@ -101,6 +99,12 @@ class UncertaintyBias(Calculator):
         if strength < 0 or width <= 0:
             raise ValueError(f"the bias needs strength >= 0 and width > 0, not {strength}, {width}")
         self.ensemble = ensemble
+        # the stress only where the ensemble has one (has_stress() reads this list)
+        self.implemented_properties = [
+            p
+            for p in ("energy", "free_energy", "forces", "stress")
+            if p != "stress" or "stress" in getattr(ensemble, "implemented_properties", ())
+        ]
         self.strength = float(strength)
         self.width = float(width)
         self.viability_shift = viability_shift
@@ -166,6 +170,7 @@ class UncertaintyBias(Calculator):
             # d(w E_bias)/dR = w dE_bias/dR + E_bias w' dEbar/dR, dEbar/dR = -Fbar
             "forces": mean_forces + w * f_bias + e_bias * dw * mean_forces,
         }
+        out.pop("stress", None)  # the ensemble's own, unbiased: replaced or dropped
         if "stress" in res and "stress_members" in res:
             stresses = np.asarray(res["stress_members"], dtype=float).reshape(m, 6)
             mean_stress = np.asarray(res["stress"], dtype=float).reshape(-1)
