@@ -34,6 +34,10 @@ def test_defaults_are_filled():
     assert cfg["select"]["a"] == 2.0 and cfg["select"]["b"] == 1.0
     assert cfg["explore"]["temperatures"] == [300]
     assert cfg["results"] == "results"
+    # the exploration and selection options default to today's behaviour
+    assert cfg["explore"]["ramp"] == {"start": 1.0, "end": 1.0, "steps": None}
+    assert cfg["explore"]["uncertainty_bias"]["strength"] == 0.0
+    assert cfg["select"]["diversity"] == "none"
 
 
 @pytest.mark.parametrize(
@@ -358,6 +362,21 @@ def test_greenkubo_cells_given_twice_or_missing_mesh_points_are_named():
         (
             {"conductivity": {"isotopes": True}},
             r"materials\.Cu\.conductivity\.isotopes: isotope scattering needs statistics",
+        ),
+        (
+            {"explore": {"steps": 100, "ramp": {"end": 2.0, "steps": 200}}},
+            r"materials\.Cu\.explore\.ramp\.steps: 200 is more than the run's 100 steps",
+        ),
+        (
+            {
+                "model": {"name": "nequip", "uncertainty": "llpr"},
+                "explore": {"uncertainty_bias": {"strength": 0.5}},
+            },
+            r"materials\.Cu\.explore\.uncertainty_bias\.strength: .* model\.uncertainty: ensemble",
+        ),
+        (
+            {"select": {"diversity": "farthest_point", "descriptor_bins": 10}},
+            r"materials\.Cu\.select\.descriptor_bins: 10 points on 6 Å are 0\.667 Å apart",
         ),
         (
             {

@@ -248,3 +248,84 @@ def test_md_with_a_calculator_without_stress_reads_back_without_stress_labels(tm
     check = frame.copy()
     check.calc = EMT()
     np.testing.assert_allclose(frame.get_forces(), check.get_forces(), atol=1e-10)
+
+
+def test_ramp_schedule():
+    from alkappa.al.explore import thermostat_temperature
+
+    ramp = {"start": 0.5, "end": 2.0, "steps": 100}
+    # linear from 150 K at step 0 to 600 K at step 100, held after
+    for step, expected in [(0, 150.0), (50, 375.0), (100, 600.0), (150, 600.0)]:
+        assert thermostat_temperature(step, 300.0, ramp, 1000) == pytest.approx(expected)
+    # without its own length the ramp spans the run
+    whole = {"start": 0.5, "end": 2.0, "steps": None}
+    assert thermostat_temperature(500, 300.0, whole, 1000) == pytest.approx(375.0)
+    for inert in (None, {}, {"start": 1.0, "end": 1.0, "steps": 10}):
+        assert thermostat_temperature(7, 300.0, inert, 1000) == 300.0
+
+
+def test_ramp_sets_the_thermostat_target_of_every_step(tmp_path, monkeypatch):
+    from ase import units
+    from ase.md.langevin import Langevin
+
+    import alkappa.al.explore as explore
+
+    targets = []
+
+    class Recording(Langevin):
+        def step(self, *args, **kwargs):
+            targets.append(self.temp / units.kB)
+            return super().step(*args, **kwargs)
+
+    monkeypatch.setattr(explore, "Langevin", Recording)
+    ramp = {"start": 0.5, "end": 1.5, "steps": 20}
+    atoms = bulk("Cu", cubic=True).repeat(2)
+    res = run_exploration(
+        atoms,
+        EMT(),
+        tmp_path / "T300.nc",
+        temperature=300.0,
+        settings={**SETTINGS, "ramp": ramp},
+        nn_distance=2.55,
+        progress=False,
+    )
+    assert not res.blew_up
+    # step s -> s + 1 runs at 150 + 300 s / 20 K up to step 20, then at 450 K
+    expected = [150.0 + 15.0 * min(s, 20) for s in range(SETTINGS["steps"])]
+    np.testing.assert_allclose(targets, expected)
+    ds = read_trajectory(tmp_path / "T300.nc")
+    np.testing.assert_allclose(
+        ds.thermostat_temperature.values, [150.0 + 15.0 * min(s, 20) for s in range(0, 41, 5)]
+    )
+    assert ds.attrs["temperature_target"] == 300.0 and "thermostat_ramp" in ds.attrs
+
+
+def test_inert_options_leave_the_run_as_it_was(tmp_path):
+    from alkappa.al.explore import _fingerprint
+
+    inert = {
+        **SETTINGS,
+        "ramp": {"start": 1.0, "end": 1.0, "steps": None},
+        "uncertainty_bias": {"strength": 0.0, "width": 0.01, "viability": True},
+    }
+    # a checkpoint written before the options existed still continues
+    assert _fingerprint(inert, 300.0) == _fingerprint(SETTINGS, 300.0)
+    assert _fingerprint({**inert, "ramp": {"start": 1.0, "end": 2.0}}, 300.0) != _fingerprint(
+        SETTINGS, 300.0
+    )
+    atoms = bulk("Cu", cubic=True).repeat(2)
+    paths = []
+    for name, settings in (("plain", SETTINGS), ("inert", inert)):
+        paths.append(tmp_path / f"{name}.nc")
+        run_exploration(
+            atoms,
+            EMT(),
+            paths[-1],
+            temperature=300.0,
+            settings=settings,
+            nn_distance=2.55,
+            progress=False,
+        )
+    plain, same = (read_trajectory(p) for p in paths)
+    np.testing.assert_array_equal(plain.positions.values, same.positions.values)
+    assert "thermostat_temperature" not in same and "energy_bias" not in same

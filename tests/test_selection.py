@@ -133,3 +133,16 @@ def test_nan_uncertainty_is_rejected():
     cands = _candidates([np.nan, 100.0])
     recs = select_frames(cands, test_mean=0.0, test_std=1.0, settings=SETTINGS)
     assert recs[0]["reason"] == "non-finite" and not recs[0]["accepted"]
+
+
+def test_a_known_viability_replaces_the_trajectory_estimate():
+    # 200 thermal frames and two far above them: the trajectory estimate gives those P_E ~ 0,
+    # but a viability known from the biased MD (against the thermal range) takes precedence
+    energies = [*np.random.default_rng(0).normal(0.0, 0.1, size=200), 3.0, 3.0]
+    cands = [
+        Candidate("T300", i, 10.0 * i, 300.0, 100.0, e, viability=0.25 if i == 200 else None)
+        for i, e in enumerate(energies)
+    ]
+    recs = select_frames(cands, test_mean=0.0, test_std=1.0, settings=SETTINGS)
+    assert recs[200]["P_E"] == 0.25
+    assert recs[201]["P_E"] < 0.01

@@ -333,11 +333,38 @@ def _check_cross_fields(settings: Mapping[str, Any], where: str) -> None:
             f"(classical kappa comes from one high-temperature run, where the isotope "
             f"scattering, independent of temperature, would be lost)"
         )
+    _check_exploration_options(settings, where)
     build = settings["structure"].get("build") or {}
     for key in ("a", "b", "c", "covera"):
         value = build.get(key)
         if isinstance(value, (int, float)) and not value > 0:
             raise ConfigError(f"{where}.structure.build.{key}: must be positive (got {value})")
+
+
+def _check_exploration_options(settings: Mapping[str, Any], where: str) -> None:
+    """The temperature ramp, the uncertainty bias and the diverse selection fit together."""
+    explore, select = settings["explore"], settings["select"]
+    ramp = explore["ramp"]
+    if ramp["steps"] is not None and ramp["steps"] > explore["steps"]:
+        raise ConfigError(
+            f"{where}.explore.ramp.steps: {ramp['steps']} is more than the run's "
+            f"{explore['steps']} steps (explore.steps): the ramp would never reach its end"
+        )
+    uncertainty = settings["model"].get("uncertainty", "ensemble")
+    if explore["uncertainty_bias"]["strength"] > 0 and uncertainty != "ensemble":
+        raise ConfigError(
+            f"{where}.explore.uncertainty_bias.strength: the bias needs the members' spread, "
+            f"model.uncertainty: ensemble (got '{uncertainty}')"
+        )
+    if select["diversity"] == "farthest_point":
+        spacing = select["descriptor_cutoff"] / (select["descriptor_bins"] - 1)
+        if spacing > 2 * select["descriptor_width"]:
+            # Gaussians narrower than the grid fall between its points: distances get lost
+            raise ConfigError(
+                f"{where}.select.descriptor_bins: {select['descriptor_bins']} points on "
+                f"{select['descriptor_cutoff']:g} Å are {spacing:.3g} Å apart, more than twice "
+                f"descriptor_width {select['descriptor_width']:g} Å"
+            )
 
 
 def greenkubo_cells(unit: Any, supercell: Any, gk: Mapping[str, Any], where: str) -> list[Any]:

@@ -1,7 +1,13 @@
-"""Exploration MD with the ensemble: Langevin NVT, uncertainty logging, clean blow-up stops."""
+"""Exploration MD with the ensemble: Langevin NVT, uncertainty logging, clean blow-up stops.
+
+Two options help the exploration reach rare configurations early: a linear ramp of the
+thermostat's target temperature within a run (``explore.ramp``), and the uncertainty-driven
+bias of :mod:`alkappa.al.bias` (``explore.uncertainty_bias``).
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +19,7 @@ from ase.md import velocitydistribution
 from ase.md.langevin import Langevin
 from tqdm import tqdm
 
+from alkappa.al.bias import UncertaintyBias
 from alkappa.io.trajectory import TrajectoryWriter
 from alkappa.models.uncertainty import uncertainty_statistics
 from alkappa.structure import has_stress
@@ -77,6 +84,34 @@ def thermalize(atoms: Atoms, temperature: float, rng: np.random.Generator) -> No
     velocitydistribution.Stationary(atoms)
 
 
+def ramp_active(ramp: dict[str, Any] | None) -> bool:
+    """Whether ``explore.ramp`` changes the thermostat target during a run."""
+    return bool(ramp) and not (ramp.get("start", 1.0) == 1.0 and ramp.get("end", 1.0) == 1.0)
+
+
+def thermostat_temperature(
+    step: int, temperature: float, ramp: dict[str, Any] | None, n_steps: int
+) -> float:
+    """The thermostat target (K) for the MD step from ``step`` to ``step + 1``.
+
+    Linear from ``ramp['start'] * temperature`` at step 0 to ``ramp['end'] * temperature`` at
+    step ``ramp['steps']`` (default: the run's ``n_steps``), constant after; ``temperature``
+    throughout without a ramp.
+    """
+    if not ramp_active(ramp):
+        return float(temperature)
+    assert ramp is not None
+    length = ramp.get("steps") or n_steps
+    fraction = min(max(step / length, 0.0), 1.0)
+    factor = ramp["start"] + (ramp["end"] - ramp["start"]) * fraction
+    return float(factor * temperature)
+
+
+def bias_active(bias: dict[str, Any] | None) -> bool:
+    """Whether ``explore.uncertainty_bias`` biases the MD."""
+    return bool(bias) and float(bias.get("strength", 0.0)) > 0
+
+
 def frame_uncertainty(calc: Calculator) -> dict[str, float]:
     """The uncertainty statistics of the last calculation of an ensemble-like calculator.
 
@@ -123,19 +158,41 @@ def run_exploration(
     from the saved positions and velocities with a fresh, seeded thermostat noise stream: it is
     statistically, not bitwise, the run that was interrupted. Worth it for oracle-driven MD,
     where every step is a single point.
+
+    ``settings['ramp']`` (``start``, ``end``, ``steps``) ramps the thermostat target linearly
+    (:func:`thermostat_temperature`); the velocities start at the first target, and the
+    temperature limit of a blow-up is taken from the larger of the current target and
+    ``temperature``. ``settings['uncertainty_bias']`` (``strength`` > 0, ``width``,
+    ``viability``, ``energy_shift``) drives the MD with :class:`alkappa.al.bias.UncertaintyBias`
+    around ``calculator``, its viability anchored at the ensemble energy of ``atoms`` and the
+    current target; the frames then hold the unbiased energy, forces and stress, the bias
+    in ``energy_bias`` and (with the viability factor) the factor in ``bias_viability``. With
+    either option, ``thermostat_temperature`` is logged per frame.
     """
     import time
 
     from alkappa._timing import cpu_seconds
 
     start, cpu_start = time.perf_counter(), cpu_seconds()
+    n_steps = settings["steps"]
+    ramp = settings.get("ramp")
+    ramp = ramp if ramp_active(ramp) else None
+    bias = settings.get("uncertainty_bias")
+    bias = bias if bias_active(bias) else None
+
+    def target(at: int) -> float:
+        return thermostat_temperature(at, temperature, ramp, n_steps)
+
     work = atoms.copy()
+    biased = _biased(calculator, bias, atoms, target(0)) if bias is not None else None
+    if biased is not None:
+        calculator = biased
     work.calc = calculator
     fingerprint = _fingerprint(settings, temperature)
     resumed = _load_checkpoint(checkpoint, atoms, fingerprint) if checkpoint else None
     if resumed is None:
         rng = np.random.default_rng(settings["seed"])
-        thermalize(work, temperature, rng)
+        thermalize(work, target(0), rng)
         step = 0
     else:
         work.positions = resumed["positions"].values[-1]
@@ -147,11 +204,16 @@ def run_exploration(
     dyn = Langevin(
         work,
         timestep=settings["timestep"] * units.fs,
-        temperature_K=temperature,
+        temperature_K=target(step),
         friction=settings["friction"] / units.fs,
         rng=rng,
         fixcm=False,
     )
+    extra_attrs: dict[str, Any] = {}
+    if ramp is not None:
+        extra_attrs["thermostat_ramp"] = json.dumps(ramp, sort_keys=True)
+    if bias is not None:
+        extra_attrs["uncertainty_bias"] = json.dumps(bias, sort_keys=True)
     writer = TrajectoryWriter(
         checkpoint or path,
         reference=atoms,
@@ -161,6 +223,7 @@ def run_exploration(
             "ensemble": "NVT Langevin",
             "friction": settings["friction"],
             "run_fingerprint": fingerprint,
+            **extra_attrs,
             **(attrs or {}),
         },
     )
@@ -190,7 +253,6 @@ def run_exploration(
         "max_temperature_factor": settings["max_temperature_factor"],
     }
     interval = settings["log_interval"]
-    n_steps = settings["steps"]
     reason = ""
     bar = tqdm(
         total=n_steps,
@@ -219,6 +281,14 @@ def run_exploration(
             "stress": work.get_stress(voigt=False, include_ideal_gas=True) if periodic else nan33,
             "cell": np.asarray(work.cell),
         }
+        if biased is not None:
+            # a frame's labels are the model's own prediction; the bias is logged on its own
+            values.update(_unbiased(biased.results, values, periodic))
+            if biased.viability_shift is not None:
+                # the selection's P_E of this frame (see alkappa.al.selection.Candidate)
+                values["bias_viability"] = biased.results["bias_viability"]
+        if ramp is not None or bias is not None:
+            values["thermostat_temperature"] = target(step)
         for key, value in frame_uncertainty(calculator).items():
             values[f"uncertainty_{key}"] = value
         writer.append(step * settings["timestep"], **values)
@@ -227,6 +297,12 @@ def run_exploration(
         if resumed is None:
             log()
         while step < n_steps:
+            if ramp is not None:
+                dyn.set_temperature(temperature_K=target(step))
+                if biased is not None:  # the thermal range follows the ramp
+                    biased.temperature = target(step)
+                # a ramp below the exploration temperature keeps its limit
+                limits["target_temperature"] = max(temperature, target(step))
             dyn.run(1)
             step += 1
             bar.update(1)
@@ -270,11 +346,49 @@ def run_exploration(
     )
 
 
+def _biased(
+    calculator: Calculator, bias: dict[str, Any], reference: Atoms, temperature: float
+) -> UncertaintyBias:
+    """``calculator`` with the uncertainty bias, its viability anchored at ``reference``."""
+    biased = UncertaintyBias(
+        calculator,
+        strength=bias["strength"],
+        width=bias["width"],
+        viability_shift=bias.get("energy_shift", 3.0) if bias.get("viability", True) else None,
+    )
+    ref = reference.copy()
+    ref.calc = calculator
+    biased.set_thermal_range(ref.get_potential_energy(), temperature)
+    return biased
+
+
+def _unbiased(results: dict[str, Any], values: dict[str, Any], periodic: bool) -> dict[str, Any]:
+    """The logged energy, forces and stress without the bias, and the bias energy."""
+    out = {
+        "forces": results["forces_unbiased"],
+        "energy_potential": results["energy_unbiased"],
+        "energy_bias": results["energy_bias"],
+    }
+    if periodic and "stress_unbiased" in results:
+        from ase.stress import voigt_6_to_full_3x3_stress
+
+        unbiased = voigt_6_to_full_3x3_stress(results["stress_unbiased"])
+        kinetic = values["stress"] - values["stress_potential"]
+        out["stress_potential"] = unbiased
+        out["stress"] = unbiased + kinetic
+    return out
+
+
 def _fingerprint(settings: dict[str, Any], temperature: float) -> str:
     """What makes two MD runs the same run (for continuing from a checkpoint)."""
     import hashlib
-    import json
 
+    # options left at their inert defaults do not change the run (nor older checkpoints)
+    settings = dict(settings)
+    if not ramp_active(settings.get("ramp")):
+        settings.pop("ramp", None)
+    if not bias_active(settings.get("uncertainty_bias")):
+        settings.pop("uncertainty_bias", None)
     text = json.dumps({"settings": settings, "temperature": temperature}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -14,7 +14,9 @@ This is multiplied by an *energetic viability* factor
 
 with ``<E>_T`` and ``sigma_E`` the mean and standard deviation of the MLIP potential energy over
 the same trajectory and c = ``energy_shift``: frames whose energy lies far above the thermal
-range (unphysical configurations the MLIP wandered into) are rarely labelled.
+range (unphysical configurations the MLIP wandered into) are rarely labelled. For frames of
+uncertainty-biased MD, whose own energy statistics the bias shifts, P_E is the bias's viability
+factor against the harmonic thermal range instead (:mod:`alkappa.al.bias`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 from scipy.special import erf, erfc
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 
 def acceptance_probability(
@@ -70,6 +72,10 @@ class Candidate:
     temperature: float
     uncertainty: float
     energy: float
+    #: P_E known from elsewhere: the viability factor of uncertainty-biased MD, against the
+    #: harmonic thermal range (a biased trajectory's own energy statistics are shifted by the
+    #: bias); ``None``: estimated from the trajectory
+    viability: float | None = None
 
 
 def select_frames(
@@ -78,6 +84,7 @@ def select_frames(
     test_mean: float,
     test_std: float,
     settings: dict[str, Any],
+    features: Callable[[Candidate], np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """Decide for every candidate whether it is labelled; return one record per candidate.
 
@@ -86,6 +93,14 @@ def select_frames(
     ``budget exhausted``, ``non-finite``). Candidates are considered in order of decreasing P,
     so the budget goes to the most uncertain frames; the random draws come from a generator
     seeded by ``settings['seed']``, so the selection is reproducible.
+
+    With ``settings['diversity'] == 'farthest_point'`` the frames that pass their draw form a
+    pool, and the batch is built from it by farthest-point sampling in the space of
+    ``features(candidate)`` (a structural descriptor; see :mod:`alkappa.al.diversity`): first
+    the frame of highest P, then always the frame farthest from all chosen so far, its distance
+    multiplied by ``(U / U_first) ** settings['diversity_weight']``. The minimum time separation
+    still holds. Each record then also holds ``descriptor_distance``: for a chosen frame, its
+    distance to the nearest frame chosen before it (empty for the others).
     """
     rng = np.random.default_rng(settings.get("seed", 0))
     sigma = max(test_std, 1e-12)
@@ -106,6 +121,8 @@ def select_frames(
             p_e[idx] = energy_viability(
                 np.array([candidates[i].energy for i in idx]), shift=settings["energy_shift"]
             )
+        known = [i for i, c in enumerate(candidates) if c.viability is not None]
+        p_e[known] = [candidates[i].viability for i in known]
     p = np.where(np.isfinite(u), p_u * p_e, 0.0)
     draws = rng.random(n)
     records: list[dict[str, Any]] = []
@@ -126,6 +143,11 @@ def select_frames(
                 "reason": "",
             }
         )
+    if settings.get("diversity", "none") == "farthest_point":
+        if features is None:
+            raise ValueError("select.diversity farthest_point needs the frames' descriptors")
+        _select_diverse(candidates, records, u, p, draws, settings, features)
+        return records
     chosen_times: dict[str, list[float]] = {}
     n_accepted = 0
     for i in np.argsort(-p, kind="stable"):
@@ -147,6 +169,60 @@ def select_frames(
             chosen_times.setdefault(rec["trajectory"], []).append(rec["time"])
             n_accepted += 1
     return records
+
+
+def _select_diverse(
+    candidates: Sequence[Candidate],
+    records: list[dict[str, Any]],
+    u: np.ndarray,
+    p: np.ndarray,
+    draws: np.ndarray,
+    settings: dict[str, Any],
+    features: Callable[[Candidate], np.ndarray],
+) -> None:
+    """Fill ``records`` by farthest-point sampling among the frames that pass their draw."""
+    from alkappa.al.diversity import farthest_point_sampling
+
+    pool = []
+    for i in np.argsort(-p, kind="stable"):
+        rec = records[i]
+        rec["descriptor_distance"] = ""
+        if not np.isfinite(u[i]):
+            rec["reason"] = "non-finite"
+        elif draws[i] >= p[i]:
+            rec["reason"] = "below acceptance"
+        else:
+            pool.append(int(i))
+    if not pool:
+        return
+    first = pool[0]  # the highest P: the most uncertain viable frame
+    power = float(settings.get("diversity_weight", 0.0))
+    weights = None
+    if power > 0:
+        weights = np.clip(u / u[first], 0.0, None) ** power if u[first] > 0 else None
+    separation = settings["min_separation"]
+
+    def compatible(i: int, chosen: list[int]) -> bool:
+        return all(
+            candidates[j].trajectory != candidates[i].trajectory
+            or abs(candidates[j].time - candidates[i].time) >= separation
+            for j in chosen
+        )
+
+    chosen, refused, distance = farthest_point_sampling(
+        lambda i: features(candidates[i]),
+        pool,
+        settings["max_frames"],
+        first=first,
+        weights=weights,
+        compatible=compatible,
+    )
+    for i in pool:
+        records[i]["reason"] = "budget exhausted"
+    for i in refused:
+        records[i]["reason"] = "too close in time"
+    for i in chosen:
+        records[i].update(accepted=True, reason="accepted", descriptor_distance=distance[i])
 
 
 def uncertain_fraction(records: Sequence[dict[str, Any]]) -> float:

@@ -17,7 +17,7 @@ from alkappa.io import read_dataset, read_json, read_trajectory, write_dataset, 
 from alkappa.labelling import FAILED_KEYS, label_frames
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from ase import Atoms
     from ase.calculators.calculator import Calculator
@@ -361,6 +361,8 @@ def run_select(
         name = Path(path).stem
         trajectories[name] = (ds, str(path))
         values = ds[f"uncertainty_{stat}"].values
+        # uncertainty-biased MD logs its frames' viability against the thermal range
+        viability = ds["bias_viability"].values if "bias_viability" in ds else None
         # the first frame is the ideal lattice at t=0: nothing to learn there
         for k in range(1, ds.sizes["time"]):
             candidates.append(
@@ -371,32 +373,60 @@ def run_select(
                     temperature=float(ds.attrs["temperature_target"]),
                     uncertainty=float(values[k]),
                     energy=float(ds.energy_potential.values[k]),
+                    viability=None if viability is None else float(viability[k]),
                 )
             )
     selection = dict(sel)
     selection["seed"] = sel["seed"] + 7919 * iteration
-    records = select_frames(
-        candidates, test_mean=unc["mean"], test_std=unc["std"], settings=selection
-    )
-    with atomic_path(out_selection) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=SELECTION_FIELDS)
-        writer.writeheader()
-        for rec in records:
-            writer.writerow({k: rec[k] for k in SELECTION_FIELDS})
     from ase import Atoms
 
-    chosen = []
-    for rec in sorted(
-        (r for r in records if r["accepted"]), key=lambda r: (r["trajectory"], r["frame"])
-    ):
-        ds, path = trajectories[rec["trajectory"]]
-        k = rec["frame"]
-        atoms = Atoms(
+    def frame(name: str, k: int) -> Atoms:
+        ds = trajectories[name][0]
+        return Atoms(
             symbols=list(ds.attrs["symbols"]),
             positions=ds.positions.values[k],
             cell=ds.cell.values[k],
             pbc=True,
         )
+
+    features: Callable[[Candidate], np.ndarray] | None = None
+    fields = SELECTION_FIELDS
+    if sel.get("diversity", "none") == "farthest_point":
+        from alkappa.al.diversity import pair_distance_descriptor
+
+        species = sorted({s for ds, _ in trajectories.values() for s in ds.attrs["symbols"]})
+
+        def describe(c: Candidate) -> np.ndarray:
+            return pair_distance_descriptor(
+                frame(c.trajectory, c.frame),
+                cutoff=sel["descriptor_cutoff"],
+                bins=sel["descriptor_bins"],
+                width=sel["descriptor_width"],
+                species=species,
+            )
+
+        features = describe
+        fields = (*SELECTION_FIELDS, "descriptor_distance")
+    records = select_frames(
+        candidates,
+        test_mean=unc["mean"],
+        test_std=unc["std"],
+        settings=selection,
+        features=features,
+    )
+    with atomic_path(out_selection) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for rec in records:
+            writer.writerow({k: rec[k] for k in fields})
+
+    chosen = []
+    for rec in sorted(
+        (r for r in records if r["accepted"]), key=lambda r: (r["trajectory"], r["frame"])
+    ):
+        path = trajectories[rec["trajectory"]][1]
+        k = rec["frame"]
+        atoms = frame(rec["trajectory"], k)
         atoms.info.update(
             {
                 "source": "al",
