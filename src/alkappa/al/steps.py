@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
+    from alkappa.al.recalibration import CalibrationMap
     from alkappa.oracles import Oracle
 
 
@@ -420,7 +421,7 @@ def run_select(
 
 def _selection_calibration(
     settings: dict[str, Any], metrics: dict[str, Any], metrics_path: str | Path
-) -> tuple[Any, dict[str, Any]]:
+) -> tuple[CalibrationMap, dict[str, Any]]:
     """The map applied to U before selecting (identity unless ``calibration.select_on`` is
     ``calibrated``) and the extra selection settings (an absolute threshold)."""
     from alkappa.al.recalibration import CalibrationMap
