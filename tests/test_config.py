@@ -442,3 +442,54 @@ def test_model_uncertainty_option():
     assert "uncertainty" not in load_config(_config(model={"name": "nequip"}))["model"]
     with pytest.raises(ConfigError, match="uncertainty"):
         load_config(_config(model={"name": "nequip", "uncertainty": "dropout"}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        # a primitive fcc cell has one atom: the thermal range reaches 1 + 3 sqrt(2/3) = 3.45
+        (
+            {"gate": {"enabled": True, "multiple": 2.0}},
+            r"materials\.Cu\.gate\.multiple: 2 x \(3/2\) k_B T lies inside the thermal range",
+        ),
+        ({"gate": {"enabled": True, "action": "halve"}}, r"gate\.action: 'halve' is not one of"),
+        ({"gate": {"enabled": True, "weight": 1.5}}, r"gate\.weight: 1\.5 is greater than"),
+        (
+            {"calibration": {"select_on": "calibrated"}, "select": {"statistic": "force_mean"}},
+            r"calibration\.select_on: the isotonic map .* force_max, not force_mean",
+        ),
+        (
+            {
+                "calibration": {"absolute_threshold": 0.1},
+                "select": {"statistic": "energy_std_per_atom"},
+            },
+            r"calibration\.absolute_threshold: .* not energy_std_per_atom",
+        ),
+        (
+            {
+                "calibration": {"select_on": "calibrated"},
+                "model": {"name": "nequip", "uncertainty": "llpr"},
+            },
+            r"calibration\.select_on: calibrated maps the members' force spread",
+        ),
+        (
+            {"gate": {"enabled": True}, "model": {"name": "bayesian-fc"}},
+            r"gate\.enabled: model 'bayesian-fc' does not take per-frame energy/stress weights",
+        ),
+    ],
+)
+def test_gate_and_calibration_errors_are_one_line(changes, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(_config(**changes))
+    assert "\n" not in str(err.value)
+
+
+def test_gate_and_calibration_defaults_keep_todays_loop():
+    from alkappa.config import calibration_in_selection, gate_enabled
+
+    settings = material_settings(load_config(_config()), "Cu")
+    assert not gate_enabled(settings) and not calibration_in_selection(settings)
+    assert settings["gate"]["multiple"] == 5.0 and settings["calibration"]["method"] == "isotonic"
+    on = load_config(_config(gate={"enabled": True}, calibration={"select_on": "calibrated"}))
+    settings = material_settings(on, "Cu")
+    assert gate_enabled(settings) and calibration_in_selection(settings)

@@ -203,7 +203,10 @@ def test_run_select_writes_a_diverse_batch(tmp_path):
             uncertainty_force_max=u,
         )
     writer.flush()
-    write_json(tmp_path / "metrics.json", {"uncertainty": {"force_max": {"mean": 0.0, "std": 1.0}}})
+    write_json(
+        tmp_path / "metrics.json",
+        {"uncertainty": {"force_max": {"mean": 0.0, "std": 1.0, "per_frame": [-1.0, 1.0]}}},
+    )
     select = {
         **SETTINGS,
         "statistic": "force_max",

@@ -160,6 +160,75 @@ def test_nequip_reads_our_extxyz_without_conversion(tmp_path):
         assert np.abs(ref_s).max() > 1e-4  # the strained frames carry a real stress
 
 
+def test_config_with_label_weights(tmp_path):
+    plain = _config(tmp_path)
+    cfg = build_config(
+        resolve_options({}),
+        train_file=tmp_path / "train.xyz",
+        val_file=tmp_path / "val.xyz",
+        workdir=tmp_path,
+        species=["Cu"],
+        seed=3,
+        with_stress=True,
+        label_weights=True,
+    )
+    weights = "alkappa.models._nequip_weights"
+    assert cfg["data"]["train_dataset"]["_target_"] == f"{weights}.weighted_ase_dataset"
+    loss = {m["name"]: m for m in cfg["training_module"]["loss"]["metrics"]}
+    assert loss["per_atom_energy_mse"]["field"] is None
+    assert loss["per_atom_energy_mse"]["metric"]["_target_"].startswith(weights)
+    assert loss["forces_mse"]["field"] == "forces"
+    # validation loss: the same weighted terms and coefficients as the loss
+    val = cfg["training_module"]["val_metrics"]["metrics"]
+    assert {m["name"]: m["coeff"] for m in val if "coeff" in m} == {
+        "per_atom_energy_mse": 1.0,
+        "forces_mse": 1.0,
+        "stress_mse": 1.0,
+    }
+    assert len(val) == len(plain["training_module"]["val_metrics"]["metrics"])
+    stats = {m["name"] for m in cfg["data"]["stats_manager"]["metrics"]}
+    assert stats == {"num_neighbors_mean", "per_atom_energy_mean", "forces_rms"}
+
+
+def _batch(energies, n_atoms, weights=None):
+    import torch
+    from nequip.data import AtomicDataDict
+
+    out = {
+        AtomicDataDict.TOTAL_ENERGY_KEY: torch.tensor(energies, dtype=torch.float64)[:, None],
+        AtomicDataDict.NUM_NODES_KEY: torch.tensor(n_atoms),
+    }
+    if weights is not None:
+        out["label_weight"] = torch.tensor(weights, dtype=torch.float64)[:, None]
+    return out
+
+
+def test_weighted_energy_loss_is_nequips_mse_at_unit_weights_and_never_nan():
+    from nequip.train import MeanSquaredError
+
+    from alkappa.models._nequip_weights import FullWeightPerAtomEnergy, WeightedPerAtomEnergyMSE
+
+    pred = _batch([1.0, 4.0, -2.0], [2, 4, 1])
+    ref = _batch([0.0, 2.0, -1.0], [2, 4, 1], weights=[1.0, 1.0, 1.0])
+    per_atom = np.array([0.5, 0.5, -1.0])
+    metric = WeightedPerAtomEnergyMSE()
+    assert float(metric(pred, ref)) == pytest.approx(np.mean(per_atom**2))
+    import torch
+
+    nequip = MeanSquaredError()(torch.tensor([0.5, 1.0, -2.0]), torch.tensor([0.0, 0.5, -1.0]))
+    assert float(nequip) == pytest.approx(np.mean(per_atom**2))
+    # weights: (0.5^2 * 1 + 0.5^2 * 0.1 + 1^2 * 0) / 1.1
+    ref = _batch([0.0, 2.0, -1.0], [2, 4, 1], weights=[1.0, 0.1, 0.0])
+    assert float(WeightedPerAtomEnergyMSE()(pred, ref)) == pytest.approx(0.275 / 1.1)
+    # a batch of weight-zero frames adds nothing, and is not NaN
+    ref = _batch([0.0, 2.0, -1.0], [2, 4, 1], weights=[0.0, 0.0, 0.0])
+    assert float(WeightedPerAtomEnergyMSE()(pred, ref)) == 0.0
+    # the energy statistics see full-weight frames only
+    ref = _batch([0.0, 2.0, -1.0], [2, 4, 1], weights=[1.0, 0.1, 0.0])
+    stat = FullWeightPerAtomEnergy()(ref).numpy()
+    assert stat[0] == 0.0 and np.isnan(stat[1:]).all()
+
+
 # --- real trainings (slow) -------------------------------------------------------------------
 
 TINY = {
@@ -255,3 +324,37 @@ def test_training_error_carries_log_tail(tmp_path):
         )
     assert "Error" in str(err.value)
     assert (tmp_path / "w" / "train.log").is_file()
+
+
+@pytest.mark.slow
+def test_weight_zero_frames_change_neither_loss_nor_energy_shift(tmp_path):
+    """The training set plus copies of its frames with energies 1000 eV/atom too high and
+    weight 0 must give the same losses as the training set alone (same forces, counted twice;
+    no energy term; an energy shift from the full-weight frames). A learning rate of ~0 keeps
+    the weights at their seeded start, so both runs are compared at equal parameters."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from alkappa.io import write_dataset
+
+    train = write_emt_dataset(tmp_path / "train.xyz", 4, seed=1)
+    write_emt_dataset(tmp_path / "val.xyz", 2, seed=2)
+    gated = []
+    for atoms in train:
+        copy = atoms.copy()
+        results = dict(atoms.calc.results)
+        results["energy"] += 1000.0 * len(atoms)
+        copy.calc = SinglePointCalculator(copy, **results)
+        copy.info["label_weight"] = 0.0
+        gated.append(copy)
+    write_dataset(tmp_path / "gated.xyz", train + gated)
+    opts = {**TINY, "max_epochs": 1, "learning_rate": 1e-12}
+    runs = {}
+    for name in ("train", "gated"):
+        runs[name] = NequIPModel(**opts).train(
+            tmp_path / f"{name}.xyz", tmp_path / "val.xyz", tmp_path / name, species=["Cu"], seed=0
+        )
+    assert runs["gated"].info["label_weights"] and not runs["train"].info["label_weights"]
+    for key in ("val_loss", "train_loss", "val_energy_mae"):
+        assert runs["gated"].info["final"][key] == pytest.approx(
+            runs["train"].info["final"][key], rel=1e-8
+        ), key

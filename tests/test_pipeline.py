@@ -631,6 +631,49 @@ def test_stop_during_labelling_then_a_downstream_target_repeats_no_oracle_call(
 
 
 @pytest.mark.slow
+def test_gate_and_calibrated_selection_in_the_loop(tmp_path):
+    """The test campaign's AL loop with the physical gate and a calibrated selection: gated
+    labels are recorded and trained with their weights, the selection's U is the calibrated
+    one (the tiny 4-epoch model explores far above the thermal range: its labels get gated)."""
+    from alkappa.al.recalibration import CalibrationMap
+
+    cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
+    cfg["results"] = str(tmp_path / "results")
+    cfg["gate"] = {"enabled": True, "multiple": 1.9, "action": "drop"}
+    cfg["calibration"] = {"select_on": "calibrated", "method": "isotonic"}
+    (tmp_path / "gate.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "results/Cu"
+    proc = snakemake(str(out / "al/summary.csv"), "--configfile", str(tmp_path / "gate.yaml"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    limits = read_json(out / "al/gate.json")
+    assert limits["limits_eV_per_atom"]["300"] == pytest.approx(1.9 * 1.5 * 8.617333e-5 * 300)
+    merge = read_json(out / "al/iter_1/merge.json")
+    gated = {g["file"] for g in merge["gated"]}
+    weights = [f.info.get("label_weight") for f in read_dataset(out / "al/iter_1/dataset.extxyz")]
+    assert weights.count(0.0) == len(gated) and weights.count(None) == len(weights) - len(gated)
+    member = read_json(out / "al/iter_1/ensemble/member_0/member.json")
+    split = set(member["train_indices"]) | set(member["validation_indices"])
+    has_gated = any(weights[i] == 0.0 for i in split)
+    assert member["label_weights"] is has_gated
+    for it in (0, 1):
+        metrics = read_json(out / f"al/iter_{it}/test_metrics.json")
+        rec = metrics["recalibration"]
+        assert set(rec) >= {"before", "scale", "isotonic"}
+        calibrate = CalibrationMap.from_dict(rec["isotonic"]["map"])
+        with open(out / f"al/iter_{it}/selection.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        for name in {r["trajectory"] for r in rows}:
+            ds = read_trajectory(out / f"al/iter_{it}/explore/{name}.nc")
+            raw = ds["uncertainty_force_max"].values
+            for r in (r for r in rows if r["trajectory"] == name):
+                assert float(r["U"]) == pytest.approx(float(calibrate(raw[int(r["frame"])])))
+    with open(out / "al/summary.csv", newline="") as fh:
+        summary = list(csv.DictReader(fh))
+    assert float(summary[0]["sigma_scale"]) > 0
+    assert int(summary[0]["frames_gated"]) == len(gated)
+
+
+@pytest.mark.slow
 def test_reference_md_gives_the_test_set_and_never_trains_on_it(tmp_path):
     cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
     cfg["results"] = str(tmp_path / "results")

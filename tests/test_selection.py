@@ -146,3 +146,57 @@ def test_a_known_viability_replaces_the_trajectory_estimate():
     recs = select_frames(cands, test_mean=0.0, test_std=1.0, settings=SETTINGS)
     assert recs[200]["P_E"] == 0.25
     assert recs[201]["P_E"] < 0.01
+
+
+# --- calibrated uncertainty -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["probability", "threshold"])
+def test_a_global_sigma_scale_cancels_in_the_test_relative_selection(mode):
+    """z = (U - U_test) / sigma_test is invariant under U -> s U: a scale factor alone cannot
+    change which frames are selected (alkappa.al.recalibration)."""
+    rng = np.random.default_rng(5)
+    u = rng.uniform(0.5, 3.0, size=100)
+    settings = dict(SETTINGS, mode=mode, max_frames=20)
+    raw = select_frames(_candidates(u), test_mean=1.0, test_std=0.5, settings=settings)
+    scaled = select_frames(_candidates(3.7 * u), test_mean=3.7, test_std=1.85, settings=settings)
+    assert [r["accepted"] for r in raw] == [r["accepted"] for r in scaled]
+    np.testing.assert_allclose([r["P_U"] for r in raw], [r["P_U"] for r in scaled])
+    # a non-linear monotone map (what an isotonic fit can be) does change it
+    squared = select_frames(_candidates(u**2), test_mean=1.0, test_std=0.5, settings=settings)
+    assert [r["P_U"] for r in raw] != pytest.approx([r["P_U"] for r in squared])
+
+
+def test_absolute_threshold_ignores_the_test_set():
+    settings = dict(SETTINGS, energy_viability=False, absolute_threshold=0.1, absolute_width=0.01)
+    u = [0.05, 0.1, 0.15]
+    for mean, std in ((0.0, 1.0), (1.0, 0.01)):
+        recs = select_frames(_candidates(u), test_mean=mean, test_std=std, settings=settings)
+        p = [r["P_U"] for r in recs]
+        assert p[0] == pytest.approx(0.0, abs=1e-6)
+        assert p[1] == pytest.approx(0.5)
+        assert p[2] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_selection_uses_the_calibrated_map_of_the_metrics():
+    from alkappa.al.recalibration import CalibrationMap
+    from alkappa.al.steps import _selection_calibration
+
+    metrics = {"recalibration": {"scale": {"map": CalibrationMap("scale", 2.5).to_dict()}}}
+    raw = {"calibration": {"select_on": "raw", "method": "scale", "absolute_threshold": None}}
+    calibrate, extra = _selection_calibration(raw, metrics, "m.json")
+    assert calibrate(0.1) == pytest.approx(0.1) and extra == {}
+    on = {
+        "calibration": {
+            "select_on": "calibrated",
+            "method": "scale",
+            "absolute_threshold": 0.2,
+            "absolute_width": 0.02,
+        }
+    }
+    calibrate, extra = _selection_calibration(on, metrics, "m.json")
+    assert calibrate(0.1) == pytest.approx(0.25)
+    assert extra == {"absolute_threshold": 0.2, "absolute_width": 0.02}
+    on["calibration"]["method"] = "isotonic"
+    with pytest.raises(ValueError, match=r"needs the isotonic map of m\.json"):
+        _selection_calibration(on, metrics, "m.json")

@@ -32,6 +32,8 @@ SECTIONS = (
     "test",
     "explore",
     "select",
+    "gate",
+    "calibration",
     "convergence",
     "reference",
     "phonons",
@@ -287,12 +289,70 @@ def _check_material(settings: dict[str, Any], where: str, problems: list[str]) -
             raise ConfigError(f"{where}.model.name: {exc}") from exc
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}.model: {exc}") from exc
+        if supercell is not None:
+            _check_gate_and_calibration(settings, model, len(supercell), where)
         if gk["enabled"] and gk["flux"] == "unfolded" and not model.provides_heat_flux():
             raise ConfigError(
                 f"{where}.greenkubo.flux: unfolded needs the model's own heat flux, which model "
                 f"'{settings['model']['name']}' does not provide (Model.heat_flux_method); use "
                 "virial (per-atom stresses) or harmonic"
             )
+
+
+def gate_enabled(settings: Mapping[str, Any]) -> bool:
+    """Whether a material's settings switch the physical gate on (``gate.enabled``)."""
+    return bool((settings.get("gate") or {}).get("enabled"))
+
+
+def calibration_in_selection(settings: Mapping[str, Any]) -> bool:
+    """Whether the selection depends on the ``calibration`` section (calibrated U or an
+    absolute threshold); otherwise the selection is today's, test-relative on the raw U."""
+    cal = settings.get("calibration") or {}
+    return cal.get("select_on", "raw") == "calibrated" or cal.get("absolute_threshold") is not None
+
+
+def _check_gate_and_calibration(
+    settings: Mapping[str, Any], model: Any, natoms: int, where: str
+) -> None:
+    """The gate above the thermal range and on a model that takes label weights; calibrated
+    selection on a force statistic of an ensemble's spread."""
+    from alkappa.al.gate import check_gate
+
+    if gate_enabled(settings):
+        try:
+            check_gate(settings["gate"], natoms)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.gate.{exc}") from exc
+        if not getattr(model, "label_weights", False):
+            raise ConfigError(
+                f"{where}.gate.enabled: model '{settings['model']['name']}' does not take "
+                "per-frame energy/stress weights (Model.label_weights), which the gate needs"
+            )
+        if multifidelity_al(settings):
+            raise ConfigError(
+                f"{where}.gate.enabled: the gate compares energies with the relaxed structure's "
+                "and cannot be combined with multifidelity.al (levels with other energy zeros)"
+            )
+    cal = settings["calibration"]
+    stat = settings["select"]["statistic"]
+    if cal["select_on"] == "calibrated":
+        if settings["model"].get("uncertainty", "ensemble") != "ensemble":
+            raise ConfigError(
+                f"{where}.calibration.select_on: calibrated maps the members' force spread, "
+                f"but the exploration runs with model.uncertainty "
+                f"{settings['model']['uncertainty']}"
+            )
+        allowed = ("force_max", "force_mean") if cal["method"] == "scale" else ("force_max",)
+        if stat not in allowed:
+            raise ConfigError(
+                f"{where}.calibration.select_on: the {cal['method']} map of the per-atom force "
+                f"sigma carries over to select.statistic {' or '.join(allowed)}, not {stat}"
+            )
+    if cal["absolute_threshold"] is not None and stat not in ("force_max", "force_mean"):
+        raise ConfigError(
+            f"{where}.calibration.absolute_threshold: an absolute threshold in eV/Å needs "
+            f"select.statistic force_max or force_mean, not {stat}"
+        )
 
 
 #: the most atoms a supercell may have (checked before it is built)

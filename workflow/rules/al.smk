@@ -76,7 +76,7 @@ rule select:
     conda:
         "../../envs/analysis.yaml"
     params:
-        settings=sections("select"),
+        settings=select_settings,
     script:
         "../../scripts/select.py"
 
@@ -119,12 +119,28 @@ rule label:
         "../../scripts/label.py"
 
 
+rule gate:
+    input:
+        structure=rules.prepare_structure.output.structure,
+    output:
+        limits=f"{R}/{{material}}/al/gate.json",
+    log:
+        f"{R}/{{material}}/logs/al/gate.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=sections("gate", "explore"),
+    script:
+        "../../scripts/gate.py"
+
+
 rule merge:
     input:
         dataset=lambda wildcards: dataset_path(
             wildcards.material, int(wildcards.it) - 1
         ),
         labels=lambda wildcards: label_files(wildcards.material, int(wildcards.it) - 1),
+        gate=gate_input,
     output:
         dataset=f"{R}/{{material}}/al/iter_{{it}}/dataset.extxyz",
         record=f"{R}/{{material}}/al/iter_{{it}}/merge.json",

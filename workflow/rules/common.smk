@@ -2,7 +2,14 @@
 
 import sys
 
-from alkappa.config import ConfigError, load_config, material_settings, multifidelity_al
+from alkappa.config import (
+    ConfigError,
+    calibration_in_selection,
+    gate_enabled,
+    load_config,
+    material_settings,
+    multifidelity_al,
+)
 from alkappa.io import read_json
 
 # validate before anything runs: one line naming the problem, in seconds
@@ -79,6 +86,23 @@ def al_test_set(material):
     if multifidelity_al(msettings(material)):
         return f"{R}/{material}/data/test_high.extxyz"
     return test_set(material)
+
+
+def select_settings(wildcards):
+    """params of `select`: the select section, and the calibration section only when the
+    selection uses it (so that campaigns without it keep their selections)."""
+    full = msettings(wildcards.material)
+    out = {"name": full["name"], "select": full["select"]}
+    if calibration_in_selection(full):
+        out["calibration"] = full["calibration"]
+    return out
+
+
+def gate_input(wildcards):
+    """The gate's limits for `merge` when the physical gate is on (else nothing)."""
+    if gate_enabled(msettings(wildcards.material)):
+        return [f"{R}/{wildcards.material}/al/gate.json"]
+    return []
 
 
 def label_settings(wildcards):

@@ -53,7 +53,10 @@ def evaluate_ensemble(
     ``frame_max``, ``frame_rms`` of :func:`alkappa.al.calibration.force_calibration` and
     ``energy`` of :func:`alkappa.al.calibration.energy_calibration`, per atom, as dicts), and
     ``calibration_by_temperature`` (the three force levels per temperature, keys ``f"{T:g}"``;
-    empty unless the frames span several temperatures).
+    empty unless the frames span several temperatures) and ``recalibration`` (the scale and
+    isotonic maps of the force sigma fitted on these frames, with Spearman rho and
+    miscalibration area before and, out of sample, after;
+    :func:`alkappa.al.recalibration.recalibrate_forces`).
     """
     e_pred, e_ref, f_pred, f_ref, s_pred, s_ref = [], [], [], [], [], []
     per_frame: dict[str, list[float]] = {}
@@ -102,7 +105,20 @@ def evaluate_ensemble(
             "energy": energy_calibration(inputs["ref_energy"], inputs["member_energy"]).to_dict(),
         }
         out["calibration_by_temperature"] = _calibration_by_temperature(inputs)
+        out["recalibration"] = _recalibration(inputs)
     return out
+
+
+def _recalibration(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Scale and isotonic recalibration of the per-atom force sigma, before and after
+    (:func:`alkappa.al.recalibration.recalibrate_forces`); ``error`` where it cannot be
+    fitted (one member, or no spread at all)."""
+    from alkappa.al.recalibration import recalibrate_forces
+
+    try:
+        return recalibrate_forces(inputs["ref_forces"], inputs["member_forces"])
+    except ValueError as exc:
+        return {"error": str(exc)}
 
 
 def _calibration_by_temperature(inputs: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,10 @@ and accepted with probability
 
 (a = 2, b = 1 by default: a frame two test-set standard deviations above the test mean is
 accepted with probability 1/2), or, in threshold mode, P_U = 1 if z > threshold else 0.
+With an absolute threshold ``U_0`` (eV/Å, ``calibration.absolute_threshold``: meant for a
+calibrated U, whose value is an expected error) the test set drops out:
+``z = (U - U_0) / w`` and ``P_U = 1/2 [1 + erf(z / sqrt 2)]`` with the width
+``w = calibration.absolute_width``.
 This is multiplied by an *energetic viability* factor
 
     P_E = 1/2 erfc((dE - c sigma_E) / (sigma_E sqrt 2)),   dE = E - <E>_T,
@@ -90,7 +94,9 @@ def select_frames(
 
     Each record holds ``U``, ``z``, ``P_U``, ``P_E``, ``P`` (= P_U P_E), the random draw, whether
     it was accepted and why (``accepted``, ``below acceptance``, ``too close in time``,
-    ``budget exhausted``, ``non-finite``). Candidates are considered in order of decreasing P,
+    ``budget exhausted``, ``non-finite``). With ``settings['absolute_threshold']`` (and
+    ``absolute_width``) P_U compares U with that absolute value instead of the test set's
+    distribution (module docstring). Candidates are considered in order of decreasing P,
     so the budget goes to the most uncertain frames; the random draws come from a generator
     seeded by ``settings['seed']``, so the selection is reproducible.
 
@@ -103,17 +109,20 @@ def select_frames(
     distance to the nearest frame chosen before it (empty for the others).
     """
     rng = np.random.default_rng(settings.get("seed", 0))
-    sigma = max(test_std, 1e-12)
     n = len(candidates)
     u = np.array([c.uncertainty for c in candidates], dtype=float)
-    z = (u - test_mean) / sigma
-    p_u = acceptance_probability(
-        z,
-        a=settings["a"],
-        b=settings["b"],
-        mode=settings["mode"],
-        threshold=settings["threshold"],
-    )
+    if settings.get("absolute_threshold") is not None:
+        z = (u - settings["absolute_threshold"]) / settings["absolute_width"]
+        p_u = acceptance_probability(z, a=0.0, b=1.0)
+    else:
+        z = (u - test_mean) / max(test_std, 1e-12)
+        p_u = acceptance_probability(
+            z,
+            a=settings["a"],
+            b=settings["b"],
+            mode=settings["mode"],
+            threshold=settings["threshold"],
+        )
     p_e = np.ones(n)
     if settings.get("energy_viability", True):
         for traj in {c.trajectory for c in candidates}:

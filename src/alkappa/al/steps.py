@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
+    from alkappa.al.recalibration import CalibrationMap
     from alkappa.oracles import Oracle
 
 
@@ -353,7 +354,10 @@ def run_select(
 
     sel = settings["select"]
     stat = sel["statistic"]
-    unc = read_json(metrics_path)["uncertainty"][stat]
+    metrics = read_json(metrics_path)
+    unc = metrics["uncertainty"][stat]
+    calibrate, absolute = _selection_calibration(settings, metrics, metrics_path)
+    test_values = calibrate(np.asarray(unc["per_frame"], dtype=float))
     candidates: list[Candidate] = []
     trajectories = {}
     for path in trajectory_paths:
@@ -371,12 +375,12 @@ def run_select(
                     frame=k,
                     time=float(ds.time.values[k]),
                     temperature=float(ds.attrs["temperature_target"]),
-                    uncertainty=float(values[k]),
+                    uncertainty=float(calibrate(values[k])),
                     energy=float(ds.energy_potential.values[k]),
                     viability=None if viability is None else float(viability[k]),
                 )
             )
-    selection = dict(sel)
+    selection = {**sel, **absolute}
     selection["seed"] = sel["seed"] + 7919 * iteration
     from ase import Atoms
 
@@ -409,8 +413,8 @@ def run_select(
         fields = (*SELECTION_FIELDS, "descriptor_distance")
     records = select_frames(
         candidates,
-        test_mean=unc["mean"],
-        test_std=unc["std"],
+        test_mean=float(np.mean(test_values)),
+        test_std=float(np.std(test_values)),
         settings=selection,
         features=features,
     )
@@ -440,6 +444,32 @@ def run_select(
         )
         chosen.append(atoms)
     write_dataset(out_candidates, chosen)
+
+
+def _selection_calibration(
+    settings: dict[str, Any], metrics: dict[str, Any], metrics_path: str | Path
+) -> tuple[CalibrationMap, dict[str, Any]]:
+    """The map applied to U before selecting (identity unless ``calibration.select_on`` is
+    ``calibrated``) and the extra selection settings (an absolute threshold)."""
+    from alkappa.al.recalibration import CalibrationMap
+
+    cal = settings.get("calibration") or {}
+    extra: dict[str, Any] = {}
+    if cal.get("absolute_threshold") is not None:
+        extra = {
+            "absolute_threshold": float(cal["absolute_threshold"]),
+            "absolute_width": float(cal["absolute_width"]),
+        }
+    if cal.get("select_on", "raw") != "calibrated":
+        return CalibrationMap("identity"), extra
+    fitted = (metrics.get("recalibration") or {}).get(cal["method"])
+    if fitted is None:
+        problem = (metrics.get("recalibration") or {}).get("error", "no recalibration in it")
+        raise ValueError(
+            f"calibration.select_on: calibrated needs the {cal['method']} map of {metrics_path} "
+            f"({problem}); rerun its evaluate job"
+        )
+    return CalibrationMap.from_dict(fitted["map"]), extra
 
 
 def count_selected(selection_path: str | Path) -> int:
@@ -483,6 +513,22 @@ def run_label(
     write_dataset(out_frame, [out])
 
 
+def run_gate(settings: dict[str, Any], structure_path: str | Path, out_gate: str | Path) -> None:
+    """The physical gate's limits (:mod:`alkappa.al.gate`) from the relaxed structure."""
+    from alkappa.al.gate import gate_limits
+    from alkappa.io.dataset import labels
+
+    relaxed = read_dataset(structure_path)[0]
+    record = gate_limits(
+        settings["gate"],
+        float(labels(relaxed)["energy"]) / len(relaxed),
+        settings["explore"]["temperatures"],
+        len(relaxed),
+    )
+    record["fidelity"] = relaxed.info.get("fidelity")
+    write_json(out_gate, record)
+
+
 def run_merge(
     dataset_path: str | Path,
     label_paths: Sequence[str | Path],
@@ -490,10 +536,14 @@ def run_merge(
     out_record: str | Path,
     *,
     iteration: int,
+    gate_path: str | Path | None = None,
 ) -> None:
     """D_{i+1} = D_i + the frames labelled in iteration i; failed frames are listed, not added.
 
     A label file holds one frame, or (multi-fidelity AL) the same structure at several levels.
+    With ``gate_path`` (the record of :func:`run_gate`) the added frames far above the thermal
+    range get a smaller energy/stress weight (:func:`alkappa.al.gate.apply_gate`); the record
+    lists them under ``gated``.
     """
     if isinstance(label_paths, (str, Path)):  # a checkpoint placeholder, never a label list
         raise TypeError(
@@ -501,7 +551,7 @@ def run_merge(
             "Snakemake did not re-evaluate the convergence checkpoint of the iteration before"
         )
     frames = read_dataset(dataset_path)
-    added, failed, calls = [], [], 0
+    added, sources, failed, calls = [], [], [], 0
     for path in label_paths:
         for frame in read_dataset(path):
             calls += 1
@@ -509,6 +559,22 @@ def run_merge(
                 failed.append({"file": str(path), "error": frame.info["oracle_error"]})
             else:
                 added.append(frame)
+                sources.append(str(path))
+    gate: dict[str, Any] = {}
+    if gate_path:
+        from alkappa.al.gate import apply_gate
+
+        limits = read_json(gate_path)
+        gated = apply_gate(added, limits)
+        for entry in gated:
+            entry["file"] = sources[entry.pop("index")]
+        gate = {"gate": limits, "gated": gated}
+        if gated:
+            print(
+                f"gate: {len(gated)} of {len(added)} new frames lie above "
+                f"{limits['multiple']:g} x (3/2) k_B T; their energy and stress weigh "
+                f"{limits['weight']:g}"
+            )
     by_fidelity: dict[str, int] = {}
     for frame in added:
         key = str(frame.info.get("fidelity", "reference"))
@@ -524,6 +590,7 @@ def run_merge(
             "failed": failed,
             "size_after": len(frames) + len(added),
             "oracle_calls": calls,
+            **gate,
         },
     )
 

@@ -28,14 +28,41 @@ SUMMARY_FIELDS = (
     "reliability",
     "spearman_force_atom",
     "miscalibration_area_force_atom",
+    "sigma_scale",
+    "miscalibration_area_force_atom_scaled",
+    "miscalibration_area_force_atom_isotonic",
     "U_test_mean",
     "U_test_std",
     "frames_explored",
     "frames_uncertain",
     "frames_selected",
     "md_blowups",
+    "frames_gated",
     "decision",
 )
+
+
+def _recalibration_columns(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The ML sigma scale and the cross-validated miscalibration areas after recalibration
+    (None for metrics written before recalibration was reported)."""
+    rec = metrics.get("recalibration") or {}
+    scale, iso = rec.get("scale") or {}, rec.get("isotonic") or {}
+    return {
+        "sigma_scale": (scale.get("map") or {}).get("scale"),
+        "miscalibration_area_force_atom_scaled": (scale.get("after") or {}).get(
+            "miscalibration_area_atom"
+        ),
+        "miscalibration_area_force_atom_isotonic": (iso.get("after") or {}).get(
+            "miscalibration_area_atom"
+        ),
+    }
+
+
+def _gated(merge_path: str | Path | None) -> int | None:
+    if not merge_path:
+        return None
+    gated = read_json(merge_path).get("gated")
+    return None if gated is None else len(gated)
 
 
 def summary_rows(
@@ -100,12 +127,15 @@ def summary_rows(
                 "miscalibration_area_force_atom": metrics["calibration"]["atom"][
                     "miscalibration_area"
                 ],
+                **_recalibration_columns(metrics),
                 "U_test_mean": unc["mean"],
                 "U_test_std": unc["std"],
                 "frames_explored": len(sel),
                 "frames_uncertain": sum(float(r["P_U"]) > 0.5 for r in sel),
                 "frames_selected": sum(r["accepted"] == "True" for r in sel),
                 "md_blowups": blowups,
+                # labels of this iteration the physical gate down-weighted (None: no gate)
+                "frames_gated": _gated(paths.get("merge")),
                 "decision": "converged"
                 if decision["converged"]
                 else ("stopped" if decision["stop"] else "continue"),

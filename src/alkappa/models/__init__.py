@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from alkappa._plugins import load
-from alkappa.models._base import Model, TrainResult
+from alkappa.models._base import LABEL_WEIGHT_KEY, Model, TrainResult
 
-__all__ = ["Model", "TrainResult", "ensemble_members", "get_model"]
+__all__ = ["LABEL_WEIGHT_KEY", "Model", "TrainResult", "ensemble_members", "get_model"]
 
 
 def ensemble_members(directory: str | Path) -> list[Path]:

@@ -42,6 +42,11 @@ class TrainResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+#: frame info key with the weight (0..1) of a frame's energy and stress in the training loss;
+#: absent means 1, forces always weigh 1 (set by the physical gate, alkappa.al.gate)
+LABEL_WEIGHT_KEY = "label_weight"
+
+
 class Model(ABC):
     """Base class of all MLIP families.
 
@@ -51,6 +56,10 @@ class Model(ABC):
     :meth:`heat_flux_method` (its own heat flux, for Green-Kubo with
     ``greenkubo.flux: unfolded``).
     """
+
+    #: whether :meth:`train` honours per-frame energy/stress weights (info
+    #: :data:`LABEL_WEIGHT_KEY` of the training frames); the physical gate needs it
+    label_weights: bool = False
 
     def __init__(self, **options: Any) -> None:
         self.options = options

@@ -160,9 +160,14 @@ def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def _dataset(file_path: Path) -> dict[str, Any]:
+_WEIGHTS = "alkappa.models._nequip_weights"
+
+
+def _dataset(file_path: Path, label_weights: bool = False) -> dict[str, Any]:
     return {
-        "_target_": "nequip.data.dataset.ASEDataset",
+        "_target_": f"{_WEIGHTS}.weighted_ase_dataset"
+        if label_weights
+        else "nequip.data.dataset.ASEDataset",
         "file_path": str(file_path),
         "ase_args": {"format": "extxyz"},
         "transforms": "${data_transforms}",
@@ -176,11 +181,25 @@ def _metric(name: str, field: Any, metric: str, coeff: float | None = None) -> d
     return out
 
 
-def _metrics(coeffs: dict[str, float], with_stress: bool) -> dict[str, Any]:
+def _weighted(name: str, metric: str, coeff: float) -> dict[str, Any]:
+    """A loss term over whole frames (``field`` None): the weighted MSEs of _nequip_weights."""
+    return {
+        "name": name,
+        "field": None,
+        "metric": {"_target_": f"{_WEIGHTS}.{metric}"},
+        "coeff": coeff,
+    }
+
+
+def _metrics(
+    coeffs: dict[str, float], with_stress: bool, label_weights: bool = False
+) -> dict[str, Any]:
     """Loss-like validation metrics plus MAE/RMSE monitors.
 
     The weighted sum uses the loss' terms and coefficients, so ``val0_epoch/weighted_sum`` is
     the validation loss and directly comparable with ``train_loss_epoch/weighted_sum``.
+    With ``label_weights`` its energy and stress terms are the per-frame weighted ones of
+    the loss (the MAE/RMSE monitors stay unweighted).
     """
     per_atom = {"_target_": "nequip.data.PerAtomModifier", "field": "total_energy"}
     mse, mae, rmse = (
@@ -199,10 +218,24 @@ def _metrics(coeffs: dict[str, float], with_stress: bool) -> dict[str, Any]:
     if with_stress:
         entries[2:2] = [_metric("stress_mse", "stress", mse, coeffs["stress"])]
         entries += [_metric("stress_mae", "stress", mae), _metric("stress_rmse", "stress", rmse)]
+    if label_weights:
+        entries[0] = _weighted("per_atom_energy_mse", "WeightedPerAtomEnergyMSE", coeffs["energy"])
+        if with_stress:
+            entries[2] = _weighted("stress_mse", "WeightedStressMSE", coeffs["stress"])
     return {"_target_": "nequip.train.MetricsManager", "metrics": entries}
 
 
-def _loss(coeffs: dict[str, float], with_stress: bool) -> dict[str, Any]:
+def _loss(
+    coeffs: dict[str, float], with_stress: bool, label_weights: bool = False
+) -> dict[str, Any]:
+    if label_weights:
+        terms = [
+            _weighted("per_atom_energy_mse", "WeightedPerAtomEnergyMSE", coeffs["energy"]),
+            _metric("forces_mse", "forces", "nequip.train.MeanSquaredError", coeffs["forces"]),
+        ]
+        if with_stress:
+            terms.append(_weighted("stress_mse", "WeightedStressMSE", coeffs["stress"]))
+        return {"_target_": "nequip.train.MetricsManager", "metrics": terms}
     if with_stress:
         return {
             "_target_": "nequip.train.EnergyForceStressLoss",
@@ -217,6 +250,38 @@ def _loss(coeffs: dict[str, float], with_stress: bool) -> dict[str, Any]:
         "_target_": "nequip.train.EnergyForceLoss",
         "per_atom_energy": True,
         "coeffs": {"total_energy": coeffs["energy"], "forces": coeffs["forces"]},
+    }
+
+
+def _stats(label_weights: bool) -> dict[str, Any]:
+    """The training-data statistics the model is normalised with (see :func:`_model`)."""
+    if not label_weights:
+        return {
+            "_target_": "nequip.data.CommonDataStatisticsManager",
+            "type_names": "${model_type_names}",
+        }
+    # the same three statistics, the energy mean over full-weight frames only
+    return {
+        "_target_": "nequip.data.DataStatisticsManager",
+        "type_names": "${model_type_names}",
+        "metrics": [
+            {
+                "name": "num_neighbors_mean",
+                "field": {"_target_": "nequip.data.NumNeighbors"},
+                "metric": {"_target_": "nequip.data.Mean"},
+            },
+            {
+                "name": "per_atom_energy_mean",
+                "field": {"_target_": f"{_WEIGHTS}.FullWeightPerAtomEnergy"},
+                "metric": {"_target_": "nequip.data.Mean"},
+                "ignore_nan": True,
+            },
+            {
+                "name": "forces_rms",
+                "field": "forces",
+                "metric": {"_target_": "nequip.data.RootMeanSquare"},
+            },
+        ],
     }
 
 
@@ -266,6 +331,7 @@ def build_config(
     seed: int,
     with_stress: bool,
     init_model: Path | None = None,
+    label_weights: bool = False,
 ) -> dict[str, Any]:
     """The nequip-train config (a plain dict, to be dumped as YAML) for one training run.
 
@@ -285,6 +351,10 @@ def build_config(
         Whether the stress enters loss and metrics (only if every frame has one).
     init_model
         Package (``.nequip.zip``) or checkpoint (``.ckpt``) to warm-start from.
+    label_weights
+        Whether frames carry energy/stress weights (info ``label_weight``): the datasets,
+        loss and statistics of :mod:`alkappa.models._nequip_weights` are used. Without, the
+        config is nequip's plain one.
     """
     coeffs = opts["loss_coeffs"]
     dataloader = {"_target_": "torch.utils.data.DataLoader", "batch_size": opts["batch_size"]}
@@ -358,21 +428,18 @@ def build_config(
         "data": {
             "_target_": "nequip.data.datamodule.NequIPDataModule",
             "seed": "${seed}",
-            "train_dataset": _dataset(train_file),
-            "val_dataset": _dataset(val_file),
+            "train_dataset": _dataset(train_file, label_weights),
+            "val_dataset": _dataset(val_file, label_weights),
             "train_dataloader": {**dataloader, "shuffle": True},
             "val_dataloader": dataloader,
-            "stats_manager": {
-                "_target_": "nequip.data.CommonDataStatisticsManager",
-                "type_names": "${model_type_names}",
-            },
+            "stats_manager": _stats(label_weights),
         },
         "trainer": trainer,
         "training_module": {
             "_target_": "nequip.train.EMALightningModule",
             "ema_decay": float(opts["ema_decay"]),
-            "loss": _loss(coeffs, with_stress),
-            "val_metrics": _metrics(coeffs, with_stress),
+            "loss": _loss(coeffs, with_stress, label_weights),
+            "val_metrics": _metrics(coeffs, with_stress, label_weights),
             "optimizer": {"_target_": "torch.optim.Adam", "lr": float(opts["learning_rate"])},
             "lr_scheduler": {
                 "scheduler": {

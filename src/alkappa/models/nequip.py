@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from alkappa.models._base import Model, TrainResult
+from alkappa.models._base import LABEL_WEIGHT_KEY, Model, TrainResult
 from alkappa.models._nequip_config import build_config, resolve_options
 from alkappa.models._nequip_flux import UnfoldedHeatFlux
 
@@ -108,6 +108,9 @@ class NequIPModel(Model):
     >>> calc = model.load_calculator(result.model_path)  # doctest: +SKIP
     """
 
+    # per-frame energy/stress weights through alkappa.models._nequip_weights
+    label_weights = True
+
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.resolved = resolve_options(options)
@@ -158,8 +161,8 @@ class NequIPModel(Model):
         train_file, val_file = Path(train_file).resolve(), Path(val_file).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         _clean(workdir)
-        n_train, train_stress = _inspect_dataset(train_file, "training")
-        n_val, val_stress = _inspect_dataset(val_file, "validation")
+        n_train, train_stress, train_weighted = _inspect_dataset(train_file, "training")
+        n_val, val_stress, val_weighted = _inspect_dataset(val_file, "validation")
         init = None
         if init_checkpoint is not None:
             init = Path(init_checkpoint).resolve()
@@ -176,6 +179,7 @@ class NequIPModel(Model):
             seed=seed,
             with_stress=train_stress and val_stress,
             init_model=init,
+            label_weights=train_weighted or val_weighted,
         )
         (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -253,6 +257,7 @@ class NequIPModel(Model):
             "n_train": n_train,
             "n_val": n_val,
             "stress_in_loss": train_stress and val_stress,
+            "label_weights": train_weighted or val_weighted,
             "warm_start": str(init) if init else None,
             "seed": seed,
             "threads": threads,
@@ -596,24 +601,31 @@ def _finite(value: Any) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
-def _inspect_dataset(path: Path, what: str) -> tuple[int, bool]:
-    """Number of frames and whether all carry stress; empty/missing/unlabelled files raise."""
+def _inspect_dataset(path: Path, what: str) -> tuple[int, bool, bool]:
+    """Number of frames, whether all carry stress and whether any has an energy/stress weight
+    below 1 (info ``label_weight``); empty/missing/unlabelled files raise."""
     import ase.io
 
     if not path.is_file():
         raise FileNotFoundError(f"{what} set {path} does not exist")
     if path.stat().st_size == 0:
         raise ValueError(f"{what} set {path} is empty")
-    n, stress = 0, True
+    n, stress, weighted = 0, True, False
     for atoms in ase.io.iread(path, index=":", format="extxyz"):
         results = atoms.calc.results if atoms.calc is not None else {}
         if "energy" not in results or "forces" not in results:
             raise ValueError(f"frame {n} of {what} set {path} has no energy/forces labels")
         stress = stress and "stress" in results
+        weight = float(atoms.info.get(LABEL_WEIGHT_KEY, 1.0))
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(
+                f"frame {n} of {what} set {path}: {LABEL_WEIGHT_KEY} {weight} not in [0, 1]"
+            )
+        weighted = weighted or weight < 1.0
         n += 1
     if n == 0:
         raise ValueError(f"{what} set {path} is empty")
-    return n, stress
+    return n, stress, weighted
 
 
 def _check_init_species(init: Path, species: list[str]) -> None:
