@@ -62,9 +62,9 @@ rule aimd_md:
     input:
         structure=rules.prepare_structure.output.structure,
         record=rules.prepare_structure.output.record,
-        # ancient, with the MD settings as params: a plan rewritten alike (a rerun of the AL
-        # summary) does not pay for the MD again
-        plan=ancient(f"{R}/{{material}}/aimd/plan.json"),
+        # a plan rewritten alike (a rerun of the AL summary) is unchanged to Snakemake (same
+        # checksum): the MD is not paid again
+        plan=f"{R}/{{material}}/aimd/plan.json",
     output:
         trajectory=f"{R}/{{material}}/aimd/md_T{{T}}.nc",
     log:
@@ -74,14 +74,13 @@ rule aimd_md:
     threads: config["threads"]["oracle"]
     params:
         settings=sections("oracle", "explore", "baselines"),
-        md=lambda wildcards: aimd_md_params(wildcards.material),
     script:
         "../../scripts/aimd_md.py"
 
 
 rule aimd_dataset:
     input:
-        plan=ancient(f"{R}/{{material}}/aimd/plan.json"),
+        plan=f"{R}/{{material}}/aimd/plan.json",
         trajectories=lambda wildcards: expand(
             f"{R}/{wildcards.material}/aimd/md_T{{T}}.nc",
             T=aimd_temperatures(wildcards.material),
@@ -92,8 +91,6 @@ rule aimd_dataset:
         f"{R}/{{material}}/logs/aimd/iter_{{it}}/aimd_dataset.log",
     conda:
         "../../envs/analysis.yaml"
-    params:
-        point=lambda wildcards: aimd_point(wildcards.material, wildcards.it),
     script:
         "../../scripts/aimd_dataset.py"
 

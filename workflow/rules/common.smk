@@ -208,28 +208,6 @@ def aimd_temperatures(material):
     return [f"{t:g}" for t in baseline_temperatures(msettings(material), "aimd")]
 
 
-def _plan_if_made(material):
-    from pathlib import Path
-
-    path = Path(f"{R}/{material}/aimd/plan.json")
-    return read_json(path) if path.is_file() else None
-
-
-def aimd_md_params(material):
-    """params of `aimd_md`: the MD it runs (a changed length reruns it, an equal plan not)."""
-    from alkappa.al.aimd_baseline import md_settings
-
-    plan = _plan_if_made(material)
-    return md_settings(plan) if plan else {}
-
-
-def aimd_point(material, it):
-    """params of `aimd_dataset`: the plan's entry of the point."""
-    plan = _plan_if_made(material)
-    points = plan["points"] if plan else []
-    return points[int(it)] if int(it) < len(points) else {}
-
-
 def harmonic_previous(material, it):
     it = int(it)
     return [] if it <= 1 else f"{iter_dir(material, it - 1, 'harmonic')}/dataset.extxyz"

@@ -26,7 +26,9 @@ of the data it was trained and tested on: for AL relaxation, D_0, the test set a
 of the iterations before; for the random baseline the same without labels and, from its first
 draw on, with the whole reference MD it draws from (the pool is paid before the first draw);
 for the aiMD-only baseline relaxation, test set and its MD up to the point's last step (no
-D_0); for the harmonic-only baseline relaxation, D_0, test set and its samples.
+D_0; a harmonic test set's force-constant calls count under D_0, so with a reference-MD test
+set the aiMD comparison is exact, with a harmonic one it spares aiMD those few calls); for the
+harmonic-only baseline relaxation, D_0, test set and its samples.
 Calls recorded without a time (older records) are counted as calls and as ``untimed``.
 """
 
