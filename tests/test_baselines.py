@@ -248,3 +248,76 @@ def test_harmonic_baseline_labels_each_sample_once_at_al_sizes(campaign, tmp_pat
     assert cost.total.calls == sum(c.calls for c in oracle_totals(m).values())
     reach = baseline_reach(cost, "harmonic")  # AL's 0.2 at iteration 1 beats 0.25
     assert reach.al.iteration == 1 and reach.ratio("labels") == pytest.approx(6 / 9)
+
+
+@pytest.mark.slow
+def test_pipeline_runs_both_baselines_at_the_al_cost(tmp_path):
+    """config/test.yaml with both baselines (its lattice-dynamics stages off): planned after
+    the AL loop, run, evaluated on AL's test set, counted, compared; planned again alike, the
+    aiMD is not paid again."""
+    import csv
+    import os
+    import subprocess
+    import sys
+
+    from test_pipeline import snakemake
+
+    cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
+    cfg["results"] = str(tmp_path / "results")
+    for stage in ("phonons", "conductivity", "greenkubo"):
+        cfg[stage] = {"enabled": False}
+    cfg["baselines"] = {"aimd": {"enabled": True, "every": 1}, "harmonic": {"enabled": True}}
+    cfgfile = tmp_path / "baselines.yaml"
+    cfgfile.write_text(yaml.safe_dump(cfg))
+    proc = snakemake("--configfile", str(cfgfile))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "results/Cu"
+    plan = read_json(out / "aimd/plan.json")
+    assert plan["temperatures"] == [300.0, 900.0] and plan["points"]
+    for t in (300, 900):  # every step one oracle call, and the run's first
+        md = read_trajectory(out / f"aimd/md_T{t}.nc")
+        assert int(md.attrs["force_evaluations"]) == plan["steps"] + 1
+    with open(out / "al/oracle_cost.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    by = {m: [r for r in rows if r["method"] == m] for m in ("al", "aimd", "harmonic")}
+    al = {int(r["iteration"]): r for r in by["al"]}
+    assert len(by["aimd"]) == len(plan["points"])
+    for row, p in zip(by["aimd"], plan["points"], strict=True):
+        assert int(row["aimd_md_calls"]) == 2 * (p["steps"] + 1)
+        assert int(row["initial_calls"]) == int(row["labels_calls"]) == 0
+        assert int(row["total_calls"]) == p["calls"]
+        target = int(al[p["al_iteration"]]["total_calls"])
+        assert 0 <= target - int(row["total_calls"]) < 2  # two runs: rounding only
+        n = len(read_dataset(out / f"aimd/iter_{p['point']}/dataset.extxyz"))
+        assert int(row["dataset_size"]) == n == p["frames"]
+        assert float(row["force_rmse_eV_per_A"]) > 0
+    # harmonic only: AL's dataset sizes and AL's cost at each, its own labels
+    assert [int(r["iteration"]) for r in by["harmonic"]] == sorted(al)
+    for row in by["harmonic"]:
+        assert row["total_calls"] == al[int(row["iteration"])]["total_calls"]
+        assert row["dataset_size"] == al[int(row["iteration"])]["dataset_size"]
+        assert float(row["force_rmse_eV_per_A"]) > 0
+    last = max(al)
+    added = int(al[last]["dataset_size"]) - int(al[0]["dataset_size"])
+    assert count_oracle_calls(out / "oracle")[PURPOSE] == added
+    assert (out / "al/learning_curve_cost.png").stat().st_size > 10_000
+    bench = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/al_efficiency.py"), str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    assert bench.returncode == 0, bench.stderr
+    assert "aiMD only: force RMSE" in bench.stdout
+    assert "harmonic sampling only: force RMSE" in bench.stdout
+    # planned again (as after a rerun of the AL summary), the same plan: no MD paid again
+    stamps = {t: (out / f"aimd/md_T{t}.nc").stat().st_mtime_ns for t in (300, 900)}
+    calls = count_oracle_calls(out / "oracle")
+    proc = snakemake("--configfile", str(cfgfile), "--forcerun", "aimd_plan")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert "checkpoint aimd_plan:" in log and "rule aimd_md:" not in log
+    assert {t: (out / f"aimd/md_T{t}.nc").stat().st_mtime_ns for t in (300, 900)} == stamps
+    assert count_oracle_calls(out / "oracle") == calls
+    proc = snakemake("--configfile", str(cfgfile), "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
