@@ -85,7 +85,7 @@ class CampaignCost:
 
     material: str
     test_source: str  # "harmonic", "reference" (reference MD) or "none" (not made yet)
-    purposes: dict[str, OracleCost]  # every call of the AL route and the baseline, per purpose
+    purposes: dict[str, OracleCost]  # every call of the AL route and baselines, per purpose
     other: dict[str, OracleCost]  # the store's other calls (phonons, fc3, events, ...)
     points: list[CostPoint]
     notes: list[str] = field(default_factory=list)
@@ -289,8 +289,10 @@ def campaign_cost(directory: str | Path) -> CampaignCost:
         ``points``: per AL iteration the cumulative cost of its ensemble's data (relaxation,
         D_0, test set, the labels of earlier iterations); per random-baseline iteration the
         same without labels and, from iteration 1 on, with the whole reference-MD pool
-        (iteration 0 is D_0, the AL ensemble). ``purposes``: the whole campaign's calls of
-        each purpose; ``other``: the remaining calls of the oracle store (phonons, fc3, ...).
+        (iteration 0 is D_0, the AL ensemble); per aiMD-only point relaxation, test set and
+        its MD so far; per harmonic-only iteration as AL with its samples for labels.
+        ``purposes``: the whole campaign's calls of each purpose (and ``harmonic_labels``);
+        ``other``: the remaining calls of the oracle store (phonons, fc3, ...).
     """
     directory = Path(directory)
     attribution = _Attribution(directory)
