@@ -22,7 +22,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     material="|".join(MATERIALS),
     it=r"\d+",
-    kind="al|random",
+    kind="al|random|aimd|harmonic",
     member=r"\d+",
     T=r"[0-9]+(\.[0-9]+)?",
     k=r"\d+",

@@ -232,9 +232,9 @@ def test_random_baseline_pays_for_the_reference_md_pool(campaign, tmp_path):
     write_json(ref / "random/iter_2/test_metrics.json", _metrics(0.2))
     reach = baseline_reach(campaign_cost(ref))
     assert reach.al.iteration == 1
-    assert reach.ratio("calls") == pytest.approx(reach.al.total.calls / reach.random.total.calls)
+    assert reach.ratio("calls") == pytest.approx(reach.al.total.calls / reach.baseline.total.calls)
     assert reach.ratio("cpu_seconds") == pytest.approx(
-        reach.al.total.cpu_seconds / reach.random.total.cpu_seconds
+        reach.al.total.cpu_seconds / reach.baseline.total.cpu_seconds
     )
     # the rule's outputs: table, record and figure
     run_oracle_cost(ref, tmp_path / "cost.csv", tmp_path / "cost.json", tmp_path / "cost.png")

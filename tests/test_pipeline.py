@@ -386,6 +386,10 @@ def test_report_contains_every_figure_and_the_summary_tables(test_campaign, tmp_
         ({"explore": {"temperatur": [300]}}, "unknown key 'temperatur' in explore"),
         ({"ensemble": {"size": "four"}}, "ensemble.size: 'four' is not of type 'integer'"),
         (
+            {"baselines": {"aimd": {"enabled": True, "budget": "lots"}}},
+            "baselines.aimd.budget: 'lots' is not allowed; expected al",
+        ),
+        (
             {
                 "materials": {
                     "CuI": {

@@ -36,6 +36,7 @@ SECTIONS = (
     "calibration",
     "convergence",
     "reference",
+    "baselines",
     "phonons",
     "conductivity",
     "greenkubo",
@@ -394,6 +395,7 @@ def _check_cross_fields(settings: Mapping[str, Any], where: str) -> None:
             f"scattering, independent of temperature, would be lost)"
         )
     _check_exploration_options(settings, where)
+    _check_baselines(settings, where)
     build = settings["structure"].get("build") or {}
     for key in ("a", "b", "c", "covera"):
         value = build.get(key)
@@ -425,6 +427,45 @@ def _check_exploration_options(settings: Mapping[str, Any], where: str) -> None:
                 f"{select['descriptor_cutoff']:g} Å are {spacing:.3g} Å apart, more than twice "
                 f"descriptor_width {select['descriptor_width']:g} Å"
             )
+
+
+def baseline_temperatures(settings: Mapping[str, Any], baseline: str) -> list[float]:
+    """Temperatures (K) of the aiMD-only (``aimd``) or harmonic-only baseline: its own, else
+    the exploration temperatures of AL."""
+    own = settings["baselines"][baseline]["temperatures"]
+    return [float(t) for t in own or settings["explore"]["temperatures"]]
+
+
+def _check_baselines(settings: Mapping[str, Any], where: str) -> None:
+    """A baseline must not retrace the test set's draws, and needs the single-fidelity loop."""
+    aimd, harmonic = settings["baselines"]["aimd"], settings["baselines"]["harmonic"]
+    if not (aimd["enabled"] or harmonic["enabled"]):
+        return
+    if multifidelity_al(dict(settings)):
+        raise ConfigError(
+            f"{where}.baselines: the aiMD-only and harmonic-only baselines are not made for "
+            "multi-fidelity AL (multifidelity.al.enabled)"
+        )
+    ref = settings["reference"]["md"]
+    shared = set(baseline_temperatures(settings, "aimd")) & {float(t) for t in ref["temperatures"]}
+    if aimd["enabled"] and shared and aimd["seed"] == ref["seed"]:
+        raise ConfigError(
+            f"{where}.baselines.aimd.seed: {aimd['seed']} is reference.md.seed: at "
+            f"{min(shared):g} K the baseline would rerun the reference MD the test set comes from"
+        )
+    if harmonic["enabled"]:
+        if settings["initial"]["method"] != "harmonic":
+            raise ConfigError(
+                f"{where}.baselines.harmonic: needs initial.method: harmonic (it draws more of "
+                f"D_0's harmonic samples; got {settings['initial']['method']})"
+            )
+        taken = {"initial.seed": settings["initial"]["seed"], "test.seed": settings["test"]["seed"]}
+        for name, seed in taken.items():
+            if harmonic["seed"] == seed:
+                raise ConfigError(
+                    f"{where}.baselines.harmonic.seed: {seed} is {name}: the baseline would "
+                    "draw the same harmonic samples again"
+                )
 
 
 def greenkubo_cells(unit: Any, supercell: Any, gk: Mapping[str, Any], where: str) -> list[Any]:
@@ -490,6 +531,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
             return f"unknown key '{unknown[0]}'{where}; allowed keys: {', '.join(sorted(allowed))}"
     if error.validator == "oneOf" and "structure" in key:
         return f"{key}: give exactly one of 'file' or 'build'"
+    if error.validator == "oneOf" and "description" in error.schema:
+        # "not valid under any of the given schemas" does not say what is
+        return f"{key}: {error.instance!r} is not allowed; expected {error.schema['description']}"
     return f"{key}: {error.message}"
 
 

@@ -37,13 +37,36 @@ def run_reference_md(
     ``force_evaluations`` counts the single points it cost. Frames are checkpointed to
     ``<trajectory>.partial.nc`` every few frames, and a rerun after a crash continues from there.
     """
+    run_oracle_md(
+        settings,
+        structure_path,
+        record_path,
+        out_trajectory,
+        temperature=temperature,
+        md=settings["reference"]["md"],
+        source="reference-md",
+    )
+
+
+def run_oracle_md(
+    settings: dict[str, Any],
+    structure_path: str | Path,
+    record_path: str | Path,
+    out_trajectory: str | Path,
+    *,
+    temperature: float,
+    md: dict[str, Any],
+    source: str,
+) -> None:
+    """Langevin NVT driven by the oracle with the MD settings ``md`` (``steps``, ``timestep``,
+    ``friction``, ``log_interval``, ``seed``; the seed is offset by the temperature), checkpointed
+    and resumable as :func:`run_reference_md` describes; ``source`` names the run's purpose."""
     from alkappa.al.explore import run_exploration
     from alkappa.oracles import get_oracle
 
     atoms = read_dataset(structure_path)[0]
     atoms.calc = None
     oracle = get_oracle(settings["oracle"])
-    md = settings["reference"]["md"]
     explore = settings["explore"]
     md_settings = {
         **md,
@@ -64,13 +87,13 @@ def run_reference_md(
             "material": settings["name"],
             "oracle": oracle.describe(),
             "fidelity": oracle.fidelity,
-            "source": "reference-md",
+            "source": source,
         },
         checkpoint=checkpoint_path(out_trajectory),
         flush_every=5,
     )
     if result.blew_up:
-        print(f"reference MD at {temperature:g} K stopped: {result.reason}")
+        print(f"{source} at {temperature:g} K stopped: {result.reason}")
 
 
 def checkpoint_path(trajectory: str | Path) -> Path:
@@ -79,9 +102,10 @@ def checkpoint_path(trajectory: str | Path) -> Path:
     return path.with_name(f"{path.stem}.partial{path.suffix}")
 
 
-def reference_md_cost(directory: str | Path) -> OracleCost:
+def reference_md_cost(directory: str | Path, pattern: str = "md_T*.nc") -> OracleCost:
     """Oracle single points, and their time, spent on the finished reference MD runs in
-    ``results/<m>/reference`` (an unfinished run's checkpoint counts once it has finished).
+    ``results/<m>/reference`` (an unfinished run's checkpoint counts once it has finished);
+    ``pattern`` picks the trajectories (the aiMD baseline's are in ``results/<m>/aimd``).
 
     A run made before times were recorded counts its calls as untimed; one resumed from such
     a checkpoint leaves the calls of the earlier part untimed.
@@ -91,7 +115,7 @@ def reference_md_cost(directory: str | Path) -> OracleCost:
     from alkappa.labelling import OracleCost
 
     total = OracleCost()
-    for path in sorted(Path(directory).glob("md_T*.nc")):
+    for path in sorted(Path(directory).glob(pattern)):
         if path.name.endswith(".partial.nc"):
             continue
         with xr.open_dataset(path) as ds:

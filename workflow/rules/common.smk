@@ -73,7 +73,7 @@ def iter_dir(material, it, kind="al"):
 
 def dataset_path(material, it, kind="al"):
     it = int(it)
-    if it == 0:
+    if it == 0 and kind != "aimd":  # the aiMD baseline has no D_0
         if multifidelity_al(msettings(material)):  # plus a few frames at the high level
             return f"{R}/{material}/data/initial_mf.extxyz"
         return f"{R}/{material}/data/initial.extxyz"
@@ -192,7 +192,7 @@ def compare_inputs(wildcards):
 
 def cost_inputs(wildcards):
     """The oracle-cost accounting reads the AL loop (its summary needs every iteration) and
-    the random baseline's evaluations, where there is one."""
+    the baselines' evaluations, where there are any."""
     m = wildcards.material
     inputs = {"summary": f"{R}/{m}/al/summary.csv"}
     if random_baseline(m):
@@ -200,7 +200,41 @@ def cost_inputs(wildcards):
         inputs["random_metrics"] = [
             f"{iter_dir(m, i, 'random')}/test_metrics.json" for i in range(1, last + 1)
         ]
+    if aimd_baseline(m):
+        inputs["aimd_metrics"] = [
+            f"{iter_dir(m, p['point'], 'aimd')}/test_metrics.json"
+            for p in aimd_plan(m)["points"]
+        ]
+    if harmonic_baseline(m):
+        inputs["harmonic_metrics"] = [
+            f"{iter_dir(m, i, 'harmonic')}/test_metrics.json"
+            for i in range(1, final_iteration(m) + 1)
+        ]
     return inputs
+
+
+def aimd_baseline(material):
+    return msettings(material)["baselines"]["aimd"]["enabled"]
+
+
+def harmonic_baseline(material):
+    return msettings(material)["baselines"]["harmonic"]["enabled"]
+
+
+def aimd_plan(material):
+    """The aiMD baseline's plan, made after the AL loop (a checkpoint: it sets the points)."""
+    return read_json(checkpoints.aimd_plan.get(material=material).output.plan)
+
+
+def aimd_temperatures(material):
+    from alkappa.config import baseline_temperatures
+
+    return [f"{t:g}" for t in baseline_temperatures(msettings(material), "aimd")]
+
+
+def harmonic_previous(material, it):
+    it = int(it)
+    return [] if it <= 1 else f"{iter_dir(material, it - 1, 'harmonic')}/dataset.extxyz"
 
 
 def warm_start_input(wildcards):

@@ -1,4 +1,4 @@
-"""What active learning and its random baseline cost in oracle calls and oracle seconds.
+"""What active learning and its baselines cost in oracle calls and oracle seconds.
 
 Every oracle call of a material counts, once, under the purpose it served:
 
@@ -13,15 +13,22 @@ Every oracle call of a material counts, once, under the purpose it served:
 ``reference_md``
     the reference MD the random baseline draws its pool from (the rest of the reference MD:
     the test frames count under ``test``);
+``aimd_md``
+    the oracle MD of the aiMD-only baseline (:mod:`alkappa.al.aimd_baseline`);
 ``labels``
-    the AL loop's labels, per iteration.
+    the AL loop's labels, per iteration; for the harmonic-only baseline
+    (:mod:`alkappa.al.harmonic_baseline`) its harmonic samples beyond D_0.
 
 A call is counted by its structure's key in the oracle store, so a result reused after a
 restart (or shared by two jobs) counts once, with the time of the call that made it. The
 learning curves pair, per iteration, the test errors of an ensemble with the cumulative cost
 of the data it was trained and tested on: for AL relaxation, D_0, the test set and the labels
 of the iterations before; for the random baseline the same without labels and, from its first
-draw on, with the whole reference MD it draws from (the pool is paid before the first draw).
+draw on, with the whole reference MD it draws from (the pool is paid before the first draw);
+for the aiMD-only baseline relaxation, test set and its MD up to the point's last step (no
+D_0; a harmonic test set's force-constant calls count under D_0, so with a reference-MD test
+set the aiMD comparison is exact, with a harmonic one it spares aiMD those few calls); for the
+harmonic-only baseline relaxation, D_0, test set and its samples.
 Calls recorded without a time (older records) are counted as calls and as ``untimed``.
 """
 
@@ -41,7 +48,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 #: the purposes of the learning-curve accounting, in the order their calls are attributed
-PURPOSES = ("relaxation", "initial", "test", "reference_md", "labels")
+PURPOSES = ("relaxation", "initial", "test", "reference_md", "aimd_md", "labels")
+
+#: the learning curves: AL and its baselines
+METHODS = ("al", "random", "aimd", "harmonic")
 
 #: test errors of each point (the ensemble mean on the whole test set) and the reliability
 #: figure (fraction of test frames with a force error above 3x the median)
@@ -58,7 +68,7 @@ class CostPoint:
     """One ensemble of a learning curve: its test errors and the cumulative oracle cost of
     its data, per purpose (see :data:`PURPOSES`)."""
 
-    method: str  # "al" or "random"
+    method: str  # one of METHODS
     iteration: int
     dataset_size: int | None
     cost: dict[str, OracleCost]
@@ -75,7 +85,7 @@ class CampaignCost:
 
     material: str
     test_source: str  # "harmonic", "reference" (reference MD) or "none" (not made yet)
-    purposes: dict[str, OracleCost]  # every call of the AL route and the baseline, per purpose
+    purposes: dict[str, OracleCost]  # every call of the AL route and baselines, per purpose
     other: dict[str, OracleCost]  # the store's other calls (phonons, fc3, events, ...)
     points: list[CostPoint]
     notes: list[str] = field(default_factory=list)
@@ -86,7 +96,7 @@ class CampaignCost:
         return sum([*self.purposes.values(), *self.other.values()], OracleCost())
 
     def curve(self, method: str) -> list[CostPoint]:
-        """The points of ``method`` ("al" or "random") by iteration."""
+        """The points of ``method`` (one of :data:`METHODS`) by iteration."""
         return sorted((p for p in self.points if p.method == method), key=lambda p: p.iteration)
 
     def rows(self) -> list[dict[str, Any]]:
@@ -143,14 +153,16 @@ def relaxation_cost(record: str | Path) -> OracleCost:
 def oracle_totals(directory: str | Path) -> dict[str, OracleCost]:
     """Every oracle call of a material's results directory, per recorded purpose: ``relax``,
     the oracle store's purposes (``fc2``, ``initial``, ``test``, ``al``, ``phonons``, ...),
-    and ``reference-md`` (finished runs). Zero entries are left out."""
+    ``reference-md`` and ``aimd-md`` (finished runs). Zero entries are left out."""
     directory = Path(directory)
     totals = {"relax": relaxation_cost(directory / "structure" / "relax.json")}
     for entry in oracle_ledger(directory / "oracle").values():
         totals[entry.purpose] = totals.get(entry.purpose, OracleCost()) + entry.cost
     totals["reference-md"] = reference_md_cost(directory / "reference")
+    totals["aimd-md"] = reference_md_cost(directory / "aimd")
     order = ["relax", "fc2", "initial", "test", "al"]
-    order += [*sorted(set(totals) - {*order, "reference-md"}), "reference-md"]
+    md = ["reference-md", "aimd-md"]
+    order += [*sorted(set(totals) - {*order, *md}), *md]
     return {k: totals[k] for k in order if k in totals and totals[k].calls}
 
 
@@ -188,6 +200,14 @@ class _Attribution:
             self.seen.update(e.key for e in same)
             paid = sum((e.cost for e in same), OracleCost())
             total += paid.scaled(int(n)) if same else OracleCost.of(int(n), None, None)
+        return total
+
+    def of(self, keys: Iterable[str]) -> OracleCost:
+        """The calls of ``keys`` (each once), without attributing them."""
+        total = OracleCost()
+        for key in set(keys):
+            entry = self.ledger.get(key)
+            total += entry.cost if entry is not None else OracleCost.of(1, None, None)
         return total
 
     def rest(self) -> dict[str, OracleCost]:
@@ -269,8 +289,10 @@ def campaign_cost(directory: str | Path) -> CampaignCost:
         ``points``: per AL iteration the cumulative cost of its ensemble's data (relaxation,
         D_0, test set, the labels of earlier iterations); per random-baseline iteration the
         same without labels and, from iteration 1 on, with the whole reference-MD pool
-        (iteration 0 is D_0, the AL ensemble). ``purposes``: the whole campaign's calls of
-        each purpose; ``other``: the remaining calls of the oracle store (phonons, fc3, ...).
+        (iteration 0 is D_0, the AL ensemble); per aiMD-only point relaxation, test set and
+        its MD so far; per harmonic-only iteration as AL with its samples for labels.
+        ``purposes``: the whole campaign's calls of each purpose (and ``harmonic_labels``);
+        ``other``: the remaining calls of the oracle store (phonons, fc3, ...).
     """
     directory = Path(directory)
     attribution = _Attribution(directory)
@@ -324,7 +346,7 @@ def campaign_cost(directory: str | Path) -> CampaignCost:
                     "al",
                     i,
                     n_initial if i == 0 else read_json(merge).get("size_after"),
-                    {**before, "reference_md": zero, "labels": spent},
+                    {**before, "reference_md": zero, "aimd_md": zero, "labels": spent},
                     _errors(directory / "al" / f"iter_{i}" / "test_metrics.json"),
                 )
             )
@@ -343,11 +365,21 @@ def campaign_cost(directory: str | Path) -> CampaignCost:
                     "random",
                     i,
                     _count_frames(iteration_dir / "dataset.extxyz"),
-                    {**before, "reference_md": pool, "labels": zero},
+                    {**before, "reference_md": pool, "aimd_md": zero, "labels": zero},
                     _errors(iteration_dir / "test_metrics.json"),
                 )
             )
-    purposes = {**before, "reference_md": pool, "labels": sum(labels.values(), zero)}
+    aimd_points, aimd_md = _aimd_points(directory, before)
+    points += aimd_points
+    harmonic_points, harmonic_labels = _harmonic_points(directory, attribution, before, points)
+    points += harmonic_points
+    purposes = {
+        **before,
+        "reference_md": pool,
+        "aimd_md": aimd_md,
+        "labels": sum(labels.values(), zero),
+        "harmonic_labels": harmonic_labels,
+    }
     other = attribution.rest()
     untimed = sum([*purposes.values(), *other.values()], zero).untimed_cpu
     if untimed:
@@ -355,21 +387,97 @@ def campaign_cost(directory: str | Path) -> CampaignCost:
     return CampaignCost(directory.name, test_source, purposes, other, points, notes)
 
 
+def _aimd_points(
+    directory: Path, before: dict[str, OracleCost]
+) -> tuple[list[CostPoint], OracleCost]:
+    """The aiMD-only baseline's points (relaxation, test set, its MD up to each point's last
+    step) and the cost of all its MD."""
+    from alkappa.al.aimd_baseline import prefix_cost
+
+    zero = OracleCost()
+    spent = reference_md_cost(directory / "aimd")
+    plan_path = directory / "aimd" / "plan.json"
+    if not plan_path.is_file():
+        return [], spent
+    plan = read_json(plan_path)
+    runs = [directory / "aimd" / f"md_T{t:g}.nc" for t in plan["temperatures"]]
+    points = []
+    for entry in plan["points"]:
+        iteration_dir = directory / "aimd" / f"iter_{entry['point']}"
+        dataset = iteration_dir / "dataset.extxyz"
+        if not dataset.is_file():
+            continue  # not made yet
+        md = sum((prefix_cost(run, entry["steps"]) for run in runs), zero)
+        cost = {**before, "initial": zero, "reference_md": zero, "aimd_md": md, "labels": zero}
+        points.append(
+            CostPoint(
+                "aimd",
+                entry["point"],
+                _count_frames(dataset),
+                cost,
+                _errors(iteration_dir / "test_metrics.json"),
+            )
+        )
+    return points, spent
+
+
+def _harmonic_points(
+    directory: Path,
+    attribution: _Attribution,
+    before: dict[str, OracleCost],
+    points: list[CostPoint],
+) -> tuple[list[CostPoint], OracleCost]:
+    """The harmonic-only baseline's points (D_0's cost and its samples' labels; iteration 0 is
+    the shared D_0 ensemble) and the cost of all its labels."""
+    from alkappa.al.harmonic_baseline import PURPOSE
+
+    zero = OracleCost()
+    records = {
+        i: directory / "harmonic" / f"iter_{i}" / "record.json"
+        for i in _iterations(directory, "harmonic")
+        if i > 0 and (directory / "harmonic" / f"iter_{i}" / "record.json").is_file()
+    }
+    al0 = next((p for p in points if p.method == "al" and p.iteration == 0), None)
+    if not records or al0 is None:
+        return [], zero
+    out = [CostPoint("harmonic", 0, al0.dataset_size, dict(al0.cost), al0.errors)]
+    keys: set[str] = set()
+    for i, record in records.items():
+        own = read_json(record)["oracle_keys"].get(PURPOSE, [])
+        keys.update(own)
+        iteration_dir = record.parent
+        out.append(
+            CostPoint(
+                "harmonic",
+                i,
+                _count_frames(iteration_dir / "dataset.extxyz"),
+                {**before, "reference_md": zero, "aimd_md": zero, "labels": attribution.of(own)},
+                _errors(iteration_dir / "test_metrics.json"),
+            )
+        )
+    return out, attribution.keys(keys)
+
+
 @dataclass(frozen=True)
 class BaselineReach:
-    """What AL spent to reach the random baseline's final test force RMSE."""
+    """What AL spent to reach a baseline's final test force RMSE."""
 
+    method: str  # the baseline: "random", "aimd" or "harmonic"
     target_force_rmse: float
-    random: CostPoint  # the baseline's final point
+    baseline: CostPoint  # the baseline's final point
     al: CostPoint | None  # the first AL iteration at or below the target; None: not reached
     best_al: CostPoint  # AL's lowest force RMSE
 
     def ratio(self, what: str = "calls") -> float | None:
-        """AL's cost over the baseline's in ``calls`` or ``cpu_seconds`` (None: AL did not
-        reach the target, or a time is unknown)."""
+        """AL's cost over the baseline's in ``calls`` or ``cpu_seconds``, or AL's training
+        frames over the baseline's (``labels``; D_0 included) (None: AL did not reach the
+        target, or a time is unknown)."""
         if self.al is None:
             return None
-        a, r = self.al.total, self.random.total
+        if what == "labels":
+            a_n, b_n = self.al.dataset_size, self.baseline.dataset_size
+            return a_n / b_n if a_n is not None and b_n else None
+        a, r = self.al.total, self.baseline.total
         if what == "calls":
             return a.calls / r.calls if r.calls else None
         if a.untimed_cpu or r.untimed_cpu or not r.cpu_seconds:
@@ -377,17 +485,18 @@ class BaselineReach:
         return a.cpu_seconds / r.cpu_seconds
 
 
-def baseline_reach(cost: CampaignCost) -> BaselineReach | None:
-    """AL's cost to reach the random baseline's final force RMSE (None without a baseline
-    or before both have been evaluated)."""
-    random = [p for p in cost.curve("random") if p.iteration > 0]
+def baseline_reach(cost: CampaignCost, method: str = "random") -> BaselineReach | None:
+    """AL's cost to reach the final force RMSE of baseline ``method`` (None without that
+    baseline or before both have been evaluated). Iteration 0 of the random and harmonic
+    baselines is AL's own D_0 ensemble, not theirs."""
+    own = [p for p in cost.curve(method) if p.iteration > 0 or method == "aimd"]
     al = [p for p in cost.curve("al") if not math.isnan(p.errors["force_rmse_eV_per_A"])]
-    if not random or not al or math.isnan(random[-1].errors["force_rmse_eV_per_A"]):
+    if not own or not al or math.isnan(own[-1].errors["force_rmse_eV_per_A"]):
         return None
-    target = random[-1].errors["force_rmse_eV_per_A"]
+    target = own[-1].errors["force_rmse_eV_per_A"]
     reached = [p for p in al if p.errors["force_rmse_eV_per_A"] <= target]
     best = min(al, key=lambda p: p.errors["force_rmse_eV_per_A"])
-    return BaselineReach(target, random[-1], reached[0] if reached else None, best)
+    return BaselineReach(method, target, own[-1], reached[0] if reached else None, best)
 
 
 def write_cost(cost: CampaignCost, table: str | Path, record: str | Path) -> None:
@@ -414,8 +523,8 @@ def write_cost(cost: CampaignCost, table: str | Path, record: str | Path) -> Non
 
 
 def plot_cost_curves(cost: CampaignCost, path: str | Path, title: str) -> None:
-    """Test errors of AL and the random baseline against cumulative oracle calls (top row)
-    and oracle CPU hours (bottom row)."""
+    """Test errors of AL and its baselines against cumulative oracle calls (top row) and
+    oracle CPU hours (bottom row)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -431,7 +540,12 @@ def plot_cost_curves(cost: CampaignCost, path: str | Path, title: str) -> None:
     fig, axes = plt.subplots(
         2, len(panels), figsize=(3.4 * len(panels), 6.4), squeeze=False, constrained_layout=True
     )
-    styles = {"al": ("o-", "active learning"), "random": ("s--", "random from reference MD")}
+    styles = {
+        "al": ("o-", "active learning"),
+        "random": ("s--", "random from reference MD"),
+        "aimd": ("^-.", "aiMD only"),
+        "harmonic": ("d:", "harmonic sampling only"),
+    }
     for method, (fmt, name) in styles.items():
         curve = cost.curve(method)
         if not curve:

@@ -83,7 +83,7 @@ def run_prepare_structure(
     write_json(out_record, record)
 
 
-class _Labeller:
+class Labeller:
     """Labels harmonic samples for one job and counts its distinct oracle calls per purpose
     (the force-constant frames shared by D_0 and the test set count once; results reused
     after a crash still count as calls)."""
@@ -117,7 +117,8 @@ class _Labeller:
         return {"oracle_calls": calls, "oracle_keys": keys, "failures": self.failures, **extra}
 
 
-def _supercell(structure_path: str | Path) -> Atoms:
+def relaxed_supercell(structure_path: str | Path) -> Atoms:
+    """The relaxed supercell of ``structure_path``, without its calculator."""
     supercell = read_dataset(structure_path)[0]
     supercell.calc = None
     return supercell
@@ -133,9 +134,9 @@ def run_initial_data(
     """Label the initial dataset D_0: harmonic samples at ``initial.temperature``."""
     from alkappa.sampling import sample_structures
 
-    supercell = _supercell(structure_path)
+    supercell = relaxed_supercell(structure_path)
     init = settings["initial"]
-    label = _Labeller(settings, store)
+    label = Labeller(settings, store)
     # the draws are kept next to the record, so a rerun after a crash labels the same bits
     initial = sample_structures(
         supercell,
@@ -167,8 +168,8 @@ def run_test_set(
     seeds). Not made when the test set comes from reference data (rule reference_split)."""
     from alkappa.sampling import sample_structures
 
-    supercell = _supercell(structure_path)
-    label = _Labeller(settings, store)
+    supercell = relaxed_supercell(structure_path)
+    label = Labeller(settings, store)
     test: list[Atoms] = []
     for k, temperature in enumerate(settings["explore"]["temperatures"]):
         frames = sample_structures(
