@@ -252,26 +252,29 @@ def test_harmonic_baseline_labels_each_sample_once_at_al_sizes(campaign, tmp_pat
 
 @pytest.mark.slow
 def test_pipeline_runs_both_baselines_at_the_al_cost(tmp_path):
-    """config/test.yaml with both baselines (its lattice-dynamics stages off): planned after
-    the AL loop, run, evaluated on AL's test set, counted, compared; planned again alike, the
-    aiMD is not paid again."""
+    """config/test.yaml with both baselines, the gate and the calibrated selection (its
+    lattice-dynamics stages off): the baselines are planned after the AL loop, run, evaluated
+    on AL's test set, counted, compared; planned again alike, the aiMD is not paid again. The
+    gate's checks are test_pipeline.assert_gate_and_calibration (one campaign for both)."""
     import csv
     import os
     import subprocess
     import sys
 
-    from test_pipeline import snakemake
+    from test_pipeline import GATE_AND_CALIBRATION, assert_gate_and_calibration, snakemake
 
     cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
     cfg["results"] = str(tmp_path / "results")
     for stage in ("phonons", "conductivity", "greenkubo"):
         cfg[stage] = {"enabled": False}
     cfg["baselines"] = {"aimd": {"enabled": True, "every": 1}, "harmonic": {"enabled": True}}
+    cfg.update(GATE_AND_CALIBRATION)
     cfgfile = tmp_path / "baselines.yaml"
     cfgfile.write_text(yaml.safe_dump(cfg))
     proc = snakemake("--configfile", str(cfgfile))
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "results/Cu"
+    assert_gate_and_calibration(out)
     plan = read_json(out / "aimd/plan.json")
     assert plan["temperatures"] == [300.0, 900.0] and plan["points"]
     for t in (300, 900):  # every step one oracle call, and the run's first

@@ -634,21 +634,20 @@ def test_stop_during_labelling_then_a_downstream_target_repeats_no_oracle_call(
     assert read_json(final)["iteration"] == 2
 
 
-@pytest.mark.slow
-def test_gate_and_calibrated_selection_in_the_loop(tmp_path):
+#: the physical gate and the calibrated selection as tests/test_baselines.py runs them (one
+#: campaign of the test config checks both and the baselines: a second AL loop costs minutes)
+GATE_AND_CALIBRATION = {
+    "gate": {"enabled": True, "multiple": 1.9, "action": "drop"},
+    "calibration": {"select_on": "calibrated", "method": "isotonic"},
+}
+
+
+def assert_gate_and_calibration(out):
     """The test campaign's AL loop with the physical gate and a calibrated selection: gated
     labels are recorded and trained with their weights, the selection's U is the calibrated
     one (the tiny 4-epoch model explores far above the thermal range: its labels get gated)."""
     from alkappa.al.recalibration import CalibrationMap
 
-    cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
-    cfg["results"] = str(tmp_path / "results")
-    cfg["gate"] = {"enabled": True, "multiple": 1.9, "action": "drop"}
-    cfg["calibration"] = {"select_on": "calibrated", "method": "isotonic"}
-    (tmp_path / "gate.yaml").write_text(yaml.safe_dump(cfg))
-    out = tmp_path / "results/Cu"
-    proc = snakemake(str(out / "al/summary.csv"), "--configfile", str(tmp_path / "gate.yaml"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
     limits = read_json(out / "al/gate.json")
     assert limits["limits_eV_per_atom"]["300"] == pytest.approx(1.9 * 1.5 * 8.617333e-5 * 300)
     merge = read_json(out / "al/iter_1/merge.json")
