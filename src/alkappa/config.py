@@ -205,7 +205,7 @@ def check_materials(config: dict[str, Any]) -> None:
     """Cheap physical and plugin checks per material (structure readable, elements supported)."""
     from alkappa._plugins import PluginError
     from alkappa.models import get_model
-    from alkappa.oracles import OracleInputError, get_oracle
+    from alkappa.oracles import OracleInputError, OracleSpec, get_oracle
     from alkappa.structure import check_geometry, read_unit_cell
 
     for name in config["materials"]:
@@ -228,7 +228,7 @@ def check_materials(config: dict[str, Any]) -> None:
             origin = f"structure file {source}: " if source else ""
             raise ConfigError(f"{where}.structure: {origin}{exc}") from exc
         try:
-            oracle = get_oracle(settings["oracle"])
+            oracle = get_oracle(OracleSpec.from_dict(settings["oracle"]))
             oracle.check(supercell)
         except PluginError as exc:
             raise ConfigError(f"{where}.oracle.name: {exc}") from exc
@@ -236,7 +236,8 @@ def check_materials(config: dict[str, Any]) -> None:
             raise ConfigError(f"{where}.oracle: {exc}") from exc
         for k, level in enumerate((settings.get("multifidelity") or {}).get("levels", [])):
             try:
-                get_oracle({**level["oracle"], "fidelity": level["name"]}).check(supercell)
+                spec = OracleSpec.from_dict(level["oracle"]).with_fidelity(level["name"])
+                get_oracle(spec).check(supercell)
             except PluginError as exc:
                 raise ConfigError(f"{where}.multifidelity.levels.{k}.oracle.name: {exc}") from exc
             except (OracleInputError, TypeError, ValueError) as exc:

@@ -38,11 +38,11 @@ def run_reference_md(
     ``<trajectory>.partial.nc`` every few frames, and a rerun after a crash continues from there.
     """
     from alkappa.al.explore import run_exploration
-    from alkappa.oracles import get_oracle
+    from alkappa.oracles import OracleSpec, get_oracle
 
     atoms = read_dataset(structure_path)[0]
     atoms.calc = None
-    oracle = get_oracle(settings["oracle"])
+    oracle = get_oracle(OracleSpec.from_settings(settings))
     md = settings["reference"]["md"]
     explore = settings["explore"]
     md_settings = {
@@ -122,10 +122,10 @@ def run_reference_split(
     from every test frame of their trajectory) is what a random-sampling baseline may draw from.
     """
     from alkappa.io.reference import read_reference, time_decorrelated_split
-    from alkappa.oracles import get_oracle
+    from alkappa.oracles import OracleSpec, get_oracle
 
     ref = settings["reference"]
-    fidelity = get_oracle(settings["oracle"]).fidelity
+    fidelity = get_oracle(OracleSpec.from_settings(settings)).fidelity
     frames = []
     sources = []
     for path in md_paths:

@@ -125,15 +125,16 @@ def run_events_kappa_step(
 
 def _labeller(settings: dict[str, Any], store: str | Path, temperature: float, model: str) -> Any:
     from alkappa.labelling import label_frames
-    from alkappa.oracles import get_oracle
+    from alkappa.oracles import OracleSpec, get_oracle
 
-    oracle = get_oracle(settings["oracle"])
+    spec = OracleSpec.from_settings(settings)  # once per job
+    oracle = get_oracle(spec)
 
     def label(frames: list[Any]) -> list[Any]:
         outcome = label_frames(
             frames,
             oracle,
-            settings["oracle"],
+            spec,
             store,
             purpose="events",
             provenance={"temperature": temperature, "trajectory": f"events/{model}"},
