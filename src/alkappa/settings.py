@@ -32,7 +32,7 @@ import copy
 import dataclasses
 import functools
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias, TypeVar
 
 from alkappa.config import ConfigError
 from alkappa.oracles.spec import OracleSpec
@@ -49,10 +49,17 @@ __all__ = [
     "PhononSettings",
     "ProductionSettings",
     "RelaxSettings",
+    "SettingsDict",
     "section_defaults",
 ]
 
 _S = TypeVar("_S", bound="_Section")
+
+#: one material's validated, defaults-filled settings as
+#: :func:`alkappa.config.material_settings` gives them and Snakemake's ``params.settings``
+#: hands every job: what a step function receives and turns into the objects here at its top
+#: (a section may already be one of them: :meth:`~_Section.from_settings` takes it as it is)
+SettingsDict: TypeAlias = "Mapping[str, Any]"
 
 Mesh = tuple[int, int, int]
 
@@ -117,7 +124,7 @@ class _Section:
         return cls(**{name: _frozen(section[name]) for name in names})
 
     @classmethod
-    def from_settings(cls: type[_S], settings: Mapping[str, Any]) -> _S:
+    def from_settings(cls: type[_S], settings: SettingsDict) -> _S:
         """The section object of a material's settings
         (:func:`alkappa.config.material_settings`)."""
         if cls.SECTION not in settings:

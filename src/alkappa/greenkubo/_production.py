@@ -49,7 +49,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 from ase import units
@@ -78,6 +78,35 @@ if TYPE_CHECKING:
 #: production settings and their defaults (times in fs, steps of ``timestep``; the fields of
 #: :class:`~alkappa.settings.ProductionSettings`, which describes them)
 DEFAULT_PRODUCTION_SETTINGS: dict[str, Any] = ProductionSettings().to_dict()
+
+
+class RoundRecord(TypedDict, total=False):
+    """The decision after a round of a production (``round_<r>.json``; the pipeline adds
+    ``material``). :func:`~alkappa.greenkubo._rounds.decide_round` makes the history entry
+    (the keys down to ``new_runs``); :func:`~alkappa.greenkubo._rounds.run_round` adds the
+    rest. ``ProductionResult.history`` holds the entries without ``runs``, ``next_runs``,
+    ``stop`` and ``material``."""
+
+    round: int
+    n_runs: int
+    kappa: float
+    kappa_error: float
+    relative_error: float
+    cutoff_found: bool  # did the run-averaged flux autocorrelation cross zero?
+    max_lag_fs: float
+    analysis_error: str  # why there is no kappa (all runs blew up, no VDOS peak, ...)
+    simulated_ps: float
+    wall_seconds: float
+    projected_runs: float  # runs needed for the target if the error falls as 1/sqrt(n)
+    stopped_by: str  # one of STOPPED_BY; "": production goes on
+    new_runs: int
+    runs: list[int]  # the runs analysed
+    next_runs: list[int]  # the next round's runs (empty when production stops)
+    chain_stop: str  # why the chain extension ended early ("": it did not)
+    nvt_seconds: float
+    stop: bool
+    material: str
+
 
 #: settings that decide when production ends, not what a run is (not in the fingerprint)
 STOPPING_KEYS = (
@@ -206,7 +235,7 @@ class ProductionResult:
     seconds: float = 0.0
     stopped_by: str = "fixed_runs"
     target_error: float | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[RoundRecord] = field(default_factory=list)
     simulated_ps: float = 0.0
     wall_seconds: float = 0.0
 

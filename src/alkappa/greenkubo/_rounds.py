@@ -44,6 +44,7 @@ import numpy as np
 from alkappa.greenkubo._production import (
     EQUILIBRATION_FILE,
     ProductionResult,
+    RoundRecord,
     RunResult,
     _load_run,
     extend_chain,
@@ -73,7 +74,7 @@ def round_path(directory: str | os.PathLike[str], round_index: int) -> Path:
 
 
 def round_runs(
-    settings: ProductionSettings | Mapping[str, Any] | None, previous: dict[str, Any] | None
+    settings: ProductionSettings | Mapping[str, Any] | None, previous: RoundRecord | None
 ) -> list[int]:
     """The runs analysed after a round: the first ``runs`` (round 0), else the runs of the
     ``previous`` round's record and the runs it added."""
@@ -91,7 +92,7 @@ def decide_round(
     temperature: float,
     nvt_seconds: float = 0.0,
     chain_stop: str = "",
-) -> dict[str, Any]:
+) -> RoundRecord:
     """Analyse the finished ``runs`` and decide whether production goes on (module docstring).
 
     Parameters
@@ -149,7 +150,7 @@ def decide_round(
 def run_round(
     directory: str | os.PathLike[str],
     round_index: int,
-    previous: dict[str, Any] | None,
+    previous: RoundRecord | None,
     *,
     atoms: Atoms,
     calculator: Calculator | Callable[[], Calculator],
@@ -159,7 +160,7 @@ def run_round(
     attrs: dict[str, Any] | None = None,
     analysis: AnalysisSettings | Mapping[str, Any] | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> RoundRecord:
     """The decision after round ``round_index`` (:func:`decide_round` on all runs so far,
     which must be finished) and, if production goes on, the starting snapshots of the next
     round's runs (:func:`~alkappa.greenkubo._production.extend_chain`).
@@ -223,7 +224,7 @@ def run_round(
 
 def collect_production(
     directory: str | os.PathLike[str],
-    records: list[dict[str, Any]],
+    records: list[RoundRecord],
     *,
     atoms: Atoms,
     flux_name: str,
@@ -332,7 +333,7 @@ def run_production(
             target_error=settings.target_error,
             wall_seconds=equilibration.seconds,
         )
-    records: list[dict[str, Any]] = []
+    records: list[RoundRecord] = []
     todo = round_runs(settings, None)
     reused: set[int] = set()
     while True:
@@ -380,7 +381,7 @@ def run_production(
     return replace(result, runs=runs, seconds=time.perf_counter() - start)
 
 
-def read_rounds(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def read_rounds(directory: str | os.PathLike[str]) -> list[RoundRecord]:
     """The round records ``round_0.json``, ... in ``directory`` up to the one that stops."""
     records = []
     while (path := round_path(directory, len(records))).is_file():
@@ -395,12 +396,12 @@ def read_rounds(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 def _analyse(
     runs: list[RunResult], analysis: AnalysisSettings | Mapping[str, Any] | None
-) -> dict[str, Any]:
+) -> RoundRecord:
     """kappa and its relative standard error from the runs that did not blow up (the
     analysis's keywords: ``analysis``; None: :func:`run_green_kubo`'s defaults)."""
     from alkappa.greenkubo._analysis import run_green_kubo
 
-    entry: dict[str, Any] = {
+    entry: RoundRecord = {
         "n_runs": len(runs),
         "kappa": float("nan"),
         "kappa_error": float("nan"),
@@ -455,7 +456,7 @@ def _next_run_cost(runs: list[RunResult], settings: ProductionSettings) -> tuple
 
 
 def _next_round(
-    entry: dict[str, Any], runs: list[RunResult], settings: ProductionSettings, chain_stop: str
+    entry: RoundRecord, runs: list[RunResult], settings: ProductionSettings, chain_stop: str
 ) -> tuple[str, int]:
     """Why production ends now (and 0), or "" and the runs of the next round.
 
@@ -483,7 +484,7 @@ def _next_round(
 
 
 def _budget_caps(
-    entry: dict[str, Any], runs: list[RunResult], settings: ProductionSettings
+    entry: RoundRecord, runs: list[RunResult], settings: ProductionSettings
 ) -> list[tuple[str, int]]:
     """How many more runs each budget allows (the budgets that are set)."""
     ps, seconds = _next_run_cost(runs, settings)
@@ -503,7 +504,7 @@ def _budget_caps(
 
 
 def _warn_if_out_of_budget(
-    entry: dict[str, Any], runs: list[RunResult], settings: ProductionSettings, temperature: float
+    entry: RoundRecord, runs: list[RunResult], settings: ProductionSettings, temperature: float
 ) -> bool:
     """Warn (and return True) when the projected number of runs exceeds the budget."""
     budget = _budget_runs(runs, settings)

@@ -40,8 +40,9 @@ if TYPE_CHECKING:
     import xarray as xr
     from ase import Atoms
 
+    from alkappa.greenkubo._production import RoundRecord
     from alkappa.models.heat_flux import HeatFluxMethod
-    from alkappa.settings import ProductionSettings
+    from alkappa.settings import ProductionSettings, SettingsDict
 
 
 def production_runs(record: str | Path) -> list[Path]:
@@ -181,7 +182,7 @@ def discard_stale(paths: Sequence[str | Path], fingerprint: str) -> list[Path]:
 
 
 def run_gk_cell_step(
-    settings: Mapping[str, Any],
+    settings: SettingsDict,
     relaxed_path: str | Path,
     model_dir: str | Path,
     supercell: Sequence[int],
@@ -293,7 +294,7 @@ class _Setup:
 
 
 def run_equilibration_step(
-    settings: Mapping[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
     out_path: str | Path,
@@ -343,7 +344,7 @@ def run_equilibration_step(
 
 
 def run_nve_step(
-    settings: Mapping[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
     out_run: str | Path,
@@ -399,7 +400,7 @@ def run_nve_step(
 
 
 def run_round_step(
-    settings: Mapping[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
     out_record: str | Path,
@@ -451,7 +452,7 @@ def run_round_step(
 
 
 def run_production_step(
-    settings: Mapping[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
     rounds: Sequence[str | Path],
@@ -517,7 +518,7 @@ def _run_line(run: Any) -> str:
     )
 
 
-def _history_line(entry: dict[str, Any]) -> str:
+def _history_line(entry: RoundRecord) -> str:
     error = entry.get("relative_error")
     kappa, kappa_error = entry.get("kappa", float("nan")), entry.get("kappa_error", float("nan"))
     return (
@@ -560,7 +561,7 @@ def usable_runs(run_paths: Sequence[str | Path]) -> list[Path]:
 
 
 def run_green_kubo_step(
-    settings: Mapping[str, Any],
+    settings: SettingsDict,
     run_paths: str | Path | Sequence[str | Path],
     out_netcdf: str | Path,
     out_figure: str | Path,
@@ -601,7 +602,7 @@ def run_green_kubo_step(
 
 
 def run_finite_size_step(
-    settings: Mapping[str, Any],
+    settings: SettingsDict,
     green_kubo: str | Path,
     lifetimes: str | Path,
     force_constants: str | Path,
@@ -645,7 +646,7 @@ def run_finite_size_step(
 
 
 def run_mode_lifetimes_step(
-    settings: Mapping[str, Any],
+    settings: SettingsDict,
     run_paths: str | Path | Sequence[str | Path],
     force_constants: str | Path,
     kappa_netcdf: str | Path,
@@ -754,7 +755,7 @@ def gk_convergence(
 
 
 def run_greenkubo_summary_step(
-    settings: Mapping[str, Any],
+    settings: SettingsDict,
     green_kubo: Mapping[str, str | Path],
     productions: Mapping[str, str | Path],
     lifetimes: Mapping[str, str | Path],

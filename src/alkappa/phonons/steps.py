@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
+    from alkappa.settings import SettingsDict
+
 METHODS = ("mlip", "oracle")
 
 
@@ -74,7 +76,7 @@ def force_source(
 
 
 def run_phonons_step(
-    settings: Mapping[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     out_dir: str | Path,
     *,
@@ -123,7 +125,7 @@ def write_harmonic_phonons(
 
 
 def run_phonon_comparison_step(
-    settings: Mapping[str, Any],
+    settings: SettingsDict,
     phonon_dirs: Mapping[str, str | Path],
     out_json: str | Path,
     out_figure: str | Path,
@@ -149,7 +151,7 @@ def run_phonon_comparison_step(
     )
 
 
-def oracle_conductivity_wanted(settings: Mapping[str, Any]) -> bool:
+def oracle_conductivity_wanted(settings: SettingsDict) -> bool:
     """Whether the oracle's own fc3 is computed: ``conductivity.oracle`` true, or ``auto`` and
     at most ``oracle_max_supercells`` displaced supercells.
 
@@ -169,7 +171,7 @@ def oracle_conductivity_wanted(settings: Mapping[str, Any]) -> bool:
 
 
 def run_fc3_step(
-    settings: Mapping[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     out_dir: str | Path,
     *,
@@ -189,7 +191,7 @@ def run_fc3_step(
 
 
 def run_kappa_step(
-    settings: Mapping[str, Any],
+    settings: SettingsDict,
     fc3_dir: str | Path,
     out_netcdf: str | Path,
 ) -> None:
@@ -244,7 +246,7 @@ def run_kappa_step(
 
 
 def run_kappa_commensurate_step(
-    settings: Mapping[str, Any],
+    settings: SettingsDict,
     fc3_dir: str | Path,
     out_netcdf: str | Path,
 ) -> None:
@@ -299,7 +301,7 @@ def _kappa_at(ds: Any, temperature: float, name: str = "kappa_rta_average") -> f
 
 
 def run_conductivity_comparison_step(
-    settings: Mapping[str, Any],
+    settings: SettingsDict,
     kappa_files: Mapping[str, str | Path],
     out_json: str | Path,
     out_kappa_figure: str | Path,
@@ -331,7 +333,7 @@ def run_conductivity_comparison_step(
 
 
 def run_anharmonicity_step(
-    settings: Mapping[str, Any],
+    settings: SettingsDict,
     trajectories: Mapping[str, str | Path],
     force_constants: str | Path,
     out_json: str | Path,
