@@ -271,8 +271,38 @@ class AnalysisSettings:
 class GreenKuboSettings(_Section):
     """The ``greenkubo`` section: Green-Kubo kappa from MD with the final ensemble.
 
-    The keys are those of the schema (``$defs/greenkubo``, which describes each); the
-    production's and the analysis's are grouped by :attr:`production` and :attr:`analysis`.
+    The keys are those of the schema (``$defs/greenkubo``, which describes each at length);
+    the production's are grouped by :attr:`production`, the analysis's by :attr:`analysis`.
+
+    Parameters
+    ----------
+    enabled
+        Whether the stage runs.
+    temperatures
+        K.
+    supercell
+        Repetitions of the unit cell for the MD; None: the material's supercell.
+    size_check
+        Further cells in which the whole stage runs again.
+    flux
+        ``unfolded`` (the model plugin's own flux), ``virial`` (per-atom stresses) or
+        ``harmonic`` (the MLIP's force constants).
+    flux_precision
+        Floating point of the unfolded flux's network evaluation.
+    convective
+        Add the convective term.
+    timestep, friction, equilibration_steps, runs, steps, snapshot_spacing, sample_interval
+        The production MD (:class:`ProductionSettings` describes these and the next ones).
+    average_virial_frames, log_interval, drift_threshold, deviation_threshold, seed
+        The production's averages, files and energy-drift flags.
+    max_force, min_distance_fraction, max_temperature_factor, flush_every
+        The production's blow-up checks and file rewrites.
+    target_error, max_runs, max_simulated_ps, max_wall_hours, require_decay
+        When production ends.
+    subtract_mean, window_fs, window_factor, max_lag_fs
+        The analysis (:class:`AnalysisSettings`).
+    lifetimes
+        Phonon lifetimes from the runs, against phono3py's.
     """
 
     SECTION: ClassVar[str] = "greenkubo"
@@ -376,7 +406,46 @@ class PhononSettings(_Section):
 class ConductivitySettings(_Section):
     """The ``conductivity`` section: fc3 and lattice thermal conductivity with phono3py.
 
-    The keys are those of the schema (``$defs/conductivity``, which describes each).
+    The keys are those of the schema (``$defs/conductivity``, which describes each at length).
+
+    Parameters
+    ----------
+    enabled
+        Whether the stage runs.
+    temperatures
+        K.
+    mesh
+        q-point mesh of kappa.
+    lbte
+        Also solve the linearised BTE exactly.
+    isotopes
+        Isotope scattering (natural abundances).
+    sigma
+        Gaussian smearing (THz); None: the tetrahedron method.
+    displacement
+        Å, of the fc3 supercells.
+    cutoff_pair_distance
+        Å; pairs farther apart get no displacements (None: all pairs).
+    random_snapshots
+        Random displacements and symfc: a number of supercells or ``"auto"`` (None:
+        systematic pairs).
+    seed
+        Of the random displacements.
+    mesh_convergence
+        Extra meshes for a convergence table.
+    oracle
+        The oracle's own fc3: True, False or ``"auto"`` (when at most
+        ``oracle_max_supercells`` are needed).
+    oracle_max_supercells
+        See ``oracle``.
+    statistics
+        Phonon occupations: ``quantum`` (always) and ``classical``.
+    classical_temperature
+        K; the classical limit comes from one phono3py run at this temperature.
+    commensurate
+        Also kappa on exactly the q-points of the MD supercell.
+    commensurate_sigma
+        Gaussian smearing (THz) on that grid; None: the tetrahedron method.
     """
 
     SECTION: ClassVar[str] = "conductivity"
