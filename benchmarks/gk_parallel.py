@@ -88,11 +88,12 @@ def compare(before: Path, after: Path, config: Path, material: str) -> dict:
     files, and the largest flux difference."""
     from alkappa.config import load_config, material_settings
     from alkappa.greenkubo import run_green_kubo
-    from alkappa.greenkubo.steps import analysis_settings
     from alkappa.io import read_json
     from alkappa.io.trajectory import read_trajectory
+    from alkappa.settings import GreenKuboSettings
 
-    analysis = analysis_settings(material_settings(load_config(config), material))
+    settings = material_settings(load_config(config), material)
+    analysis = GreenKuboSettings.from_settings(settings).analysis.to_dict()
 
     n = min(read_json(d / "production.json")["n_runs"] for d in (before, after))
     out = {"n_common": n}

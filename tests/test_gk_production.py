@@ -3,6 +3,7 @@ until kappa's error reaches a target or a budget is spent."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from alkappa.greenkubo._production import (
 )
 from alkappa.greenkubo._rounds import run_production
 from alkappa.io.trajectory import read_trajectory
+from alkappa.settings import ProductionSettings
 
 SIGMA, EPSILON, RC, RO = 2.3, 0.05, 5.0, 4.0
 
@@ -50,7 +52,8 @@ SMALL = {
 
 
 def test_settings_and_drift_helpers():
-    assert resolve_production_settings({})["runs"] == DEFAULT_PRODUCTION_SETTINGS["runs"]
+    assert resolve_production_settings({}).runs == DEFAULT_PRODUCTION_SETTINGS["runs"]
+    assert resolve_production_settings(None) == ProductionSettings()
     with pytest.raises(ValueError, match="unknown production setting"):
         resolve_production_settings({"stepz": 3})
     with pytest.raises(ValueError, match="sample_interval"):
@@ -368,13 +371,13 @@ def test_round_sizes_follow_the_projection_within_the_budgets():
         0,
     )
     assert _next_round(entry(float("inf")), runs, settings, "") == ("", 1)
-    capped = {**settings, "max_runs": 5}
+    capped = replace(settings, max_runs=5)
     assert _next_round(entry(0.3), runs, capped, "") == ("", 1)
-    assert _next_round(entry(0.3), runs, {**settings, "max_runs": 4}, "") == ("max_runs", 0)
+    assert _next_round(entry(0.3), runs, replace(settings, max_runs=4), "") == ("max_runs", 0)
     # 12 s per further run (10 s NVE + a third for its NVT segment), 30 s left: two runs
-    hours = {**settings, "max_wall_hours": 80.0 / 3600}
+    hours = replace(settings, max_wall_hours=80.0 / 3600)
     assert _next_round(entry(0.3), runs, hours, "") == ("", 2)
-    spent = {**settings, "max_wall_hours": 55.0 / 3600}
+    spent = replace(settings, max_wall_hours=55.0 / 3600)
     assert _next_round(entry(0.3), runs, spent, "") == ("max_wall_hours", 0)
 
 
@@ -388,4 +391,4 @@ def test_impossible_budgets_are_refused_before_any_md():
     with pytest.raises(ValueError, match="max_wall_hours must be positive"):
         resolve_production_settings({"max_wall_hours": 0})
     # no target: no budget needed
-    assert resolve_production_settings({"target_error": None, "max_runs": None})["runs"] == 4
+    assert resolve_production_settings({"target_error": None, "max_runs": None}).runs == 4

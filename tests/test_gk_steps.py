@@ -10,7 +10,6 @@ from test_gk_production import SMALL, crystal, lj
 
 from alkappa.greenkubo import VirialHeatFlux, run_production
 from alkappa.greenkubo.steps import (
-    analysis_settings,
     by_temperature,
     discard_stale,
     drift_record,
@@ -23,6 +22,7 @@ from alkappa.greenkubo.steps import (
     size_check_record,
 )
 from alkappa.io import read_json, write_json, write_netcdf
+from alkappa.settings import GreenKuboSettings, PhononSettings, RelaxSettings
 
 
 def fake_kappa(path, temperatures=(100.0, 300.0, 500.0), kappa=(6.0, 2.0, 1.2)) -> None:
@@ -73,11 +73,8 @@ def test_by_temperature_and_drift_record():
 @pytest.mark.filterwarnings("ignore:no zero crossing", "ignore:.*kappa's relative error")
 def test_green_kubo_and_summary_steps(tmp_path):
     prod = tmp_path / "greenkubo/T60"
-    settings = {
-        "name": "Ar",
-        "greenkubo": {"flux": "virial", "window_fs": 20.0, "window_factor": 1.0,
-                      "max_lag_fs": None},
-    }  # fmt: skip
+    gk = GreenKuboSettings.with_defaults(flux="virial", window_fs=20.0)
+    settings = {"name": "Ar", "greenkubo": gk}
     # production until a target it cannot reach in 3 runs: one extra run, stopped by max_runs
     small = {**SMALL, "target_error": 1e-6, "max_runs": 3, "require_decay": False}
     result = run_production(
@@ -87,7 +84,7 @@ def test_green_kubo_and_summary_steps(tmp_path):
         prod,
         temperature=60.0,
         settings=small,
-        analysis=analysis_settings(settings),
+        analysis=gk.analysis,
         progress=False,
     )
     write_json(prod / "production.json", {"settings": small, **result.to_dict()})
@@ -255,10 +252,9 @@ def test_gk_cell_is_the_resized_relaxed_crystal_with_its_own_force_constants(tmp
         "name": "Cu",
         "structure": {"build": {"name": "Cu", "crystalstructure": "fcc", "a": 3.61, "cubic": True}},
         "supercell": [2, 1, 1],
-        "relax": {"keep_symmetry": True, "fmax": 0.01, "max_steps": 20},
-        "phonons": {"displacement": 0.01, "mesh": [4, 4, 4], "band_npoints": 11,
-                    "imaginary_threshold": -0.1},
-        "greenkubo": {},
+        "relax": RelaxSettings.with_defaults(keep_symmetry=True, fmax=0.01, max_steps=20),
+        "phonons": PhononSettings.with_defaults(displacement=0.01, mesh=[4, 4, 4],
+                                                band_npoints=11, imaginary_threshold=-0.1),
     }  # fmt: skip
     run_gk_cell_step(settings, tmp_path / "relaxed.extxyz", tmp_path, [2, 2, 2], tmp_path / "c")
     cell = read_dataset(tmp_path / "c/structure.extxyz")[0]

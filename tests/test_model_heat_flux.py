@@ -21,7 +21,6 @@ from alkappa._plugins import _runtime, register
 from alkappa.config import ConfigError, load_config
 from alkappa.greenkubo import VirialHeatFlux, make_heat_flux
 from alkappa.greenkubo.steps import (
-    flux_label,
     make_flux,
     run_equilibration_step,
     run_green_kubo_step,
@@ -33,6 +32,7 @@ from alkappa.io import read_json, write_dataset, write_json
 from alkappa.io.trajectory import read_trajectory
 from alkappa.models import Model, TrainResult, get_model
 from alkappa.models.heat_flux import HeatFluxMethod, HeatFluxNotAvailable
+from alkappa.settings import GreenKuboSettings
 from alkappa.testing import LennardJonesModel, ModelContract, PairHeatFlux
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,9 +168,9 @@ def test_a_model_without_a_flux_says_so(plugins, tmp_path):
     write_json(
         tmp_path / "ensemble.json", {"model": {"name": "no-flux"}, "members": ["member_0.json"]}
     )
-    settings = {"greenkubo": {"flux": "unfolded", "convective": False}}
+    gk = GreenKuboSettings.with_defaults(flux="unfolded", convective=False)
     with pytest.raises(ValueError) as info:
-        make_flux(settings, model_dir=tmp_path, structure=crystal())
+        make_flux(gk, model_dir=tmp_path, structure=crystal())
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("greenkubo.flux: unfolded needs the model's own heat flux")
@@ -210,7 +210,7 @@ def test_make_heat_flux_asks_the_plugin(plugins, tmp_path):
 
 def test_the_flux_label_names_the_flux_in_every_production_job(plugins, tmp_path):
     def label(flux: str, precision: str) -> str:
-        return flux_label({"greenkubo": {"flux": flux, "flux_precision": precision}})
+        return GreenKuboSettings.with_defaults(flux=flux, flux_precision=precision).flux_label
 
     # the round and production jobs build no flux: their fingerprint takes this name, which
     # must be the runs' (float32 runs are never mixed with float64 ones)
@@ -223,8 +223,8 @@ def test_the_flux_label_names_the_flux_in_every_production_job(plugins, tmp_path
         tmp_path / "ensemble.json",
         {"model": {"name": "lj-test"}, "members": ["member_0/model.lj.json"]},
     )
-    settings = {"greenkubo": {"flux": "unfolded", "convective": False}}
-    flux = make_flux(settings, model_dir=tmp_path, structure=crystal())
+    gk = GreenKuboSettings.with_defaults(flux="unfolded", convective=False)
+    flux = make_flux(gk, model_dir=tmp_path, structure=crystal())
     assert isinstance(flux, PairHeatFlux) and flux.name == "unfolded"
 
 
@@ -266,8 +266,9 @@ def test_green_kubo_steps_with_a_non_nequip_model(plugins, tmp_path):
     _trained_ensemble(model_dir, spec)
     structure = tmp_path / "Ar/structure.extxyz"
     write_dataset(structure, [crystal()])
-    gk = {**SMALL, "flux": "unfolded", "convective": False, "flux_precision": "float64"}
-    gk.update(window_fs=20.0, window_factor=1.0, max_lag_fs=None)
+    gk = GreenKuboSettings.with_defaults(
+        **SMALL, flux="unfolded", convective=False, flux_precision="float64", window_fs=20.0
+    )
     settings = {"name": "Ar", "model": spec, "greenkubo": gk}
     prod = tmp_path / "Ar/greenkubo/T60"
     common = {"temperature": 60.0, "threads": 1}
@@ -297,7 +298,7 @@ def test_green_kubo_steps_with_a_non_nequip_model(plugins, tmp_path):
         temperature=60.0,
     )
     record = read_json(prod / "production.json")
-    assert record["flux"] == flux_label(settings) == "unfolded"
+    assert record["flux"] == gk.flux_label == "unfolded"
     assert len(record["runs"]) == SMALL["runs"]
     members = [model_dir / name for name in read_json(model_dir / "ensemble.json")["members"]]
     epsilons = [json.loads(p.read_text())["epsilon"] for p in members]

@@ -233,7 +233,7 @@ def _collect(problems: list[str]) -> Iterator[None]:
 def _check_material(settings: dict[str, Any], where: str, problems: list[str]) -> None:
     from alkappa._plugins import PluginError
     from alkappa.models import get_model
-    from alkappa.oracles import OracleInputError, get_oracle
+    from alkappa.oracles import OracleInputError, OracleSpec, get_oracle
     from alkappa.structure import check_geometry, read_unit_cell
 
     if set(where.removeprefix("materials.")) <= {"."}:
@@ -255,14 +255,16 @@ def _check_material(settings: dict[str, Any], where: str, problems: list[str]) -
             origin = f"structure file {source}: " if source else ""
             supercell = None
             raise ConfigError(f"{where}.structure: {origin}{exc}") from exc
-    oracles = [("oracle", settings["oracle"])] + [
-        (f"multifidelity.levels.{k}.oracle", {**level["oracle"], "fidelity": level["name"]})
-        for k, level in enumerate((settings.get("multifidelity") or {}).get("levels", []))
+    levels = (settings.get("multifidelity") or {}).get("levels", [])
+    oracles = [("oracle", settings["oracle"], None)] + [
+        (f"multifidelity.levels.{k}.oracle", level["oracle"], level["name"])
+        for k, level in enumerate(levels)
     ]
-    for key, spec in oracles:
+    for key, block, fidelity in oracles:
         with _collect(problems):
             try:
-                oracle = get_oracle(spec)
+                spec = OracleSpec.from_dict(block)
+                oracle = get_oracle(spec if fidelity is None else spec.with_fidelity(fidelity))
                 if supercell is not None:
                     oracle.check(supercell)
             except PluginError as exc:

@@ -23,10 +23,10 @@ from tqdm import tqdm
 
 from alkappa._timing import cpu_seconds
 from alkappa.io import atomic_path, read_dataset, read_json, strip_labels, write_json
-from alkappa.oracles import CALL_POLICY_KEYS, OracleError, call_policy
+from alkappa.oracles import CALL_POLICY_KEYS, OracleError, OracleSpec, call_policy
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     from ase import Atoms
 
@@ -103,7 +103,7 @@ class OracleCost:
 TOLERANCE = 1e-5
 
 
-def structure_key(atoms: Atoms, oracle_spec: dict[str, Any]) -> str:
+def structure_key(atoms: Atoms, oracle_spec: OracleSpec | Mapping[str, Any]) -> str:
     """Hash identifying (structure, oracle settings); positions are rounded to 1e-6 Å.
 
     The call-policy keys of the oracle block (``retries``, ``retry_delay``) do not enter it:
@@ -118,7 +118,7 @@ def structure_key(atoms: Atoms, oracle_spec: dict[str, Any]) -> str:
     return h.hexdigest()[:24]
 
 
-def oracle_family(atoms: Atoms, oracle_spec: dict[str, Any]) -> str:
+def oracle_family(atoms: Atoms, oracle_spec: OracleSpec | Mapping[str, Any]) -> str:
     """Hash of what a stored result must share with a structure besides nearby positions
     (species in order, periodicity, oracle settings): the tolerant lookup's first filter."""
     h = hashlib.sha256()
@@ -128,8 +128,11 @@ def oracle_family(atoms: Atoms, oracle_spec: dict[str, Any]) -> str:
     return h.hexdigest()[:16]
 
 
-def _method_json(oracle_spec: dict[str, Any]) -> str:
-    method = {k: v for k, v in oracle_spec.items() if k not in CALL_POLICY_KEYS}
+def _method_json(oracle_spec: OracleSpec | Mapping[str, Any]) -> str:
+    if isinstance(oracle_spec, OracleSpec):
+        method = oracle_spec.method()  # the block it came from, less the call policy
+    else:
+        method = {k: v for k, v in oracle_spec.items() if k not in CALL_POLICY_KEYS}
     return json.dumps(method, sort_keys=True, default=str)
 
 
@@ -175,7 +178,7 @@ _sleep = time.sleep
 def label_frames(
     frames: Iterable[Atoms],
     oracle: Oracle,
-    oracle_spec: dict[str, Any],
+    oracle_spec: OracleSpec | Mapping[str, Any],
     store: str | Path,
     *,
     purpose: str,
@@ -187,7 +190,7 @@ def label_frames(
     A structure within :data:`TOLERANCE` of a stored one reuses that result (so a structure
     recomputed with rounding noise after a crash is not paid for again). A transient failure
     (:class:`~alkappa.oracles.OracleError` with ``transient``) is retried up to
-    ``oracle_spec["retries"]`` times, waiting ``retry_delay`` seconds, doubled each time; if
+    ``oracle_spec.retries`` times, waiting ``retry_delay`` seconds, doubled each time; if
     it still fails, it is recorded, and the next run tries it again. A permanent failure is
     recorded and skipped until :func:`retry_failed`. Every attempt counts as an oracle call.
 
@@ -196,7 +199,8 @@ def label_frames(
     frames
         Structures to label (existing labels are ignored).
     oracle, oracle_spec
-        The oracle and the config block it was built from (part of the cache key).
+        The oracle and the :class:`~alkappa.oracles.OracleSpec` it was built from (part of
+        the cache key; a config ``oracle`` block is accepted too).
     store
         Directory of the per-call records.
     purpose

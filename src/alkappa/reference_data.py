@@ -62,11 +62,11 @@ def run_oracle_md(
     ``friction``, ``log_interval``, ``seed``; the seed is offset by the temperature), checkpointed
     and resumable as :func:`run_reference_md` describes; ``source`` names the run's purpose."""
     from alkappa.al.explore import run_exploration
-    from alkappa.oracles import get_oracle
+    from alkappa.oracles import OracleSpec, get_oracle
 
     atoms = read_dataset(structure_path)[0]
     atoms.calc = None
-    oracle = get_oracle(settings["oracle"])
+    oracle = get_oracle(OracleSpec.from_settings(settings))
     explore = settings["explore"]
     md_settings = {
         **md,
@@ -146,10 +146,10 @@ def run_reference_split(
     from every test frame of their trajectory) is what a random-sampling baseline may draw from.
     """
     from alkappa.io.reference import read_reference, time_decorrelated_split
-    from alkappa.oracles import get_oracle
+    from alkappa.oracles import OracleSpec, get_oracle
 
     ref = settings["reference"]
-    fidelity = get_oracle(settings["oracle"]).fidelity
+    fidelity = get_oracle(OracleSpec.from_settings(settings)).fidelity
     frames = []
     sources = []
     for path in md_paths:

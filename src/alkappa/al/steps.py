@@ -15,6 +15,7 @@ import numpy as np
 
 from alkappa.io import read_dataset, read_json, read_trajectory, write_dataset, write_json
 from alkappa.labelling import FAILED_KEYS, label_frames
+from alkappa.oracles import OracleSpec
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -26,10 +27,10 @@ if TYPE_CHECKING:
     from alkappa.oracles import Oracle
 
 
-def _oracle(settings: dict[str, Any]) -> Oracle:
+def _oracle(spec: OracleSpec) -> Oracle:
     from alkappa.oracles import get_oracle
 
-    return get_oracle(settings["oracle"])
+    return get_oracle(spec)
 
 
 def run_prepare_structure(
@@ -47,7 +48,7 @@ def run_prepare_structure(
     unit = read_unit_cell(settings["structure"])
     supercell = build_supercell(unit, settings["supercell"])
     check_geometry(supercell)
-    oracle = _oracle(settings)
+    oracle = _oracle(OracleSpec.from_settings(settings))
     oracle.check(supercell)
     relax = settings["relax"]
     record: dict[str, Any] = {
@@ -91,7 +92,8 @@ class Labeller:
     def __init__(self, settings: dict[str, Any], store: str | Path) -> None:
         self.settings = settings
         self.store = store
-        self.oracle = _oracle(settings)
+        self.spec = OracleSpec.from_settings(settings)  # once per job
+        self.oracle = _oracle(self.spec)
         self.keys: dict[str, set[str]] = {}
         self.failures: list[dict[str, Any]] = []
 
@@ -99,7 +101,7 @@ class Labeller:
         outcome = label_frames(
             frames,
             self.oracle,
-            self.settings["oracle"],
+            self.spec,
             self.store,
             purpose=purpose,
             provenance={"iteration": 0, **provenance},
@@ -500,9 +502,8 @@ def run_label(
         run_mf_label_step(settings, candidates_path, index, store, out_frame)
         return
     frame = read_dataset(candidates_path)[index]
-    outcome = label_frames(
-        [frame], _oracle(settings), settings["oracle"], store, purpose="al", progress=False
-    )
+    spec = OracleSpec.from_settings(settings)
+    outcome = label_frames([frame], _oracle(spec), spec, store, purpose="al", progress=False)
     if outcome.frames:
         out = outcome.frames[0]
     else:

@@ -92,14 +92,13 @@ def _labeller(settings: dict[str, Any], store: str | Path, counter: dict[str, in
     import ase.io
 
     from alkappa.labelling import label_frames
-    from alkappa.oracles import get_oracle
+    from alkappa.oracles import OracleSpec, get_oracle
 
-    oracle = get_oracle(settings["oracle"])
+    spec = OracleSpec.from_settings(settings)  # once per job
+    oracle = get_oracle(spec)
 
     def label(frames: list[Atoms]) -> list[Atoms]:
-        outcome = label_frames(
-            frames, oracle, settings["oracle"], store, purpose="bayesian", progress=False
-        )
+        outcome = label_frames(frames, oracle, spec, store, purpose="bayesian", progress=False)
         counter["made"] += outcome.oracle_calls
         counter["reused"] += outcome.reused
         for failure in outcome.failures:

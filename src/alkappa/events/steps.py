@@ -103,12 +103,13 @@ def run_events_kappa_step(
     from alkappa.al.steps import load_members
     from alkappa.io import read_structure
     from alkappa.phonons import run_fc3, run_phono3py, write_fc3, write_netcdf
-    from alkappa.phonons.steps import fc3_options
+    from alkappa.settings import ConductivitySettings
 
     out = Path(out_netcdf)
     kappa = settings["conductivity"]
     calc = load_members(settings, model_files(models), threads)
-    result = run_fc3(read_structure(structure_path), calc, **fc3_options(kappa))
+    options = ConductivitySettings.from_dict(kappa).fc3_options().to_dict()
+    result = run_fc3(read_structure(structure_path), calc, **options)
     write_fc3(result, out.parent)
     ds = run_phono3py(
         result.phono3py,
@@ -124,15 +125,16 @@ def run_events_kappa_step(
 
 def _labeller(settings: dict[str, Any], store: str | Path, temperature: float, model: str) -> Any:
     from alkappa.labelling import label_frames
-    from alkappa.oracles import get_oracle
+    from alkappa.oracles import OracleSpec, get_oracle
 
-    oracle = get_oracle(settings["oracle"])
+    spec = OracleSpec.from_settings(settings)  # once per job
+    oracle = get_oracle(spec)
 
     def label(frames: list[Any]) -> list[Any]:
         outcome = label_frames(
             frames,
             oracle,
-            settings["oracle"],
+            spec,
             store,
             purpose="events",
             provenance={"temperature": temperature, "trajectory": f"events/{model}"},

@@ -49,7 +49,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 from ase import units
@@ -64,40 +64,49 @@ from alkappa.al.explore import blow_up_reason, frame_uncertainty, thermalize
 from alkappa.config import check_greenkubo_budget
 from alkappa.io.trajectory import TrajectoryWriter, read_trajectory
 from alkappa.models.heat_flux import HEAT_FLUX_UNIT
+from alkappa.settings import ProductionSettings
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import Mapping
 
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
     from alkappa.models.heat_flux import HeatFluxMethod
 
-#: production settings and their defaults (times in fs, steps of ``timestep``)
-DEFAULT_PRODUCTION_SETTINGS: dict[str, Any] = {
-    "timestep": 2.0,  # fs, NVT and NVE
-    "friction": 0.02,  # Langevin friction of the NVT part, 1/fs
-    "equilibration_steps": 5000,  # NVT steps before the first snapshot
-    "runs": 4,  # independent NVE runs
-    "steps": 25000,  # NVE steps per run
-    "snapshot_spacing": 2500,  # NVT steps between the runs' starting snapshots
-    "sample_interval": 4,  # NVE steps between logged frames (k)
-    "average_virial_frames": 20,  # NVT frames for the average atomic virial (0: none)
-    "log_interval": 100,  # NVT steps between frames of equilibration.nc
-    "drift_threshold": 1e-4,  # eV/atom/ps, |slope of the total energy|
-    "deviation_threshold": 5e-3,  # eV/atom, max |E_total(t) - E_total(0)|
-    "seed": 0,
-    "max_force": 25.0,  # eV/Å, blow-up checks as in exploration
-    "min_distance_fraction": 0.6,
-    "max_temperature_factor": 3.0,
-    "flush_every": 1000,  # frames between (atomic) rewrites of a run file
-    # when production ends (see the module docstring); None: no such limit
-    "target_error": 0.1,  # relative standard error of kappa_scalar; None: exactly `runs` runs
-    "max_runs": 20,
-    "max_simulated_ps": None,  # NVE time over all runs
-    "max_wall_hours": None,  # NVT + NVE seconds summed over all parts (compute, not elapsed)
-    "require_decay": True,  # stop (runs_too_short) if the autocorrelation has no zero
-}
+#: production settings and their defaults (times in fs, steps of ``timestep``; the fields of
+#: :class:`~alkappa.settings.ProductionSettings`, which describes them)
+DEFAULT_PRODUCTION_SETTINGS: dict[str, Any] = ProductionSettings().to_dict()
+
+
+class RoundRecord(TypedDict, total=False):
+    """The decision after a round of a production (``round_<r>.json``; the pipeline adds
+    ``material``). :func:`~alkappa.greenkubo._rounds.decide_round` makes the history entry
+    (the keys down to ``new_runs``); :func:`~alkappa.greenkubo._rounds.run_round` adds the
+    rest. ``ProductionResult.history`` holds the entries without ``runs``, ``next_runs``,
+    ``stop`` and ``material``."""
+
+    round: int
+    n_runs: int
+    kappa: float
+    kappa_error: float
+    relative_error: float
+    cutoff_found: bool  # did the run-averaged flux autocorrelation cross zero?
+    max_lag_fs: float
+    analysis_error: str  # why there is no kappa (all runs blew up, no VDOS peak, ...)
+    simulated_ps: float
+    wall_seconds: float
+    projected_runs: float  # runs needed for the target if the error falls as 1/sqrt(n)
+    stopped_by: str  # one of STOPPED_BY; "": production goes on
+    new_runs: int
+    runs: list[int]  # the runs analysed
+    next_runs: list[int]  # the next round's runs (empty when production stops)
+    chain_stop: str  # why the chain extension ended early ("": it did not)
+    nvt_seconds: float
+    stop: bool
+    material: str
+
 
 #: settings that decide when production ends, not what a run is (not in the fingerprint)
 STOPPING_KEYS = (
@@ -131,26 +140,24 @@ HEAT_FLUX_CONVENTION = (
 ENERGY_MISMATCH_WARNING = 1e-6
 
 
-def resolve_production_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
-    """:data:`DEFAULT_PRODUCTION_SETTINGS` updated with ``settings`` (unknown keys raise)."""
-    settings = dict(settings or {})
-    unknown = sorted(set(settings) - set(DEFAULT_PRODUCTION_SETTINGS))
-    if unknown:
-        raise ValueError(
-            f"unknown production setting(s): {', '.join(unknown)}; "
-            f"known: {', '.join(DEFAULT_PRODUCTION_SETTINGS)}"
-        )
-    out = {**DEFAULT_PRODUCTION_SETTINGS, **settings}
+def resolve_production_settings(
+    settings: ProductionSettings | Mapping[str, Any] | None,
+) -> ProductionSettings:
+    """The production settings of ``settings``, checked: a :class:`ProductionSettings`, or a
+    mapping of some of its fields (:data:`DEFAULT_PRODUCTION_SETTINGS` for the others;
+    unknown keys raise). Raises ValueError in one line naming the key."""
+    out = ProductionSettings.from_dict(settings)
     positive = ("runs", "steps", "sample_interval", "snapshot_spacing", "log_interval")
     for key in (*positive, "equilibration_steps", "flush_every"):
-        if int(out[key]) < 1:
-            raise ValueError(f"production setting {key} must be >= 1 (got {out[key]})")
-    if out["timestep"] <= 0 or out["friction"] <= 0:
+        if int(getattr(out, key)) < 1:
+            raise ValueError(f"production setting {key} must be >= 1 (got {getattr(out, key)})")
+    if out.timestep <= 0 or out.friction <= 0:
         raise ValueError("timestep and friction must be positive")
     for key in ("target_error", "max_runs", "max_simulated_ps", "max_wall_hours"):
-        if out[key] is not None and not out[key] > 0:
-            raise ValueError(f"production setting {key} must be positive or None (got {out[key]})")
-    check_greenkubo_budget(out, "greenkubo")
+        value = getattr(out, key)
+        if value is not None and not value > 0:
+            raise ValueError(f"production setting {key} must be positive or None (got {value})")
+    check_greenkubo_budget(out.to_dict(), "greenkubo")
     return out
 
 
@@ -228,7 +235,7 @@ class ProductionResult:
     seconds: float = 0.0
     stopped_by: str = "fixed_runs"
     target_error: float | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[RoundRecord] = field(default_factory=list)
     simulated_ps: float = 0.0
     wall_seconds: float = 0.0
 
@@ -307,14 +314,16 @@ class Chain:
 
 
 def production_fingerprint(
-    settings: dict[str, Any], temperature: float, flux_name: str, atoms: Atoms
+    settings: ProductionSettings, temperature: float, flux_name: str, atoms: Atoms
 ) -> str:
     """What makes two productions the same (for reusing finished parts)."""
     # the stopping keys decide how many runs, not what a run is: a production rerun with
     # another target or budget reuses the runs (and the fingerprint is the same as before
     # these keys existed)
     same = {
-        k: v for k, v in resolve_production_settings(settings).items() if k not in STOPPING_KEYS
+        k: v
+        for k, v in resolve_production_settings(settings).to_dict().items()
+        if k not in STOPPING_KEYS
     }
     text = json.dumps(
         {
@@ -337,7 +346,7 @@ def run_equilibration(
     path: str | os.PathLike[str],
     *,
     temperature: float,
-    settings: dict[str, Any] | None = None,
+    settings: ProductionSettings | Mapping[str, Any] | None = None,
     attrs: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> Equilibration:
@@ -375,7 +384,7 @@ def run_nve(
     path: str | os.PathLike[str],
     *,
     temperature: float,
-    settings: dict[str, Any] | None = None,
+    settings: ProductionSettings | Mapping[str, Any] | None = None,
     attrs: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> RunResult:
@@ -428,7 +437,7 @@ def extend_chain(
     *,
     temperature: float,
     flux_name: str,
-    settings: dict[str, Any] | None = None,
+    settings: ProductionSettings | Mapping[str, Any] | None = None,
     attrs: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> Chain:
@@ -465,7 +474,7 @@ def extend_chain(
             reference=atoms,
             attrs={
                 "ensemble": "NVT Langevin",
-                "friction": settings["friction"],
+                "friction": settings.friction,
                 **common,
                 "round": round_index,
                 "first_run": first_run,
@@ -480,7 +489,7 @@ def extend_chain(
         k = first_run + len(snapshots)
         if snapshots:
             begin = snapshots[-1]
-        elif first_run == int(settings["runs"]):
+        elif first_run == int(settings.runs):
             equilibration = _load_equilibration(directory / EQUILIBRATION_FILE, atoms, fingerprint)
             if equilibration is None or equilibration.last is None:
                 raise FileNotFoundError(
@@ -512,18 +521,18 @@ def extend_chain(
     return Chain(out, first_run, snapshots, reason, seconds)
 
 
-def _limits(atoms: Atoms, temperature: float, settings: dict[str, Any]) -> dict[str, float]:
+def _limits(atoms: Atoms, temperature: float, settings: ProductionSettings) -> dict[str, float]:
     """The blow-up checks of the MD (:func:`alkappa.al.explore.blow_up_reason`)."""
     return {
         "target_temperature": temperature,
-        "max_force": settings["max_force"],
-        "min_distance": settings["min_distance_fraction"] * _nearest_neighbour_distance(atoms),
-        "max_temperature_factor": settings["max_temperature_factor"],
+        "max_force": settings.max_force,
+        "min_distance": settings.min_distance_fraction * _nearest_neighbour_distance(atoms),
+        "max_temperature_factor": settings.max_temperature_factor,
     }
 
 
 def _common_attrs(
-    settings: dict[str, Any],
+    settings: ProductionSettings,
     temperature: float,
     fingerprint: str,
     flux_name: str,
@@ -532,7 +541,7 @@ def _common_attrs(
     """The attributes of every file of a production."""
     return {
         "temperature_target": temperature,
-        "timestep": settings["timestep"],
+        "timestep": settings.timestep,
         "run_fingerprint": fingerprint,
         "heat_flux_method": flux_name,
         "heat_flux_unit": HEAT_FLUX_UNIT,
@@ -570,7 +579,7 @@ def _equilibrate(
     flux: HeatFluxMethod,
     path: Path,
     temperature: float,
-    settings: dict[str, Any],
+    settings: ProductionSettings,
     limits: dict[str, float],
     attrs: dict[str, Any],
     progress: bool,
@@ -579,35 +588,35 @@ def _equilibrate(
     start = time.perf_counter()
     work = atoms.copy()
     work.calc = calculator
-    rng = np.random.default_rng(settings["seed"])
+    rng = np.random.default_rng(settings.seed)
     thermalize(work, temperature, rng)
     work.set_constraint(FixCom())
     dyn = Langevin(
         work,
-        timestep=settings["timestep"] * units.fs,
+        timestep=settings.timestep * units.fs,
         temperature_K=temperature,
-        friction=settings["friction"] / units.fs,
+        friction=settings.friction / units.fs,
         rng=rng,
         fixcm=False,
     )
     n_eq, spacing, runs = (
-        int(settings["equilibration_steps"]),
-        int(settings["snapshot_spacing"]),
-        int(settings["runs"]),
+        int(settings.equilibration_steps),
+        int(settings.snapshot_spacing),
+        int(settings.runs),
     )
     snapshot_steps = [n_eq + r * spacing for r in range(runs)]
     # the average virial from frames spread over at least one snapshot spacing
     total = n_eq + max(runs - 1, 1) * spacing
-    n_virial = int(settings["average_virial_frames"]) if hasattr(flux, "atomic_virials") else 0
+    n_virial = int(settings.average_virial_frames) if hasattr(flux, "atomic_virials") else 0
     virial_steps = set(np.rint(np.linspace(n_eq, total, n_virial)).astype(int).tolist())
     writer = TrajectoryWriter(
         path,
         reference=atoms,
-        attrs={"ensemble": "NVT Langevin", "friction": settings["friction"], **attrs},
+        attrs={"ensemble": "NVT Langevin", "friction": settings.friction, **attrs},
     )
     snapshots: list[tuple[int, np.ndarray, np.ndarray]] = []
     virials: list[np.ndarray] = []
-    dt = settings["timestep"]
+    dt = settings.timestep
 
     def log(step: int, snapshot: bool) -> None:
         _append_nvt_frame(writer, work, step * dt, snapshot)
@@ -623,7 +632,7 @@ def _equilibrate(
             bar.update(1)
             is_snapshot = step in snapshot_steps
             # the last state too: a chain extension continues from it
-            logged = is_snapshot or step % settings["log_interval"] == 0 or step == total
+            logged = is_snapshot or step % settings.log_interval == 0 or step == total
             reason = blow_up_reason(work, work.get_forces(), check_distances=logged, **limits)
             if reason:
                 log(step, False)
@@ -661,29 +670,29 @@ def _chain_segment(
     index: int,
     atoms: Atoms,
     calculator: Calculator,
-    settings: dict[str, Any],
+    settings: ProductionSettings,
     limits: dict[str, float],
     progress: bool,
 ) -> tuple[Snapshot, str]:
     """The starting snapshot of run ``index``: ``snapshot_spacing`` Langevin steps from
     ``begin``, its frames appended to ``writer``; or the blow-up reason."""
-    dt = settings["timestep"]
+    dt = settings.timestep
     step, positions, velocities = begin
     work = atoms.copy()
     work.calc = calculator
     work.positions = positions
     work.set_velocities(velocities)
     work.set_constraint(FixCom())
-    rng = np.random.default_rng([int(settings["seed"]), index])
+    rng = np.random.default_rng([int(settings.seed), index])
     dyn = Langevin(
         work,
         timestep=dt * units.fs,
         temperature_K=limits["target_temperature"],
-        friction=settings["friction"] / units.fs,
+        friction=settings.friction / units.fs,
         rng=rng,
         fixcm=False,
     )
-    target = step + int(settings["snapshot_spacing"])
+    target = step + int(settings.snapshot_spacing)
     bar = tqdm(
         total=target - step,
         desc=f"NVT {limits['target_temperature']:g} K, snapshot {index + 1}",
@@ -695,7 +704,7 @@ def _chain_segment(
             dyn.run(1)
             step += 1
             bar.update(1)
-            logged = step == target or step % settings["log_interval"] == 0
+            logged = step == target or step % settings.log_interval == 0
             reason = blow_up_reason(work, work.get_forces(), check_distances=logged, **limits)
             if reason:
                 return begin, reason
@@ -785,7 +794,7 @@ def _nve_run(
     calculator: Calculator,
     flux: HeatFluxMethod,
     temperature: float,
-    settings: dict[str, Any],
+    settings: ProductionSettings,
     limits: dict[str, float],
     attrs: dict[str, Any],
     progress: bool,
@@ -797,9 +806,9 @@ def _nve_run(
     work.positions = positions
     work.set_velocities(velocities)
     velocitydistribution.Stationary(work)
-    dt = settings["timestep"]
-    interval = int(settings["sample_interval"])
-    n_steps = int(settings["steps"])
+    dt = settings.timestep
+    interval = int(settings.sample_interval)
+    n_steps = int(settings.steps)
     dyn = VelocityVerlet(work, timestep=dt * units.fs)
     writer = TrajectoryWriter(
         path,
@@ -874,7 +883,7 @@ def _nve_run(
                 break
             if sample:
                 log(step)
-                if len(writer) % int(settings["flush_every"]) == 0:
+                if len(writer) % int(settings.flush_every) == 0:
                     writer.flush()
     finally:
         bar.close()
@@ -887,8 +896,8 @@ def _nve_run(
     drift, deviation = energy_drift(np.array(times), np.array(totals))
     flagged = (
         bool(reason)
-        or not abs(drift) <= settings["drift_threshold"]
-        or not deviation <= settings["deviation_threshold"]
+        or not abs(drift) <= settings.drift_threshold
+        or not deviation <= settings.deviation_threshold
     )
     result = RunResult(
         index=index,
@@ -913,8 +922,8 @@ def _nve_run(
             "energy_drift_unit": "eV/atom/ps",
             "energy_max_deviation": deviation,
             "energy_max_deviation_unit": "eV/atom",
-            "drift_threshold": settings["drift_threshold"],
-            "deviation_threshold": settings["deviation_threshold"],
+            "drift_threshold": settings.drift_threshold,
+            "deviation_threshold": settings.deviation_threshold,
             "drift_flagged": flagged,
             "temperature_mean": result.temperature_mean,
             "flux_energy_mismatch_per_atom": mismatch,

@@ -44,6 +44,7 @@ import numpy as np
 from alkappa.greenkubo._production import (
     EQUILIBRATION_FILE,
     ProductionResult,
+    RoundRecord,
     RunResult,
     _load_run,
     extend_chain,
@@ -55,10 +56,11 @@ from alkappa.greenkubo._production import (
 )
 from alkappa.io import read_json, write_json
 from alkappa.io.trajectory import open_trajectory
+from alkappa.settings import AnalysisSettings, ProductionSettings
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from ase import Atoms
     from ase.calculators.calculator import Calculator
@@ -71,11 +73,13 @@ def round_path(directory: str | os.PathLike[str], round_index: int) -> Path:
     return Path(directory) / f"round_{round_index}.json"
 
 
-def round_runs(settings: dict[str, Any], previous: dict[str, Any] | None) -> list[int]:
+def round_runs(
+    settings: ProductionSettings | Mapping[str, Any] | None, previous: RoundRecord | None
+) -> list[int]:
     """The runs analysed after a round: the first ``runs`` (round 0), else the runs of the
     ``previous`` round's record and the runs it added."""
     if previous is None:
-        return list(range(int(resolve_production_settings(settings)["runs"])))
+        return list(range(int(resolve_production_settings(settings).runs)))
     return [*previous["runs"], *previous["next_runs"]]
 
 
@@ -83,12 +87,12 @@ def decide_round(
     round_index: int,
     runs: list[RunResult],
     *,
-    settings: dict[str, Any],
-    analysis: dict[str, Any] | None = None,
+    settings: ProductionSettings | Mapping[str, Any],
+    analysis: AnalysisSettings | Mapping[str, Any] | None = None,
     temperature: float,
     nvt_seconds: float = 0.0,
     chain_stop: str = "",
-) -> dict[str, Any]:
+) -> RoundRecord:
     """Analyse the finished ``runs`` and decide whether production goes on (module docstring).
 
     Parameters
@@ -98,9 +102,11 @@ def decide_round(
     runs
         All runs made so far.
     settings
-        Production settings (:data:`DEFAULT_PRODUCTION_SETTINGS` keys).
+        Production settings (:class:`~alkappa.settings.ProductionSettings`, or a mapping of
+        some of its fields).
     analysis
-        Keywords of :func:`alkappa.greenkubo.run_green_kubo`. With ``target_error`` None the
+        The analysis (:class:`~alkappa.settings.AnalysisSettings`, or a mapping of
+        :func:`alkappa.greenkubo.run_green_kubo`'s keywords). With ``target_error`` None the
         runs are analysed only if this is given.
     temperature
         For the messages (K).
@@ -117,13 +123,13 @@ def decide_round(
         ``stopped_by`` ("" : go on) and ``new_runs`` (runs of the next round).
     """
     settings = resolve_production_settings(settings)
-    target = settings["target_error"]
+    target = settings.target_error
     totals = _totals(runs, settings, nvt_seconds)
     if target is None:
         entry = {**_analyse(runs, analysis), **totals} if analysis is not None else dict(totals)
         entry.update(round=round_index, n_runs=len(runs), stopped_by="fixed_runs", new_runs=0)
         return entry
-    entry = {"round": round_index, **_analyse(runs, analysis or {}), **totals}
+    entry = {"round": round_index, **_analyse(runs, analysis), **totals}
     entry["projected_runs"] = _projected_runs(len(runs), entry["relative_error"], target)
     stopped_by, new_runs = _next_round(entry, runs, settings, chain_stop)
     if entry["relative_error"] > target:
@@ -133,7 +139,7 @@ def decide_round(
             f"{temperature:g} K: the heat-flux autocorrelation does not cross zero within "
             f"{entry['max_lag_fs'] / 1000:g} ps (half a run): kappa is a truncated integral "
             f"and more runs of this length would not fix it; production stops. Make the "
-            f"runs longer (greenkubo.steps, now {settings['steps']}: at least double it; "
+            f"runs longer (greenkubo.steps, now {settings.steps}: at least double it; "
             f"a rerun with other settings starts afresh)",
             stacklevel=2,
         )
@@ -144,17 +150,17 @@ def decide_round(
 def run_round(
     directory: str | os.PathLike[str],
     round_index: int,
-    previous: dict[str, Any] | None,
+    previous: RoundRecord | None,
     *,
     atoms: Atoms,
     calculator: Calculator | Callable[[], Calculator],
     flux_name: str,
     temperature: float,
-    settings: dict[str, Any] | None = None,
+    settings: ProductionSettings | Mapping[str, Any] | None = None,
     attrs: dict[str, Any] | None = None,
-    analysis: dict[str, Any] | None = None,
+    analysis: AnalysisSettings | Mapping[str, Any] | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> RoundRecord:
     """The decision after round ``round_index`` (:func:`decide_round` on all runs so far,
     which must be finished) and, if production goes on, the starting snapshots of the next
     round's runs (:func:`~alkappa.greenkubo._production.extend_chain`).
@@ -218,12 +224,12 @@ def run_round(
 
 def collect_production(
     directory: str | os.PathLike[str],
-    records: list[dict[str, Any]],
+    records: list[RoundRecord],
     *,
     atoms: Atoms,
     flux_name: str,
     temperature: float,
-    settings: dict[str, Any] | None = None,
+    settings: ProductionSettings | Mapping[str, Any] | None = None,
 ) -> ProductionResult:
     """The production in ``directory`` from its round ``records`` (the last one stops it)."""
     settings = resolve_production_settings(settings)
@@ -248,7 +254,7 @@ def collect_production(
         reason="",
         runs=runs,
         stopped_by=last["stopped_by"],
-        target_error=settings["target_error"],
+        target_error=settings.target_error,
         history=history,
         **_totals(runs, settings, float(last["nvt_seconds"])),
     )
@@ -261,9 +267,9 @@ def run_production(
     path: str | os.PathLike[str],
     *,
     temperature: float,
-    settings: dict[str, Any] | None = None,
+    settings: ProductionSettings | Mapping[str, Any] | None = None,
     attrs: dict[str, Any] | None = None,
-    analysis: dict[str, Any] | None = None,
+    analysis: AnalysisSettings | Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> ProductionResult:
     """NVT equilibration at ``temperature``, then rounds of NVE runs logging the heat flux
@@ -285,11 +291,13 @@ def run_production(
     temperature
         Target temperature (K).
     settings
-        See :data:`DEFAULT_PRODUCTION_SETTINGS` (missing keys take the defaults).
+        :class:`~alkappa.settings.ProductionSettings`, or a mapping of some of its fields
+        (:data:`DEFAULT_PRODUCTION_SETTINGS` for the others).
     attrs
         Extra attributes for every file.
     analysis
-        Keywords of :func:`alkappa.greenkubo.run_green_kubo` (``window_fs``, ...) for the
+        :class:`~alkappa.settings.AnalysisSettings` (or a mapping of
+        :func:`alkappa.greenkubo.run_green_kubo`'s keywords: ``window_fs``, ...) for the
         analyses that decide when to stop. With ``target_error`` None the runs are analysed
         once at the end only if this is given.
     progress
@@ -322,10 +330,10 @@ def run_production(
             reason=equilibration.reason,
             seconds=time.perf_counter() - start,
             stopped_by="nvt_blew_up",
-            target_error=settings["target_error"],
+            target_error=settings.target_error,
             wall_seconds=equilibration.seconds,
         )
-    records: list[dict[str, Any]] = []
+    records: list[RoundRecord] = []
     todo = round_runs(settings, None)
     reused: set[int] = set()
     while True:
@@ -373,7 +381,7 @@ def run_production(
     return replace(result, runs=runs, seconds=time.perf_counter() - start)
 
 
-def read_rounds(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def read_rounds(directory: str | os.PathLike[str]) -> list[RoundRecord]:
     """The round records ``round_0.json``, ... in ``directory`` up to the one that stops."""
     records = []
     while (path := round_path(directory, len(records))).is_file():
@@ -386,11 +394,14 @@ def read_rounds(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
 # --- when to stop -------------------------------------------------------------------------------
 
 
-def _analyse(runs: list[RunResult], analysis: dict[str, Any]) -> dict[str, Any]:
-    """kappa and its relative standard error from the runs that did not blow up."""
+def _analyse(
+    runs: list[RunResult], analysis: AnalysisSettings | Mapping[str, Any] | None
+) -> RoundRecord:
+    """kappa and its relative standard error from the runs that did not blow up (the
+    analysis's keywords: ``analysis``; None: :func:`run_green_kubo`'s defaults)."""
     from alkappa.greenkubo._analysis import run_green_kubo
 
-    entry: dict[str, Any] = {
+    entry: RoundRecord = {
         "n_runs": len(runs),
         "kappa": float("nan"),
         "kappa_error": float("nan"),
@@ -401,7 +412,10 @@ def _analyse(runs: list[RunResult], analysis: dict[str, Any]) -> dict[str, Any]:
         entry["analysis_error"] = "all runs blew up"
         return entry
     try:
-        ds = run_green_kubo(usable, **analysis)
+        options = (
+            analysis.to_dict() if isinstance(analysis, AnalysisSettings) else dict(analysis or {})
+        )
+        ds = run_green_kubo(usable, **options)
     except ValueError as exc:  # e.g. no VDOS peak for the window: more data may help
         entry["analysis_error"] = str(exc)
         return entry
@@ -424,25 +438,25 @@ def _projected_runs(n_runs: int, relative_error: float, target: float) -> float:
 
 
 def _totals(
-    runs: list[RunResult], settings: dict[str, Any], nvt_seconds: float
+    runs: list[RunResult], settings: ProductionSettings, nvt_seconds: float
 ) -> dict[str, float]:
     """NVE time of ``runs``; seconds of the NVT parts and the runs (compute time)."""
     return {
-        "simulated_ps": sum(r.steps_done for r in runs) * settings["timestep"] / 1000.0,
+        "simulated_ps": sum(r.steps_done for r in runs) * settings.timestep / 1000.0,
         "wall_seconds": nvt_seconds + sum(r.seconds for r in runs),
     }
 
 
-def _next_run_cost(runs: list[RunResult], settings: dict[str, Any]) -> tuple[float, float]:
+def _next_run_cost(runs: list[RunResult], settings: ProductionSettings) -> tuple[float, float]:
     """Simulated ps and expected seconds (NVE and its NVT segment) of one more run."""
-    ps = int(settings["steps"]) * settings["timestep"] / 1000.0
-    nvt_share = int(settings["snapshot_spacing"]) / int(settings["steps"])
+    ps = int(settings.steps) * settings.timestep / 1000.0
+    nvt_share = int(settings.snapshot_spacing) / int(settings.steps)
     seconds = float(np.mean([r.seconds for r in runs])) * (1.0 + nvt_share) if runs else 0.0
     return ps, seconds
 
 
 def _next_round(
-    entry: dict[str, Any], runs: list[RunResult], settings: dict[str, Any], chain_stop: str
+    entry: RoundRecord, runs: list[RunResult], settings: ProductionSettings, chain_stop: str
 ) -> tuple[str, int]:
     """Why production ends now (and 0), or "" and the runs of the next round.
 
@@ -451,9 +465,9 @@ def _next_round(
     but not its bias, so production stops (``runs_too_short``) and says so instead of
     spending the budget or calling the result converged.
     """
-    if settings["require_decay"] and entry.get("cutoff_found") is False:
+    if settings.require_decay and entry.get("cutoff_found") is False:
         return "runs_too_short", 0
-    if entry["relative_error"] <= settings["target_error"]:
+    if entry["relative_error"] <= settings.target_error:
         return "target_error", 0
     if chain_stop:
         return "nvt_blew_up", 0
@@ -470,19 +484,19 @@ def _next_round(
 
 
 def _budget_caps(
-    entry: dict[str, Any], runs: list[RunResult], settings: dict[str, Any]
+    entry: RoundRecord, runs: list[RunResult], settings: ProductionSettings
 ) -> list[tuple[str, int]]:
     """How many more runs each budget allows (the budgets that are set)."""
     ps, seconds = _next_run_cost(runs, settings)
     caps = []
-    if settings["max_runs"] is not None:
-        caps.append(("max_runs", int(settings["max_runs"]) - len(runs)))
-    limit_ps = settings["max_simulated_ps"]
+    if settings.max_runs is not None:
+        caps.append(("max_runs", int(settings.max_runs) - len(runs)))
+    limit_ps = settings.max_simulated_ps
     if limit_ps is not None:
         caps.append(
             ("max_simulated_ps", int((limit_ps * (1 + 1e-9) - entry["simulated_ps"]) // ps))
         )
-    limit_hours = settings["max_wall_hours"]
+    limit_hours = settings.max_wall_hours
     if limit_hours is not None:
         left = 3600.0 * limit_hours - entry["wall_seconds"]
         caps.append(("max_wall_hours", int(left // seconds) if seconds > 0 else int(left > 0)))
@@ -490,7 +504,7 @@ def _budget_caps(
 
 
 def _warn_if_out_of_budget(
-    entry: dict[str, Any], runs: list[RunResult], settings: dict[str, Any], temperature: float
+    entry: RoundRecord, runs: list[RunResult], settings: ProductionSettings, temperature: float
 ) -> bool:
     """Warn (and return True) when the projected number of runs exceeds the budget."""
     budget = _budget_runs(runs, settings)
@@ -499,7 +513,7 @@ def _warn_if_out_of_budget(
         return False
     warnings.warn(
         f"{temperature:g} K: kappa's relative error is {entry['relative_error']:.3g} after "
-        f"{len(runs)} run(s); reaching target_error {settings['target_error']:g} needs about "
+        f"{len(runs)} run(s); reaching target_error {settings.target_error:g} needs about "
         f"{projected:.0f} runs (n x (err/target)^2), more than the budget allows "
         f"({budget:.0f} runs)",
         stacklevel=3,
@@ -507,14 +521,14 @@ def _warn_if_out_of_budget(
     return True
 
 
-def _budget_runs(runs: list[RunResult], settings: dict[str, Any]) -> float:
+def _budget_runs(runs: list[RunResult], settings: ProductionSettings) -> float:
     """The most runs the budgets allow (inf: no budget)."""
     ps, seconds = _next_run_cost(runs, settings)
     counts = [float("inf")]
-    if settings["max_runs"] is not None:
-        counts.append(int(settings["max_runs"]))
-    if settings["max_simulated_ps"] is not None:
-        counts.append(int(settings["max_simulated_ps"] * (1 + 1e-9) // ps))
-    if settings["max_wall_hours"] is not None and seconds > 0:
-        counts.append(int(3600.0 * settings["max_wall_hours"] // seconds))
+    if settings.max_runs is not None:
+        counts.append(int(settings.max_runs))
+    if settings.max_simulated_ps is not None:
+        counts.append(int(settings.max_simulated_ps * (1 + 1e-9) // ps))
+    if settings.max_wall_hours is not None and seconds > 0:
+        counts.append(int(3600.0 * settings.max_wall_hours // seconds))
     return min(counts)

@@ -32,6 +32,7 @@ import numpy as np
 
 from alkappa.io import read_json, read_structure, write_json
 from alkappa.models import ensemble_members
+from alkappa.settings import GreenKuboSettings, PhononSettings, RelaxSettings
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -39,25 +40,9 @@ if TYPE_CHECKING:
     import xarray as xr
     from ase import Atoms
 
+    from alkappa.greenkubo._production import RoundRecord
     from alkappa.models.heat_flux import HeatFluxMethod
-
-
-def production_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """The production MD settings (:data:`~alkappa.greenkubo.DEFAULT_PRODUCTION_SETTINGS`
-    keys) of a material's ``greenkubo`` section."""
-    from alkappa.greenkubo import DEFAULT_PRODUCTION_SETTINGS
-
-    gk = settings["greenkubo"]
-    return {key: gk[key] for key in DEFAULT_PRODUCTION_SETTINGS if key in gk}
-
-
-def analysis_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """Keywords of :func:`~alkappa.greenkubo.run_green_kubo` from a material's ``greenkubo``
-    section: the same analysis decides when production stops and gives the final kappa."""
-    gk = settings["greenkubo"]
-    out = {key: gk[key] for key in ("window_fs", "window_factor", "max_lag_fs")}
-    out["subtract_mean"] = bool(gk.get("subtract_mean", False))
-    return out
+    from alkappa.settings import ProductionSettings, SettingsDict
 
 
 def production_runs(record: str | Path) -> list[Path]:
@@ -88,17 +73,6 @@ def _runs(runs: str | Path | Sequence[str | Path]) -> list[Path]:
     return [Path(p) for p in runs]
 
 
-def flux_label(settings: dict[str, Any]) -> str:
-    """The heat flux's name in the production's files and fingerprint: ``greenkubo.flux``,
-    with ``-float32`` for the model's flux evaluated in float32 (``flux_precision``), so that
-    runs of the two precisions are never mixed. Every production job uses this name."""
-    gk = settings["greenkubo"]
-    name = str(gk["flux"])
-    if name == "unfolded" and gk.get("flux_precision", "float64") == "float32":
-        return f"{name}-float32"
-    return name
-
-
 def model_spec(model_dir: str | Path) -> dict[str, Any]:
     """The ``model`` block the final ensemble was trained with (its ``ensemble.json``;
     ``{"name": "nequip"}`` if it names none)."""
@@ -107,14 +81,14 @@ def model_spec(model_dir: str | Path) -> dict[str, Any]:
 
 
 def make_flux(
-    settings: dict[str, Any],
+    gk: GreenKuboSettings,
     *,
     model_dir: str | Path,
     structure: Atoms,
     force_constants: str | Path | None = None,
     threads: int | None = None,
 ) -> HeatFluxMethod:
-    """The heat-flux method of ``greenkubo.flux``, named :func:`flux_label`.
+    """The heat-flux method of ``greenkubo.flux`` (``gk.flux``), named ``gk.flux_label``.
 
     ``unfolded``: the final ensemble's own flux, from its model plugin
     (:meth:`alkappa.models.Model.heat_flux_method`; for NequIP the unfolded-system flux of the
@@ -126,9 +100,8 @@ def make_flux(
     from alkappa.greenkubo import make_heat_flux
     from alkappa.models.heat_flux import HeatFluxNotAvailable
 
-    gk = settings["greenkubo"]
-    name = gk["flux"]
-    convective = bool(gk["convective"])
+    name = gk.flux
+    convective = bool(gk.convective)
     method: HeatFluxMethod
     if name == "unfolded":
         spec = model_spec(model_dir)
@@ -139,7 +112,7 @@ def make_flux(
                 model=spec,
                 convective=convective,
                 threads=threads,
-                precision=gk.get("flux_precision", "float64"),
+                precision=gk.flux_precision,
             )
         except HeatFluxNotAvailable as exc:
             raise ValueError(_unfolded_flux_unavailable(spec.get("name"))) from exc
@@ -159,7 +132,7 @@ def make_flux(
         )
     else:
         raise ValueError(f"greenkubo.flux: unknown heat flux {name!r}")
-    method.name = flux_label(settings)
+    method.name = gk.flux_label
     return method
 
 
@@ -209,7 +182,7 @@ def discard_stale(paths: Sequence[str | Path], fingerprint: str) -> list[Path]:
 
 
 def run_gk_cell_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     relaxed_path: str | Path,
     model_dir: str | Path,
     supercell: Sequence[int],
@@ -225,6 +198,8 @@ def run_gk_cell_step(
     from alkappa.phonons.steps import write_harmonic_phonons
     from alkappa.structure import read_unit_cell, relax_structure, resize_supercell
 
+    relax = RelaxSettings.from_settings(settings)
+    phonons = PhononSettings.from_settings(settings)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atoms = resize_supercell(
@@ -234,14 +209,13 @@ def run_gk_cell_step(
         list(supercell),
     )
     calculator = load_model(model_dir)
-    relax = settings["relax"]
     result = relax_structure(
         atoms,
         calculator,
         cell=False,
-        keep_symmetry=relax["keep_symmetry"],
-        fmax=relax["fmax"],
-        max_steps=relax["max_steps"],
+        keep_symmetry=relax.keep_symmetry,
+        fmax=relax.fmax,
+        max_steps=relax.max_steps,
     )
     cell = result.atoms
     cell.calc = None
@@ -254,7 +228,7 @@ def run_gk_cell_step(
         f"{settings['name']}: Green-Kubo cell {supercell} ({len(cell)} atoms), positions "
         f"relaxed with the MLIP in {result.steps} steps"
     )
-    write_harmonic_phonons(settings, cell, calculator, out, method="mlip")
+    write_harmonic_phonons(phonons, cell, calculator, out, method="mlip")
 
 
 def _check_virial(atoms: Atoms, calculator: Any) -> None:
@@ -277,7 +251,8 @@ class _Setup:
 
     def __init__(
         self,
-        settings: dict[str, Any],
+        material: str,
+        gk: GreenKuboSettings,
         structure_path: str | Path,
         model_dir: str | Path,
         *,
@@ -285,15 +260,15 @@ class _Setup:
         force_constants: str | Path | None,
         flux: bool = True,
     ) -> None:
-        self.settings, self.model_dir, self.threads = settings, Path(model_dir), threads
+        self.gk, self.model_dir, self.threads = gk, Path(model_dir), threads
         self.force_constants = force_constants
         self.atoms = read_structure(structure_path)
-        self.flux_name = flux_label(settings)
-        self.prod = production_settings(settings)
-        self.analysis = analysis_settings(settings)
+        self.flux_name = gk.flux_label
+        self.prod = gk.production
+        self.analysis = gk.analysis
         self.fingerprint = model_fingerprint(model_dir)
         self.attrs = {
-            "material": settings["name"],
+            "material": material,
             "model": str(model_dir),
             "model_fingerprint": self.fingerprint,
         }
@@ -310,7 +285,7 @@ class _Setup:
 
     def make_flux(self) -> HeatFluxMethod:
         return make_flux(
-            self.settings,
+            self.gk,
             model_dir=self.model_dir,
             structure=self.atoms,
             force_constants=self.force_constants,
@@ -319,7 +294,7 @@ class _Setup:
 
 
 def run_equilibration_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
     out_path: str | Path,
@@ -336,7 +311,12 @@ def run_equilibration_step(
     from alkappa.greenkubo import run_equilibration
 
     job = _Setup(
-        settings, structure_path, model_dir, threads=threads, force_constants=force_constants
+        settings["name"],
+        GreenKuboSettings.from_settings(settings),
+        structure_path,
+        model_dir,
+        threads=threads,
+        force_constants=force_constants,
     )
     out = Path(out_path)
     discard_stale([out], job.fingerprint)
@@ -364,7 +344,7 @@ def run_equilibration_step(
 
 
 def run_nve_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
     out_run: str | Path,
@@ -382,14 +362,19 @@ def run_nve_step(
     from alkappa.greenkubo import run_nve
 
     job = _Setup(
-        settings, structure_path, model_dir, threads=threads, force_constants=force_constants
+        settings["name"],
+        GreenKuboSettings.from_settings(settings),
+        structure_path,
+        model_dir,
+        threads=threads,
+        force_constants=force_constants,
     )
     out = Path(out_run)
     discard_stale([out], job.fingerprint)
-    n_frames = job.prod["steps"] // job.prod["sample_interval"] + 1
+    n_frames = job.prod.steps // job.prod.sample_interval + 1
     print(
         f"{settings['name']} at {temperature:g} K, run {index}: {job.flux_name} heat flux, "
-        f"{job.prod['steps']} x {job.prod['timestep']:g} fs ({n_frames} flux frames), "
+        f"{job.prod.steps} x {job.prod.timestep:g} fs ({n_frames} flux frames), "
         f"{threads} thread(s)",
         flush=True,
     )
@@ -415,7 +400,7 @@ def run_nve_step(
 
 
 def run_round_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
     out_record: str | Path,
@@ -435,7 +420,13 @@ def run_round_step(
     from alkappa.greenkubo._production import chain_path
 
     job = _Setup(
-        settings, structure_path, model_dir, threads=threads, force_constants=None, flux=False
+        settings["name"],
+        GreenKuboSettings.from_settings(settings),
+        structure_path,
+        model_dir,
+        threads=threads,
+        force_constants=None,
+        flux=False,
     )
     out = Path(out_record)
     discard_stale([chain_path(out.parent, round_index + 1)], job.fingerprint)
@@ -461,7 +452,7 @@ def run_round_step(
 
 
 def run_production_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
     rounds: Sequence[str | Path],
@@ -477,7 +468,13 @@ def run_production_step(
     from alkappa.greenkubo import collect_production
 
     job = _Setup(
-        settings, structure_path, model_dir, threads=threads, force_constants=None, flux=False
+        settings["name"],
+        GreenKuboSettings.from_settings(settings),
+        structure_path,
+        model_dir,
+        threads=threads,
+        force_constants=None,
+        flux=False,
     )
     records = [read_json(p) for p in rounds]
     if not records or not records[-1]["stop"]:
@@ -495,8 +492,8 @@ def run_production_step(
         "flux": job.flux_name,
         "threads": threads,
         "model_fingerprint": job.fingerprint,
-        "settings": job.prod,
-        "analysis": job.analysis,
+        "settings": job.prod.to_dict(),
+        "analysis": job.analysis.to_dict(),
         **result.to_dict(),
         "seconds": result.wall_seconds,
     }
@@ -521,7 +518,7 @@ def _run_line(run: Any) -> str:
     )
 
 
-def _history_line(entry: dict[str, Any]) -> str:
+def _history_line(entry: RoundRecord) -> str:
     error = entry.get("relative_error")
     kappa, kappa_error = entry.get("kappa", float("nan")), entry.get("kappa_error", float("nan"))
     return (
@@ -532,18 +529,18 @@ def _history_line(entry: dict[str, Any]) -> str:
     )
 
 
-def _plan(prod: dict[str, Any]) -> str:
+def _plan(prod: ProductionSettings) -> str:
     """The stopping rule in words."""
-    if prod.get("target_error") is None:
-        return f"{prod['runs']} run(s)"
+    if prod.target_error is None:
+        return f"{prod.runs} run(s)"
     budgets = [
-        f"{key} {prod[key]:g}"
+        f"{key} {getattr(prod, key):g}"
         for key in ("max_runs", "max_simulated_ps", "max_wall_hours")
-        if prod.get(key) is not None
+        if getattr(prod, key) is not None
     ]
     return (
-        f"at least {prod['runs']} run(s), more until kappa's relative error is "
-        f"<= {prod['target_error']:g} ({', '.join(budgets)})"
+        f"at least {prod.runs} run(s), more until kappa's relative error is "
+        f"<= {prod.target_error:g} ({', '.join(budgets)})"
     )
 
 
@@ -564,7 +561,7 @@ def usable_runs(run_paths: Sequence[str | Path]) -> list[Path]:
 
 
 def run_green_kubo_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     run_paths: str | Path | Sequence[str | Path],
     out_netcdf: str | Path,
     out_figure: str | Path,
@@ -573,7 +570,7 @@ def run_green_kubo_step(
     out_convergence: str | Path | None = None,
 ) -> None:
     """Green-Kubo kappa of the production runs at one temperature (:func:`run_green_kubo`
-    with :func:`analysis_settings`), its kappa(t) figure and (``out_convergence``) kappa
+    with the ``greenkubo`` analysis settings), its kappa(t) figure and (``out_convergence``) kappa
     against simulated time with the cepstral estimate. ``run_paths``: the production record
     ``production.json`` (its runs) or the run files."""
     from alkappa.greenkubo import (
@@ -583,15 +580,13 @@ def run_green_kubo_step(
         write_green_kubo,
     )
 
-    gk = settings["greenkubo"]
-    ds = run_green_kubo(
-        [str(p) for p in usable_runs(_runs(run_paths))], **analysis_settings(settings)
-    )
+    gk = GreenKuboSettings.from_settings(settings)
+    ds = run_green_kubo([str(p) for p in usable_runs(_runs(run_paths))], **gk.analysis.to_dict())
     ds.attrs.update(
         {
             "material": settings["name"],
             "temperature_target": float(temperature),
-            "heat_flux_method": gk["flux"],
+            "heat_flux_method": gk.flux,
         }
     )
     write_green_kubo(ds, out_netcdf)
@@ -607,7 +602,7 @@ def run_green_kubo_step(
 
 
 def run_finite_size_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     green_kubo: str | Path,
     lifetimes: str | Path,
     force_constants: str | Path,
@@ -651,7 +646,7 @@ def run_finite_size_step(
 
 
 def run_mode_lifetimes_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     run_paths: str | Path | Sequence[str | Path],
     force_constants: str | Path,
     kappa_netcdf: str | Path,
@@ -760,7 +755,7 @@ def gk_convergence(
 
 
 def run_greenkubo_summary_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     green_kubo: Mapping[str, str | Path],
     productions: Mapping[str, str | Path],
     lifetimes: Mapping[str, str | Path],
@@ -793,6 +788,7 @@ def run_greenkubo_summary_step(
     from alkappa.greenkubo import plot_kappa_temperature
     from alkappa.phonons import read_netcdf
 
+    gk = GreenKuboSettings.from_settings(settings)
     phono3py = {method: read_netcdf(path) for method, path in kappa_files.items()}
     finite_size = finite_size or {}
     rows: dict[str, Any] = {}
@@ -881,7 +877,7 @@ def run_greenkubo_summary_step(
         rows[key] = row
     record = {
         "material": settings["name"],
-        "flux": settings["greenkubo"]["flux"],
+        "flux": gk.flux,
         "converged": all(r["converged"] for r in rows.values()),
         "stopped_by": {key: r["stopped_by"] for key, r in rows.items()},
         "drift_flagged": any(r["drift"]["flagged"] for r in rows.values()),

@@ -101,7 +101,7 @@ def label_multifidelity(
         How many frames get the high level (:func:`choose_high_fidelity`).
     """
     from alkappa.labelling import label_frames
-    from alkappa.oracles import get_oracle
+    from alkappa.oracles import OracleSpec, get_oracle
 
     if len(frames) != len(uncertainty):
         raise ValueError(f"{len(frames)} frames but {len(uncertainty)} uncertainties")
@@ -111,7 +111,7 @@ def label_multifidelity(
     chosen = choose_high_fidelity(uncertainty, fraction=fraction, budget=budget)
     out = MultiFidelityLabels(high_indices=sorted(chosen))
     for level, subset in ((low, list(frames)), (high, [frames[i] for i in out.high_indices])):
-        spec = {**level["oracle"], "fidelity": level["name"]}
+        spec = OracleSpec.from_dict(level["oracle"]).with_fidelity(level["name"])
         outcome = label_frames(
             subset, get_oracle(spec), spec, store, purpose=purpose, progress=False
         )

@@ -36,15 +36,19 @@ if TYPE_CHECKING:
 
     from ase import Atoms
 
+    from alkappa.oracles import OracleSpec
+
 
 def levels(settings: dict[str, Any]) -> list[dict[str, Any]]:
     """The ordered fidelity levels (low to high) of the ``multifidelity`` section."""
     return list(settings["multifidelity"]["levels"])
 
 
-def level_oracle_spec(level: dict[str, Any]) -> dict[str, Any]:
-    """The oracle block of a level, with the level's name as the frames' fidelity."""
-    return {**level["oracle"], "fidelity": level["name"]}
+def level_oracle_spec(level: dict[str, Any]) -> OracleSpec:
+    """The oracle spec of a level, with the level's name as the frames' fidelity."""
+    from alkappa.oracles import OracleSpec
+
+    return OracleSpec.from_dict(level["oracle"]).with_fidelity(level["name"])
 
 
 def _label(

@@ -10,8 +10,9 @@ third-party plugin would be):
 ``emt``, ``lj``           cheap analytic potentials for fast tests
 ========================  ===========================================================
 
-The config's ``oracle`` block is ``{name: ..., fidelity: ..., **options}``; :func:`get_oracle`
-turns it into an :class:`Oracle`.
+The config's ``oracle`` block is ``{name: ..., fidelity: ..., **options}``; a job turns it into
+one :class:`OracleSpec` (:meth:`OracleSpec.from_dict`) and passes that down; :func:`get_oracle`
+turns the spec into an :class:`Oracle`.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from alkappa import _plugins
 from alkappa.oracles._base import (
-    CALL_POLICY_KEYS,
     Oracle,
     OracleError,
     OracleInputError,
     call_policy,
 )
+from alkappa.oracles.spec import CALL_POLICY_KEYS, OracleSpec
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -36,6 +37,7 @@ __all__ = [
     "Oracle",
     "OracleError",
     "OracleInputError",
+    "OracleSpec",
     "available_oracles",
     "call_policy",
     "get_oracle",
@@ -49,14 +51,17 @@ def available_oracles() -> list[str]:
     return _plugins.available(_GROUP)
 
 
-def get_oracle(spec: Mapping[str, Any]) -> Oracle:
-    """Instantiate the oracle described by a config ``oracle`` block.
+def get_oracle(spec: OracleSpec | Mapping[str, Any]) -> Oracle:
+    """Instantiate the oracle an :class:`OracleSpec` describes.
 
     Parameters
     ----------
     spec
-        ``{"name": <plugin name>, "fidelity": <label, optional>, **options}``; the options are
-        passed to the plugin's constructor as keyword arguments.
+        The oracle spec, built once per job (:meth:`OracleSpec.from_dict`). A config
+        ``oracle`` block (``{"name": <plugin name>, "fidelity": <label, optional>,
+        **options}``) is still accepted, for third-party code written before the spec
+        existed; it is turned into a spec here. The options are passed to the plugin's
+        constructor as keyword arguments.
 
     Returns
     -------
@@ -69,15 +74,15 @@ def get_oracle(spec: Mapping[str, Any]) -> Oracle:
         If ``name`` is missing or unknown (the message lists the installed oracles), or an
         option is not accepted by the plugin (the message lists the valid ones).
     """
-    options = dict(spec)
-    name = options.pop("name", None)
-    if not name:
-        raise OracleInputError(
-            f"the oracle block needs a 'name'; installed oracles: {', '.join(available_oracles())}"
-        )
-    fidelity = options.pop("fidelity", None)
-    for key in CALL_POLICY_KEYS:  # alkappa's, not the plugin's
-        options.pop(key, None)
+    if not isinstance(spec, OracleSpec):
+        if not spec.get("name"):
+            raise OracleInputError(
+                "the oracle block needs a 'name'; installed oracles: "
+                f"{', '.join(available_oracles())}"
+            )
+        spec = OracleSpec.from_dict(spec)
+    name, fidelity = spec.name, spec.fidelity
+    options = dict(spec.options)  # a copy: the plugin may keep or change it
     try:
         factory = _plugins.load(_GROUP, name)
     except _plugins.PluginError as exc:

@@ -11,6 +11,11 @@ import numpy as np
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from alkappa._timing import cpu_seconds
+from alkappa.oracles.spec import (
+    DEFAULT_RETRIES,
+    DEFAULT_RETRY_DELAY,
+    OracleSpec,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -40,14 +45,15 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     subprocess.SubprocessError,  # a crashed or timed-out process (e.g. a killed MPI job)
 )
 
-#: keys of the oracle block that set alkappa's call policy, not the method: they are not
-#: passed to the plugin and do not enter the oracle store's key
-CALL_POLICY_KEYS = ("retries", "retry_delay")
 
-
-def call_policy(spec: Mapping[str, Any]) -> tuple[int, float]:
-    """``(retries, first delay in seconds)`` of a config ``oracle`` block (defaults 2, 30)."""
-    return int(spec.get("retries", 2)), float(spec.get("retry_delay", 30.0))
+def call_policy(spec: OracleSpec | Mapping[str, Any]) -> tuple[int, float]:
+    """``(retries, first delay in seconds)`` of an oracle spec or config ``oracle`` block
+    (defaults 2, 30)."""
+    if isinstance(spec, OracleSpec):
+        return spec.call_policy()
+    return int(spec.get("retries", DEFAULT_RETRIES)), float(
+        spec.get("retry_delay", DEFAULT_RETRY_DELAY)
+    )
 
 
 class OracleInputError(ValueError):

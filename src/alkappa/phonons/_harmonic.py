@@ -25,7 +25,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import xarray as xr
@@ -62,6 +62,15 @@ class ImaginaryModeWarning(UserWarning):
     """Phonons with imaginary frequencies: the structure is not a minimum of the potential."""
 
 
+class ImaginaryMode(TypedDict):
+    """A mode below the imaginary threshold (:func:`find_imaginary_modes`)."""
+
+    where: str  # "mesh" or "band path"
+    qpoint: list[float]  # reduced coordinates
+    band: int
+    frequency: float  # THz (negative: imaginary)
+
+
 @dataclass(frozen=True)
 class HarmonicResult:
     """Force constants and harmonic phonon properties of one potential.
@@ -82,7 +91,7 @@ class HarmonicResult:
 
     phonon: Phonopy
     dataset: xr.Dataset
-    imaginary_modes: list[dict[str, Any]]
+    imaginary_modes: list[ImaginaryMode]
     n_supercells: int
 
     @property
@@ -339,7 +348,7 @@ def find_imaginary_modes(
     threshold: float = IMAGINARY_THRESHOLD,
     *,
     where: str = "mesh",
-) -> list[dict[str, Any]]:
+) -> list[ImaginaryMode]:
     """Modes with frequency below ``threshold`` (THz; imaginary ones are negative).
 
     The three acoustic modes at Gamma (and at q-points equivalent to it) are not reported:
@@ -365,7 +374,7 @@ def find_imaginary_modes(
     return sorted(found, key=lambda m: m["frequency"])
 
 
-def imaginary_modes_of(dataset: xr.Dataset, threshold: float) -> list[dict[str, Any]]:
+def imaginary_modes_of(dataset: xr.Dataset, threshold: float) -> list[ImaginaryMode]:
     """Imaginary modes on the mesh and along the band path of a :func:`phonon_properties` set."""
     modes = find_imaginary_modes(
         dataset["mesh_qpoint"].values, dataset["mesh_frequency"].values, threshold, where="mesh"
@@ -379,7 +388,7 @@ def imaginary_modes_of(dataset: xr.Dataset, threshold: float) -> list[dict[str, 
     return sorted(modes, key=lambda m: m["frequency"])
 
 
-def imaginary_warning(modes: Sequence[dict[str, Any]]) -> str | None:
+def imaginary_warning(modes: Sequence[ImaginaryMode]) -> str | None:
     """One line describing ``modes`` (from :func:`find_imaginary_modes`), or None if empty."""
     if not modes:
         return None

@@ -17,6 +17,8 @@ import numpy as np
 
 from alkappa.io import read_json, read_structure, write_json
 from alkappa.io.dataset import labels
+from alkappa.oracles.spec import OracleSpec
+from alkappa.settings import ConductivitySettings, PhononSettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -24,11 +26,13 @@ if TYPE_CHECKING:
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
+    from alkappa.settings import SettingsDict
+
 METHODS = ("mlip", "oracle")
 
 
 def force_source(
-    settings: dict[str, Any],
+    oracle: OracleSpec,
     method: str,
     *,
     model_dir: str | Path | None = None,
@@ -37,8 +41,9 @@ def force_source(
 ) -> Calculator | Callable[[list[Atoms]], list[np.ndarray]]:
     """What computes the forces of displaced supercells: the final MLIP or the oracle.
 
-    The oracle path labels through :func:`alkappa.labelling.label_frames` (``purpose`` is
-    recorded); a failed single point is an error here, since force constants need every one.
+    The oracle path labels with ``oracle`` (the job's spec) through
+    :func:`alkappa.labelling.label_frames` (``purpose`` is recorded); a failed single point is
+    an error here, since force constants need every one.
     """
     if method == "mlip":
         from alkappa import load_model
@@ -53,10 +58,10 @@ def force_source(
     from alkappa.labelling import label_frames
     from alkappa.oracles import get_oracle
 
-    oracle = get_oracle(settings["oracle"])
+    labeller = get_oracle(oracle)
 
     def label(frames: list[Atoms]) -> list[np.ndarray]:
-        outcome = label_frames(frames, oracle, settings["oracle"], store, purpose=purpose)
+        outcome = label_frames(frames, labeller, oracle, store, purpose=purpose)
         if outcome.failures:
             raise RuntimeError(
                 f"the oracle failed on {len(outcome.failures)} of {len(frames)} displaced "
@@ -71,7 +76,7 @@ def force_source(
 
 
 def run_phonons_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     out_dir: str | Path,
     *,
@@ -81,12 +86,14 @@ def run_phonons_step(
 ) -> None:
     """Harmonic phonons of the relaxed supercell: ``phonopy_params.yaml``, ``phonons.nc``,
     ``phonons.json`` in ``out_dir``. Imaginary modes are a warning in the log and the JSON."""
-    forces = force_source(settings, method, model_dir=model_dir, store=store, purpose="phonons")
-    write_harmonic_phonons(settings, read_structure(structure_path), forces, out_dir, method=method)
+    phonons = PhononSettings.from_settings(settings)
+    oracle = OracleSpec.from_settings(settings)
+    forces = force_source(oracle, method, model_dir=model_dir, store=store, purpose="phonons")
+    write_harmonic_phonons(phonons, read_structure(structure_path), forces, out_dir, method=method)
 
 
 def write_harmonic_phonons(
-    settings: dict[str, Any],
+    phonons: PhononSettings,
     structure: Atoms,
     forces: Any,
     out_dir: str | Path,
@@ -99,16 +106,15 @@ def write_harmonic_phonons(
     """
     from alkappa.phonons import run_harmonic, write_harmonic
 
-    ph = settings["phonons"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = run_harmonic(
             structure,
             forces,
-            displacement=ph["displacement"],
-            mesh=ph["mesh"],
-            band_npoints=ph["band_npoints"],
-            imaginary_threshold=ph["imaginary_threshold"],
+            displacement=phonons.displacement,
+            mesh=list(phonons.mesh),
+            band_npoints=phonons.band_npoints,
+            imaginary_threshold=phonons.imaginary_threshold,
         )
     for w in caught:
         print(f"WARNING: {w.message}")
@@ -119,7 +125,7 @@ def write_harmonic_phonons(
 
 
 def run_phonon_comparison_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     phonon_dirs: Mapping[str, str | Path],
     out_json: str | Path,
     out_figure: str | Path,
@@ -128,13 +134,14 @@ def run_phonon_comparison_step(
     of the MLIP against the oracle on the q-mesh."""
     from alkappa.phonons import compare_phonons, load_phonopy, plot_phonons
 
+    phonons = PhononSettings.from_settings(settings)
     dirs = {label: Path(d) for label, d in phonon_dirs.items()}
     record: dict[str, Any] = {label: read_json(d / "phonons.json") for label, d in dirs.items()}
     if {"mlip", "oracle"} <= set(dirs):
         record["mlip_vs_oracle"] = compare_phonons(
             load_phonopy(dirs["oracle"] / "phonopy_params.yaml"),
             load_phonopy(dirs["mlip"] / "phonopy_params.yaml"),
-            mesh=settings["phonons"]["mesh"],
+            mesh=list(phonons.mesh),
         )
     write_json(out_json, record)
     plot_phonons(
@@ -144,7 +151,7 @@ def run_phonon_comparison_step(
     )
 
 
-def oracle_conductivity_wanted(settings: dict[str, Any]) -> bool:
+def oracle_conductivity_wanted(settings: SettingsDict) -> bool:
     """Whether the oracle's own fc3 is computed: ``conductivity.oracle`` true, or ``auto`` and
     at most ``oracle_max_supercells`` displaced supercells.
 
@@ -155,25 +162,16 @@ def oracle_conductivity_wanted(settings: dict[str, Any]) -> bool:
     from alkappa.phonons import count_fc3_supercells
     from alkappa.structure import build_supercell, read_unit_cell
 
-    kappa = settings["conductivity"]
-    choice = kappa["oracle"]
-    if choice != "auto":
-        return bool(choice)
+    kappa = ConductivitySettings.from_settings(settings)
+    if kappa.oracle != "auto":
+        return bool(kappa.oracle)
     supercell = build_supercell(read_unit_cell(settings["structure"]), settings["supercell"])
-    return count_fc3_supercells(supercell, **fc3_options(kappa)) <= kappa["oracle_max_supercells"]
-
-
-def fc3_options(kappa: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "displacement": kappa["displacement"],
-        "cutoff_pair_distance": kappa["cutoff_pair_distance"],
-        "random_snapshots": kappa["random_snapshots"],
-        "random_seed": kappa["seed"],
-    }
+    count = count_fc3_supercells(supercell, **kappa.fc3_options().to_dict())
+    return count <= kappa.oracle_max_supercells
 
 
 def run_fc3_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     out_dir: str | Path,
     *,
@@ -184,16 +182,16 @@ def run_fc3_step(
     """fc2 and fc3 (``fc2.hdf5``, ``fc3.hdf5``, ``phono3py_params.yaml``, ``fc3.json``)."""
     from alkappa.phonons import run_fc3, write_fc3
 
-    forces = force_source(settings, method, model_dir=model_dir, store=store, purpose="fc3")
-    result = run_fc3(
-        read_structure(structure_path), forces, **fc3_options(settings["conductivity"])
-    )
+    kappa = ConductivitySettings.from_settings(settings)
+    oracle = OracleSpec.from_settings(settings)
+    forces = force_source(oracle, method, model_dir=model_dir, store=store, purpose="fc3")
+    result = run_fc3(read_structure(structure_path), forces, **kappa.fc3_options().to_dict())
     write_fc3(result, out_dir)
     print(f"{method}: fc3 from {result.n_supercells} supercells ({result.method})")
 
 
 def run_kappa_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     fc3_dir: str | Path,
     out_netcdf: str | Path,
 ) -> None:
@@ -206,30 +204,30 @@ def run_kappa_step(
     temperature, change from the previous mesh; NaN where undefined)."""
     from alkappa.phonons import load_fc3, run_mesh_convergence, run_phono3py, write_netcdf
 
-    kappa = settings["conductivity"]
+    kappa = ConductivitySettings.from_settings(settings)
     out = Path(out_netcdf)
     ph3 = load_fc3(fc3_dir)
     ds = run_phono3py(
         ph3,
-        mesh=kappa["mesh"],
-        temperatures=kappa["temperatures"],
-        lbte=kappa["lbte"],
-        sigma=kappa["sigma"],
+        mesh=list(kappa.mesh),
+        temperatures=list(kappa.temperatures),
+        lbte=kappa.lbte,
+        sigma=kappa.sigma,
         hdf5_directory=out.parent,
-        statistics=kappa["statistics"],
-        classical_temperature=kappa["classical_temperature"],
-        isotopes=kappa["isotopes"],
+        statistics=list(kappa.statistics),
+        classical_temperature=kappa.classical_temperature,
+        isotopes=kappa.isotopes,
     )
     write_netcdf(ds, out)
     _print_kappa_300(ds)
-    if kappa["mesh_convergence"]:
+    if kappa.mesh_convergence:
         conv = run_mesh_convergence(
             ph3,
-            meshes=kappa["mesh_convergence"],
-            temperatures=kappa["temperatures"],
+            meshes=[list(m) for m in kappa.mesh_convergence],
+            temperatures=list(kappa.temperatures),
             lbte=False,
-            sigma=kappa["sigma"],
-            isotopes=kappa["isotopes"],
+            sigma=kappa.sigma,
+            isotopes=kappa.isotopes,
         )
         write_json(
             out.parent / "mesh_convergence.json",
@@ -248,7 +246,7 @@ def run_kappa_step(
 
 
 def run_kappa_commensurate_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     fc3_dir: str | Path,
     out_netcdf: str | Path,
 ) -> None:
@@ -262,14 +260,14 @@ def run_kappa_commensurate_step(
     """
     from alkappa.phonons import load_fc3, run_phono3py, write_netcdf
 
-    kappa = settings["conductivity"]
+    kappa = ConductivitySettings.from_settings(settings)
     ds = run_phono3py(
         load_fc3(fc3_dir),
         mesh="commensurate",
-        temperatures=kappa["temperatures"],
-        sigma=kappa["commensurate_sigma"],
+        temperatures=list(kappa.temperatures),
+        sigma=kappa.commensurate_sigma,
         statistics=("quantum", "classical"),
-        classical_temperature=kappa["classical_temperature"],
+        classical_temperature=kappa.classical_temperature,
     )
     write_netcdf(ds, out_netcdf)
     print(
@@ -303,7 +301,7 @@ def _kappa_at(ds: Any, temperature: float, name: str = "kappa_rta_average") -> f
 
 
 def run_conductivity_comparison_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     kappa_files: Mapping[str, str | Path],
     out_json: str | Path,
     out_kappa_figure: str | Path,
@@ -335,7 +333,7 @@ def run_conductivity_comparison_step(
 
 
 def run_anharmonicity_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     trajectories: Mapping[str, str | Path],
     force_constants: str | Path,
     out_json: str | Path,
