@@ -22,7 +22,9 @@ def _ablation():
     return module
 
 
-@pytest.mark.parametrize("variant", ["plain", "gate", "calibrated", "diversity", "ramp"])
+@pytest.mark.parametrize(
+    "variant", ["plain", "gate", "calibrated", "diversity", "ramp", "harmonic_thresholds"]
+)
 def test_every_variant_is_a_valid_campaign_with_its_option_and_shifted_seeds(tmp_path, variant):
     ab = _ablation()
     base = yaml.safe_load((ROOT / "config/config.yaml").read_text())

@@ -864,3 +864,30 @@ def test_status_of_the_finished_campaign(test_campaign, capsys):
     )
     text = capsys.readouterr().out
     assert "time left: about 0 min 00 s" in text and "0 job(s) planned" in text
+
+
+@pytest.mark.parametrize(("thresholds_from", "waits"), [("test", True), ("harmonic", False)])
+def test_the_first_selection_waits_for_the_reference_md_only_when_it_takes_its_thresholds(
+    tmp_path, thresholds_from, waits
+):
+    """With reference MD the held-out test set comes from it; `select.thresholds_from:
+    harmonic` lets the loop's first selection (and so the loop) start without it (a dry run
+    of an empty campaign: which jobs iteration 0's selection needs)."""
+    cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
+    cfg["results"] = str(tmp_path / "results")
+    cfg["reference"] = {"md": {"temperatures": [900], "steps": 60}, "n_test": 6}
+    cfg.setdefault("select", {})["thresholds_from"] = thresholds_from
+    cfgfile = tmp_path / "thresholds.yaml"
+    cfgfile.write_text(yaml.safe_dump(cfg))
+    target = str(tmp_path / "results/Cu/al/iter_0/selection.csv")
+    proc = snakemake(target, "--configfile", str(cfgfile), "-n", "--quiet", "rules")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    planned = {
+        line.split()[0]
+        for line in proc.stdout.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
+    assert ("reference_md" in planned) is waits, planned
+    assert ("evaluate_thresholds" in planned) is not waits, planned
+    assert ("harmonic_test_set" in planned) is not waits, planned
+    assert "select" in planned

@@ -47,6 +47,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "calibrated": {"calibration": {"select_on": "calibrated", "method": "isotonic"}},
     "diversity": {"select": {"diversity": "farthest_point"}},
     "ramp": {"explore": {"ramp": {"start": 1.0, "end": 1.5}}},
+    "harmonic_thresholds": {"select": {"thresholds_from": "harmonic"}},
 }
 
 #: seeds of the loop's random draws, shifted per repetition (reference MD and test set stay)

@@ -408,6 +408,12 @@ def _check_cross_fields(settings: Mapping[str, Any], where: str) -> None:
 def _check_exploration_options(settings: Mapping[str, Any], where: str) -> None:
     """The temperature ramp, the uncertainty bias and the diverse selection fit together."""
     explore, select = settings["explore"], settings["select"]
+    if select["thresholds_from"] == "harmonic" and multifidelity_al(dict(settings)):
+        raise ConfigError(
+            f"{where}.select.thresholds_from: harmonic is not made for multi-fidelity AL "
+            "(its harmonic samples are labelled at the cheap level, the ensemble is tested at "
+            "the high one)"
+        )
     ramp = explore["ramp"]
     if ramp["steps"] is not None and ramp["steps"] > explore["steps"]:
         raise ConfigError(

@@ -43,6 +43,25 @@ rule evaluate:
         "../../scripts/evaluate.py"
 
 
+rule evaluate_thresholds:
+    # select.thresholds_from: harmonic: the selection's U_test from harmonic samples, which
+    # exist right after D_0, instead of the reference-MD test set
+    input:
+        members=lambda wildcards: member_infos(wildcards.material, wildcards.it),
+        test=f"{R}/{{material}}/data/test.extxyz",
+    output:
+        metrics=f"{R}/{{material}}/al/iter_{{it}}/threshold_metrics.json",
+    log:
+        f"{R}/{{material}}/logs/al/iter_{{it}}/evaluate_thresholds.log",
+    conda:
+        "../../envs/mlip.yaml"
+    threads: config["threads"]["md"]
+    params:
+        settings=sections("model"),
+    script:
+        "../../scripts/evaluate.py"
+
+
 rule explore:
     input:
         members=lambda wildcards: member_infos(wildcards.material, wildcards.it),
@@ -67,7 +86,7 @@ rule select:
             f"{iter_dir(wildcards.material, wildcards.it)}/explore/T{{T}}.nc",
             T=temperatures(wildcards.material),
         ),
-        metrics=f"{R}/{{material}}/al/iter_{{it}}/test_metrics.json",
+        metrics=lambda wildcards: threshold_metrics(wildcards.material, wildcards.it),
     output:
         selection=f"{R}/{{material}}/al/iter_{{it}}/selection.csv",
         candidates=f"{R}/{{material}}/al/iter_{{it}}/candidates.extxyz",
@@ -85,7 +104,7 @@ checkpoint decide:
     input:
         selection=rules.select.output.selection,
         metrics=lambda wildcards: [
-            f"{iter_dir(wildcards.material, i)}/test_metrics.json"
+            threshold_metrics(wildcards.material, i)
             for i in range(int(wildcards.it) + 1)
         ],
     output:

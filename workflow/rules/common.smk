@@ -88,6 +88,17 @@ def al_test_set(material):
     return test_set(material)
 
 
+def threshold_metrics(material, it):
+    """The metrics the selection and the convergence decision of iteration `it` read their
+    U_test and sigma_test from: the test set's, or with `select.thresholds_from: harmonic`
+    and reference data, those of the harmonic samples (so the loop need not wait for the
+    reference MD)."""
+    harmonic = msettings(material)["select"]["thresholds_from"] == "harmonic"
+    if harmonic and test_set(material) != f"{R}/{material}/data/test.extxyz":
+        return f"{iter_dir(material, it)}/threshold_metrics.json"
+    return f"{iter_dir(material, it)}/test_metrics.json"
+
+
 def select_settings(wildcards):
     """params of `select`: the select section, and the calibration section only when the
     selection uses it (so that campaigns without it keep their selections)."""
