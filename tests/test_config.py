@@ -444,6 +444,23 @@ def test_model_uncertainty_option():
         load_config(_config(model={"name": "nequip", "uncertainty": "dropout"}))
 
 
+def test_an_ensemble_of_one_needs_a_one_model_uncertainty():
+    """``ensemble.size: 1`` is valid with ``model.uncertainty: llpr`` (the cost of one model)
+    and refused with one line otherwise (one member has no spread)."""
+    cfg = load_config(
+        _config(model={"name": "nequip", "uncertainty": "llpr"}, ensemble={"size": 1})
+    )
+    assert cfg["ensemble"]["size"] == 1
+    for model in ({"name": "nequip"}, {"name": "nequip", "uncertainty": "ensemble"}):
+        with pytest.raises(ConfigError) as err:
+            load_config(_config(model=model, ensemble={"size": 1}))
+        assert "\n" not in str(err.value)
+        assert str(err.value).startswith("materials.Cu.ensemble.size: 1 member has no spread")
+        assert "model.uncertainty: llpr" in str(err.value)
+    with pytest.raises(ConfigError, match=r"ensemble\.size: 0 is less than the minimum of 1"):
+        load_config(_config(ensemble={"size": 0}))
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

@@ -292,6 +292,13 @@ def _check_material(settings: dict[str, Any], where: str, problems: list[str]) -
             raise ConfigError(f"{where}.model.name: {exc}") from exc
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}.model: {exc}") from exc
+        if settings["ensemble"]["size"] < 2 and not model.single_model_uncertainty():
+            raise ConfigError(
+                f"{where}.ensemble.size: 1 member has no spread to measure uncertainty with; "
+                f"use at least 2, or a model with a one-model uncertainty "
+                f"(model.uncertainty: llpr for nequip; model '{settings['model']['name']}' "
+                f"has none with these options)"
+            )
         if supercell is not None:
             _check_gate_and_calibration(settings, model, len(supercell), where)
         if gk["enabled"] and gk["flux"] == "unfolded" and not model.provides_heat_flux():

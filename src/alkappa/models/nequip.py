@@ -375,6 +375,11 @@ class NequIPModel(Model):
                 paths, device, threads=threads, uncertainty_every=uncertainty_every
             )
 
+    def single_model_uncertainty(self) -> bool:
+        """With ``uncertainty: llpr``: the last-layer uncertainty of one model (an ensemble of
+        one is enough)."""
+        return self.resolved["uncertainty"] == "llpr"
+
     def heat_flux_method(
         self,
         model_paths: Sequence[Path],
