@@ -378,3 +378,34 @@ def test_an_ensemble_keeps_calibrating_the_members_spread():
         [LennardJones(sigma=2.30, epsilon=0.40, rc=6.0), LennardJones(sigma=2.33, epsilon=0.38)]
     )
     assert evaluate_ensemble(frames, calc, detailed=True)["calibration_sigma"] == "members"
+
+
+class _OnDemandSigma(_OneModelWithSigma):
+    """As :class:`_OneModelWithSigma`, with the uncertainty skipped by the calculation (as
+    ``uncertainty_every`` > 1 does) and computed by the ``uncertainty`` property."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        super().calculate(atoms, properties, system_changes)
+        self._skipped = (
+            self.results.pop("uncertainty"),
+            self.results.pop("atom_force_uncertainty"),
+        )
+
+    @property
+    def uncertainty(self):
+        if "uncertainty" not in self.results:
+            self.results["uncertainty"], self.results["atom_force_uncertainty"] = self._skipped
+        return dict(self.results["uncertainty"])
+
+
+def test_a_skipped_uncertainty_is_computed_on_demand_not_taken_from_one_member():
+    from alkappa.al.explore import frame_uncertainty
+
+    atoms = rattled_frames(1, seed=5)[0]
+    atoms.calc = _OnDemandSigma(sigma=2.30, epsilon=0.30, rc=6.0)
+    atoms.get_forces()
+    assert "uncertainty" not in atoms.calc.results
+    stats = frame_uncertainty(atoms.calc)
+    assert stats["force_max"] > 0.05  # the model's sigma, not the zero spread of one member
+    out = evaluate_ensemble(rattled_frames(2, seed=6), atoms.calc, detailed=True)
+    assert out["calibration_sigma"] == "model"
