@@ -310,10 +310,11 @@ class _CompanionModel(_LJFileModel):
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "model.nequip.zip").write_text("2.3")
         (workdir / "model.nequip.pt2").write_text("compiled")
+        (workdir / "model.llpr.npz").write_text("llpr")  # as NequIP's LLPR with its own
         return TrainResult(
             model_path=workdir / "model.nequip.zip",
             curve_path=workdir / "curve.csv",
-            companions=(workdir / "model.nequip.pt2",),
+            companions=(workdir / "model.nequip.pt2", workdir / "model.llpr.npz"),
         )
 
 
@@ -344,5 +345,16 @@ def test_companions_follow_the_model(tmp_path):
         assert package.read_text() == "2.3" and companion.read_text() == "compiled"
         # copied after the package: never older than it (an older one counts as stale)
         assert companion.stat().st_mtime >= package.stat().st_mtime
+        # every companion named after the package's stem, renamed alike (the LLPR file is
+        # found next to member_0.nequip.zip as member_0.llpr.npz)
+        from alkappa.models._nequip_llpr import llpr_path
+
+        assert llpr_path(package).read_text() == "llpr"
+        assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
+            "ensemble.json",
+            "member_0.llpr.npz",
+            "member_0.nequip.pt2",
+            "member_0.nequip.zip",
+        ]
     finally:
         _runtime["alkappa.models"].pop("companion", None)
