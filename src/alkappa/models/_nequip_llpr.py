@@ -69,9 +69,7 @@ def llpr_path(model_path: str | Path) -> Path:
 def llpr_compiled_path(model_path: str | Path) -> Path:
     """``model.llpr.nequip.pt2`` next to the package ``model.nequip.zip`` (named after the
     package's stem, as :func:`llpr_path`)."""
-    return Path(model_path).with_name(
-        _stem(model_path) + LLPR_COMPILED_FILE.removeprefix("model")
-    )
+    return Path(model_path).with_name(_stem(model_path) + LLPR_COMPILED_FILE.removeprefix("model"))
 
 
 def readout_constants(model: Any, num_types: int) -> tuple[np.ndarray, np.ndarray]:
