@@ -358,3 +358,32 @@ def test_companions_follow_the_model(tmp_path):
         ]
     finally:
         _runtime["alkappa.models"].pop("companion", None)
+
+
+@pytest.mark.parametrize(("size", "resampled"), [(1, False), (2, True)])
+def test_a_lone_member_trains_on_every_frame_without_bootstrap(tmp_path, size, resampled):
+    """``ensemble.size: 1`` (a one-model uncertainty): bootstrap resampling would only throw
+    frames away, since there are no other members to differ from."""
+    from helpers import write_emt_dataset
+
+    from alkappa.al.steps import run_train_member
+    from alkappa.io import read_json
+
+    register("alkappa.models", "companion", _CompanionModel)
+    try:
+        write_emt_dataset(tmp_path / "data.extxyz", 12)
+        settings = {
+            "name": "Cu",
+            "model": {"name": "companion"},
+            "ensemble": {"size": size, "seed": 0, "validation_fraction": 0.25, "bootstrap": True},
+        }
+        run_train_member(settings, tmp_path / "data.extxyz", tmp_path / "m", iteration=0, member=0)
+        info = read_json(tmp_path / "m" / "member.json")
+        train, val = info["train_indices"], info["validation_indices"]
+        assert len(val) == 3 and len(train) == 9
+        if resampled:
+            assert len(set(train)) < len(train)  # drawn with replacement (seed 0: repeats)
+        else:
+            assert sorted(set(train) | set(val)) == list(range(12))
+    finally:
+        _runtime["alkappa.models"].pop("companion", None)
