@@ -325,7 +325,7 @@ def _check_gate_and_calibration(
     settings: Mapping[str, Any], model: Any, natoms: int, where: str
 ) -> None:
     """The gate above the thermal range and on a model that takes label weights; calibrated
-    selection on a force statistic of an ensemble's spread."""
+    selection on a force statistic of the per-atom force sigma."""
     from alkappa.al.gate import check_gate
 
     if gate_enabled(settings):
@@ -346,12 +346,8 @@ def _check_gate_and_calibration(
     cal = settings["calibration"]
     stat = settings["select"]["statistic"]
     if cal["select_on"] == "calibrated":
-        if settings["model"].get("uncertainty", "ensemble") != "ensemble":
-            raise ConfigError(
-                f"{where}.calibration.select_on: calibrated maps the members' force spread, "
-                f"but the exploration runs with model.uncertainty "
-                f"{settings['model']['uncertainty']}"
-            )
+        # the map is fitted on the per-atom force sigma the exploration's U is made of: the
+        # members' spread, or a one-model uncertainty's own sigma (LLPR; alkappa.al.metrics)
         allowed = ("force_max", "force_mean") if cal["method"] == "scale" else ("force_max",)
         if stat not in allowed:
             raise ConfigError(
