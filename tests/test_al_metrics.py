@@ -313,3 +313,99 @@ def test_plot_calibration_writes_a_figure(tmp_path):
     plot_calibration(no_cov.to_dict(), tmp_path / "c2.pdf")
     assert (tmp_path / "c2.pdf").stat().st_size > 0
     assert isinstance(no_cov, CalibrationResult) and no_cov.miscalibration_area is None
+
+
+# --- a one-model uncertainty (LLPR, ensemble.size 1) -------------------------------------------
+
+
+class _OneModelWithSigma(LennardJones):
+    """One model with a per-atom force sigma of its own, with the ``results`` keys of
+    :class:`alkappa.models._nequip_llpr.NequIPLLPRCalculator`: members are the one model (no
+    spread), ``atom_force_uncertainty`` (N,) and ``uncertainty`` come from the model. The sigma
+    here grows with the force, so it ranks the errors of a model with a wrong epsilon."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        super().calculate(atoms, ("energy", "forces", "stress"), system_changes)
+        res = self.results
+        forces = res["forces"]
+        u = 0.05 + 0.3 * np.linalg.norm(forces, axis=1)
+        res["energy_members"] = np.array([res["energy"]])
+        res["forces_members"] = forces[None]
+        res["stress_members"] = np.asarray(res["stress"]).reshape(1, 6)
+        res["atom_force_uncertainty"] = u
+        res["uncertainty"] = {
+            "force_max": float(u.max()),
+            "force_mean": float(u.mean()),
+            "energy_std_per_atom": 0.01,
+            "force_max_relative": float(u.max()) / (np.linalg.norm(forces, axis=1).mean() + 1e-3),
+        }
+
+
+def test_evaluation_of_one_model_calibrates_its_own_sigma():
+    """With one member the members' spread is zero: the evaluation measures the model's own
+    sigma (LLPR's), so the calibration and the recalibration have non-zero, finite sigmas."""
+    frames = rattled_frames(4, seed=5)
+    for k, atoms in enumerate(frames):
+        atoms.info["temperature"] = [300.0, 300.0, 600.0, 600.0][k]
+    calc = _OneModelWithSigma(sigma=2.30, epsilon=0.30, rc=6.0)
+    out = evaluate_ensemble(frames, calc, detailed=True)
+    assert out["calibration_sigma"] == "model"
+    assert out["per_member"]["n_members"] == 1
+    assert out["uncertainty"]["force_max"]["mean"] > 0
+    atom = out["calibration"]["atom"]
+    sigma_rms = np.array(atom["bin_sigma_rms"])
+    assert np.isfinite(sigma_rms).all() and (sigma_rms > 0).all()
+    assert atom["miscalibration_area"] is not None and 0 <= atom["miscalibration_area"] <= 0.5
+    assert atom["spearman"] is not None and atom["spearman"] > 0
+    energy = out["calibration"]["energy"]
+    assert energy["bin_sigma_rms"] == pytest.approx([0.01] * len(energy["bin_sigma_rms"]))
+    for levels in out["calibration_by_temperature"].values():
+        assert (np.array(levels["atom"]["bin_sigma_rms"]) > 0).all()
+    recal = out["recalibration"]
+    assert "error" not in recal
+    assert recal["before"]["rms_sigma_atom"] > 0
+    assert np.isfinite(recal["scale"]["map"]["scale"]) and recal["scale"]["map"]["scale"] > 0
+    json.dumps(out, allow_nan=False)
+    # the members' spread of the same calculator is zero: the old, useless calibration
+    inputs = collect_predictions(frames, calc)
+    spread = force_calibration(inputs["ref_forces"], inputs["member_forces"]).atom
+    assert max(spread.bin_sigma_rms) == 0
+
+
+def test_an_ensemble_keeps_calibrating_the_members_spread():
+    frames = rattled_frames(2, seed=4)
+    calc = EnsembleCalculator(
+        [LennardJones(sigma=2.30, epsilon=0.40, rc=6.0), LennardJones(sigma=2.33, epsilon=0.38)]
+    )
+    assert evaluate_ensemble(frames, calc, detailed=True)["calibration_sigma"] == "members"
+
+
+class _OnDemandSigma(_OneModelWithSigma):
+    """As :class:`_OneModelWithSigma`, with the uncertainty skipped by the calculation (as
+    ``uncertainty_every`` > 1 does) and computed by the ``uncertainty`` property."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        super().calculate(atoms, properties, system_changes)
+        self._skipped = (
+            self.results.pop("uncertainty"),
+            self.results.pop("atom_force_uncertainty"),
+        )
+
+    @property
+    def uncertainty(self):
+        if "uncertainty" not in self.results:
+            self.results["uncertainty"], self.results["atom_force_uncertainty"] = self._skipped
+        return dict(self.results["uncertainty"])
+
+
+def test_a_skipped_uncertainty_is_computed_on_demand_not_taken_from_one_member():
+    from alkappa.al.explore import frame_uncertainty
+
+    atoms = rattled_frames(1, seed=5)[0]
+    atoms.calc = _OnDemandSigma(sigma=2.30, epsilon=0.30, rc=6.0)
+    atoms.get_forces()
+    assert "uncertainty" not in atoms.calc.results
+    stats = frame_uncertainty(atoms.calc)
+    assert stats["force_max"] > 0.05  # the model's sigma, not the zero spread of one member
+    out = evaluate_ensemble(rattled_frames(2, seed=6), atoms.calc, detailed=True)
+    assert out["calibration_sigma"] == "model"

@@ -105,7 +105,12 @@ CONFIG_CASES = [
         _with(("model",), {"name": "nequip", "loss_coeffs": {"forces": "lots"}}),
         r"loss_coeffs must be non-negative numbers",
     ),
-    ("ensemble-of-one", _with(("ensemble",), {"size": 1}), r"ensemble\.size"),
+    (
+        # one member needs a one-model uncertainty (model.uncertainty: llpr)
+        "ensemble-of-one",
+        _with(("ensemble",), {"size": 1}),
+        r"ensemble\.size: 1 member has no spread .*model\.uncertainty: llpr",
+    ),
     ("negative-temperature", _with(("explore",), {"temperatures": [-300]}), r"temperatures"),
     ("timestep-text", _with(("explore",), {"timestep": "fast"}), r"explore\.timestep"),
     ("negative-max-frames", _with(("select",), {"max_frames": -1}), r"select\.max_frames"),
@@ -208,8 +213,8 @@ CONFIG_CASES = [
     ("initial-no-frames", _with(("initial",), {"n_frames": 0}), r"initial\.n_frames"),
     (
         "two-problems-at-once",
-        lambda tmp: {**BASE, "ensemble": {"size": 1}, "explore": {"timestep": "fast"}},
-        r"2 problems: ensemble\.size: 1 is less .*; explore\.timestep: 'fast' is not",
+        lambda tmp: {**BASE, "ensemble": {"size": 0}, "explore": {"timestep": "fast"}},
+        r"2 problems: ensemble\.size: 0 is less .*; explore\.timestep: 'fast' is not",
     ),
     (
         # past the schema: every problem of the materials and of the model plugin's options

@@ -444,6 +444,37 @@ def test_model_uncertainty_option():
         load_config(_config(model={"name": "nequip", "uncertainty": "dropout"}))
 
 
+def test_calibrated_selection_with_a_one_model_uncertainty():
+    """The evaluation calibrates LLPR's own per-atom force sigma, so its U can be selected
+    on calibrated, with one member or more."""
+    for size in (1, 2):
+        cfg = load_config(
+            _config(
+                model={"name": "nequip", "uncertainty": "llpr"},
+                ensemble={"size": size},
+                calibration={"select_on": "calibrated"},
+            )
+        )
+        assert cfg["calibration"]["select_on"] == "calibrated"
+
+
+def test_an_ensemble_of_one_needs_a_one_model_uncertainty():
+    """``ensemble.size: 1`` is valid with ``model.uncertainty: llpr`` (the cost of one model)
+    and refused with one line otherwise (one member has no spread)."""
+    cfg = load_config(
+        _config(model={"name": "nequip", "uncertainty": "llpr"}, ensemble={"size": 1})
+    )
+    assert cfg["ensemble"]["size"] == 1
+    for model in ({"name": "nequip"}, {"name": "nequip", "uncertainty": "ensemble"}):
+        with pytest.raises(ConfigError) as err:
+            load_config(_config(model=model, ensemble={"size": 1}))
+        assert "\n" not in str(err.value)
+        assert str(err.value).startswith("materials.Cu.ensemble.size: 1 member has no spread")
+        assert "model.uncertainty: llpr" in str(err.value)
+    with pytest.raises(ConfigError, match=r"ensemble\.size: 0 is less than the minimum of 1"):
+        load_config(_config(ensemble={"size": 0}))
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -464,13 +495,6 @@ def test_model_uncertainty_option():
                 "select": {"statistic": "energy_std_per_atom"},
             },
             r"calibration\.absolute_threshold: .* not energy_std_per_atom",
-        ),
-        (
-            {
-                "calibration": {"select_on": "calibrated"},
-                "model": {"name": "nequip", "uncertainty": "llpr"},
-            },
-            r"calibration\.select_on: calibrated maps the members' force spread",
         ),
         (
             {"gate": {"enabled": True}, "model": {"name": "bayesian-fc"}},

@@ -310,10 +310,11 @@ class _CompanionModel(_LJFileModel):
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "model.nequip.zip").write_text("2.3")
         (workdir / "model.nequip.pt2").write_text("compiled")
+        (workdir / "model.llpr.npz").write_text("llpr")  # as NequIP's LLPR with its own
         return TrainResult(
             model_path=workdir / "model.nequip.zip",
             curve_path=workdir / "curve.csv",
-            companions=(workdir / "model.nequip.pt2",),
+            companions=(workdir / "model.nequip.pt2", workdir / "model.llpr.npz"),
         )
 
 
@@ -344,5 +345,45 @@ def test_companions_follow_the_model(tmp_path):
         assert package.read_text() == "2.3" and companion.read_text() == "compiled"
         # copied after the package: never older than it (an older one counts as stale)
         assert companion.stat().st_mtime >= package.stat().st_mtime
+        # every companion named after the package's stem, renamed alike (the LLPR file is
+        # found next to member_0.nequip.zip as member_0.llpr.npz)
+        from alkappa.models._nequip_llpr import llpr_path
+
+        assert llpr_path(package).read_text() == "llpr"
+        assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
+            "ensemble.json",
+            "member_0.llpr.npz",
+            "member_0.nequip.pt2",
+            "member_0.nequip.zip",
+        ]
+    finally:
+        _runtime["alkappa.models"].pop("companion", None)
+
+
+@pytest.mark.parametrize(("size", "resampled"), [(1, False), (2, True)])
+def test_a_lone_member_trains_on_every_frame_without_bootstrap(tmp_path, size, resampled):
+    """``ensemble.size: 1`` (a one-model uncertainty): bootstrap resampling would only throw
+    frames away, since there are no other members to differ from."""
+    from helpers import write_emt_dataset
+
+    from alkappa.al.steps import run_train_member
+    from alkappa.io import read_json
+
+    register("alkappa.models", "companion", _CompanionModel)
+    try:
+        write_emt_dataset(tmp_path / "data.extxyz", 12)
+        settings = {
+            "name": "Cu",
+            "model": {"name": "companion"},
+            "ensemble": {"size": size, "seed": 0, "validation_fraction": 0.25, "bootstrap": True},
+        }
+        run_train_member(settings, tmp_path / "data.extxyz", tmp_path / "m", iteration=0, member=0)
+        info = read_json(tmp_path / "m" / "member.json")
+        train, val = info["train_indices"], info["validation_indices"]
+        assert len(val) == 3 and len(train) == 9
+        if resampled:
+            assert len(set(train)) < len(train)  # drawn with replacement (seed 0: repeats)
+        else:
+            assert sorted(set(train) | set(val)) == list(range(12))
     finally:
         _runtime["alkappa.models"].pop("companion", None)

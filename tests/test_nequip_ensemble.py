@@ -428,6 +428,22 @@ def test_llpr_calculator_on_a_trained_member(members, tmp_path):
     with pytest.raises(FileNotFoundError, match="no LLPR file"):
         load_ensemble([members[2]], model={"name": "nequip", "uncertainty": "llpr"})
 
+    # an ensemble of one (ensemble.size 1): the evaluation calibrates the LLPR sigma, not the
+    # zero spread of one member
+    from alkappa.al.metrics import evaluate_ensemble
+
+    one = load_ensemble([path], model={"name": "nequip", "uncertainty": "llpr"})
+    frames = read_dataset(root / "val.xyz") + read_dataset(root / "train.xyz")[:2]
+    metrics = evaluate_ensemble(frames, one, detailed=True)
+    assert metrics["calibration_sigma"] == "model"
+    sigma = np.array(metrics["calibration"]["atom"]["bin_sigma_rms"])
+    assert np.isfinite(sigma).all() and (sigma > 0).all()
+    assert metrics["calibration"]["atom"]["miscalibration_area"] is not None
+    assert min(metrics["calibration"]["energy"]["bin_sigma_rms"]) > 0
+    assert metrics["recalibration"]["before"]["rms_sigma_atom"] > 0
+    assert metrics["recalibration"]["scale"]["map"]["scale"] > 0
+    assert metrics["uncertainty"]["force_max"]["mean"] > 0
+
 
 @pytest.mark.slow
 def test_training_with_llpr_writes_the_llpr_file(members, tmp_path):

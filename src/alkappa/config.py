@@ -292,6 +292,13 @@ def _check_material(settings: dict[str, Any], where: str, problems: list[str]) -
             raise ConfigError(f"{where}.model.name: {exc}") from exc
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}.model: {exc}") from exc
+        if settings["ensemble"]["size"] < 2 and not model.single_model_uncertainty():
+            raise ConfigError(
+                f"{where}.ensemble.size: 1 member has no spread to measure uncertainty with; "
+                f"use at least 2, or a model with a one-model uncertainty "
+                f"(model.uncertainty: llpr for nequip; model '{settings['model']['name']}' "
+                f"has none with these options)"
+            )
         if supercell is not None:
             _check_gate_and_calibration(settings, model, len(supercell), where)
         if gk["enabled"] and gk["flux"] == "unfolded" and not model.provides_heat_flux():
@@ -318,7 +325,7 @@ def _check_gate_and_calibration(
     settings: Mapping[str, Any], model: Any, natoms: int, where: str
 ) -> None:
     """The gate above the thermal range and on a model that takes label weights; calibrated
-    selection on a force statistic of an ensemble's spread."""
+    selection on a force statistic of the per-atom force sigma."""
     from alkappa.al.gate import check_gate
 
     if gate_enabled(settings):
@@ -339,12 +346,8 @@ def _check_gate_and_calibration(
     cal = settings["calibration"]
     stat = settings["select"]["statistic"]
     if cal["select_on"] == "calibrated":
-        if settings["model"].get("uncertainty", "ensemble") != "ensemble":
-            raise ConfigError(
-                f"{where}.calibration.select_on: calibrated maps the members' force spread, "
-                f"but the exploration runs with model.uncertainty "
-                f"{settings['model']['uncertainty']}"
-            )
+        # the map is fitted on the per-atom force sigma the exploration's U is made of: the
+        # members' spread, or a one-model uncertainty's own sigma (LLPR; alkappa.al.metrics)
         allowed = ("force_max", "force_mean") if cal["method"] == "scale" else ("force_max",)
         if stat not in allowed:
             raise ConfigError(

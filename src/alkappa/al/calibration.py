@@ -300,6 +300,7 @@ def force_calibration(
     ref_forces: ArrayLike | Sequence[ArrayLike],
     member_forces: ArrayLike | Sequence[ArrayLike],
     *,
+    sigma: Sequence[ArrayLike] | None = None,
     n_bins: int = 10,
     n_levels: int = 100,
 ) -> ForceCalibration:
@@ -311,6 +312,10 @@ def force_calibration(
         Reference forces: (F, N, 3) or a sequence of F arrays (N_f, 3), eV/Å.
     member_forces
         Member forces: (M, F, N, 3) or a sequence of F arrays (M, N_f, 3), eV/Å.
+    sigma
+        Per frame, the model's own per-atom force sigma (N_f,), eV/Å, in place of the members'
+        spread: a one-model uncertainty such as LLPR's ``atom_force_uncertainty``, where the
+        spread of one member is zero. ``None``: the members' spread.
     n_bins, n_levels
         As in :func:`calibration`.
 
@@ -328,12 +333,13 @@ def force_calibration(
     refs = [np.asarray(f, dtype=float) for f in ref_forces]
     if len(refs) != len(members):
         raise ValueError(f"{len(refs)} reference frames but {len(members)} predicted frames")
+    own = _own_sigmas(sigma, refs)
     sig_atoms, err_atoms, z_comp = [], [], []
     frame_max_s, frame_max_e, frame_rms_s, frame_rms_e = [], [], [], []
-    for ref, mem in zip(refs, members, strict=True):
+    for k, (ref, mem) in enumerate(zip(refs, members, strict=True)):
         if mem.ndim != 3 or mem.shape[1:] != ref.shape or ref.ndim != 2 or ref.shape[1] != 3:
             raise ValueError(f"member forces {mem.shape} do not match reference {ref.shape}")
-        sigma = per_atom_force_sigma(mem)
+        sigma = per_atom_force_sigma(mem) if own is None else own[k]
         delta = mem.mean(axis=0) - ref
         err = np.linalg.norm(delta, axis=1)
         sig_atoms.append(sigma)
@@ -368,6 +374,7 @@ def energy_calibration(
     ref_energy: ArrayLike,
     member_energy: ArrayLike,
     *,
+    sigma: ArrayLike | None = None,
     n_bins: int = 10,
     n_levels: int = 100,
     unit: str = "eV/atom",
@@ -377,20 +384,41 @@ def energy_calibration(
     ``ref_energy`` (F,) and ``member_energy`` (M, F) in the same ``unit``; the z-scores are
     ``(mean_m E^m - E^ref) / std_m E^m``. With few members (M = 4) the std of each frame is
     itself uncertain by roughly 1/sqrt(2(M-1)), which widens the z distribution; read the
-    area as a trend across iterations rather than an absolute verdict.
+    area as a trend across iterations rather than an absolute verdict. ``sigma`` (F,), in
+    ``unit``: the model's own energy sigma in place of the members' std (a one-model
+    uncertainty such as LLPR's).
     """
     ref = np.asarray(ref_energy, dtype=float).reshape(-1)
     mem = np.atleast_2d(np.asarray(member_energy, dtype=float))
     if mem.shape[1] != ref.size:
         raise ValueError(f"member energies {mem.shape} do not match {ref.size} frames")
+    if sigma is not None:
+        sigma = np.asarray(sigma, dtype=float).reshape(-1)
+        if sigma.size != ref.size:
+            raise ValueError(f"{sigma.size} energy sigmas for {ref.size} frames")
     return calibration(
-        mem.std(axis=0),
+        mem.std(axis=0) if sigma is None else sigma,
         mem.mean(axis=0) - ref,
         n_bins=n_bins,
         n_levels=n_levels,
         quantity="energy per frame",
         unit=unit,
     )
+
+
+def _own_sigmas(
+    sigma: Sequence[ArrayLike] | None, refs: Sequence[np.ndarray]
+) -> list[np.ndarray] | None:
+    """The per-frame per-atom sigmas ``sigma`` as arrays matching ``refs`` (None: None)."""
+    if sigma is None:
+        return None
+    own = [np.asarray(s, dtype=float).reshape(-1) for s in sigma]
+    if len(own) != len(refs) or any(s.size != len(r) for s, r in zip(own, refs, strict=False)):
+        raise ValueError(
+            f"force sigmas of {[s.size for s in own]} atoms do not match the reference frames "
+            f"of {[len(r) for r in refs]} atoms"
+        )
+    return own
 
 
 # --------------------------------------------------------------------------------------------

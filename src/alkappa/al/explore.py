@@ -116,10 +116,16 @@ def frame_uncertainty(calc: Calculator) -> dict[str, float]:
     """The uncertainty statistics of the last calculation of an ensemble-like calculator.
 
     Calculators with an uncertainty model (the ensemble, Bayesian models) put a dict
-    ``uncertainty`` into ``results``; otherwise it is computed from ``energy_members`` (M,) and
-    ``forces_members`` (M, N, 3) if present.
+    ``uncertainty`` into ``results``; where a calculation skipped it (``uncertainty_every``),
+    the calculator's ``uncertainty`` property computes it on demand (a one-model uncertainty
+    such as LLPR has no members' spread to fall back on); otherwise it is computed from
+    ``energy_members`` (M,) and ``forces_members`` (M, N, 3) if present.
     """
     res = calc.results
+    if "uncertainty" not in res and isinstance(getattr(type(calc), "uncertainty", None), property):
+        stats = calc.uncertainty  # type: ignore[attr-defined]
+        if stats:
+            return {k: float(v) for k, v in stats.items()}
     if "uncertainty" in res:
         return {k: float(v) for k, v in res["uncertainty"].items()}
     if "energy_members" in res and "forces_members" in res:

@@ -56,7 +56,11 @@ def evaluate_ensemble(
     empty unless the frames span several temperatures) and ``recalibration`` (the scale and
     isotonic maps of the force sigma fitted on these frames, with Spearman rho and
     miscalibration area before and, out of sample, after;
-    :func:`alkappa.al.recalibration.recalibrate_forces`).
+    :func:`alkappa.al.recalibration.recalibrate_forces`). The calibration measures the
+    members' spread, or, where the calculator reports a per-atom force sigma of its own
+    (``atom_force_uncertainty``: a one-model uncertainty such as LLPR, whose "members" are one
+    model with no spread), that sigma and its energy sigma (``uncertainty``'s
+    ``energy_std_per_atom``); ``calibration_sigma`` says which (``members`` or ``model``).
     """
     e_pred, e_ref, f_pred, f_ref, s_pred, s_ref = [], [], [], [], [], []
     per_frame: dict[str, list[float]] = {}
@@ -99,32 +103,42 @@ def evaluate_ensemble(
         from alkappa.al.calibration import energy_calibration, force_calibration
 
         inputs = collected.result()
+        own = collected.own_sigma()
         out["per_member"] = ensemble_error_metrics(**inputs)
         out["calibration"] = {
-            **force_calibration(inputs["ref_forces"], inputs["member_forces"]).to_dict(),
-            "energy": energy_calibration(inputs["ref_energy"], inputs["member_energy"]).to_dict(),
+            **force_calibration(
+                inputs["ref_forces"], inputs["member_forces"], sigma=own["forces"]
+            ).to_dict(),
+            "energy": energy_calibration(
+                inputs["ref_energy"], inputs["member_energy"], sigma=own["energy"]
+            ).to_dict(),
         }
-        out["calibration_by_temperature"] = _calibration_by_temperature(inputs)
-        out["recalibration"] = _recalibration(inputs)
+        out["calibration_sigma"] = "model" if own["forces"] is not None else "members"
+        out["calibration_by_temperature"] = _calibration_by_temperature(inputs, own["forces"])
+        out["recalibration"] = _recalibration(inputs, own["forces"])
     return out
 
 
-def _recalibration(inputs: dict[str, Any]) -> dict[str, Any]:
-    """Scale and isotonic recalibration of the per-atom force sigma, before and after
+def _recalibration(inputs: dict[str, Any], sigma: list[np.ndarray] | None) -> dict[str, Any]:
+    """Scale and isotonic recalibration of the per-atom force sigma (the members' spread, or
+    the model's own ``sigma``), before and after
     (:func:`alkappa.al.recalibration.recalibrate_forces`); ``error`` where it cannot be
-    fitted (one member, or no spread at all)."""
+    fitted (one member without a sigma of its own, or no spread at all)."""
     from alkappa.al.recalibration import recalibrate_forces
 
     try:
-        return recalibrate_forces(inputs["ref_forces"], inputs["member_forces"])
+        return recalibrate_forces(inputs["ref_forces"], inputs["member_forces"], sigma=sigma)
     except ValueError as exc:
         return {"error": str(exc)}
 
 
-def _calibration_by_temperature(inputs: dict[str, Any]) -> dict[str, Any]:
+def _calibration_by_temperature(
+    inputs: dict[str, Any], sigma: list[np.ndarray] | None = None
+) -> dict[str, Any]:
     """Force calibration (levels ``atom``, ``frame_max``, ``frame_rms``) per distinct temperature.
 
     Empty when the frames span fewer than two temperatures (the overall result says it all).
+    ``sigma``: the model's own per-atom force sigma per frame (``None``: the members' spread).
     """
     from alkappa.al.calibration import force_calibration
 
@@ -138,7 +152,9 @@ def _calibration_by_temperature(inputs: dict[str, Any]) -> dict[str, Any]:
     for t in distinct:
         idx = np.flatnonzero(temps == t)
         out[f"{t:g}"] = force_calibration(
-            [inputs["ref_forces"][k] for k in idx], [inputs["member_forces"][k] for k in idx]
+            [inputs["ref_forces"][k] for k in idx],
+            [inputs["member_forces"][k] for k in idx],
+            sigma=None if sigma is None else [sigma[k] for k in idx],
         ).to_dict()
     return out
 
@@ -188,10 +204,33 @@ class _Collector:
         self.member_forces: list[np.ndarray] = []
         self.member_stress: list[np.ndarray] = []
         self.temperatures: list[float] = []
+        self.own_forces: list[np.ndarray] = []
+        self.own_energy: list[float] = []
+
+    def own_sigma(self) -> dict[str, Any]:
+        """The model's own sigmas, where the calculator reported them for every frame
+        (``atom_force_uncertainty``, as a one-model uncertainty such as
+        :class:`~alkappa.models._nequip_llpr.NequIPLLPRCalculator` does): ``forces`` (per
+        frame (N_f,), eV/Å) and ``energy`` ((F,), eV/atom), each ``None`` where absent (then
+        the calibration measures the members' spread)."""
+        n = len(self.ref_energy)
+        if n == 0 or len(self.own_forces) != n:
+            return {"forces": None, "energy": None}
+        energy = np.array(self.own_energy)
+        return {
+            "forces": list(self.own_forces),
+            "energy": energy if np.isfinite(energy).all() else None,
+        }
 
     def add(self, atoms: Atoms, ref: dict[str, Any], work: Atoms, calculator: Calculator) -> None:
         n = len(atoms)
         res = calculator.results
+        # a one-model uncertainty (LLPR): the model's own per-atom force and energy sigma
+        own = res.get("atom_force_uncertainty")
+        if own is not None:
+            self.own_forces.append(np.asarray(own, dtype=float).reshape(-1))
+            stats = res.get("uncertainty") or {}
+            self.own_energy.append(float(stats.get("energy_std_per_atom", np.nan)))
         if "energy_members" in res and "forces_members" in res:
             energies = np.asarray(res["energy_members"], dtype=float).reshape(-1)
             forces = np.asarray(res["forces_members"], dtype=float)

@@ -187,6 +187,7 @@ def recalibrate_forces(
     ref_forces: Sequence[ArrayLike],
     member_forces: Sequence[ArrayLike],
     *,
+    sigma: Sequence[ArrayLike] | None = None,
     methods: Sequence[str] = METHODS,
     folds: int = 2,
 ) -> dict[str, Any]:
@@ -198,6 +199,9 @@ def recalibrate_forces(
         Per frame, the reference forces (N_f, 3), eV/Å.
     member_forces
         Per frame, the members' forces (M, N_f, 3), eV/Å.
+    sigma
+        Per frame, the model's own per-atom force sigma (N_f,), eV/Å, in place of the
+        members' spread (a one-model uncertainty such as LLPR's); ``None``: the spread.
     methods
         Maps to fit (``scale``, ``isotonic``).
     folds
@@ -211,7 +215,12 @@ def recalibrate_forces(
         ``rms_sigma_atom``, ``rms_error_atom``, ``spearman_frame_max``), ``folds``, and per
         method ``{"map": CalibrationMap.to_dict() fitted on all frames, "after": scores}``.
     """
-    sigmas = [per_atom_force_sigma(np.asarray(m, dtype=float)) for m in member_forces]
+    if sigma is None:
+        sigmas = [per_atom_force_sigma(np.asarray(m, dtype=float)) for m in member_forces]
+    else:
+        sigmas = [np.asarray(s, dtype=float).reshape(-1) for s in sigma]
+        if len(sigmas) != len(member_forces):
+            raise ValueError(f"{len(sigmas)} force sigmas for {len(member_forces)} frames")
     deltas = [
         np.asarray(m, dtype=float).mean(axis=0) - np.asarray(r, dtype=float)
         for r, m in zip(ref_forces, member_forces, strict=True)

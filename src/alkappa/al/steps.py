@@ -213,7 +213,9 @@ def run_train_member(
         frames,
         seed=seed,
         validation_fraction=ens["validation_fraction"],
-        bootstrap=ens["bootstrap"],
+        # resampling makes members differ; a lone member (one-model uncertainty) trains on
+        # every frame it is given
+        bootstrap=ens["bootstrap"] and ens.get("size") != 1,
     )
     write_dataset(out_dir / "train.extxyz", [frames[i] for i in train_idx])
     write_dataset(out_dir / "val.extxyz", [frames[i] for i in val_idx])

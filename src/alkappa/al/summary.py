@@ -210,11 +210,15 @@ def export_ensemble(
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
         files.append(dst.name)
-        # a compiled companion (NequIP: model.nequip.pt2), copied after the package so that it
-        # stays the newer file (an older companion counts as stale and is ignored)
-        companion = src.with_name(src.name.removesuffix(".zip") + ".pt2")
-        if src.name.endswith(".zip") and companion.is_file():
-            with atomic_path(dst.with_name(dst.name.removesuffix(".zip") + ".pt2")) as tmp:
+        # companions: the files named after the package's stem (NequIP: the compiled
+        # model.nequip.pt2, the LLPR's model.llpr.npz and model.llpr.nequip.pt2), renamed
+        # alike and copied after the package so that they stay the newer files (an older
+        # compiled companion counts as stale and is ignored)
+        stem = src.name.split(".", 1)[0]
+        for companion in sorted(src.parent.glob(f"{stem}.*")):
+            if companion == src or not companion.is_file():
+                continue
+            with atomic_path(out_dir / f"member_{k}{companion.name[len(stem) :]}") as tmp:
                 shutil.copyfile(companion, tmp)
     dec = read_json(decision)
     write_json(

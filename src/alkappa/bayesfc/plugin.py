@@ -168,6 +168,10 @@ class BayesianFCModel(Model):
             },
         )
 
+    def single_model_uncertainty(self) -> bool:
+        """The posterior of one fit is its uncertainty (and its draws are the members)."""
+        return True
+
     def load_calculator(self, model_path: Path, device: str = "cpu") -> BayesianFCCalculator:
         """The calculator of one fitted model (``device`` is ignored: numpy on CPU)."""
         return self.load_ensemble_calculator([model_path], device)

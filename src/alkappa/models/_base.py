@@ -176,6 +176,15 @@ class Model(ABC):
             "(Model.heat_flux_method)"
         )
 
+    def single_model_uncertainty(self) -> bool:
+        """Whether one trained model gives an uncertainty of its own, so that an "ensemble" of
+        one member (``ensemble.size: 1``) can run the AL loop: its ensemble calculator then
+        reports ``uncertainty`` (and the per-atom force sigma ``atom_force_uncertainty``, (N,)
+        eV/Å, for the calibration) although the members' spread is zero. The default (``False``)
+        needs at least two members; a plugin whose options switch such an uncertainty on (e.g.
+        NequIP's ``uncertainty: llpr``) overrides this."""
+        return False
+
     def provides_heat_flux(self) -> bool:
         """Whether :meth:`heat_flux_method` gives a flux (checked with the config, before any
         job). The default: whether the plugin overrides :meth:`heat_flux_method`; override

@@ -11,7 +11,8 @@ the per-type scale and shift (``per_type_energy_scale_shift``). The last-layer f
 ``f_i = dE_i/dW = c s_type(i) h_i``; ``c s_t`` is stored per type (``type_scale``) in
 ``model.llpr.npz`` next to the package, so that a compiled model only has to output ``h_i``.
 
-Files next to ``model.nequip.zip``:
+Files next to ``model.nequip.zip`` (an exported ``member_0.nequip.zip`` has them as
+``member_0.llpr.npz``, ...: named after the package's stem):
 
 ``model.llpr.npz``
     the calibrated :class:`~alkappa.models.llpr.LLPR` (written atomically).
@@ -53,14 +54,22 @@ FEATURES_KEY = "node_features"
 _ASE_OUTPUTS = ("atomic_energy", "total_energy", "forces", "stress")
 
 
+def _stem(model_path: str | Path) -> str:
+    """The package's name up to its first dot: ``model`` of ``model.nequip.zip``,
+    ``member_0`` of an exported ``member_0.nequip.zip``."""
+    return Path(model_path).name.split(".", 1)[0]
+
+
 def llpr_path(model_path: str | Path) -> Path:
-    """``model.llpr.npz`` next to the package ``model_path``."""
-    return Path(model_path).with_name(LLPR_FILE)
+    """``model.llpr.npz`` next to the package ``model.nequip.zip`` (``<stem>.llpr.npz`` next
+    to ``<stem>.nequip.zip``: an exported ``member_0.nequip.zip`` has ``member_0.llpr.npz``)."""
+    return Path(model_path).with_name(_stem(model_path) + LLPR_FILE.removeprefix("model"))
 
 
 def llpr_compiled_path(model_path: str | Path) -> Path:
-    """``model.llpr.nequip.pt2`` next to the package ``model_path``."""
-    return Path(model_path).with_name(LLPR_COMPILED_FILE)
+    """``model.llpr.nequip.pt2`` next to the package ``model.nequip.zip`` (named after the
+    package's stem, as :func:`llpr_path`)."""
+    return Path(model_path).with_name(_stem(model_path) + LLPR_COMPILED_FILE.removeprefix("model"))
 
 
 def readout_constants(model: Any, num_types: int) -> tuple[np.ndarray, np.ndarray]:

@@ -375,6 +375,11 @@ class NequIPModel(Model):
                 paths, device, threads=threads, uncertainty_every=uncertainty_every
             )
 
+    def single_model_uncertainty(self) -> bool:
+        """With ``uncertainty: llpr``: the last-layer uncertainty of one model (an ensemble of
+        one is enough)."""
+        return self.resolved["uncertainty"] == "llpr"
+
     def heat_flux_method(
         self,
         model_paths: Sequence[Path],
@@ -529,7 +534,7 @@ def compile_llpr_model(
 
     model_path = Path(model_path).resolve()
     out = llpr_compiled_path(model_path)
-    tmp = out.with_name("model.llpr.tmp.nequip.pt2")
+    tmp = out.with_name(out.name.removesuffix(".nequip.pt2") + ".tmp.nequip.pt2")
     log_path = log or out.with_name(out.name + ".log")
     script = (
         "import sys\n"
