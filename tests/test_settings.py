@@ -15,16 +15,44 @@ from alkappa.greenkubo._production import production_fingerprint
 from alkappa.labelling import oracle_family, structure_key
 from alkappa.oracles import OracleSpec, call_policy, get_oracle
 from alkappa.settings import (
+    AimdBaselineSettings,
     AnalysisSettings,
+    BaselinesSettings,
+    CalibrationSettings,
     ConductivitySettings,
+    ConvergenceSettings,
+    EnsembleSettings,
+    ExploreSettings,
+    GateSettings,
     GreenKuboSettings,
+    HarmonicBaselineSettings,
+    InitialSettings,
     PhononSettings,
     ProductionSettings,
+    RampSettings,
     RelaxSettings,
+    SelectSettings,
+    TestSettings,
+    UncertaintyBiasSettings,
     section_defaults,
 )
 
-SECTIONS = (GreenKuboSettings, PhononSettings, ConductivitySettings, RelaxSettings)
+SECTIONS = (
+    GreenKuboSettings,
+    PhononSettings,
+    ConductivitySettings,
+    RelaxSettings,
+    InitialSettings,
+    TestSettings,
+    EnsembleSettings,
+    ExploreSettings,
+    SelectSettings,
+    GateSettings,
+    CalibrationSettings,
+    ConvergenceSettings,
+    BaselinesSettings,
+)
+INNER = (RampSettings, UncertaintyBiasSettings, AimdBaselineSettings, HarmonicBaselineSettings)
 
 
 def _settings(**sections):
@@ -41,6 +69,28 @@ def test_every_section_object_has_the_schema_keys(cls):
     # the defaults-filled section of a validated config builds it
     section = cls.from_settings(_settings())
     assert section.to_dict() == _settings()[cls.SECTION]
+
+
+@pytest.mark.parametrize("cls", INNER)
+def test_every_inner_object_has_the_schema_keys(cls):
+    section, name = cls.SECTION.split(".")
+    keys = list(schema()["$defs"][section]["properties"][name]["properties"])
+    assert [f.name for f in dataclasses.fields(cls)] == keys
+    assert cls.with_defaults().to_dict() == _settings()[section][name]
+
+
+def test_inner_objects_are_sections_and_back_to_dicts():
+    explore = ExploreSettings.from_settings(_settings(explore={"ramp": {"end": 2.0}}))
+    assert explore.ramp == RampSettings(start=1.0, end=2.0, steps=None)
+    assert explore.uncertainty_bias.strength == 0.0
+    assert explore.to_dict()["ramp"] == {"start": 1.0, "end": 2.0, "steps": None}
+    assert ExploreSettings.with_defaults() == ExploreSettings.from_settings(_settings())
+    with pytest.raises(ConfigError, match=r"^explore\.ramp\.steps: missing"):
+        ExploreSettings.with_defaults(ramp={"start": 1.0, "end": 1.0})
+    baselines = BaselinesSettings.from_settings(_settings())
+    assert baselines.aimd.budget == "al" and baselines.harmonic.temperatures == ()
+    assert GateSettings.with_defaults(action="drop").label_weight == 0.0
+    assert GateSettings.with_defaults(weight=0.25).label_weight == 0.25
 
 
 def test_production_defaults_are_the_schema_defaults():
