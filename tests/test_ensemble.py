@@ -323,6 +323,7 @@ def test_companions_follow_the_model(tmp_path):
     from alkappa.al.steps import run_train_member
     from alkappa.al.summary import export_ensemble
     from alkappa.io import write_json
+    from alkappa.settings import section_defaults
 
     register("alkappa.models", "companion", _CompanionModel)
     try:
@@ -330,7 +331,7 @@ def test_companions_follow_the_model(tmp_path):
         settings = {
             "name": "Cu",
             "model": {"name": "companion"},
-            "ensemble": {"seed": 0, "validation_fraction": 0.2, "bootstrap": False},
+            "ensemble": {**section_defaults("ensemble"), "seed": 0, "bootstrap": False},
         }
         member = tmp_path / "member_0"
         run_train_member(settings, tmp_path / "data.extxyz", member, iteration=0, member=0)

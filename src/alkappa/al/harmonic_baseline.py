@@ -49,6 +49,10 @@ def run_harmonic_dataset(
     from alkappa.al.steps import Labeller, relaxed_supercell
     from alkappa.config import baseline_temperatures
     from alkappa.sampling import sample_structures
+    from alkappa.settings import BaselinesSettings, InitialSettings
+
+    init = InitialSettings.from_settings(settings)
+    seed = BaselinesSettings.from_settings(settings).harmonic.seed
 
     initial = read_dataset(initial_path)
     extra = len(read_dataset(al_dataset_path)) - len(initial)
@@ -57,11 +61,10 @@ def run_harmonic_dataset(
     per_temperature = math.ceil(max(most, extra, 0) / len(temperatures))
     supercell = relaxed_supercell(structure_path)
     label = Labeller(settings, store)
-    seed = settings["baselines"]["harmonic"]["seed"]
     draws = [
         sample_structures(
             supercell,
-            settings["initial"],
+            init,
             label,
             temperature=t,
             n_frames=per_temperature,

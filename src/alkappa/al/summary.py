@@ -12,6 +12,8 @@ from alkappa.io import atomic_path, read_json, read_trajectory, write_json
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from alkappa.settings import SelectSettings
+
 SUMMARY_FIELDS = (
     "iteration",
     "dataset_size",
@@ -66,7 +68,7 @@ def _gated(merge_path: str | Path | None) -> int | None:
 
 
 def summary_rows(
-    settings: dict[str, Any],
+    select: SelectSettings,
     relax_record: str | Path,
     initial_record: str | Path,
     iterations: Sequence[dict[str, Any]],
@@ -74,15 +76,16 @@ def summary_rows(
 ) -> list[dict[str, Any]]:
     """One row per AL iteration.
 
-    ``iterations[i]`` holds the paths of iteration i: ``metrics``, ``selection``, ``decision``,
-    ``trajectories`` (list) and, for all but the last, ``merge`` (the record of D_{i+1}).
+    ``select`` is the ``select`` section (its ``statistic``). ``iterations[i]`` holds the
+    paths of iteration i: ``metrics``, ``selection``, ``decision``, ``trajectories`` (list)
+    and, for all but the last, ``merge`` (the record of D_{i+1}).
     ``oracle_calls`` of row i counts the labelling calls made with iteration i's selection;
     ``oracle_calls_cumulative`` adds everything before (relaxation, force constants, D_0 and,
     from ``test_record``, the harmonic test set without the force constants it shares with
     D_0; a test set drawn from reference MD is not counted: it is shared with the baselines).
     :func:`alkappa.al.cost.campaign_cost` has the full account, with times.
     """
-    stat = settings["select"]["statistic"]
+    stat = select.statistic
     cumulative = int(read_json(relax_record).get("oracle_calls", 0))
     initial = read_json(initial_record)["oracle_calls"]
     cumulative += sum(initial.values())
