@@ -13,9 +13,11 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
+    from alkappa.settings import SettingsDict
+
 
 def run_random_dataset(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     initial_path: str | Path,
     pool_path: str | Path,
     al_dataset_path: str | Path,

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from alkappa.io import read_dataset, write_dataset, write_json
 
 if TYPE_CHECKING:
     from ase import Atoms
+
+    from alkappa.settings import SettingsDict
 
 #: the oracle store's purpose of the baseline's labels
 PURPOSE = "harmonic-baseline"
@@ -30,7 +32,7 @@ def interleave(draws: list[list[Atoms]], n: int) -> list[Atoms]:
 
 
 def run_harmonic_dataset(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     initial_path: str | Path,
     al_dataset_path: str | Path,

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from alkappa.al.recalibration import CalibrationMap
     from alkappa.oracles import Oracle
+    from alkappa.settings import SettingsDict
 
 
 def _oracle(spec: OracleSpec) -> Oracle:
@@ -46,7 +47,7 @@ def _oracle(spec: OracleSpec) -> Oracle:
 
 
 def run_prepare_structure(
-    settings: dict[str, Any], out_structure: str | Path, out_record: str | Path
+    settings: SettingsDict, out_structure: str | Path, out_record: str | Path
 ) -> None:
     """Build the supercell of the material and relax it with the oracle."""
     from alkappa.structure import (
@@ -101,7 +102,7 @@ class Labeller:
     (the force-constant frames shared by D_0 and the test set count once; results reused
     after a crash still count as calls)."""
 
-    def __init__(self, settings: dict[str, Any], store: str | Path) -> None:
+    def __init__(self, settings: SettingsDict, store: str | Path) -> None:
         self.settings = settings
         self.store = store
         self.spec = OracleSpec.from_settings(settings)  # once per job
@@ -139,7 +140,7 @@ def relaxed_supercell(structure_path: str | Path) -> Atoms:
 
 
 def run_initial_data(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     store: str | Path,
     out_initial: str | Path,
@@ -171,7 +172,7 @@ def run_initial_data(
 
 
 def run_test_set(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     store: str | Path,
     out_test: str | Path,
@@ -206,7 +207,7 @@ def run_test_set(
 
 
 def run_train_member(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     dataset_path: str | Path,
     out_dir: str | Path,
     *,
@@ -279,7 +280,7 @@ def run_train_member(
 
 
 def load_members(
-    settings: dict[str, Any], model_paths: Sequence[str | Path], threads: int | None = None
+    settings: SettingsDict, model_paths: Sequence[str | Path], threads: int | None = None
 ) -> Calculator:
     """The ensemble calculator of the given member model files."""
     from alkappa.models.ensemble import load_ensemble
@@ -288,7 +289,7 @@ def load_members(
 
 
 def run_evaluate(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     model_paths: Sequence[str | Path],
     test_path: str | Path,
     out_metrics: str | Path,
@@ -306,7 +307,7 @@ def run_evaluate(
 
 
 def run_explore(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     model_paths: Sequence[str | Path],
     structure_path: str | Path,
     record_path: str | Path,
@@ -360,7 +361,7 @@ SELECTION_FIELDS = (
 
 
 def run_select(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     trajectory_paths: Sequence[str | Path],
     metrics_path: str | Path,
     out_selection: str | Path,
@@ -492,7 +493,7 @@ def count_selected(selection_path: str | Path) -> int:
 
 
 def run_label(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     candidates_path: str | Path,
     index: int,
     store: str | Path,
@@ -525,7 +526,7 @@ def run_label(
     write_dataset(out_frame, [out])
 
 
-def run_gate(settings: dict[str, Any], structure_path: str | Path, out_gate: str | Path) -> None:
+def run_gate(settings: SettingsDict, structure_path: str | Path, out_gate: str | Path) -> None:
     """The physical gate's limits (:mod:`alkappa.al.gate`) from the relaxed structure."""
     from alkappa.al.gate import gate_limits
     from alkappa.io.dataset import labels
@@ -607,7 +608,7 @@ def run_merge(
 
 
 def run_decide(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     iteration: int,
     selection_path: str | Path,
     metrics_paths: Sequence[str | Path],
@@ -654,7 +655,7 @@ def member_model_files(member_infos: Sequence[str | Path]) -> list[Path]:
 
 
 def run_summary(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     *,
     relax_record: str | Path,
     initial_record: str | Path,

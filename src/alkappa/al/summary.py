@@ -12,7 +12,7 @@ from alkappa.io import atomic_path, read_json, read_trajectory, write_json
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from alkappa.settings import SelectSettings
+    from alkappa.settings import SelectSettings, SettingsDict
 
 SUMMARY_FIELDS = (
     "iteration",
@@ -197,7 +197,7 @@ def plot_learning_curve(rows: Sequence[dict[str, Any]], path: str | Path, title:
 
 
 def export_ensemble(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     member_dirs: Sequence[str | Path],
     decision: str | Path,
     out_dir: str | Path,
