@@ -18,10 +18,12 @@ from alkappa.settings import (
     AimdBaselineSettings,
     AnalysisSettings,
     BaselinesSettings,
+    BayesianSettings,
     CalibrationSettings,
     ConductivitySettings,
     ConvergenceSettings,
     EnsembleSettings,
+    EventsSettings,
     ExploreSettings,
     GateSettings,
     GreenKuboSettings,
@@ -30,6 +32,8 @@ from alkappa.settings import (
     PhononSettings,
     ProductionSettings,
     RampSettings,
+    ReferenceMDSettings,
+    ReferenceSettings,
     RelaxSettings,
     SelectSettings,
     TestSettings,
@@ -51,8 +55,17 @@ SECTIONS = (
     CalibrationSettings,
     ConvergenceSettings,
     BaselinesSettings,
+    ReferenceSettings,
+    EventsSettings,
+    BayesianSettings,
 )
-INNER = (RampSettings, UncertaintyBiasSettings, AimdBaselineSettings, HarmonicBaselineSettings)
+INNER = (
+    RampSettings,
+    UncertaintyBiasSettings,
+    AimdBaselineSettings,
+    HarmonicBaselineSettings,
+    ReferenceMDSettings,
+)
 
 
 def _settings(**sections):

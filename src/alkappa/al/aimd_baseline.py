@@ -115,7 +115,7 @@ def run_aimd_plan(settings: SettingsDict, directory: str | Path, out_plan: str |
     """Plan the baseline of ``results/<material>`` from AL's cost (:func:`plan_points`)."""
     from alkappa.al.cost import campaign_cost
     from alkappa.config import baseline_temperatures
-    from alkappa.settings import BaselinesSettings
+    from alkappa.settings import BaselinesSettings, ReferenceSettings
 
     cost = campaign_cost(directory)
     al = cost.curve("al")
@@ -134,12 +134,12 @@ def run_aimd_plan(settings: SettingsDict, directory: str | Path, out_plan: str |
             f"{len(temperatures)} temperature(s) after the {shared} calls of relaxation and "
             "test set; lower baselines.aimd.every, or state a larger budget"
         )
-    md = settings["reference"]["md"]
+    md = ReferenceSettings.from_settings(settings).md
     plan: AimdPlan = {
         "temperatures": temperatures,
         "every": aimd.every,
-        "timestep": md["timestep"],
-        "friction": md["friction"],
+        "timestep": md.timestep,
+        "friction": md.friction,
         "seed": aimd.seed,
         "shared_calls": shared,
         "al_total_calls": totals,

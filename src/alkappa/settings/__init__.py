@@ -28,6 +28,9 @@ change.
 :class:`CalibrationSettings`  ``calibration``: recalibrated uncertainty
 :class:`ConvergenceSettings`  ``convergence``: when the AL loop stops
 :class:`BaselinesSettings`  ``baselines``: MLIPs without AL at equal cost
+:class:`ReferenceSettings`  ``reference``: reference MD and imported trajectories
+:class:`EventsSettings`     ``events``: event diagnostics
+:class:`BayesianSettings`   ``bayesian``: on-the-fly Bayesian force constants
 :class:`~alkappa.oracles.OracleSpec`  ``oracle``: the reference method
 =========================  ===================================================
 
@@ -57,19 +60,24 @@ from alkappa.settings._al import (
     UncertaintyBiasSettings,
 )
 from alkappa.settings._base import Mesh, SettingsDict, section_defaults
+from alkappa.settings._bayesfc import BayesianSettings
+from alkappa.settings._events import EventsSettings
 from alkappa.settings._greenkubo import AnalysisSettings, GreenKuboSettings, ProductionSettings
 from alkappa.settings._phonons import ConductivitySettings, Fc3Options, PhononSettings
+from alkappa.settings._reference import ReferenceMDSettings, ReferenceSettings
 from alkappa.settings._structure import RelaxSettings
 
 __all__ = [
     "AimdBaselineSettings",
     "AnalysisSettings",
     "BaselinesSettings",
+    "BayesianSettings",
     "CalibrationSettings",
     "ConductivitySettings",
     "ConfigError",
     "ConvergenceSettings",
     "EnsembleSettings",
+    "EventsSettings",
     "ExploreSettings",
     "Fc3Options",
     "GateSettings",
@@ -81,6 +89,8 @@ __all__ = [
     "PhononSettings",
     "ProductionSettings",
     "RampSettings",
+    "ReferenceMDSettings",
+    "ReferenceSettings",
     "RelaxSettings",
     "SelectSettings",
     "SettingsDict",
