@@ -200,3 +200,43 @@ def test_get_oracle_takes_the_spec_or_a_block():
     }
     spec = OracleSpec.from_settings(material_settings(config, "Cu"))
     assert spec.fidelity == "low" and get_oracle(spec).fidelity == "low"
+
+
+def test_derived_md_and_trigger_settings_are_those_of_the_dicts():
+    from alkappa.bayesfc._dynamic import MDSettings, TriggerRule
+    from alkappa.bayesfc.steps import check_settings, md_from_settings, rule_from_settings
+    from alkappa.events.steps import _md_settings
+    from alkappa.reference_data import has_reference
+
+    settings = _settings(
+        reference={"md": {"temperatures": [300], "steps": 20}},
+        bayesian={"absolute": "auto", "window": 20},
+    )
+    md, explore = settings["reference"]["md"], settings["explore"]
+    assert _md_settings(settings, 300.0) == {
+        **md,
+        "max_force": explore["max_force"],
+        "min_distance_fraction": explore["min_distance_fraction"],
+        "max_temperature_factor": explore["max_temperature_factor"],
+        "seed": md["seed"] + 300,
+    }
+    assert has_reference(settings) and not has_reference(_settings())
+    bayes = settings["bayesian"]
+    typed = BayesianSettings.from_settings(settings)
+    assert rule_from_settings(typed) == TriggerRule(
+        window=20,
+        factor=bayes["factor"],
+        absolute=None,
+        min_gap=bayes["min_gap"],
+        warmup=bayes["warmup"],
+        noise_factor=bayes["absolute_noise_factor"],
+    )
+    assert md_from_settings(typed) == MDSettings(
+        temperature=bayes["temperature"],
+        timestep=bayes["timestep"],
+        friction=bayes["friction"],
+        max_displacement=bayes["max_displacement"],
+        statistic=bayes["statistic"],
+    )
+    with pytest.raises(ValueError, match=r"bayesian\.check_steps \(3\)"):
+        check_settings(dataclasses.replace(typed, check_steps=3))
