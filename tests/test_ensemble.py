@@ -347,3 +347,9 @@ def test_companions_follow_the_model(tmp_path):
         assert companion.stat().st_mtime >= package.stat().st_mtime
     finally:
         _runtime["alkappa.models"].pop("companion", None)
+
+
+def test_summary_row_names_the_summary_columns():
+    from alkappa.al.summary import SUMMARY_FIELDS, SummaryRow
+
+    assert tuple(SummaryRow.__annotations__) == SUMMARY_FIELDS

@@ -674,9 +674,15 @@ def run_summary(
 ) -> None:
     """summary.csv, the learning-curve and calibration figures, the exported final ensemble."""
     from alkappa.al.calibration import plot_calibration
-    from alkappa.al.summary import export_ensemble, plot_learning_curve, summary_rows, write_summary
+    from alkappa.al.summary import (
+        IterationPaths,
+        export_ensemble,
+        plot_learning_curve,
+        summary_rows,
+        write_summary,
+    )
 
-    iterations = []
+    iterations: list[IterationPaths] = []
     for i, (m, s, d) in enumerate(zip(metrics, selections, decisions, strict=True)):
         iterations.append(
             {
