@@ -14,6 +14,7 @@ from alkappa.io import read_dataset, read_json, write_dataset, write_json
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from alkappa.al.explore import MDOptions
     from alkappa.labelling import OracleCost
     from alkappa.settings import SettingsDict
 
@@ -54,7 +55,7 @@ def run_reference_md(
 
 def oracle_md_settings(
     settings: SettingsDict, md: Mapping[str, Any], temperature: float
-) -> dict[str, Any]:
+) -> MDOptions:
     """The MD settings of :func:`alkappa.al.explore.run_exploration` for an MD like the
     reference MD: ``md`` (``steps``, ``timestep``, ``friction``, ``log_interval``, ``seed``)
     with the exploration's blow-up limits and the seed offset by the temperature."""

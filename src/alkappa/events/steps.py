@@ -27,6 +27,7 @@ from alkappa.io import read_dataset, read_json, write_json, write_text
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from alkappa.al.explore import MDOptions
     from alkappa.settings import SettingsDict
 
 MODEL_LABELS = {
@@ -46,7 +47,7 @@ def model_files(inputs: Sequence[str | Path]) -> list[Path]:
     return [p.parent / read_json(p)["model_file"] for p in paths]
 
 
-def _md_settings(settings: SettingsDict, temperature: float) -> dict[str, Any]:
+def _md_settings(settings: SettingsDict, temperature: float) -> MDOptions:
     """The reference MD's settings, as :func:`alkappa.reference_data.run_reference_md` uses."""
     from alkappa.reference_data import oracle_md_settings
     from alkappa.settings import ReferenceSettings
