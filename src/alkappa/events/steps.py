@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 
@@ -149,6 +149,50 @@ def _labeller(settings: SettingsDict, store: str | Path, temperature: float, mod
     return label
 
 
+class LifetimeBias(TypedDict):
+    """A model's phono3py lifetimes against the oracle's at one temperature."""
+
+    temperature: float
+    n_modes: int
+    median_ratio: float | None
+    geometric_mean_ratio: float | None
+
+
+class ModelDiagnosis(TypedDict):
+    """One model's events against the reference MD's (``diagnosis.json``, ``models``)."""
+
+    label: str
+    #: per temperature (as in the file names): the event comparison, spot checks, the
+    #: uncertainty alignment and whether the MD blew up
+    temperatures: dict[str, dict[str, Any]]
+    missing_events: NotRequired[int]
+    false_events: NotRequired[int]
+    events: NotRequired[int]
+    auc: NotRequired[float | None]
+    lifetimes: NotRequired[LifetimeBias | None]
+
+
+class Diagnosis(TypedDict):
+    """The event diagnosis of one material (``diagnosis.json``)."""
+
+    material: str
+    #: the oracle block as the config gives it
+    oracle: Any
+    temperatures: list[str]
+    #: the ``events`` section as the config gives it
+    settings: Any
+    reference_events: int
+    #: the campaign's final (AL) model; the baselines are under ``models``
+    model: str
+    missing_events: int
+    false_events: int
+    auc: float | None
+    lifetime_source: str
+    models: dict[str, ModelDiagnosis]
+    verdict: list[str]
+    paper_pattern: str
+
+
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
@@ -162,7 +206,7 @@ def run_events_diagnosis_step(
     kappa: Mapping[str, str | Path],
     store: str | Path,
     out_dir: str | Path,
-) -> dict[str, Any]:
+) -> Diagnosis:
     """Events, classification, alignment, lifetime bias and figures of one material.
 
     Parameters
@@ -202,7 +246,7 @@ def run_events_diagnosis_step(
     tables = []
     panels = []
     reference_total = 0
-    per_model: dict[str, dict[str, Any]] = {
+    per_model: dict[str, ModelDiagnosis] = {
         m: {"label": MODEL_LABELS.get(m, m), "temperatures": {}} for m in mlip_md
     }
     for T, ref_path in reference_md.items():
@@ -247,7 +291,7 @@ def run_events_diagnosis_step(
                 },
             }
     # lifetime bias per model against the oracle's lifetimes
-    lifetimes: dict[str, Any] = {}
+    lifetimes: dict[str, LifetimeBias] = {}
     ratios_plot: dict[str, Any] = {}
     if "reference" in kappa:
         import xarray as xr
@@ -276,7 +320,7 @@ def run_events_diagnosis_step(
         record["auc"] = float(np.mean(aucs)) if aucs else None
         record["lifetimes"] = lifetimes.get(model)
     main = "al" if "al" in per_model else next(iter(per_model))
-    diagnosis = {
+    diagnosis: Diagnosis = {
         "material": settings["name"],
         "oracle": settings["oracle"],
         "temperatures": list(reference_md),
