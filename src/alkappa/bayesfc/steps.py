@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -265,6 +265,27 @@ def run_bayes_figures_step(
     plot_posterior_width(read_csv(train_dir / "posterior.csv"), width_png)
 
 
+class ValidationRecord(TypedDict, total=False):
+    """kappa of the Bayesian force constants against the oracle's (``validation.json``);
+    ``mesh_convergence_model`` and ``mesh_convergence_oracle`` only where the conductivity
+    stage made the tables."""
+
+    material: str
+    temperatures_K: list[float]
+    kappa_model_W_per_mK: list[float]
+    kappa_oracle_W_per_mK: list[float]
+    ratio: list[float]
+    mesh: list[int]
+    same_qpoints: bool
+    isotopes: bool
+    oracle_calls: int
+    converged: bool
+    lifetimes: Any
+    frequency: Any
+    mesh_convergence_model: Any
+    mesh_convergence_oracle: Any
+
+
 def run_bayes_validation_step(
     settings: SettingsDict,
     model_kappa: str | Path,
@@ -272,7 +293,7 @@ def run_bayes_validation_step(
     decision_path: str | Path,
     out_json: str | Path,
     out_png: str | Path,
-) -> dict[str, Any]:
+) -> ValidationRecord:
     """kappa from the Bayesian model's force constants against kappa from the oracle's own
     fc2/fc3, same mesh and conductivity settings (``validation.json`` and a kappa(T) figure).
 
@@ -291,7 +312,7 @@ def run_bayes_validation_step(
     pairs = zip(rta["other"], rta["reference"], strict=True)
     ratios = [m / o if o else float("nan") for m, o in pairs]
     decision = read_json(decision_path)
-    record: dict[str, Any] = {
+    record: ValidationRecord = {
         "material": settings["name"],
         "temperatures_K": comparison["temperature"],
         "kappa_model_W_per_mK": rta["other"],
@@ -305,10 +326,12 @@ def run_bayes_validation_step(
         "lifetimes": comparison.get("tau"),
         "frequency": comparison.get("frequency"),
     }
-    for name, path in (("model", model_kappa), ("oracle", oracle_kappa)):
-        table = Path(path).parent / "mesh_convergence.json"
-        if table.is_file():
-            record[f"mesh_convergence_{name}"] = read_json(table)
+    model_table = Path(model_kappa).parent / "mesh_convergence.json"
+    if model_table.is_file():
+        record["mesh_convergence_model"] = read_json(model_table)
+    oracle_table = Path(oracle_kappa).parent / "mesh_convergence.json"
+    if oracle_table.is_file():
+        record["mesh_convergence_oracle"] = read_json(oracle_table)
     write_json(out_json, record)
     plot_kappa(
         {"Bayesian FC": model, "oracle fc2/fc3": oracle},
