@@ -192,6 +192,8 @@ def test_selection_uses_the_calibrated_map_of_the_metrics():
     raw = CalibrationSettings.with_defaults(select_on="raw", method="scale")
     calibrate = _selection_calibration(raw, metrics, "m.json")
     assert calibrate(0.1) == pytest.approx(0.1)
+    # no calibration section (the select rule passes it only when the selection uses it)
+    assert _selection_calibration(None, metrics, "m.json")(0.1) == pytest.approx(0.1)
     on = CalibrationSettings.with_defaults(
         select_on="calibrated", method="scale", absolute_threshold=0.2, absolute_width=0.02
     )

@@ -374,7 +374,8 @@ def run_select(
     from alkappa.io import atomic_path
 
     sel = SelectSettings.from_settings(settings)
-    cal = CalibrationSettings.from_settings(settings)
+    # the rule passes the calibration section only when the selection uses it
+    cal = CalibrationSettings.from_settings(settings) if "calibration" in settings else None
     stat = sel.statistic
     metrics = read_json(metrics_path)
     unc = metrics["uncertainty"][stat]
@@ -468,13 +469,13 @@ def run_select(
 
 
 def _selection_calibration(
-    cal: CalibrationSettings, metrics: Mapping[str, Any], metrics_path: str | Path
+    cal: CalibrationSettings | None, metrics: Mapping[str, Any], metrics_path: str | Path
 ) -> CalibrationMap:
     """The map applied to U before selecting: the identity unless ``calibration.select_on`` is
     ``calibrated``, else the ``calibration.method`` map fitted in ``metrics``."""
     from alkappa.al.recalibration import CalibrationMap
 
-    if cal.select_on != "calibrated":
+    if cal is None or cal.select_on != "calibrated":
         return CalibrationMap("identity")
     fitted = (metrics.get("recalibration") or {}).get(cal.method)
     if fitted is None:
