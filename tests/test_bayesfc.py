@@ -402,7 +402,10 @@ def test_validation_compares_model_and_oracle_kappa_on_one_mesh(tmp_path):
         kappas[name] = ds["kappa_rta_average"].values
     write_json(tmp_path / "oracle" / "mesh_convergence.json", {"meshes": [[5, 5, 5]]})
     write_json(tmp_path / "decision.json", {"converged": True, "training_oracle_calls": 7})
-    settings = {"name": "Cu", "conductivity": {"isotopes": False}}
+    from alkappa.settings import section_defaults
+
+    conductivity = {**section_defaults("conductivity"), "isotopes": False}
+    settings = {"name": "Cu", "conductivity": conductivity}
     record = run_bayes_validation_step(
         settings,
         tmp_path / "model" / "kappa.nc",

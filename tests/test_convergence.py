@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from alkappa.al.convergence import decide
+from dataclasses import replace
 
-S = {
+from alkappa.al.convergence import decide
+from alkappa.settings import ConvergenceSettings, section_defaults
+
+CONVERGENCE = {
     "max_iterations": 5,
     "min_iterations": 1,
     "max_uncertain_fraction": 0.02,
     "plateau_window": 2,
     "plateau_tolerance": 0.1,
 }
+S = ConvergenceSettings.from_dict(CONVERGENCE)
 
 
 def test_needs_plateau_and_quiet_exploration():
@@ -44,7 +48,7 @@ def test_cap_stops_without_convergence():
 def test_nothing_selected_stops_when_quiet_but_not_before_min_iterations():
     d = decide(0, 0.0, 0, [1.0], S)
     assert d["stop"] and d["converged"]
-    d = decide(0, 0.0, 0, [1.0], dict(S, min_iterations=2))
+    d = decide(0, 0.0, 0, [1.0], replace(S, min_iterations=2))
     assert not d["stop"]
     assert "min_iterations" in d["reason"]
 
@@ -86,10 +90,13 @@ def test_decide_step_reads_the_blow_ups_of_this_iterations_exploration(tmp_path)
         path = tmp_path / f"metrics_{k}.json"
         write_json(path, {"uncertainty": {"force_max": {"mean": mean}}})
         metrics.append(path)
-    settings = {"select": {"statistic": "force_max"}, "convergence": dict(S, plateau_window=1)}
+    # the config's key order is kept in the record
+    convergence = {"plateau_window": 1, **dict(CONVERGENCE, plateau_window=1)}
+    settings = {"select": section_defaults("select"), "convergence": convergence}
     run_decide(settings, 1, iteration / "selection.csv", metrics, tmp_path / "decision.json")
     decision = read_json(tmp_path / "decision.json")
     assert decision["blowups"] == 1 and not decision["stop"]
+    assert list(decision["settings"]) == list(convergence)
     # without the blow-up the same iteration converges (quiet, nothing selected, plateau)
     xr.Dataset(attrs={"blew_up": 0}).to_netcdf(iteration / "explore/T600.nc")
     run_decide(settings, 1, iteration / "selection.csv", metrics, tmp_path / "decision.json")

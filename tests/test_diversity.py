@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -9,10 +11,11 @@ from ase.build import bulk
 
 from alkappa.al.diversity import farthest_point_sampling, pair_distance_descriptor
 from alkappa.al.selection import Candidate, select_frames
+from alkappa.settings import SelectSettings
 
 DESCRIPTOR = {"cutoff": 5.0, "bins": 51, "width": 0.1}  # grid spacing 0.1 Å
 
-SETTINGS = {
+SELECT = {
     "mode": "threshold",
     "a": 2.0,
     "b": 1.0,
@@ -24,6 +27,7 @@ SETTINGS = {
     "seed": 0,
     "diversity_weight": 0.0,
 }
+SETTINGS = SelectSettings.with_defaults(**SELECT)
 
 
 def test_descriptor_of_a_dimer_is_one_gaussian():
@@ -134,7 +138,7 @@ def test_farthest_point_takes_one_frame_per_cluster():
         candidates,
         test_mean=0.0,
         test_std=1.0,
-        settings=dict(SETTINGS, diversity="farthest_point"),
+        settings=replace(SETTINGS, diversity="farthest_point"),
         features=features,
     )
     accepted = [r for r in diverse if r["accepted"]]
@@ -158,7 +162,7 @@ def test_farthest_point_keeps_the_acceptance_and_the_time_separation():
         test_mean=0.0,
         test_std=1.0,
         # frames 0..3 of cluster 0 are 100 fs apart: 250 fs keeps neighbours out
-        settings=dict(SETTINGS, diversity="farthest_point", max_frames=6, min_separation=250.0),
+        settings=replace(SETTINGS, diversity="farthest_point", max_frames=6, min_separation=250.0),
         features=lambda c: pair_distance_descriptor(frames[(c.trajectory, c.frame)], **DESCRIPTOR),
     )
     accepted = sorted(r["time"] for r in records if r["accepted"])
@@ -175,7 +179,7 @@ def test_farthest_point_needs_features():
             candidates,
             test_mean=0.0,
             test_std=1.0,
-            settings=dict(SETTINGS, diversity="farthest_point"),
+            settings=replace(SETTINGS, diversity="farthest_point"),
         )
 
 
@@ -208,7 +212,7 @@ def test_run_select_writes_a_diverse_batch(tmp_path):
         {"uncertainty": {"force_max": {"mean": 0.0, "std": 1.0, "per_frame": [-1.0, 1.0]}}},
     )
     select = {
-        **SETTINGS,
+        **SETTINGS.to_dict(),
         "statistic": "force_max",
         "diversity": "farthest_point",
         "descriptor_cutoff": 5.0,
@@ -216,7 +220,7 @@ def test_run_select_writes_a_diverse_batch(tmp_path):
         "descriptor_width": 0.1,
     }
     run_select(
-        {"select": select},
+        {"select": select},  # the rule passes calibration only when the selection uses it
         [tmp_path / "T300.nc"],
         tmp_path / "metrics.json",
         tmp_path / "selection.csv",

@@ -324,6 +324,7 @@ def test_companions_follow_the_model(tmp_path):
     from alkappa.al.steps import run_train_member
     from alkappa.al.summary import export_ensemble
     from alkappa.io import write_json
+    from alkappa.settings import section_defaults
 
     register("alkappa.models", "companion", _CompanionModel)
     try:
@@ -331,7 +332,7 @@ def test_companions_follow_the_model(tmp_path):
         settings = {
             "name": "Cu",
             "model": {"name": "companion"},
-            "ensemble": {"seed": 0, "validation_fraction": 0.2, "bootstrap": False},
+            "ensemble": {**section_defaults("ensemble"), "seed": 0, "bootstrap": False},
         }
         member = tmp_path / "member_0"
         run_train_member(settings, tmp_path / "data.extxyz", member, iteration=0, member=0)
@@ -368,6 +369,7 @@ def test_a_lone_member_trains_on_every_frame_without_bootstrap(tmp_path, size, r
 
     from alkappa.al.steps import run_train_member
     from alkappa.io import read_json
+    from alkappa.settings import EnsembleSettings
 
     register("alkappa.models", "companion", _CompanionModel)
     try:
@@ -375,7 +377,9 @@ def test_a_lone_member_trains_on_every_frame_without_bootstrap(tmp_path, size, r
         settings = {
             "name": "Cu",
             "model": {"name": "companion"},
-            "ensemble": {"size": size, "seed": 0, "validation_fraction": 0.25, "bootstrap": True},
+            "ensemble": EnsembleSettings.with_defaults(
+                size=size, seed=0, validation_fraction=0.25, bootstrap=True
+            ).to_dict(),
         }
         run_train_member(settings, tmp_path / "data.extxyz", tmp_path / "m", iteration=0, member=0)
         info = read_json(tmp_path / "m" / "member.json")
@@ -387,3 +391,9 @@ def test_a_lone_member_trains_on_every_frame_without_bootstrap(tmp_path, size, r
             assert sorted(set(train) | set(val)) == list(range(12))
     finally:
         _runtime["alkappa.models"].pop("companion", None)
+
+
+def test_summary_row_names_the_summary_columns():
+    from alkappa.al.summary import SUMMARY_FIELDS, SummaryRow
+
+    assert tuple(SummaryRow.__annotations__) == SUMMARY_FIELDS

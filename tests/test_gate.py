@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from ase.build import bulk
@@ -16,9 +18,10 @@ from alkappa.al.gate import (
     thermal_upper_multiple,
 )
 from alkappa.io import read_dataset, read_json, write_dataset, write_json
+from alkappa.settings import GateSettings, section_defaults
 
 KB = 8.617333262e-5  # eV/K (CODATA 2018)
-GATE = {"enabled": True, "multiple": 5.0, "action": "downweight", "weight": 0.1}
+GATE = GateSettings(enabled=True, multiple=5.0, action="downweight", weight=0.1)
 
 
 def _frame(excess_per_atom: float, temperature: float | None, e_min: float = -3.0):
@@ -54,15 +57,15 @@ def test_thermal_range_bound_holds_for_harmonic_potential_energy():
 
 def test_gate_below_the_thermal_range_is_refused():
     with pytest.raises(ValueError, match=r"multiple: 1\.2 .* thermal range of a 64-atom cell"):
-        check_gate({**GATE, "multiple": 1.2}, 64)
-    check_gate({**GATE, "multiple": 1.5}, 64)  # above 1 + 3 sqrt(2/192) = 1.306
+        check_gate(replace(GATE, multiple=1.2), 64)
+    check_gate(replace(GATE, multiple=1.5), 64)  # above 1 + 3 sqrt(2/192) = 1.306
     with pytest.raises(ValueError, match=r"above 3\.449"):
-        check_gate({**GATE, "multiple": 3.0}, 1)
+        check_gate(replace(GATE, multiple=3.0), 1)
 
 
 @pytest.mark.parametrize(("action", "weight"), [("downweight", 0.1), ("drop", 0.0)])
 def test_frames_above_the_limit_and_only_they_are_gated(action, weight):
-    record = gate_limits({**GATE, "action": action}, -3.0, [300.0, 900.0], natoms=64)
+    record = gate_limits(replace(GATE, action=action), -3.0, [300.0, 900.0], natoms=64)
     assert record["limits_eV_per_atom"]["300"] == pytest.approx(5 * 1.5 * KB * 300, rel=1e-6)
     lim300 = record["limits_eV_per_atom"]["300"]
     lim900 = record["limits_eV_per_atom"]["900"]
@@ -87,7 +90,8 @@ def test_merge_records_gated_frames_and_carries_weights(tmp_path):
     relaxed = _frame(0.0, None)
     relaxed.info["fidelity"] = "emt"
     write_dataset(tmp_path / "relaxed.extxyz", [relaxed])
-    settings = {"gate": GATE, "explore": {"temperatures": [300.0]}}
+    explore = {**section_defaults("explore"), "temperatures": [300.0]}
+    settings = {"gate": GATE.to_dict(), "explore": explore}
     run_gate(settings, tmp_path / "relaxed.extxyz", tmp_path / "gate.json")
     record = read_json(tmp_path / "gate.json")
     assert record["e_min_per_atom"] == pytest.approx(-3.0)

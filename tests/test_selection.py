@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,8 +15,9 @@ from alkappa.al.selection import (
     select_frames,
     uncertain_fraction,
 )
+from alkappa.settings import CalibrationSettings, SelectSettings
 
-SETTINGS = {
+SELECT = {
     "mode": "probability",
     "a": 2.0,
     "b": 1.0,
@@ -26,6 +28,7 @@ SETTINGS = {
     "min_separation": 0.0,
     "seed": 0,
 }
+SETTINGS = SelectSettings.with_defaults(**SELECT)
 
 
 def test_acceptance_limits_and_midpoint():
@@ -83,7 +86,7 @@ def _candidates(us, times=None, traj="T300"):
 def test_selection_is_deterministic_and_respects_budget():
     rng = np.random.default_rng(1)
     cands = _candidates(rng.uniform(1.5, 2.5, size=200))  # P between 0.16 and 0.84
-    settings = dict(SETTINGS, max_frames=5)
+    settings = replace(SETTINGS, max_frames=5)
     a = select_frames(cands, test_mean=1.0, test_std=0.5, settings=settings)
     b = select_frames(cands, test_mean=1.0, test_std=0.5, settings=settings)
     assert [r["accepted"] for r in a] == [r["accepted"] for r in b]
@@ -91,7 +94,7 @@ def test_selection_is_deterministic_and_respects_budget():
     reasons = {r["reason"] for r in a}
     assert reasons <= {"accepted", "below acceptance", "budget exhausted", "too close in time"}
     # a different seed gives a different selection
-    c = select_frames(cands, test_mean=1.0, test_std=0.5, settings=dict(settings, seed=99))
+    c = select_frames(cands, test_mean=1.0, test_std=0.5, settings=replace(settings, seed=99))
     assert [r["accepted"] for r in a] != [r["accepted"] for r in c]
 
 
@@ -107,7 +110,7 @@ def test_selection_records_z_and_probabilities():
 def test_certain_frames_never_selected_and_uncertain_always():
     cands = _candidates([0.0] * 20 + [100.0] * 3, times=np.arange(23) * 1000.0)
     recs = select_frames(
-        cands, test_mean=1.0, test_std=0.1, settings=dict(SETTINGS, energy_viability=False)
+        cands, test_mean=1.0, test_std=0.1, settings=replace(SETTINGS, energy_viability=False)
     )
     accepted = [r["frame"] for r in recs if r["accepted"]]
     assert accepted == [20, 21, 22]
@@ -121,7 +124,7 @@ def test_minimum_time_separation():
         cands,
         test_mean=0.0,
         test_std=1.0,
-        settings=dict(SETTINGS, min_separation=25.0, energy_viability=False),
+        settings=replace(SETTINGS, min_separation=25.0, energy_viability=False),
     )
     times = sorted(r["time"] for r in recs if r["accepted"])
     assert len(times) >= 3
@@ -157,7 +160,7 @@ def test_a_global_sigma_scale_cancels_in_the_test_relative_selection(mode):
     change which frames are selected (alkappa.al.recalibration)."""
     rng = np.random.default_rng(5)
     u = rng.uniform(0.5, 3.0, size=100)
-    settings = dict(SETTINGS, mode=mode, max_frames=20)
+    settings = replace(SETTINGS, mode=mode, max_frames=20)
     raw = select_frames(_candidates(u), test_mean=1.0, test_std=0.5, settings=settings)
     scaled = select_frames(_candidates(3.7 * u), test_mean=3.7, test_std=1.85, settings=settings)
     assert [r["accepted"] for r in raw] == [r["accepted"] for r in scaled]
@@ -168,10 +171,13 @@ def test_a_global_sigma_scale_cancels_in_the_test_relative_selection(mode):
 
 
 def test_absolute_threshold_ignores_the_test_set():
-    settings = dict(SETTINGS, energy_viability=False, absolute_threshold=0.1, absolute_width=0.01)
+    settings = replace(SETTINGS, energy_viability=False)
+    absolute = CalibrationSettings.with_defaults(absolute_threshold=0.1, absolute_width=0.01)
     u = [0.05, 0.1, 0.15]
     for mean, std in ((0.0, 1.0), (1.0, 0.01)):
-        recs = select_frames(_candidates(u), test_mean=mean, test_std=std, settings=settings)
+        recs = select_frames(
+            _candidates(u), test_mean=mean, test_std=std, settings=settings, calibration=absolute
+        )
         p = [r["P_U"] for r in recs]
         assert p[0] == pytest.approx(0.0, abs=1e-6)
         assert p[1] == pytest.approx(0.5)
@@ -183,20 +189,15 @@ def test_selection_uses_the_calibrated_map_of_the_metrics():
     from alkappa.al.steps import _selection_calibration
 
     metrics = {"recalibration": {"scale": {"map": CalibrationMap("scale", 2.5).to_dict()}}}
-    raw = {"calibration": {"select_on": "raw", "method": "scale", "absolute_threshold": None}}
-    calibrate, extra = _selection_calibration(raw, metrics, "m.json")
-    assert calibrate(0.1) == pytest.approx(0.1) and extra == {}
-    on = {
-        "calibration": {
-            "select_on": "calibrated",
-            "method": "scale",
-            "absolute_threshold": 0.2,
-            "absolute_width": 0.02,
-        }
-    }
-    calibrate, extra = _selection_calibration(on, metrics, "m.json")
+    raw = CalibrationSettings.with_defaults(select_on="raw", method="scale")
+    calibrate = _selection_calibration(raw, metrics, "m.json")
+    assert calibrate(0.1) == pytest.approx(0.1)
+    # no calibration section (the select rule passes it only when the selection uses it)
+    assert _selection_calibration(None, metrics, "m.json")(0.1) == pytest.approx(0.1)
+    on = CalibrationSettings.with_defaults(
+        select_on="calibrated", method="scale", absolute_threshold=0.2, absolute_width=0.02
+    )
+    calibrate = _selection_calibration(on, metrics, "m.json")
     assert calibrate(0.1) == pytest.approx(0.25)
-    assert extra == {"absolute_threshold": 0.2, "absolute_width": 0.02}
-    on["calibration"]["method"] = "isotonic"
     with pytest.raises(ValueError, match=r"needs the isotonic map of m\.json"):
-        _selection_calibration(on, metrics, "m.json")
+        _selection_calibration(replace(on, method="isotonic"), metrics, "m.json")

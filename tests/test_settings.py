@@ -15,16 +15,57 @@ from alkappa.greenkubo._production import production_fingerprint
 from alkappa.labelling import oracle_family, structure_key
 from alkappa.oracles import OracleSpec, call_policy, get_oracle
 from alkappa.settings import (
+    AimdBaselineSettings,
     AnalysisSettings,
+    BaselinesSettings,
+    BayesianSettings,
+    CalibrationSettings,
     ConductivitySettings,
+    ConvergenceSettings,
+    EnsembleSettings,
+    EventsSettings,
+    ExploreSettings,
+    GateSettings,
     GreenKuboSettings,
+    HarmonicBaselineSettings,
+    InitialSettings,
     PhononSettings,
     ProductionSettings,
+    RampSettings,
+    ReferenceMDSettings,
+    ReferenceSettings,
     RelaxSettings,
+    SelectSettings,
+    TestSettings,
+    UncertaintyBiasSettings,
     section_defaults,
 )
 
-SECTIONS = (GreenKuboSettings, PhononSettings, ConductivitySettings, RelaxSettings)
+SECTIONS = (
+    GreenKuboSettings,
+    PhononSettings,
+    ConductivitySettings,
+    RelaxSettings,
+    InitialSettings,
+    TestSettings,
+    EnsembleSettings,
+    ExploreSettings,
+    SelectSettings,
+    GateSettings,
+    CalibrationSettings,
+    ConvergenceSettings,
+    BaselinesSettings,
+    ReferenceSettings,
+    EventsSettings,
+    BayesianSettings,
+)
+INNER = (
+    RampSettings,
+    UncertaintyBiasSettings,
+    AimdBaselineSettings,
+    HarmonicBaselineSettings,
+    ReferenceMDSettings,
+)
 
 
 def _settings(**sections):
@@ -41,6 +82,28 @@ def test_every_section_object_has_the_schema_keys(cls):
     # the defaults-filled section of a validated config builds it
     section = cls.from_settings(_settings())
     assert section.to_dict() == _settings()[cls.SECTION]
+
+
+@pytest.mark.parametrize("cls", INNER)
+def test_every_inner_object_has_the_schema_keys(cls):
+    section, name = cls.SECTION.split(".")
+    keys = list(schema()["$defs"][section]["properties"][name]["properties"])
+    assert [f.name for f in dataclasses.fields(cls)] == keys
+    assert cls.with_defaults().to_dict() == _settings()[section][name]
+
+
+def test_inner_objects_are_sections_and_back_to_dicts():
+    explore = ExploreSettings.from_settings(_settings(explore={"ramp": {"end": 2.0}}))
+    assert explore.ramp == RampSettings(start=1.0, end=2.0, steps=None)
+    assert explore.uncertainty_bias.strength == 0.0
+    assert explore.to_dict()["ramp"] == {"start": 1.0, "end": 2.0, "steps": None}
+    assert ExploreSettings.with_defaults() == ExploreSettings.from_settings(_settings())
+    with pytest.raises(ConfigError, match=r"^explore\.ramp\.steps: missing"):
+        ExploreSettings.with_defaults(ramp={"start": 1.0, "end": 1.0})
+    baselines = BaselinesSettings.from_settings(_settings())
+    assert baselines.aimd.budget == "al" and baselines.harmonic.temperatures == ()
+    assert GateSettings.with_defaults(action="drop").label_weight == 0.0
+    assert GateSettings.with_defaults(weight=0.25).label_weight == 0.25
 
 
 def test_production_defaults_are_the_schema_defaults():
@@ -137,3 +200,43 @@ def test_get_oracle_takes_the_spec_or_a_block():
     }
     spec = OracleSpec.from_settings(material_settings(config, "Cu"))
     assert spec.fidelity == "low" and get_oracle(spec).fidelity == "low"
+
+
+def test_derived_md_and_trigger_settings_are_those_of_the_dicts():
+    from alkappa.bayesfc._dynamic import MDSettings, TriggerRule
+    from alkappa.bayesfc.steps import check_settings, md_from_settings, rule_from_settings
+    from alkappa.events.steps import _md_settings
+    from alkappa.reference_data import has_reference
+
+    settings = _settings(
+        reference={"md": {"temperatures": [300], "steps": 20}},
+        bayesian={"absolute": "auto", "window": 20},
+    )
+    md, explore = settings["reference"]["md"], settings["explore"]
+    assert _md_settings(settings, 300.0) == {
+        **md,
+        "max_force": explore["max_force"],
+        "min_distance_fraction": explore["min_distance_fraction"],
+        "max_temperature_factor": explore["max_temperature_factor"],
+        "seed": md["seed"] + 300,
+    }
+    assert has_reference(settings) and not has_reference(_settings())
+    bayes = settings["bayesian"]
+    typed = BayesianSettings.from_settings(settings)
+    assert rule_from_settings(typed) == TriggerRule(
+        window=20,
+        factor=bayes["factor"],
+        absolute=None,
+        min_gap=bayes["min_gap"],
+        warmup=bayes["warmup"],
+        noise_factor=bayes["absolute_noise_factor"],
+    )
+    assert md_from_settings(typed) == MDSettings(
+        temperature=bayes["temperature"],
+        timestep=bayes["timestep"],
+        friction=bayes["friction"],
+        max_displacement=bayes["max_displacement"],
+        statistic=bayes["statistic"],
+    )
+    with pytest.raises(ValueError, match=r"bayesian\.check_steps \(3\)"):
+        check_settings(dataclasses.replace(typed, check_steps=3))

@@ -327,10 +327,11 @@ def _check_gate_and_calibration(
     """The gate above the thermal range and on a model that takes label weights; calibrated
     selection on a force statistic of the per-atom force sigma."""
     from alkappa.al.gate import check_gate
+    from alkappa.settings import GateSettings
 
     if gate_enabled(settings):
         try:
-            check_gate(settings["gate"], natoms)
+            check_gate(GateSettings.from_settings(settings), natoms)
         except ValueError as exc:
             raise ConfigError(f"{where}.gate.{exc}") from exc
         if not getattr(model, "label_weights", False):

@@ -12,19 +12,22 @@ from typing import TYPE_CHECKING, Any
 from alkappa.io import read_dataset, read_json, write_dataset, write_json
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
+    from alkappa.al.explore import MDOptions
     from alkappa.labelling import OracleCost
+    from alkappa.settings import SettingsDict
 
 
-def has_reference(settings: dict[str, Any]) -> bool:
+def has_reference(settings: SettingsDict) -> bool:
     """Whether the material has reference data (MD to run or files to import)."""
-    ref = settings["reference"]
-    return bool(ref["md"]["temperatures"] or ref["files"])
+    from alkappa.settings import ReferenceSettings
+
+    return ReferenceSettings.from_settings(settings).present
 
 
 def run_reference_md(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     record_path: str | Path,
     out_trajectory: str | Path,
@@ -37,25 +40,46 @@ def run_reference_md(
     ``force_evaluations`` counts the single points it cost. Frames are checkpointed to
     ``<trajectory>.partial.nc`` every few frames, and a rerun after a crash continues from there.
     """
+    from alkappa.settings import ReferenceSettings
+
     run_oracle_md(
         settings,
         structure_path,
         record_path,
         out_trajectory,
         temperature=temperature,
-        md=settings["reference"]["md"],
+        md=ReferenceSettings.from_settings(settings).md.to_dict(),
         source="reference-md",
     )
 
 
+def oracle_md_settings(
+    settings: SettingsDict, md: Mapping[str, Any], temperature: float
+) -> MDOptions:
+    """The MD settings of :func:`alkappa.al.explore.run_exploration` for an MD like the
+    reference MD: ``md`` (``steps``, ``timestep``, ``friction``, ``log_interval``, ``seed``)
+    with the exploration's blow-up limits and the seed offset by the temperature."""
+    from alkappa.settings import ExploreSettings
+
+    explore = ExploreSettings.from_settings(settings)
+    return {
+        **md,
+        # the blow-up limits of the exploration also guard the reference run
+        "max_force": explore.max_force,
+        "min_distance_fraction": explore.min_distance_fraction,
+        "max_temperature_factor": explore.max_temperature_factor,
+        "seed": md["seed"] + int(temperature),
+    }
+
+
 def run_oracle_md(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     record_path: str | Path,
     out_trajectory: str | Path,
     *,
     temperature: float,
-    md: dict[str, Any],
+    md: Mapping[str, Any],
     source: str,
 ) -> None:
     """Langevin NVT driven by the oracle with the MD settings ``md`` (``steps``, ``timestep``,
@@ -67,15 +91,7 @@ def run_oracle_md(
     atoms = read_dataset(structure_path)[0]
     atoms.calc = None
     oracle = get_oracle(OracleSpec.from_settings(settings))
-    explore = settings["explore"]
-    md_settings = {
-        **md,
-        # the blow-up limits of the exploration also guard the reference run
-        "max_force": explore["max_force"],
-        "min_distance_fraction": explore["min_distance_fraction"],
-        "max_temperature_factor": explore["max_temperature_factor"],
-        "seed": md["seed"] + int(temperature),
-    }
+    md_settings = oracle_md_settings(settings, md, temperature)
     result = run_exploration(
         atoms,
         oracle.make_calculator(),
@@ -134,7 +150,7 @@ def count_reference_calls(directory: str | Path) -> int:
 
 
 def run_reference_split(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     md_paths: Sequence[str | Path],
     out_test: str | Path,
     out_pool: str | Path,
@@ -147,15 +163,16 @@ def run_reference_split(
     """
     from alkappa.io.reference import read_reference, time_decorrelated_split
     from alkappa.oracles import OracleSpec, get_oracle
+    from alkappa.settings import ReferenceSettings
 
-    ref = settings["reference"]
+    ref = ReferenceSettings.from_settings(settings)
     fidelity = get_oracle(OracleSpec.from_settings(settings)).fidelity
     frames = []
     sources = []
     for path in md_paths:
         frames.extend(read_reference(path, format="vibes-netcdf", fidelity=fidelity))
         sources.append(str(path))
-    for entry in ref["files"]:
+    for entry in ref.files:
         frames.extend(
             read_reference(
                 entry["path"],
@@ -172,7 +189,7 @@ def run_reference_split(
         if not (f.info.get("time") == 0.0 and str(f.info.get("trajectory", "")).endswith(".nc"))
     ]
     pool_idx, test_idx = time_decorrelated_split(
-        frames, n_test=ref["n_test"], min_separation_fs=ref["min_separation"], seed=ref["seed"]
+        frames, n_test=ref.n_test, min_separation_fs=ref.min_separation, seed=ref.seed
     )
     write_dataset(out_test, [frames[i] for i in test_idx])
     write_dataset(out_pool, [frames[i] for i in pool_idx])
@@ -185,6 +202,6 @@ def run_reference_split(
             "pool_indices": pool_idx,
             "n_test": len(test_idx),
             "n_pool": len(pool_idx),
-            "min_separation_fs": ref["min_separation"],
+            "min_separation_fs": ref.min_separation,
         },
     )

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from ase import Atoms
     from phonopy import Phonopy
 
+    from alkappa.settings import InitialSettings
+
 
 def phonopy_for_supercell(supercell: Atoms) -> Phonopy:
     """A :class:`phonopy.Phonopy` whose unit cell is ``supercell`` itself (identity matrix)."""
@@ -95,7 +97,7 @@ def rattled_samples(supercell: Atoms, *, stdev: float, n_frames: int, seed: int)
 
 def sample_structures(
     supercell: Atoms,
-    settings: dict[str, Any],
+    settings: InitialSettings,
     label: Callable[[list[Atoms], str], list[Atoms]],
     *,
     temperature: float,
@@ -103,7 +105,8 @@ def sample_structures(
     seed: int,
     keep: str | Path | None = None,
 ) -> list[Atoms]:
-    """Unlabelled thermal samples per the config's ``initial`` block.
+    """Unlabelled thermal samples per the config's ``initial`` section (its ``method``,
+    ``rattle_stdev`` and ``displacement``; the temperature, number and seed are arguments).
 
     ``label(frames, purpose)`` labels the finite-displacement frames the harmonic method needs.
     With ``keep`` (a directory), the samples are written there before anything labels them,
@@ -112,13 +115,13 @@ def sample_structures(
     ones the rerun asks for (a fresh draw can differ in the last digits: threaded linear
     algebra, degenerate eigenvectors).
     """
-    if settings["method"] == "rattle":
-        inputs: list[Any] = ["rattle", settings["rattle_stdev"], n_frames, seed]
+    if settings.method == "rattle":
+        inputs: list[Any] = ["rattle", settings.rattle_stdev, n_frames, seed]
         draw = partial(
-            rattled_samples, supercell, stdev=settings["rattle_stdev"], n_frames=n_frames, seed=seed
+            rattled_samples, supercell, stdev=settings.rattle_stdev, n_frames=n_frames, seed=seed
         )
     else:
-        phonon, displaced = finite_displacements(supercell, settings["displacement"])
+        phonon, displaced = finite_displacements(supercell, settings.displacement)
         labelled = label(displaced, "fc2")
         if len(labelled) != len(displaced):
             raise RuntimeError(
@@ -127,7 +130,7 @@ def sample_structures(
                 "fix the cause and run `alkappa oracle-retry results/<material>`"
             )
         forces = np.array([a.get_forces() for a in labelled])
-        inputs = ["harmonic", settings["displacement"], temperature, n_frames, seed, forces]
+        inputs = ["harmonic", settings.displacement, temperature, n_frames, seed, forces]
         draw = partial(
             harmonic_samples,
             supercell,

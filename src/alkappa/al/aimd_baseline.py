@@ -12,7 +12,7 @@ all points. A point with fewer than :data:`MIN_FRAMES` training frames is left o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from alkappa.io import read_json, write_dataset, write_json
 
@@ -20,9 +20,37 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from alkappa.labelling import OracleCost
+    from alkappa.settings import SettingsDict
 
 #: the fewest frames an aiMD point trains on (a member needs training and validation frames)
 MIN_FRAMES = 4
+
+
+class AimdPoint(TypedDict):
+    """A learning-curve point of the aiMD baseline (:func:`plan_points`)."""
+
+    point: int
+    al_iteration: int | None
+    target_calls: int
+    steps: int
+    md_calls: int
+    calls: int
+    frames: int
+
+
+class AimdPlan(TypedDict):
+    """The baseline's plan (``plan.json``, :func:`run_aimd_plan`)."""
+
+    temperatures: list[float]
+    every: int
+    timestep: float
+    friction: float
+    seed: int
+    shared_calls: int
+    al_total_calls: list[int]
+    budget_calls: int
+    steps: int
+    points: list[AimdPoint]
 
 
 def plan_points(
@@ -32,7 +60,7 @@ def plan_points(
     runs: int,
     every: int,
     budget: int | None = None,
-) -> list[dict[str, Any]]:
+) -> list[AimdPoint]:
     """The learning-curve points of the aiMD baseline at the AL iterations' total costs.
 
     Parameters
@@ -50,7 +78,7 @@ def plan_points(
 
     Returns
     -------
-    list[dict]
+    list[AimdPoint]
         Per point: ``point`` (its index), ``al_iteration`` (None for the stated budget beyond
         AL's), ``target_calls``, ``steps`` (per run), ``md_calls`` (all runs: each pays its
         steps and its first evaluation), ``calls`` (shared + MD) and ``frames``. A point's
@@ -62,7 +90,7 @@ def plan_points(
     ]
     if not targets or last > targets[-1][1]:
         targets.append((None, int(last)))
-    points: list[dict[str, Any]] = []
+    points: list[AimdPoint] = []
     for iteration, target in targets:
         steps = (target - shared) // runs - 1
         frames = runs * (steps // every) if steps > 0 else 0
@@ -83,44 +111,43 @@ def plan_points(
     return points
 
 
-def run_aimd_plan(settings: dict[str, Any], directory: str | Path, out_plan: str | Path) -> None:
+def run_aimd_plan(settings: SettingsDict, directory: str | Path, out_plan: str | Path) -> None:
     """Plan the baseline of ``results/<material>`` from AL's cost (:func:`plan_points`)."""
     from alkappa.al.cost import campaign_cost
     from alkappa.config import baseline_temperatures
+    from alkappa.settings import BaselinesSettings, ReferenceSettings
 
     cost = campaign_cost(directory)
     al = cost.curve("al")
     if not al:
         raise RuntimeError(f"{directory}: no AL iteration to plan the aiMD baseline against")
-    aimd = settings["baselines"]["aimd"]
+    aimd = BaselinesSettings.from_settings(settings).aimd
     temperatures = baseline_temperatures(settings, "aimd")
     shared = al[0].cost["relaxation"].calls + al[0].cost["test"].calls
-    budget = None if aimd["budget"] == "al" else int(aimd["budget"])
+    budget = None if aimd.budget == "al" else int(aimd.budget)
     totals = [p.total.calls for p in al]
-    points = plan_points(totals, shared, runs=len(temperatures), every=aimd["every"], budget=budget)
+    points = plan_points(totals, shared, runs=len(temperatures), every=aimd.every, budget=budget)
     if not points:
         raise RuntimeError(
             f"baselines.aimd: a budget of {budget or totals[-1]} oracle calls leaves too few "
-            f"MD steps for {MIN_FRAMES} frames every {aimd['every']} steps at "
+            f"MD steps for {MIN_FRAMES} frames every {aimd.every} steps at "
             f"{len(temperatures)} temperature(s) after the {shared} calls of relaxation and "
             "test set; lower baselines.aimd.every, or state a larger budget"
         )
-    md = settings["reference"]["md"]
-    write_json(
-        out_plan,
-        {
-            "temperatures": temperatures,
-            "every": aimd["every"],
-            "timestep": md["timestep"],
-            "friction": md["friction"],
-            "seed": aimd["seed"],
-            "shared_calls": shared,
-            "al_total_calls": totals,
-            "budget_calls": budget or totals[-1],
-            "steps": points[-1]["steps"],
-            "points": points,
-        },
-    )
+    md = ReferenceSettings.from_settings(settings).md
+    plan: AimdPlan = {
+        "temperatures": temperatures,
+        "every": aimd.every,
+        "timestep": md.timestep,
+        "friction": md.friction,
+        "seed": aimd.seed,
+        "shared_calls": shared,
+        "al_total_calls": totals,
+        "budget_calls": budget or totals[-1],
+        "steps": points[-1]["steps"],
+        "points": points,
+    }
+    write_json(out_plan, plan)
     for p in points:
         print(
             f"point {p['point']}: {p['steps']} MD steps per run, {p['frames']} frames, "
@@ -128,14 +155,14 @@ def run_aimd_plan(settings: dict[str, Any], directory: str | Path, out_plan: str
         )
 
 
-def md_settings(plan: dict[str, Any]) -> dict[str, Any]:
+def md_settings(plan: AimdPlan) -> dict[str, Any]:
     """The MD settings of the baseline's oracle runs (one frame logged every k steps)."""
     keys = ("steps", "timestep", "friction", "seed")
     return {**{k: plan[k] for k in keys}, "log_interval": plan["every"]}
 
 
 def run_aimd_md(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     record_path: str | Path,
     plan_path: str | Path,

@@ -13,9 +13,11 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
+    from alkappa.settings import SettingsDict
+
 
 def run_random_dataset(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     initial_path: str | Path,
     pool_path: str | Path,
     al_dataset_path: str | Path,
@@ -36,7 +38,10 @@ def run_random_dataset(
     if n_draw > len(pool):
         print(f"reference pool has {len(pool)} frames, {n_draw} wanted: using all of them")
         n_draw = len(pool)
-    rng = np.random.default_rng([settings["reference"]["seed"], iteration])
+    from alkappa.settings import ReferenceSettings
+
+    seed = ReferenceSettings.from_settings(settings).seed
+    rng = np.random.default_rng([seed, iteration])
     chosen = sorted(rng.choice(len(pool), size=n_draw, replace=False).tolist())
     frames = []
     for i in chosen:

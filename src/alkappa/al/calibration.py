@@ -39,7 +39,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 
@@ -50,6 +50,34 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from numpy.typing import ArrayLike
+
+
+class CalibrationRecord(TypedDict):
+    """A :class:`CalibrationResult` as JSON (:meth:`CalibrationResult.to_dict`), as the
+    metrics records hold it."""
+
+    quantity: str
+    unit: str
+    n_samples: int
+    spearman: float | None
+    spearman_pvalue: float | None
+    bin_sigma_rms: list[float]
+    bin_error_rms: list[float]
+    bin_count: list[int]
+    bin_sigma_min: list[float]
+    bin_sigma_max: list[float]
+    expected_coverage: list[float] | None
+    observed_coverage: list[float] | None
+    miscalibration_area: float | None
+    n_z: int
+
+
+class ForceCalibrationRecord(TypedDict):
+    """A :class:`ForceCalibration` as JSON (:meth:`ForceCalibration.to_dict`)."""
+
+    atom: CalibrationRecord
+    frame_max: CalibrationRecord
+    frame_rms: CalibrationRecord
 
 
 @dataclass
@@ -93,9 +121,9 @@ class CalibrationResult:
     miscalibration_area: float | None = None
     n_z: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> CalibrationRecord:
         """Plain JSON-able dict of every field."""
-        return asdict(self)
+        return cast("CalibrationRecord", asdict(self))
 
 
 @dataclass
@@ -106,7 +134,7 @@ class ForceCalibration:
     frame_max: CalibrationResult
     frame_rms: CalibrationResult
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ForceCalibrationRecord:
         return {
             "atom": self.atom.to_dict(),
             "frame_max": self.frame_max.to_dict(),
@@ -426,10 +454,10 @@ def _own_sigmas(
 
 
 def plot_calibration(
-    result: CalibrationResult | dict[str, Any],
+    result: CalibrationResult | CalibrationRecord,
     path: str | os.PathLike[str],
     *,
-    groups: Mapping[str, CalibrationResult | dict[str, Any]] | None = None,
+    groups: Mapping[str, CalibrationResult | CalibrationRecord] | None = None,
 ) -> None:
     """Two-panel calibration figure, written atomically to ``path`` (format from the suffix).
 
@@ -524,16 +552,20 @@ def plot_calibration(
     plt.close(fig)
 
 
-def _as_dict(result: CalibrationResult | dict[str, Any]) -> dict[str, Any]:
-    return result.to_dict() if isinstance(result, CalibrationResult) else dict(result)
+def _as_dict(result: CalibrationResult | CalibrationRecord) -> CalibrationRecord:
+    return (
+        result.to_dict()
+        if isinstance(result, CalibrationResult)
+        else cast("CalibrationRecord", dict(result))
+    )
 
 
-def _rho(r: dict[str, Any]) -> str:
+def _rho(r: CalibrationRecord) -> str:
     rho = r.get("spearman")
     return "n/a" if rho is None else f"{rho:.2f}"
 
 
-def _curve_label(label: str, r: dict[str, Any], groups: Any) -> str:
+def _curve_label(label: str, r: CalibrationRecord, groups: Any) -> str:
     if not groups:
         return "ensemble"
     return f"{label} (rho {_rho(r)})"

@@ -3,10 +3,32 @@
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from alkappa.settings import ConvergenceSettings
+
+
+class DecisionRecord(TypedDict):
+    """The stop/continue decision of an iteration (``decision.json``)."""
+
+    iteration: int
+    stop: bool
+    converged: bool
+    reason: str
+    uncertain_fraction: float
+    n_selected: int
+    test_uncertainty_history: list[float]
+    relative_changes: list[float]
+    plateau: bool
+    quiet: bool
+    blowups: int
+    #: the ``convergence`` section
+    settings: dict[str, Any]
+    #: candidate frames the exploration logged (added by the step)
+    frames_explored: NotRequired[int]
 
 
 def decide(
@@ -14,11 +36,11 @@ def decide(
     uncertain_fraction: float,
     n_selected: int,
     test_uncertainty_history: Sequence[float],
-    settings: dict[str, Any],
+    settings: ConvergenceSettings,
     *,
     blowups: int = 0,
     frames_explored: int | None = None,
-) -> dict[str, Any]:
+) -> DecisionRecord:
     """The stop/continue decision after exploring with iteration ``iteration``'s ensemble.
 
     Converged when (a) at most ``max_uncertain_fraction`` of the explored frames are uncertain
@@ -35,32 +57,32 @@ def decide(
 
     Parameters
     ----------
+    settings
+        The ``convergence`` section; the record holds it as a dictionary (``settings``).
     test_uncertainty_history
         Mean test-set uncertainty of iterations 0..``iteration`` in order.
     blowups, frames_explored
         Exploration trajectories of this iteration that blew up; candidate frames they logged
         (None: not known).
     """
-    window = settings["plateau_window"]
+    window = settings.plateau_window
     history = list(test_uncertainty_history)
     changes = [abs(b - a) / max(abs(a), 1e-12) for a, b in pairwise(history)]
     recent = changes[-window:] if len(changes) >= window else []
-    plateau = bool(recent) and max(recent) <= settings["plateau_tolerance"]
+    plateau = bool(recent) and max(recent) <= settings.plateau_tolerance
     explored = blowups == 0 and frames_explored != 0
-    quiet = explored and (
-        uncertain_fraction <= settings["max_uncertain_fraction"] or n_selected == 0
-    )
+    quiet = explored and (uncertain_fraction <= settings.max_uncertain_fraction or n_selected == 0)
     # with nothing selected the next dataset would equal this one: nothing left to learn
     converged = quiet and (plateau or n_selected == 0)
-    if iteration + 1 < settings.get("min_iterations", 1):
+    if iteration + 1 < settings.min_iterations:
         converged = False
-    at_cap = iteration + 1 >= settings["max_iterations"]
+    at_cap = iteration + 1 >= settings.max_iterations
     if converged and not plateau:
         reason = "converged: exploration selected no frame to label"
     elif converged:
         reason = "converged: exploration quiet and test uncertainty plateaued"
     elif at_cap:
-        reason = f"stopped at max_iterations={settings['max_iterations']} without convergence"
+        reason = f"stopped at max_iterations={settings.max_iterations} without convergence"
     else:
         missing = []
         if blowups:
@@ -69,11 +91,10 @@ def decide(
             missing.append("exploration logged no frame")
         elif not quiet:
             missing.append(
-                f"uncertain fraction {uncertain_fraction:.3f} > "
-                f"{settings['max_uncertain_fraction']}"
+                f"uncertain fraction {uncertain_fraction:.3f} > {settings.max_uncertain_fraction}"
             )
-        if iteration + 1 < settings.get("min_iterations", 1):
-            missing.append(f"min_iterations={settings['min_iterations']} not reached")
+        if iteration + 1 < settings.min_iterations:
+            missing.append(f"min_iterations={settings.min_iterations} not reached")
         if not plateau:
             missing.append(
                 "test uncertainty not plateaued"
@@ -96,5 +117,5 @@ def decide(
         "plateau": plateau,
         "quiet": quiet,
         "blowups": blowups,
-        "settings": dict(settings),
+        "settings": settings.to_dict(),
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 from ase import units
@@ -29,6 +29,47 @@ if TYPE_CHECKING:
 
     from ase import Atoms
     from ase.calculators.calculator import Calculator
+
+
+class RampOptions(TypedDict, total=False):
+    """``explore.ramp`` (:class:`alkappa.settings.RampSettings` as a dictionary)."""
+
+    start: float
+    end: float
+    steps: int | None
+
+
+class BiasOptions(TypedDict, total=False):
+    """``explore.uncertainty_bias`` (:class:`alkappa.settings.UncertaintyBiasSettings` as a
+    dictionary)."""
+
+    strength: float
+    width: float
+    viability: bool
+    energy_shift: float
+
+
+class MDOptions(TypedDict):
+    """The settings of one :func:`run_exploration` MD, as a dictionary: its fingerprint (a
+    checkpoint continues only the same MD) is the hash of exactly these keys and values.
+
+    The exploration gives :meth:`alkappa.settings.ExploreSettings.to_dict` (its seed offset
+    per iteration and temperature), oracle MD the reference MD's settings with the
+    exploration's blow-up limits (:func:`alkappa.reference_data.oracle_md_settings`).
+    """
+
+    steps: int
+    timestep: float
+    friction: float
+    log_interval: int
+    seed: int
+    max_force: float
+    min_distance_fraction: float
+    max_temperature_factor: float
+    ramp: NotRequired[RampOptions]
+    uncertainty_bias: NotRequired[BiasOptions]
+    #: the section's temperatures (part of the fingerprint, not read)
+    temperatures: NotRequired[list[float]]
 
 
 @dataclass(frozen=True)
@@ -84,13 +125,13 @@ def thermalize(atoms: Atoms, temperature: float, rng: np.random.Generator) -> No
     velocitydistribution.Stationary(atoms)
 
 
-def ramp_active(ramp: dict[str, Any] | None) -> bool:
+def ramp_active(ramp: RampOptions | None) -> bool:
     """Whether ``explore.ramp`` changes the thermostat target during a run."""
     return bool(ramp) and not (ramp.get("start", 1.0) == 1.0 and ramp.get("end", 1.0) == 1.0)
 
 
 def thermostat_temperature(
-    step: int, temperature: float, ramp: dict[str, Any] | None, n_steps: int
+    step: int, temperature: float, ramp: RampOptions | None, n_steps: int
 ) -> float:
     """The thermostat target (K) for the MD step from ``step`` to ``step + 1``.
 
@@ -107,7 +148,7 @@ def thermostat_temperature(
     return float(factor * temperature)
 
 
-def bias_active(bias: dict[str, Any] | None) -> bool:
+def bias_active(bias: BiasOptions | None) -> bool:
     """Whether ``explore.uncertainty_bias`` biases the MD."""
     return bool(bias) and float(bias.get("strength", 0.0)) > 0
 
@@ -141,7 +182,7 @@ def run_exploration(
     path: Path,
     *,
     temperature: float,
-    settings: dict[str, Any],
+    settings: MDOptions,
     nn_distance: float,
     attrs: dict[str, Any] | None = None,
     progress: bool = True,
@@ -353,7 +394,7 @@ def run_exploration(
 
 
 def _biased(
-    calculator: Calculator, bias: dict[str, Any], reference: Atoms, temperature: float
+    calculator: Calculator, bias: BiasOptions, reference: Atoms, temperature: float
 ) -> UncertaintyBias:
     """``calculator`` with the uncertainty bias, its viability anchored at ``reference``."""
     biased = UncertaintyBias(
@@ -385,17 +426,17 @@ def _unbiased(results: dict[str, Any], values: dict[str, Any], periodic: bool) -
     return out
 
 
-def _fingerprint(settings: dict[str, Any], temperature: float) -> str:
+def _fingerprint(settings: MDOptions, temperature: float) -> str:
     """What makes two MD runs the same run (for continuing from a checkpoint)."""
     import hashlib
 
     # options left at their inert defaults do not change the run (nor older checkpoints)
-    settings = dict(settings)
+    kept = dict(settings)
     if not ramp_active(settings.get("ramp")):
-        settings.pop("ramp", None)
+        kept.pop("ramp", None)
     if not bias_active(settings.get("uncertainty_bias")):
-        settings.pop("uncertainty_bias", None)
-    text = json.dumps({"settings": settings, "temperature": temperature}, sort_keys=True)
+        kept.pop("uncertainty_bias", None)
+    text = json.dumps({"settings": kept, "temperature": temperature}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

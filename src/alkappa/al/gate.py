@@ -24,7 +24,7 @@ multiple of a few.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from ase import units
 
@@ -36,7 +36,23 @@ if TYPE_CHECKING:
 
     from ase import Atoms
 
-__all__ = ["LABEL_WEIGHT_KEY", "apply_gate", "check_gate", "gate_limits"]
+    from alkappa.settings import GateSettings
+
+__all__ = ["LABEL_WEIGHT_KEY", "GateRecord", "apply_gate", "check_gate", "gate_limits"]
+
+
+class GateRecord(TypedDict):
+    """The gate's record (``gate.json``): what :func:`gate_limits` returns, with the relaxed
+    structure's ``fidelity`` added by the step."""
+
+    multiple: float
+    action: str
+    weight: float
+    natoms: int
+    e_min_per_atom: float
+    default_temperature: float
+    limits_eV_per_atom: dict[str, float]
+    fidelity: NotRequired[str | None]
 
 
 def thermal_energy_per_atom(temperature: float) -> float:
@@ -50,31 +66,26 @@ def thermal_upper_multiple(natoms: int) -> float:
     return 1.0 + 3.0 * math.sqrt(2.0 / (3.0 * max(int(natoms), 1)))
 
 
-def check_gate(gate: dict[str, Any], natoms: int) -> None:
+def check_gate(gate: GateSettings, natoms: int) -> None:
     """Raise ``ValueError`` (one line, naming ``multiple``) for a gate below the thermal range."""
     low = thermal_upper_multiple(natoms)
-    if gate["multiple"] <= low:
+    if gate.multiple <= low:
         raise ValueError(
-            f"multiple: {gate['multiple']:g} x (3/2) k_B T lies inside the thermal range of a "
+            f"multiple: {gate.multiple:g} x (3/2) k_B T lies inside the thermal range of a "
             f"{natoms}-atom cell (mean + 3 std = {low:.3f} x (3/2) k_B T): it would gate "
             f"ordinary thermal frames; use a multiple above {low:.3f}"
         )
 
 
-def gate_weight(gate: dict[str, Any]) -> float:
-    """The loss weight of a gated frame's energy and stress (0 for ``action: drop``)."""
-    return 0.0 if gate["action"] == "drop" else float(gate["weight"])
-
-
 def gate_limits(
-    gate: dict[str, Any], e_min_per_atom: float, temperatures: Sequence[float], natoms: int
-) -> dict[str, Any]:
+    gate: GateSettings, e_min_per_atom: float, temperatures: Sequence[float], natoms: int
+) -> GateRecord:
     """The gate's record: the reference energy and the limit per exploration temperature.
 
     Parameters
     ----------
     gate
-        The ``gate`` config section (``multiple``, ``action``, ``weight``).
+        The ``gate`` section (``multiple``, ``action``, ``weight``).
     e_min_per_atom
         Oracle energy per atom of the relaxed structure (eV/atom).
     temperatures
@@ -84,19 +95,19 @@ def gate_limits(
     """
     check_gate(gate, natoms)
     return {
-        "multiple": float(gate["multiple"]),
-        "action": gate["action"],
-        "weight": gate_weight(gate),
+        "multiple": float(gate.multiple),
+        "action": gate.action,
+        "weight": gate.label_weight,
         "natoms": int(natoms),
         "e_min_per_atom": float(e_min_per_atom),
         "default_temperature": float(max(temperatures)),
         "limits_eV_per_atom": {
-            f"{t:g}": float(gate["multiple"]) * thermal_energy_per_atom(t) for t in temperatures
+            f"{t:g}": float(gate.multiple) * thermal_energy_per_atom(t) for t in temperatures
         },
     }
 
 
-def apply_gate(frames: Sequence[Atoms], record: dict[str, Any]) -> list[dict[str, Any]]:
+def apply_gate(frames: Sequence[Atoms], record: GateRecord) -> list[dict[str, Any]]:
     """Set :data:`LABEL_WEIGHT_KEY` on the frames above the gate; return one entry per gated frame.
 
     ``record`` is what :func:`gate_limits` returns. A frame's excess energy is its oracle

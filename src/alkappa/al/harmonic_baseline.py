@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from alkappa.io import read_dataset, write_dataset, write_json
 
 if TYPE_CHECKING:
     from ase import Atoms
+
+    from alkappa.settings import SettingsDict
 
 #: the oracle store's purpose of the baseline's labels
 PURPOSE = "harmonic-baseline"
@@ -30,7 +32,7 @@ def interleave(draws: list[list[Atoms]], n: int) -> list[Atoms]:
 
 
 def run_harmonic_dataset(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     initial_path: str | Path,
     al_dataset_path: str | Path,
@@ -49,6 +51,10 @@ def run_harmonic_dataset(
     from alkappa.al.steps import Labeller, relaxed_supercell
     from alkappa.config import baseline_temperatures
     from alkappa.sampling import sample_structures
+    from alkappa.settings import BaselinesSettings, InitialSettings
+
+    init = InitialSettings.from_settings(settings)
+    seed = BaselinesSettings.from_settings(settings).harmonic.seed
 
     initial = read_dataset(initial_path)
     extra = len(read_dataset(al_dataset_path)) - len(initial)
@@ -57,11 +63,10 @@ def run_harmonic_dataset(
     per_temperature = math.ceil(max(most, extra, 0) / len(temperatures))
     supercell = relaxed_supercell(structure_path)
     label = Labeller(settings, store)
-    seed = settings["baselines"]["harmonic"]["seed"]
     draws = [
         sample_structures(
             supercell,
-            settings["initial"],
+            init,
             label,
             temperature=t,
             n_frames=per_temperature,

@@ -8,7 +8,7 @@ those of :func:`alkappa.al.calibration.force_calibration`) from labelled frames.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 from ase import units
@@ -23,7 +23,94 @@ if TYPE_CHECKING:
     from ase.calculators.calculator import Calculator
     from numpy.typing import ArrayLike
 
+    from alkappa.al.calibration import CalibrationRecord, ForceCalibrationRecord
+
 EV_PER_A3_TO_GPA = 1.0 / units.GPa
+
+#: rmse, mae and max (None where undefined); the forces of a predictor have ``max_atom``
+Stats = dict[str, float | None]
+
+
+class UncertaintyStats(TypedDict):
+    """An uncertainty statistic on the test set: ``U_test`` and ``sigma_test`` of the
+    selection, and its value per frame."""
+
+    mean: float
+    std: float
+    per_frame: list[float]
+
+
+class Reliability(TypedDict):
+    """The frames whose RMS force error is an outlier (:func:`ensemble_error_metrics`)."""
+
+    median_frame_rmse_eV_per_A: float | None
+    threshold_eV_per_A: float | None
+    factor: float
+    n_outliers: int
+    fraction: float | None
+
+
+class PredictorErrors(TypedDict):
+    """The errors of one predictor (a member or the ensemble mean)."""
+
+    energy_per_atom_meV: Stats
+    forces_eV_per_A: Stats
+    stress_GPa: Stats
+    reliability: Reliability
+
+
+class GroupErrors(TypedDict):
+    """Every member's and the mean's errors on a group of frames."""
+
+    n_frames: int
+    n_frames_with_stress: int
+    mean: PredictorErrors
+    members: list[PredictorErrors]
+    member_spread: dict[str, Stats]
+
+
+class EnsembleErrors(TypedDict):
+    """:func:`ensemble_error_metrics`: all frames and each temperature's."""
+
+    n_members: int
+    n_frames: int
+    all: GroupErrors
+    #: one group per distinct temperature, keys ``f"{T:g}"``
+    by_temperature: dict[str, GroupErrors]
+
+
+class Predictions(TypedDict):
+    """Reference labels and member predictions (:func:`collect_predictions`): the keyword
+    arguments of :func:`ensemble_error_metrics`."""
+
+    ref_energy: np.ndarray
+    ref_forces: list[np.ndarray]
+    member_energy: np.ndarray
+    member_forces: list[np.ndarray]
+    ref_stress: np.ndarray | None
+    member_stress: np.ndarray | None
+    temperatures: np.ndarray | None
+
+
+class MetricsRecord(TypedDict):
+    """An iteration's test-set metrics (``metrics.json``, :func:`evaluate_ensemble`)."""
+
+    n_frames: int
+    energy_per_atom_meV: dict[str, float]
+    forces_eV_per_A: dict[str, float]
+    stress_GPa: dict[str, float]
+    uncertainty: dict[str, UncertaintyStats]
+    #: with ``detailed``: :func:`ensemble_error_metrics`
+    per_member: NotRequired[EnsembleErrors]
+    #: with ``detailed``: the force levels (``atom``, ``frame_max``, ``frame_rms``) and
+    #: ``energy`` of :mod:`alkappa.al.calibration`
+    calibration: NotRequired[dict[str, CalibrationRecord]]
+    #: with ``detailed``: the force levels per temperature (keys ``f"{T:g}"``)
+    calibration_by_temperature: NotRequired[dict[str, ForceCalibrationRecord]]
+    #: with ``detailed``: :func:`alkappa.al.recalibration.recalibrate_forces` (or ``error``)
+    recalibration: NotRequired[dict[str, Any]]
+    #: the evaluation's wall time (added by the step)
+    seconds: NotRequired[float]
 
 
 def error_statistics(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float]:
@@ -40,7 +127,7 @@ def error_statistics(predicted: np.ndarray, reference: np.ndarray) -> dict[str, 
 
 def evaluate_ensemble(
     frames: Sequence[Atoms], calculator: Calculator, *, detailed: bool = False
-) -> dict[str, Any]:
+) -> MetricsRecord:
     """Errors of the ensemble mean on labelled ``frames`` and the per-frame uncertainties.
 
     Returns energy errors per atom (meV/atom), force errors (eV/Å, per Cartesian component),
@@ -81,7 +168,7 @@ def evaluate_ensemble(
             per_frame.setdefault(key, []).append(value)
         if collected is not None:
             collected.add(atoms, ref, work, calculator)
-    out: dict[str, Any] = {
+    out: MetricsRecord = {
         "n_frames": len(frames),
         "energy_per_atom_meV": {k: 1000.0 * v for k, v in error_statistics(e_pred, e_ref).items()},
         "forces_eV_per_A": error_statistics(np.concatenate(f_pred), np.concatenate(f_ref))
@@ -119,7 +206,7 @@ def evaluate_ensemble(
     return out
 
 
-def _recalibration(inputs: dict[str, Any], sigma: list[np.ndarray] | None) -> dict[str, Any]:
+def _recalibration(inputs: Predictions, sigma: list[np.ndarray] | None) -> dict[str, Any]:
     """Scale and isotonic recalibration of the per-atom force sigma (the members' spread, or
     the model's own ``sigma``), before and after
     (:func:`alkappa.al.recalibration.recalibrate_forces`); ``error`` where it cannot be
@@ -133,8 +220,8 @@ def _recalibration(inputs: dict[str, Any], sigma: list[np.ndarray] | None) -> di
 
 
 def _calibration_by_temperature(
-    inputs: dict[str, Any], sigma: list[np.ndarray] | None = None
-) -> dict[str, Any]:
+    inputs: Predictions, sigma: list[np.ndarray] | None = None
+) -> dict[str, ForceCalibrationRecord]:
     """Force calibration (levels ``atom``, ``frame_max``, ``frame_rms``) per distinct temperature.
 
     Empty when the frames span fewer than two temperatures (the overall result says it all).
@@ -148,7 +235,7 @@ def _calibration_by_temperature(
     distinct = np.unique(temps[np.isfinite(temps)])
     if distinct.size < 2:
         return {}
-    out = {}
+    out: dict[str, ForceCalibrationRecord] = {}
     for t in distinct:
         idx = np.flatnonzero(temps == t)
         out[f"{t:g}"] = force_calibration(
@@ -163,7 +250,7 @@ def _calibration_by_temperature(
 # every member and the ensemble mean, per temperature
 
 
-def collect_predictions(frames: Sequence[Atoms], calculator: Calculator) -> dict[str, Any]:
+def collect_predictions(frames: Sequence[Atoms], calculator: Calculator) -> Predictions:
     """Reference labels and per-member predictions of ``calculator`` on labelled ``frames``.
 
     Members are read from ``calculator.results`` (``energy_members``, ``forces_members``,
@@ -172,7 +259,7 @@ def collect_predictions(frames: Sequence[Atoms], calculator: Calculator) -> dict
 
     Returns
     -------
-    dict
+    Predictions
         Keyword arguments of :func:`ensemble_error_metrics`: ``ref_energy`` (F,) and
         ``member_energy`` (M, F) in eV/atom; ``ref_forces`` (F arrays (N_f, 3)) and
         ``member_forces`` (F arrays (M, N_f, 3)) in eV/Å; ``ref_stress`` (F, 6) and
@@ -256,7 +343,7 @@ class _Collector:
         t = atoms.info.get("temperature")
         self.temperatures.append(np.nan if t is None else float(t))
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> Predictions:
         ref_stress = np.array(self.ref_stress).reshape(-1, 6)
         member_stress = np.stack(self.member_stress, axis=1) if self.member_stress else None
         has_stress = bool(np.isfinite(ref_stress).all(axis=1).any())
@@ -284,7 +371,7 @@ def ensemble_error_metrics(
     member_stress: ArrayLike | None = None,
     temperatures: ArrayLike | None = None,
     outlier_factor: float = 3.0,
-) -> dict[str, Any]:
+) -> EnsembleErrors:
     """Errors of every ensemble member and of the ensemble mean, overall and per temperature.
 
     Parameters
@@ -310,7 +397,7 @@ def ensemble_error_metrics(
 
     Returns
     -------
-    dict
+    EnsembleErrors
         ``n_members``, ``n_frames``, ``all`` and ``by_temperature`` (keys ``f"{T:g}"``, one per
         distinct temperature). Each group holds ``n_frames``, ``n_frames_with_stress``,
         ``mean`` (the ensemble mean's errors), ``members`` (a list, one entry per member) and
@@ -346,7 +433,7 @@ def ensemble_error_metrics(
     if temps.size != n_frames:
         raise ValueError(f"temperatures has {temps.size} entries for {n_frames} frames")
 
-    def group(idx: np.ndarray) -> dict[str, Any]:
+    def group(idx: np.ndarray) -> GroupErrors:
         members = []
         for m in range(n_members):
             members.append(
@@ -372,7 +459,7 @@ def ensemble_error_metrics(
             "member_spread": _spread(members),
         }
 
-    by_t = {}
+    by_t: dict[str, GroupErrors] = {}
     for t in np.unique(temps[np.isfinite(temps)]):
         by_t[f"{t:g}"] = group(np.flatnonzero(temps == t))
     return {
@@ -432,7 +519,7 @@ def _predictor_errors(
     df: list[np.ndarray],
     ds: np.ndarray | None,
     outlier_factor: float,
-) -> dict[str, Any]:
+) -> PredictorErrors:
     """Error statistics of one predictor from its per-frame differences to the reference."""
     forces: dict[str, float | None]
     if df:
@@ -448,7 +535,7 @@ def _predictor_errors(
         median = float(np.median(frame_rms))
         threshold = outlier_factor * median
         n_out = int(np.sum(frame_rms > threshold))
-        reliability = {
+        reliability: Reliability = {
             "median_frame_rmse_eV_per_A": median,
             "threshold_eV_per_A": threshold,
             "factor": float(outlier_factor),
@@ -475,9 +562,9 @@ def _predictor_errors(
     }
 
 
-def _spread(members: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+def _spread(members: list[PredictorErrors]) -> dict[str, Stats]:
     """Mean, std, min and max over members of the energy, force and stress RMSEs."""
-    out: dict[str, dict[str, float | None]] = {}
+    out: dict[str, Stats] = {}
     for name, (block, key) in {
         "energy_rmse_meV_per_atom": ("energy_per_atom_meV", "rmse"),
         "force_rmse_eV_per_A": ("forces_eV_per_A", "rmse"),

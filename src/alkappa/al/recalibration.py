@@ -30,18 +30,37 @@ relative selection.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
 from alkappa.al.calibration import calibration, per_atom_force_sigma
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from numpy.typing import ArrayLike
 
 METHODS = ("scale", "isotonic")
+
+
+class MapRecord(TypedDict):
+    """A :class:`CalibrationMap` as JSON (:meth:`CalibrationMap.to_dict`)."""
+
+    method: str
+    scale: float
+    knots: list[float]
+    values: list[float]
+
+
+class CalibrationScores(TypedDict):
+    """How well a force sigma is calibrated (``before`` and ``after`` a recalibration)."""
+
+    spearman_atom: float | None
+    miscalibration_area_atom: float | None
+    rms_sigma_atom: float
+    rms_error_atom: float
+    spearman_frame_max: float | None
 
 
 @dataclass(frozen=True)
@@ -81,7 +100,7 @@ class CalibrationMap:
             var = np.where(high, s**2 * y[-1] / x[-1] ** 2, var)
         return np.sqrt(np.maximum(var, 0.0))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> MapRecord:
         return {
             "method": self.method,
             "scale": self.scale,
@@ -90,7 +109,7 @@ class CalibrationMap:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CalibrationMap:
+    def from_dict(cls, data: Mapping[str, Any]) -> CalibrationMap:
         return cls(
             method=data["method"],
             scale=float(data.get("scale", 1.0)),
@@ -162,7 +181,7 @@ def fit_map(method: str, sigma: ArrayLike, delta: ArrayLike) -> CalibrationMap:
     raise ValueError(f"unknown calibration method {method!r}; known: {', '.join(METHODS)}")
 
 
-def _scores(sigmas: Sequence[np.ndarray], deltas: Sequence[np.ndarray]) -> dict[str, Any]:
+def _scores(sigmas: Sequence[np.ndarray], deltas: Sequence[np.ndarray]) -> CalibrationScores:
     """Spearman rho and miscalibration area per atom, Spearman rho of the frame maximum."""
     s = np.concatenate(sigmas)
     d = np.concatenate(deltas)

@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 import numpy as np
 from scipy.special import erf, erfc
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+    from alkappa.settings import CalibrationSettings, SelectSettings
 
 
 def acceptance_probability(
@@ -82,59 +84,81 @@ class Candidate:
     viability: float | None = None
 
 
+class SelectionRecord(TypedDict):
+    """One candidate's row of ``selection.csv`` (:func:`select_frames`)."""
+
+    trajectory: str
+    frame: int
+    time: float
+    temperature: float
+    U: float
+    z: float
+    P_U: float
+    P_E: float
+    P: float
+    draw: float
+    accepted: bool
+    reason: str
+    #: with ``select.diversity: farthest_point``: a chosen frame's distance to the nearest
+    #: frame chosen before it (empty for the others)
+    descriptor_distance: NotRequired[float | str]
+
+
 def select_frames(
     candidates: Sequence[Candidate],
     *,
     test_mean: float,
     test_std: float,
-    settings: dict[str, Any],
+    settings: SelectSettings,
+    calibration: CalibrationSettings | None = None,
     features: Callable[[Candidate], np.ndarray] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[SelectionRecord]:
     """Decide for every candidate whether it is labelled; return one record per candidate.
 
     Each record holds ``U``, ``z``, ``P_U``, ``P_E``, ``P`` (= P_U P_E), the random draw, whether
     it was accepted and why (``accepted``, ``below acceptance``, ``too close in time``,
-    ``budget exhausted``, ``non-finite``). With ``settings['absolute_threshold']`` (and
+    ``budget exhausted``, ``non-finite``). With ``calibration.absolute_threshold`` (and
     ``absolute_width``) P_U compares U with that absolute value instead of the test set's
     distribution (module docstring). Candidates are considered in order of decreasing P,
     so the budget goes to the most uncertain frames; the random draws come from a generator
-    seeded by ``settings['seed']``, so the selection is reproducible.
+    seeded by ``settings.seed``, so the selection is reproducible.
 
-    With ``settings['diversity'] == 'farthest_point'`` the frames that pass their draw form a
+    With ``settings.diversity == 'farthest_point'`` the frames that pass their draw form a
     pool, and the batch is built from it by farthest-point sampling in the space of
     ``features(candidate)`` (a structural descriptor; see :mod:`alkappa.al.diversity`): first
     the frame of highest P, then always the frame farthest from all chosen so far, its distance
-    multiplied by ``(U / U_first) ** settings['diversity_weight']``. The minimum time separation
+    multiplied by ``(U / U_first) ** settings.diversity_weight``. The minimum time separation
     still holds. Each record then also holds ``descriptor_distance``: for a chosen frame, its
     distance to the nearest frame chosen before it (empty for the others).
     """
-    rng = np.random.default_rng(settings.get("seed", 0))
+    rng = np.random.default_rng(settings.seed)
     n = len(candidates)
     u = np.array([c.uncertainty for c in candidates], dtype=float)
-    if settings.get("absolute_threshold") is not None:
-        z = (u - settings["absolute_threshold"]) / settings["absolute_width"]
+    if calibration is not None and calibration.absolute_threshold is not None:
+        threshold = float(calibration.absolute_threshold)
+        z = (u - threshold) / float(calibration.absolute_width)
         p_u = acceptance_probability(z, a=0.0, b=1.0)
     else:
         z = (u - test_mean) / max(test_std, 1e-12)
         p_u = acceptance_probability(
             z,
-            a=settings["a"],
-            b=settings["b"],
-            mode=settings["mode"],
-            threshold=settings["threshold"],
+            a=settings.a,
+            b=settings.b,
+            mode=settings.mode,
+            threshold=settings.threshold,
         )
     p_e = np.ones(n)
-    if settings.get("energy_viability", True):
+    if settings.energy_viability:
         for traj in {c.trajectory for c in candidates}:
             idx = [i for i, c in enumerate(candidates) if c.trajectory == traj]
             p_e[idx] = energy_viability(
-                np.array([candidates[i].energy for i in idx]), shift=settings["energy_shift"]
+                np.array([candidates[i].energy for i in idx]), shift=settings.energy_shift
             )
         known = [i for i, c in enumerate(candidates) if c.viability is not None]
         p_e[known] = [candidates[i].viability for i in known]
     p = np.where(np.isfinite(u), p_u * p_e, 0.0)
     draws = rng.random(n)
-    records: list[dict[str, Any]] = []
+    records: list[SelectionRecord] = []
     for i, c in enumerate(candidates):
         records.append(
             {
@@ -152,7 +176,7 @@ def select_frames(
                 "reason": "",
             }
         )
-    if settings.get("diversity", "none") == "farthest_point":
+    if settings.diversity == "farthest_point":
         if features is None:
             raise ValueError("select.diversity farthest_point needs the frames' descriptors")
         _select_diverse(candidates, records, u, p, draws, settings, features)
@@ -166,11 +190,11 @@ def select_frames(
         elif draws[i] >= p[i]:
             rec["reason"] = "below acceptance"
         elif any(
-            abs(rec["time"] - t) < settings["min_separation"]
+            abs(rec["time"] - t) < settings.min_separation
             for t in chosen_times.get(rec["trajectory"], [])
         ):
             rec["reason"] = "too close in time"
-        elif n_accepted >= settings["max_frames"]:
+        elif n_accepted >= settings.max_frames:
             rec["reason"] = "budget exhausted"
         else:
             rec["accepted"] = True
@@ -182,11 +206,11 @@ def select_frames(
 
 def _select_diverse(
     candidates: Sequence[Candidate],
-    records: list[dict[str, Any]],
+    records: list[SelectionRecord],
     u: np.ndarray,
     p: np.ndarray,
     draws: np.ndarray,
-    settings: dict[str, Any],
+    settings: SelectSettings,
     features: Callable[[Candidate], np.ndarray],
 ) -> None:
     """Fill ``records`` by farthest-point sampling among the frames that pass their draw."""
@@ -205,11 +229,11 @@ def _select_diverse(
     if not pool:
         return
     first = pool[0]  # the highest P: the most uncertain viable frame
-    power = float(settings.get("diversity_weight", 0.0))
+    power = float(settings.diversity_weight)
     weights = None
     if power > 0:
         weights = np.clip(u / u[first], 0.0, None) ** power if u[first] > 0 else None
-    separation = settings["min_separation"]
+    separation = settings.min_separation
 
     def compatible(i: int, chosen: list[int]) -> bool:
         return all(
@@ -221,7 +245,7 @@ def _select_diverse(
     chosen, refused, distance = farthest_point_sampling(
         lambda i: features(candidates[i]),
         pool,
-        settings["max_frames"],
+        settings.max_frames,
         first=first,
         weights=weights,
         compatible=compatible,
@@ -234,7 +258,7 @@ def _select_diverse(
         records[i].update(accepted=True, reason="accepted", descriptor_distance=distance[i])
 
 
-def uncertain_fraction(records: Sequence[dict[str, Any]]) -> float:
+def uncertain_fraction(records: Sequence[SelectionRecord]) -> float:
     """Fraction of candidates with P_U > 1/2 (the exploration's 'uncertain' frames)."""
     if not records:
         return 0.0

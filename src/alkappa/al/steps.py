@@ -7,6 +7,7 @@ Snakemake's ``script:`` wrappers in ``scripts/`` only translate the rule into a 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,15 +17,27 @@ import numpy as np
 from alkappa.io import read_dataset, read_json, read_trajectory, write_dataset, write_json
 from alkappa.labelling import FAILED_KEYS, label_frames
 from alkappa.oracles import OracleSpec
+from alkappa.settings import (
+    CalibrationSettings,
+    ConvergenceSettings,
+    EnsembleSettings,
+    ExploreSettings,
+    GateSettings,
+    InitialSettings,
+    RelaxSettings,
+    SelectSettings,
+    TestSettings,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
     from alkappa.al.recalibration import CalibrationMap
     from alkappa.oracles import Oracle
+    from alkappa.settings import SettingsDict
 
 
 def _oracle(spec: OracleSpec) -> Oracle:
@@ -34,7 +47,7 @@ def _oracle(spec: OracleSpec) -> Oracle:
 
 
 def run_prepare_structure(
-    settings: dict[str, Any], out_structure: str | Path, out_record: str | Path
+    settings: SettingsDict, out_structure: str | Path, out_record: str | Path
 ) -> None:
     """Build the supercell of the material and relax it with the oracle."""
     from alkappa.structure import (
@@ -50,28 +63,28 @@ def run_prepare_structure(
     check_geometry(supercell)
     oracle = _oracle(OracleSpec.from_settings(settings))
     oracle.check(supercell)
-    relax = settings["relax"]
+    relax = RelaxSettings.from_settings(settings)
     record: dict[str, Any] = {
         "material": settings["name"],
         "formula": supercell.get_chemical_formula(),
         "natoms": len(supercell),
         "oracle": oracle.describe(),
     }
-    if relax["enabled"]:
+    if relax.enabled:
         result = relax_structure(
             supercell,
             oracle.make_calculator(),
-            cell=relax["cell"],
-            keep_symmetry=relax["keep_symmetry"],
-            fmax=relax["fmax"],
-            max_steps=relax["max_steps"],
+            cell=relax.cell,
+            keep_symmetry=relax.keep_symmetry,
+            fmax=relax.fmax,
+            max_steps=relax.max_steps,
             logfile="-",
         )
         atoms = result.atoms
         record.update(result.record())
         if not result.converged:
             record["warning"] = (
-                f"relaxation did not reach fmax={relax['fmax']} in {result.steps} steps"
+                f"relaxation did not reach fmax={relax.fmax} in {result.steps} steps"
             )
     else:
         atoms = oracle.label(supercell)
@@ -89,7 +102,7 @@ class Labeller:
     (the force-constant frames shared by D_0 and the test set count once; results reused
     after a crash still count as calls)."""
 
-    def __init__(self, settings: dict[str, Any], store: str | Path) -> None:
+    def __init__(self, settings: SettingsDict, store: str | Path) -> None:
         self.settings = settings
         self.store = store
         self.spec = OracleSpec.from_settings(settings)  # once per job
@@ -127,7 +140,7 @@ def relaxed_supercell(structure_path: str | Path) -> Atoms:
 
 
 def run_initial_data(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     store: str | Path,
     out_initial: str | Path,
@@ -137,16 +150,16 @@ def run_initial_data(
     from alkappa.sampling import sample_structures
 
     supercell = relaxed_supercell(structure_path)
-    init = settings["initial"]
+    init = InitialSettings.from_settings(settings)
     label = Labeller(settings, store)
     # the draws are kept next to the record, so a rerun after a crash labels the same bits
     initial = sample_structures(
         supercell,
         init,
         label,
-        temperature=init["temperature"],
-        n_frames=init["n_frames"],
-        seed=init["seed"],
+        temperature=init.temperature,
+        n_frames=init.n_frames,
+        seed=init.seed,
         keep=Path(out_record).parent / "samples",
     )
     initial = label(initial, "initial")
@@ -159,7 +172,7 @@ def run_initial_data(
 
 
 def run_test_set(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     structure_path: str | Path,
     store: str | Path,
     out_test: str | Path,
@@ -170,17 +183,20 @@ def run_test_set(
     seeds). Not made when the test set comes from reference data (rule reference_split)."""
     from alkappa.sampling import sample_structures
 
+    init = InitialSettings.from_settings(settings)
+    held_out = TestSettings.from_settings(settings)
+    temperatures = ExploreSettings.from_settings(settings).temperatures
     supercell = relaxed_supercell(structure_path)
     label = Labeller(settings, store)
     test: list[Atoms] = []
-    for k, temperature in enumerate(settings["explore"]["temperatures"]):
+    for k, temperature in enumerate(temperatures):
         frames = sample_structures(
             supercell,
-            settings["initial"],
+            init,
             label,
             temperature=temperature,
-            n_frames=settings["test"]["n_frames"],
-            seed=settings["test"]["seed"] + 1000 * k,
+            n_frames=held_out.n_frames,
+            seed=held_out.seed + 1000 * k,
             keep=Path(out_record).parent / "samples",
         )
         test.extend(label(frames, "test"))
@@ -191,7 +207,7 @@ def run_test_set(
 
 
 def run_train_member(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     dataset_path: str | Path,
     out_dir: str | Path,
     *,
@@ -207,15 +223,15 @@ def run_train_member(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = read_dataset(dataset_path)
-    ens = settings["ensemble"]
-    seed = member_seed(ens["seed"], iteration, member)
+    ens = EnsembleSettings.from_settings(settings)
+    seed = member_seed(ens.seed, iteration, member)
     train_idx, val_idx = member_split(
         frames,
         seed=seed,
-        validation_fraction=ens["validation_fraction"],
+        validation_fraction=ens.validation_fraction,
         # resampling makes members differ; a lone member (one-model uncertainty) trains on
         # every frame it is given
-        bootstrap=ens["bootstrap"] and ens.get("size") != 1,
+        bootstrap=ens.bootstrap and ens.size != 1,
     )
     write_dataset(out_dir / "train.extxyz", [frames[i] for i in train_idx])
     write_dataset(out_dir / "val.extxyz", [frames[i] for i in val_idx])
@@ -266,7 +282,7 @@ def run_train_member(
 
 
 def load_members(
-    settings: dict[str, Any], model_paths: Sequence[str | Path], threads: int | None = None
+    settings: SettingsDict, model_paths: Sequence[str | Path], threads: int | None = None
 ) -> Calculator:
     """The ensemble calculator of the given member model files."""
     from alkappa.models.ensemble import load_ensemble
@@ -275,7 +291,7 @@ def load_members(
 
 
 def run_evaluate(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     model_paths: Sequence[str | Path],
     test_path: str | Path,
     out_metrics: str | Path,
@@ -293,7 +309,7 @@ def run_evaluate(
 
 
 def run_explore(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     model_paths: Sequence[str | Path],
     structure_path: str | Path,
     record_path: str | Path,
@@ -310,14 +326,16 @@ def run_explore(
     atoms = read_dataset(structure_path)[0]
     atoms.calc = None
     nn = float(read_json(record_path)["nearest_neighbour_distance"])
-    explore = dict(settings["explore"])
-    explore["seed"] = member_seed(explore["seed"], iteration, int(temperature))
+    explore = ExploreSettings.from_settings(settings)
+    explore = dataclasses.replace(
+        explore, seed=member_seed(explore.seed, iteration, int(temperature))
+    )
     result = run_exploration(
         atoms,
         load_members(settings, model_paths, threads),
         Path(out_trajectory),
         temperature=temperature,
-        settings=explore,
+        settings=explore.to_dict(),
         nn_distance=nn,
         attrs={"iteration": iteration, "material": settings["name"]},
     )
@@ -345,7 +363,7 @@ SELECTION_FIELDS = (
 
 
 def run_select(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     trajectory_paths: Sequence[str | Path],
     metrics_path: str | Path,
     out_selection: str | Path,
@@ -357,11 +375,13 @@ def run_select(
     from alkappa.al.selection import Candidate, select_frames
     from alkappa.io import atomic_path
 
-    sel = settings["select"]
-    stat = sel["statistic"]
+    sel = SelectSettings.from_settings(settings)
+    # the rule passes the calibration section only when the selection uses it
+    cal = CalibrationSettings.from_settings(settings) if "calibration" in settings else None
+    stat = sel.statistic
     metrics = read_json(metrics_path)
     unc = metrics["uncertainty"][stat]
-    calibrate, absolute = _selection_calibration(settings, metrics, metrics_path)
+    calibrate = _selection_calibration(cal, metrics, metrics_path)
     test_values = calibrate(np.asarray(unc["per_frame"], dtype=float))
     candidates: list[Candidate] = []
     trajectories = {}
@@ -385,8 +405,6 @@ def run_select(
                     viability=None if viability is None else float(viability[k]),
                 )
             )
-    selection = {**sel, **absolute}
-    selection["seed"] = sel["seed"] + 7919 * iteration
     from ase import Atoms
 
     def frame(name: str, k: int) -> Atoms:
@@ -400,7 +418,7 @@ def run_select(
 
     features: Callable[[Candidate], np.ndarray] | None = None
     fields = SELECTION_FIELDS
-    if sel.get("diversity", "none") == "farthest_point":
+    if sel.diversity == "farthest_point":
         from alkappa.al.diversity import pair_distance_descriptor
 
         species = sorted({s for ds, _ in trajectories.values() for s in ds.attrs["symbols"]})
@@ -408,9 +426,9 @@ def run_select(
         def describe(c: Candidate) -> np.ndarray:
             return pair_distance_descriptor(
                 frame(c.trajectory, c.frame),
-                cutoff=sel["descriptor_cutoff"],
-                bins=sel["descriptor_bins"],
-                width=sel["descriptor_width"],
+                cutoff=sel.descriptor_cutoff,
+                bins=sel.descriptor_bins,
+                width=sel.descriptor_width,
                 species=species,
             )
 
@@ -420,7 +438,8 @@ def run_select(
         candidates,
         test_mean=float(np.mean(test_values)),
         test_std=float(np.std(test_values)),
-        settings=selection,
+        settings=dataclasses.replace(sel, seed=sel.seed + 7919 * iteration),
+        calibration=cal,
         features=features,
     )
     with atomic_path(out_selection) as tmp, open(tmp, "w", newline="") as fh:
@@ -452,29 +471,22 @@ def run_select(
 
 
 def _selection_calibration(
-    settings: dict[str, Any], metrics: dict[str, Any], metrics_path: str | Path
-) -> tuple[CalibrationMap, dict[str, Any]]:
-    """The map applied to U before selecting (identity unless ``calibration.select_on`` is
-    ``calibrated``) and the extra selection settings (an absolute threshold)."""
+    cal: CalibrationSettings | None, metrics: Mapping[str, Any], metrics_path: str | Path
+) -> CalibrationMap:
+    """The map applied to U before selecting: the identity unless ``calibration.select_on`` is
+    ``calibrated``, else the ``calibration.method`` map fitted in ``metrics``."""
     from alkappa.al.recalibration import CalibrationMap
 
-    cal = settings.get("calibration") or {}
-    extra: dict[str, Any] = {}
-    if cal.get("absolute_threshold") is not None:
-        extra = {
-            "absolute_threshold": float(cal["absolute_threshold"]),
-            "absolute_width": float(cal["absolute_width"]),
-        }
-    if cal.get("select_on", "raw") != "calibrated":
-        return CalibrationMap("identity"), extra
-    fitted = (metrics.get("recalibration") or {}).get(cal["method"])
+    if cal is None or cal.select_on != "calibrated":
+        return CalibrationMap("identity")
+    fitted = (metrics.get("recalibration") or {}).get(cal.method)
     if fitted is None:
         problem = (metrics.get("recalibration") or {}).get("error", "no recalibration in it")
         raise ValueError(
-            f"calibration.select_on: calibrated needs the {cal['method']} map of {metrics_path} "
+            f"calibration.select_on: calibrated needs the {cal.method} map of {metrics_path} "
             f"({problem}); rerun its evaluate job"
         )
-    return CalibrationMap.from_dict(fitted["map"]), extra
+    return CalibrationMap.from_dict(fitted["map"])
 
 
 def count_selected(selection_path: str | Path) -> int:
@@ -484,7 +496,7 @@ def count_selected(selection_path: str | Path) -> int:
 
 
 def run_label(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     candidates_path: str | Path,
     index: int,
     store: str | Path,
@@ -517,17 +529,16 @@ def run_label(
     write_dataset(out_frame, [out])
 
 
-def run_gate(settings: dict[str, Any], structure_path: str | Path, out_gate: str | Path) -> None:
+def run_gate(settings: SettingsDict, structure_path: str | Path, out_gate: str | Path) -> None:
     """The physical gate's limits (:mod:`alkappa.al.gate`) from the relaxed structure."""
     from alkappa.al.gate import gate_limits
     from alkappa.io.dataset import labels
 
+    gate = GateSettings.from_settings(settings)
+    temperatures = ExploreSettings.from_settings(settings).temperatures
     relaxed = read_dataset(structure_path)[0]
     record = gate_limits(
-        settings["gate"],
-        float(labels(relaxed)["energy"]) / len(relaxed),
-        settings["explore"]["temperatures"],
-        len(relaxed),
+        gate, float(labels(relaxed)["energy"]) / len(relaxed), temperatures, len(relaxed)
     )
     record["fidelity"] = relaxed.info.get("fidelity")
     write_json(out_gate, record)
@@ -600,7 +611,7 @@ def run_merge(
 
 
 def run_decide(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     iteration: int,
     selection_path: str | Path,
     metrics_paths: Sequence[str | Path],
@@ -611,7 +622,8 @@ def run_decide(
 
     from alkappa.al.convergence import decide
 
-    stat = settings["select"]["statistic"]
+    stat = SelectSettings.from_settings(settings).statistic
+    convergence = ConvergenceSettings.from_settings(settings)
     history = [read_json(p)["uncertainty"][stat]["mean"] for p in metrics_paths]
     with open(selection_path, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -629,10 +641,12 @@ def run_decide(
         uncertain,
         n_selected,
         history,
-        settings["convergence"],
+        convergence,
         blowups=blowups,
         frames_explored=len(rows),
     )
+    # the section as the config gives it, in its key order: decision.json stays byte for byte
+    decision["settings"] = dict(settings["convergence"])
     decision["frames_explored"] = len(rows)
     write_json(out_decision, decision)
     print(decision["reason"])
@@ -644,7 +658,7 @@ def member_model_files(member_infos: Sequence[str | Path]) -> list[Path]:
 
 
 def run_summary(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     *,
     relax_record: str | Path,
     initial_record: str | Path,
@@ -663,9 +677,15 @@ def run_summary(
 ) -> None:
     """summary.csv, the learning-curve and calibration figures, the exported final ensemble."""
     from alkappa.al.calibration import plot_calibration
-    from alkappa.al.summary import export_ensemble, plot_learning_curve, summary_rows, write_summary
+    from alkappa.al.summary import (
+        IterationPaths,
+        export_ensemble,
+        plot_learning_curve,
+        summary_rows,
+        write_summary,
+    )
 
-    iterations = []
+    iterations: list[IterationPaths] = []
     for i, (m, s, d) in enumerate(zip(metrics, selections, decisions, strict=True)):
         iterations.append(
             {
@@ -677,7 +697,13 @@ def run_summary(
                 "initial_size": len(read_dataset(initial_dataset)),
             }
         )
-    rows = summary_rows(settings, relax_record, initial_record, iterations, test_record)
+    rows = summary_rows(
+        SelectSettings.from_settings(settings),
+        relax_record,
+        initial_record,
+        iterations,
+        test_record,
+    )
     write_summary(rows, out_summary)
     plot_learning_curve(rows, out_curve, title=f"{settings['name']}: active learning")
     # the final ensemble's per-atom force uncertainty against its actual error on the test set

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from alkappa.io import atomic_path, read_json, read_trajectory, write_json
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from alkappa.al.metrics import MetricsRecord
+    from alkappa.settings import SelectSettings, SettingsDict
 
 SUMMARY_FIELDS = (
     "iteration",
@@ -42,7 +45,56 @@ SUMMARY_FIELDS = (
 )
 
 
-def _recalibration_columns(metrics: dict[str, Any]) -> dict[str, Any]:
+class SummaryRow(TypedDict):
+    """One AL iteration's row of ``summary.csv`` (the columns of :data:`SUMMARY_FIELDS`)."""
+
+    iteration: int
+    dataset_size: int
+    oracle_calls: int
+    oracle_failures: int
+    oracle_calls_cumulative: int
+    energy_rmse_meV_per_atom: float | None
+    energy_mae_meV_per_atom: float | None
+    force_rmse_eV_per_A: float | None
+    force_mae_eV_per_A: float | None
+    force_max_error_eV_per_A: float | None
+    stress_rmse_GPa: float | None
+    stress_mae_GPa: float | None
+    reliability: float | None
+    spearman_force_atom: float | None
+    miscalibration_area_force_atom: float | None
+    sigma_scale: float | None
+    miscalibration_area_force_atom_scaled: float | None
+    miscalibration_area_force_atom_isotonic: float | None
+    U_test_mean: float
+    U_test_std: float
+    frames_explored: int
+    frames_uncertain: int
+    frames_selected: int
+    md_blowups: int
+    frames_gated: int | None
+    decision: str
+
+
+class IterationPaths(TypedDict):
+    """The files of one AL iteration that :func:`summary_rows` reads."""
+
+    metrics: str | Path
+    selection: str | Path
+    decision: str | Path
+    #: the record of D_(i+1) (None for the last iteration)
+    merge: str | Path | None
+    trajectories: list[str | Path]
+    initial_size: int
+
+
+class _RecalibrationColumns(TypedDict):
+    sigma_scale: float | None
+    miscalibration_area_force_atom_scaled: float | None
+    miscalibration_area_force_atom_isotonic: float | None
+
+
+def _recalibration_columns(metrics: MetricsRecord) -> _RecalibrationColumns:
     """The ML sigma scale and the cross-validated miscalibration areas after recalibration
     (None for metrics written before recalibration was reported)."""
     rec = metrics.get("recalibration") or {}
@@ -66,23 +118,24 @@ def _gated(merge_path: str | Path | None) -> int | None:
 
 
 def summary_rows(
-    settings: dict[str, Any],
+    select: SelectSettings,
     relax_record: str | Path,
     initial_record: str | Path,
-    iterations: Sequence[dict[str, Any]],
+    iterations: Sequence[IterationPaths],
     test_record: str | Path | None = None,
-) -> list[dict[str, Any]]:
+) -> list[SummaryRow]:
     """One row per AL iteration.
 
-    ``iterations[i]`` holds the paths of iteration i: ``metrics``, ``selection``, ``decision``,
-    ``trajectories`` (list) and, for all but the last, ``merge`` (the record of D_{i+1}).
+    ``select`` is the ``select`` section (its ``statistic``). ``iterations[i]`` holds the
+    paths of iteration i: ``metrics``, ``selection``, ``decision``, ``trajectories`` (list)
+    and, for all but the last, ``merge`` (the record of D_{i+1}).
     ``oracle_calls`` of row i counts the labelling calls made with iteration i's selection;
     ``oracle_calls_cumulative`` adds everything before (relaxation, force constants, D_0 and,
     from ``test_record``, the harmonic test set without the force constants it shares with
     D_0; a test set drawn from reference MD is not counted: it is shared with the baselines).
     :func:`alkappa.al.cost.campaign_cost` has the full account, with times.
     """
-    stat = settings["select"]["statistic"]
+    stat = select.statistic
     cumulative = int(read_json(relax_record).get("oracle_calls", 0))
     initial = read_json(initial_record)["oracle_calls"]
     cumulative += sum(initial.values())
@@ -90,7 +143,7 @@ def summary_rows(
         # its fc2 single points are D_0's, reused from the oracle store
         test = read_json(test_record)["oracle_calls"]
         cumulative += sum(n for purpose, n in test.items() if purpose not in initial)
-    rows = []
+    rows: list[SummaryRow] = []
     size = None
     for i, paths in enumerate(iterations):
         metrics = read_json(paths["metrics"])
@@ -146,7 +199,7 @@ def summary_rows(
     return rows
 
 
-def write_summary(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
+def write_summary(rows: Sequence[SummaryRow], path: str | Path) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
         writer.writeheader()
@@ -154,7 +207,7 @@ def write_summary(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
             writer.writerow({k: _fmt(row[k]) for k in SUMMARY_FIELDS})
 
 
-def plot_learning_curve(rows: Sequence[dict[str, Any]], path: str | Path, title: str) -> None:
+def plot_learning_curve(rows: Sequence[SummaryRow], path: str | Path, title: str) -> None:
     """Test errors and uncertainty against cumulative oracle calls."""
     import matplotlib
 
@@ -194,7 +247,7 @@ def plot_learning_curve(rows: Sequence[dict[str, Any]], path: str | Path, title:
 
 
 def export_ensemble(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     member_dirs: Sequence[str | Path],
     decision: str | Path,
     out_dir: str | Path,

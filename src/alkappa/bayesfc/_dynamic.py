@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -134,12 +134,44 @@ class TriggerTracker:
         self.window.clear()
 
 
+class Trigger(TypedDict):
+    """A step at which the rule fires (:func:`scan_errors`)."""
+
+    step: int
+    error: float
+    rolling_mean: float
+    reason: str
+
+
+class TriggerRow(TypedDict):
+    """A trigger of the training (a row of ``triggers.csv``)."""
+
+    round: int
+    step: int
+    error: float
+    rolling_mean: float
+    reason: str
+    n_train: int
+
+
+class ErrorRow(TypedDict):
+    """One MD step of the training (a row of ``errors.csv``)."""
+
+    round: int
+    step: int
+    error: float
+    rolling_mean: float
+    #: the trigger's reason, ``restart`` or empty
+    trigger: str
+    limit: float | None
+
+
 def scan_errors(
     errors: Sequence[float], rule: TriggerRule, *, reset_on_trigger: bool = False
-) -> list[dict[str, Any]]:
+) -> list[Trigger]:
     """The triggers the rule fires on an error series (step = index)."""
     tracker = TriggerTracker(rule)
-    out = []
+    out: list[Trigger] = []
     for step, err in enumerate(errors):
         reason, rolling = tracker.update(step, float(err))
         if reason is not None:
@@ -247,13 +279,37 @@ def rattled(reference: Atoms, n: int, amplitude: float, seed: int) -> list[Atoms
     return out
 
 
+class CheckSummary(TypedDict):
+    """:meth:`ConvergenceCheck.summary`: the no-new-data decision with its numbers."""
+
+    converged: bool
+    steps: int
+    n_would_fire: int
+    would_fire: list[Trigger]
+    rolling_error_first_half: float
+    rolling_error_second_half: float
+    relative_change: float
+    flat_tolerance: float
+    md_restarts: int
+    mean_error: float
+    max_error: float
+    oracle_calls: int
+
+
+class RoundCheck(CheckSummary):
+    """The check after a training round (``train.json``, ``rounds``)."""
+
+    round: int
+    n_train: int
+
+
 @dataclass
 class ConvergenceCheck:
     """Result of :func:`check_convergence`: MD with the frozen model, no reference data."""
 
     converged: bool
     steps: int
-    would_fire: list[dict[str, Any]]
+    would_fire: list[Trigger]
     first_half_mean: float
     second_half_mean: float
     relative_change: float
@@ -261,7 +317,7 @@ class ConvergenceCheck:
     restarts: int
     errors: np.ndarray = field(repr=False)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> CheckSummary:
         """The decision with its numbers (JSON-ready)."""
         return {
             "converged": self.converged,
@@ -356,21 +412,21 @@ class DynamicTrainingResult:
 
     model: BayesianFCModelFit
     frames: list[Atoms]
-    triggers: list[dict[str, Any]]
-    errors: list[dict[str, Any]]
-    posterior: list[dict[str, Any]]
-    checks: list[dict[str, Any]]
+    triggers: list[TriggerRow]
+    errors: list[ErrorRow]
+    posterior: list[dict[str, float]]
+    checks: list[RoundCheck]
     converged: bool
     oracle_calls: int
     md_restarts: int = 0
 
 
-def posterior_record(model: BayesianFCModelFit) -> dict[str, Any]:
+def posterior_record(model: BayesianFCModelFit) -> dict[str, float]:
     """Hyperparameters and posterior widths of one fit."""
     post = model.posterior
     std = model.parameter_std()
     theta = model.parameters
-    rec: dict[str, Any] = {
+    rec: dict[str, float] = {
         "n_train": model.n_structures,
         "alpha": post.alpha,
         "beta": post.beta,
@@ -441,9 +497,9 @@ def run_dynamic_training(
     designs = [basis.design(f)[:2] for f in frames]
     model = fit_model(basis, frames, designs=designs)
     posterior = [posterior_record(model)]
-    triggers: list[dict[str, Any]] = []
-    errors: list[dict[str, Any]] = []
-    checks: list[dict[str, Any]] = []
+    triggers: list[TriggerRow] = []
+    errors: list[ErrorRow] = []
+    checks: list[RoundCheck] = []
     calls = len(frames)
     tracker = TriggerTracker(rule.for_model(model))
     run = _MD(reference, md, seed + 1)
@@ -498,7 +554,12 @@ def run_dynamic_training(
             flat_tolerance=flat_tolerance,
             equilibration=check_equilibration,
         )
-        summary = {"round": rnd, "n_train": len(frames), "oracle_calls": calls, **check.summary()}
+        summary: RoundCheck = {
+            "round": rnd,
+            "n_train": len(frames),
+            "oracle_calls": calls,
+            **check.summary(),
+        }
         checks.append(summary)
         say(
             f"round {rnd}: {calls} oracle calls, {len(frames)} structures, check "

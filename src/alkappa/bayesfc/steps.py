@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
 from alkappa.io import atomic_path, read_dataset, read_json, write_dataset, write_json
+from alkappa.settings import BayesianSettings, ConductivitySettings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -21,46 +22,47 @@ if TYPE_CHECKING:
     from ase import Atoms
 
     from alkappa.bayesfc._dynamic import MDSettings, TriggerRule
+    from alkappa.settings import SettingsDict
 
 TRIGGER_COLUMNS = ("round", "step", "error", "rolling_mean", "reason", "n_train")
 ERROR_COLUMNS = ("round", "step", "error", "rolling_mean", "trigger", "limit")
 
 
-def rule_from_settings(bayes: dict[str, Any]) -> TriggerRule:
+def rule_from_settings(bayes: BayesianSettings) -> TriggerRule:
     """The trigger rule of the config's ``bayesian`` section."""
     from alkappa.bayesfc._dynamic import TriggerRule
 
-    auto = bayes["absolute"] == "auto"
+    auto = bayes.absolute == "auto"
     return TriggerRule(
-        window=bayes["window"],
-        factor=bayes["factor"],
-        absolute=None if auto else bayes["absolute"],
-        min_gap=bayes["min_gap"],
-        warmup=bayes["warmup"],
-        noise_factor=bayes["absolute_noise_factor"] if auto else None,
+        window=bayes.window,
+        factor=bayes.factor,
+        absolute=None if bayes.absolute == "auto" else bayes.absolute,
+        min_gap=bayes.min_gap,
+        warmup=bayes.warmup,
+        noise_factor=bayes.absolute_noise_factor if auto else None,
     )
 
 
-def md_from_settings(bayes: dict[str, Any]) -> MDSettings:
+def md_from_settings(bayes: BayesianSettings) -> MDSettings:
     """The MD settings of the config's ``bayesian`` section."""
     from alkappa.bayesfc._dynamic import MDSettings
 
     return MDSettings(
-        temperature=bayes["temperature"],
-        timestep=bayes["timestep"],
-        friction=bayes["friction"],
-        max_displacement=bayes["max_displacement"],
-        statistic=bayes["statistic"],
+        temperature=bayes.temperature,
+        timestep=bayes.timestep,
+        friction=bayes.friction,
+        max_displacement=bayes.max_displacement,
+        statistic=bayes.statistic,
     )
 
 
-def check_settings(bayes: dict[str, Any]) -> None:
+def check_settings(bayes: BayesianSettings) -> None:
     """One clear error for inconsistent settings, before any MD or oracle call."""
     rule = rule_from_settings(bayes)
     md_from_settings(bayes)
-    if bayes["check_steps"] < 2 * rule.window + 2:
+    if bayes.check_steps < 2 * rule.window + 2:
         raise ValueError(
-            f"bayesian.check_steps ({bayes['check_steps']}) must be at least 2 * window + 2 = "
+            f"bayesian.check_steps ({bayes.check_steps}) must be at least 2 * window + 2 = "
             f"{2 * rule.window + 2}"
         )
 
@@ -88,7 +90,7 @@ def _number(value: str) -> Any:
     return value
 
 
-def _labeller(settings: dict[str, Any], store: str | Path, counter: dict[str, int]) -> Any:
+def _labeller(settings: SettingsDict, store: str | Path, counter: dict[str, int]) -> Any:
     import ase.io
 
     from alkappa.labelling import label_frames
@@ -114,7 +116,7 @@ def _labeller(settings: dict[str, Any], store: str | Path, counter: dict[str, in
 
 
 def run_bayes_train_step(
-    settings: dict[str, Any], structure_path: str | Path, store: str | Path, out_dir: str | Path
+    settings: SettingsDict, structure_path: str | Path, store: str | Path, out_dir: str | Path
 ) -> None:
     """Dynamic training from the relaxed supercell; writes into ``out_dir``:
 
@@ -126,7 +128,7 @@ def run_bayes_train_step(
 
     from alkappa.bayesfc._dynamic import run_dynamic_training
 
-    bayes = settings["bayesian"]
+    bayes = BayesianSettings.from_settings(settings)
     check_settings(bayes)
     reference = read_dataset(structure_path)[0]
     reference.calc = None
@@ -135,19 +137,19 @@ def run_bayes_train_step(
     result = run_dynamic_training(
         reference,
         _labeller(settings, store, counter),
-        cutoffs=bayes["cutoffs"],
+        cutoffs=list(bayes.cutoffs),
         rule=rule_from_settings(bayes),
         md=md_from_settings(bayes),
-        steps_per_round=bayes["steps_per_round"],
-        max_rounds=bayes["max_rounds"],
-        check_steps=bayes["check_steps"],
-        flat_tolerance=bayes["flat_tolerance"],
-        check_equilibration=bayes["check_equilibration"],
-        n_initial=bayes["initial_frames"],
-        initial_amplitude=bayes["initial_amplitude"],
-        seed=bayes["seed"],
-        max_calls=bayes["max_calls"],
-        symprec=bayes["symprec"],
+        steps_per_round=bayes.steps_per_round,
+        max_rounds=bayes.max_rounds,
+        check_steps=bayes.check_steps,
+        flat_tolerance=bayes.flat_tolerance,
+        check_equilibration=bayes.check_equilibration,
+        n_initial=bayes.initial_frames,
+        initial_amplitude=bayes.initial_amplitude,
+        seed=bayes.seed,
+        max_calls=bayes.max_calls,
+        symprec=bayes.symprec,
         progress=print,
     )
     out = Path(out_dir)
@@ -188,7 +190,7 @@ def run_bayes_train_step(
 
 
 def run_bayes_check_step(
-    settings: dict[str, Any], model_path: str | Path, decision_path: str | Path
+    settings: SettingsDict, model_path: str | Path, decision_path: str | Path
 ) -> None:
     """The no-new-data convergence decision of the final model (``decision.json``).
 
@@ -198,7 +200,7 @@ def run_bayes_check_step(
     from alkappa.bayesfc._dynamic import check_convergence
     from alkappa.bayesfc._model import BayesianFCModelFit
 
-    bayes = settings["bayesian"]
+    bayes = BayesianSettings.from_settings(settings)
     check_settings(bayes)
     model = BayesianFCModelFit.load(model_path)
     rule = rule_from_settings(bayes).for_model(model)
@@ -206,18 +208,20 @@ def run_bayes_check_step(
         model,
         rule,
         md_from_settings(bayes),
-        steps=bayes["check_steps"],
-        seed=bayes["seed"] + 10000,
-        flat_tolerance=bayes["flat_tolerance"],
-        equilibration=bayes["check_equilibration"],
+        steps=bayes.check_steps,
+        seed=bayes.seed + 10000,
+        flat_tolerance=bayes.flat_tolerance,
+        equilibration=bayes.check_equilibration,
     )
     train = read_json(Path(model_path).parent / "train.json")
     decision = {
         **check.summary(),
         "n_train": model.n_structures,
         "training_oracle_calls": train["oracle_calls"],
-        "check_equilibration": bayes["check_equilibration"],
-        "rule": {k: bayes[k] for k in ("window", "factor", "absolute", "min_gap", "warmup")},
+        "check_equilibration": bayes.check_equilibration,
+        "rule": {
+            k: getattr(bayes, k) for k in ("window", "factor", "absolute", "min_gap", "warmup")
+        },
         "absolute_limit": rule.absolute,
         "force_noise": float(np.sqrt(3.0) * model.posterior.noise_std),
     }
@@ -229,44 +233,67 @@ def run_bayes_check_step(
 
 
 def run_bayes_export_step(
-    settings: dict[str, Any], model_path: str | Path, out_dir: str | Path
+    settings: SettingsDict, model_path: str | Path, out_dir: str | Path
 ) -> None:
     """Force constants for phono3py and ShengBTE (see :mod:`alkappa.bayesfc._export`)."""
     from alkappa.bayesfc._export import export_force_constants
     from alkappa.bayesfc._model import BayesianFCModelFit
 
     model = BayesianFCModelFit.load(model_path)
-    result = export_force_constants(model, out_dir, symprec=settings["bayesian"]["symprec"])
+    result = export_force_constants(
+        model, out_dir, symprec=BayesianSettings.from_settings(settings).symprec
+    )
     write_json(Path(out_dir) / "export.json", result.summary())
     print(f"wrote {', '.join(sorted(result.paths))}")
 
 
 def run_bayes_figures_step(
-    settings: dict[str, Any], train_dir: str | Path, errors_png: str | Path, width_png: str | Path
+    settings: SettingsDict, train_dir: str | Path, errors_png: str | Path, width_png: str | Path
 ) -> None:
     """Error vs MD step (triggers marked) and posterior width vs training size."""
     from alkappa.bayesfc._plots import plot_errors, plot_posterior_width
 
     train_dir = Path(train_dir)
-    bayes = settings["bayesian"]
+    bayes = BayesianSettings.from_settings(settings)
     plot_errors(
         read_csv(train_dir / "errors.csv"),
         read_csv(train_dir / "triggers.csv"),
         errors_png,
-        factor=bayes["factor"],
-        absolute=None if bayes["absolute"] == "auto" else bayes["absolute"],
+        factor=bayes.factor,
+        absolute=None if bayes.absolute == "auto" else bayes.absolute,
     )
     plot_posterior_width(read_csv(train_dir / "posterior.csv"), width_png)
 
 
+class ValidationRecord(TypedDict, total=False):
+    """kappa of the Bayesian force constants against the oracle's (``validation.json``);
+    ``mesh_convergence_model`` and ``mesh_convergence_oracle`` only where the conductivity
+    stage made the tables."""
+
+    material: str
+    temperatures_K: list[float]
+    kappa_model_W_per_mK: list[float]
+    kappa_oracle_W_per_mK: list[float]
+    ratio: list[float]
+    mesh: list[int]
+    same_qpoints: bool
+    isotopes: bool
+    oracle_calls: int
+    converged: bool
+    lifetimes: Any
+    frequency: Any
+    mesh_convergence_model: Any
+    mesh_convergence_oracle: Any
+
+
 def run_bayes_validation_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     model_kappa: str | Path,
     oracle_kappa: str | Path,
     decision_path: str | Path,
     out_json: str | Path,
     out_png: str | Path,
-) -> dict[str, Any]:
+) -> ValidationRecord:
     """kappa from the Bayesian model's force constants against kappa from the oracle's own
     fc2/fc3, same mesh and conductivity settings (``validation.json`` and a kappa(T) figure).
 
@@ -285,7 +312,7 @@ def run_bayes_validation_step(
     pairs = zip(rta["other"], rta["reference"], strict=True)
     ratios = [m / o if o else float("nan") for m, o in pairs]
     decision = read_json(decision_path)
-    record: dict[str, Any] = {
+    record: ValidationRecord = {
         "material": settings["name"],
         "temperatures_K": comparison["temperature"],
         "kappa_model_W_per_mK": rta["other"],
@@ -293,16 +320,18 @@ def run_bayes_validation_step(
         "ratio": ratios,
         "mesh": [int(n) for n in model.attrs["mesh"]],
         "same_qpoints": comparison["same_qpoints"],
-        "isotopes": bool(settings["conductivity"]["isotopes"]),
+        "isotopes": bool(ConductivitySettings.from_settings(settings).isotopes),
         "oracle_calls": decision["training_oracle_calls"],
         "converged": bool(decision["converged"]),
         "lifetimes": comparison.get("tau"),
         "frequency": comparison.get("frequency"),
     }
-    for name, path in (("model", model_kappa), ("oracle", oracle_kappa)):
-        table = Path(path).parent / "mesh_convergence.json"
-        if table.is_file():
-            record[f"mesh_convergence_{name}"] = read_json(table)
+    model_table = Path(model_kappa).parent / "mesh_convergence.json"
+    if model_table.is_file():
+        record["mesh_convergence_model"] = read_json(model_table)
+    oracle_table = Path(oracle_kappa).parent / "mesh_convergence.json"
+    if oracle_table.is_file():
+        record["mesh_convergence_oracle"] = read_json(oracle_table)
     write_json(out_json, record)
     plot_kappa(
         {"Bayesian FC": model, "oracle fc2/fc3": oracle},

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from alkappa.io import read_dataset, read_json, write_json, write_text
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+
+    from alkappa.al.explore import MDOptions
+    from alkappa.settings import SettingsDict
 
 MODEL_LABELS = {
     "al": "AL model",
@@ -44,21 +47,17 @@ def model_files(inputs: Sequence[str | Path]) -> list[Path]:
     return [p.parent / read_json(p)["model_file"] for p in paths]
 
 
-def _md_settings(settings: dict[str, Any], temperature: float) -> dict[str, Any]:
+def _md_settings(settings: SettingsDict, temperature: float) -> MDOptions:
     """The reference MD's settings, as :func:`alkappa.reference_data.run_reference_md` uses."""
-    md = settings["reference"]["md"]
-    explore = settings["explore"]
-    return {
-        **md,
-        "max_force": explore["max_force"],
-        "min_distance_fraction": explore["min_distance_fraction"],
-        "max_temperature_factor": explore["max_temperature_factor"],
-        "seed": md["seed"] + int(temperature),
-    }
+    from alkappa.reference_data import oracle_md_settings
+    from alkappa.settings import ReferenceSettings
+
+    md = ReferenceSettings.from_settings(settings).md.to_dict()
+    return oracle_md_settings(settings, md, temperature)
 
 
 def run_events_md_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     models: Sequence[str | Path],
     structure_path: str | Path,
     record_path: str | Path,
@@ -91,7 +90,7 @@ def run_events_md_step(
 
 
 def run_events_kappa_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     models: Sequence[str | Path],
     structure_path: str | Path,
     out_netcdf: str | Path,
@@ -103,27 +102,27 @@ def run_events_kappa_step(
     from alkappa.al.steps import load_members
     from alkappa.io import read_structure
     from alkappa.phonons import run_fc3, run_phono3py, write_fc3, write_netcdf
-    from alkappa.settings import ConductivitySettings
+    from alkappa.settings import ConductivitySettings, EventsSettings
 
+    kappa = ConductivitySettings.from_settings(settings)
+    events = EventsSettings.from_settings(settings)
     out = Path(out_netcdf)
-    kappa = settings["conductivity"]
     calc = load_members(settings, model_files(models), threads)
-    options = ConductivitySettings.from_dict(kappa).fc3_options().to_dict()
-    result = run_fc3(read_structure(structure_path), calc, **options)
+    result = run_fc3(read_structure(structure_path), calc, **kappa.fc3_options().to_dict())
     write_fc3(result, out.parent)
     ds = run_phono3py(
         result.phono3py,
-        mesh=kappa["mesh"],
-        temperatures=[settings["events"]["lifetime_temperature"]],
+        mesh=list(kappa.mesh),
+        temperatures=[events.lifetime_temperature],
         lbte=False,
-        sigma=kappa["sigma"],
+        sigma=kappa.sigma,
         hdf5_directory=out.parent,
     )
     write_netcdf(ds, out)
     print(f"fc3 from {result.n_supercells} supercells; kappa RTA {ds['kappa_rta_average'].values}")
 
 
-def _labeller(settings: dict[str, Any], store: str | Path, temperature: float, model: str) -> Any:
+def _labeller(settings: SettingsDict, store: str | Path, temperature: float, model: str) -> Any:
     from alkappa.labelling import label_frames
     from alkappa.oracles import OracleSpec, get_oracle
 
@@ -150,12 +149,56 @@ def _labeller(settings: dict[str, Any], store: str | Path, temperature: float, m
     return label
 
 
+class LifetimeBias(TypedDict):
+    """A model's phono3py lifetimes against the oracle's at one temperature."""
+
+    temperature: float
+    n_modes: int
+    median_ratio: float | None
+    geometric_mean_ratio: float | None
+
+
+class ModelDiagnosis(TypedDict):
+    """One model's events against the reference MD's (``diagnosis.json``, ``models``)."""
+
+    label: str
+    #: per temperature (as in the file names): the event comparison, spot checks, the
+    #: uncertainty alignment and whether the MD blew up
+    temperatures: dict[str, dict[str, Any]]
+    missing_events: NotRequired[int]
+    false_events: NotRequired[int]
+    events: NotRequired[int]
+    auc: NotRequired[float | None]
+    lifetimes: NotRequired[LifetimeBias | None]
+
+
+class Diagnosis(TypedDict):
+    """The event diagnosis of one material (``diagnosis.json``)."""
+
+    material: str
+    #: the oracle block as the config gives it
+    oracle: Any
+    temperatures: list[str]
+    #: the ``events`` section as the config gives it
+    settings: Any
+    reference_events: int
+    #: the campaign's final (AL) model; the baselines are under ``models``
+    model: str
+    missing_events: int
+    false_events: int
+    auc: float | None
+    lifetime_source: str
+    models: dict[str, ModelDiagnosis]
+    verdict: list[str]
+    paper_pattern: str
+
+
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
 def run_events_diagnosis_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     *,
     reference_md: Mapping[str, str | Path],
     mlip_md: Mapping[str, Mapping[str, str | Path]],
@@ -163,7 +206,7 @@ def run_events_diagnosis_step(
     kappa: Mapping[str, str | Path],
     store: str | Path,
     out_dir: str | Path,
-) -> dict[str, Any]:
+) -> Diagnosis:
     """Events, classification, alignment, lifetime bias and figures of one material.
 
     Parameters
@@ -195,18 +238,15 @@ def run_events_diagnosis_step(
         uncertainty_alignment,
     )
     from alkappa.io import atomic_path, read_trajectory
+    from alkappa.settings import EventsSettings
 
-    cfg = settings["events"]
+    cfg = EventsSettings.from_settings(settings)
     out = Path(out_dir)
-    detect = {
-        "threshold_fraction": cfg["threshold_fraction"],
-        "min_duration": cfg["min_duration"],
-        "frenkel_duration": cfg["frenkel_duration"],
-    }
+    detect = cfg.detection()
     tables = []
     panels = []
     reference_total = 0
-    per_model: dict[str, dict[str, Any]] = {
+    per_model: dict[str, ModelDiagnosis] = {
         m: {"label": MODEL_LABELS.get(m, m), "temperatures": {}} for m in mlip_md
     }
     for T, ref_path in reference_md.items():
@@ -220,24 +260,24 @@ def run_events_diagnosis_step(
             ds = read_trajectory(paths[T])
             det = detect_trajectory_events(ds, **detect)
             tables.append(det.events.assign(source=model, temperature=float(T)))
-            statistic = f"uncertainty_{cfg['statistic']}"
+            statistic = f"uncertainty_{cfg.statistic}"
             unc = ds[statistic].values if statistic in ds else None
             panels.append((f"{MODEL_LABELS.get(model, model)} {T} K", det, unc))
-            comparison = compare_events(ref_det, det, confidence=cfg["confidence"])
+            comparison = compare_events(ref_det, det, confidence=cfg.confidence)
             rmse = float(read_json(test_metrics[model])["forces_eV_per_A"]["rmse"])
             checks = spot_check(
-                event_frames(ds, det, cfg["spot_checks"]),
+                event_frames(ds, det, cfg.spot_checks),
                 _labeller(settings, store, float(T), model),
                 energy_mean=e_mean,
                 energy_std=e_std,
                 test_force_rmse=rmse,
-                energy_sigma=cfg["energy_sigma"],
-                force_factor=cfg["force_factor"],
+                energy_sigma=cfg.energy_sigma,
+                force_factor=cfg.force_factor,
             )
             n_false = sum(bool(c["false"]) for c in checks)
             # events not checked count as false in the proportion of the checked ones
             estimate = n_false / len(checks) * len(det.events) if checks else 0.0
-            alignment = uncertainty_alignment(ds, det, cfg["statistic"]) if unc is not None else {}
+            alignment = uncertainty_alignment(ds, det, cfg.statistic) if unc is not None else {}
             per_model[model]["temperatures"][T] = {
                 **comparison,
                 "blew_up": bool(ds.attrs.get("blew_up", 0)),
@@ -251,12 +291,12 @@ def run_events_diagnosis_step(
                 },
             }
     # lifetime bias per model against the oracle's lifetimes
-    lifetimes: dict[str, Any] = {}
+    lifetimes: dict[str, LifetimeBias] = {}
     ratios_plot: dict[str, Any] = {}
     if "reference" in kappa:
         import xarray as xr
 
-        T_tau = float(cfg["lifetime_temperature"])
+        T_tau = float(cfg.lifetime_temperature)
         with xr.open_dataset(kappa["reference"]) as ref_k:
             ref_k = ref_k.load()
         for model in mlip_md:
@@ -280,11 +320,12 @@ def run_events_diagnosis_step(
         record["auc"] = float(np.mean(aucs)) if aucs else None
         record["lifetimes"] = lifetimes.get(model)
     main = "al" if "al" in per_model else next(iter(per_model))
-    diagnosis = {
+    diagnosis: Diagnosis = {
         "material": settings["name"],
         "oracle": settings["oracle"],
         "temperatures": list(reference_md),
-        "settings": dict(cfg),
+        # the section as the config gives it, in its key order (diagnosis.json unchanged)
+        "settings": dict(settings["events"]),
         "reference_events": int(reference_total),
         # the campaign's final (AL) model; the baselines are under "models"
         "model": main,

@@ -27,24 +27,34 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from alkappa.io import atomic_path, read_dataset, read_json, write_dataset, write_json, write_text
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from ase import Atoms
 
     from alkappa.oracles import OracleSpec
+    from alkappa.settings import SettingsDict
 
 
-def levels(settings: dict[str, Any]) -> list[dict[str, Any]]:
+class Level(TypedDict):
+    """A fidelity level of ``multifidelity.levels``, as the config gives it."""
+
+    #: the fidelity label written into the frames (``info['fidelity']``)
+    name: str
+    #: the level's oracle block (:meth:`alkappa.oracles.OracleSpec.from_dict`)
+    oracle: Mapping[str, Any]
+
+
+def levels(settings: SettingsDict) -> list[Level]:
     """The ordered fidelity levels (low to high) of the ``multifidelity`` section."""
     return list(settings["multifidelity"]["levels"])
 
 
-def level_oracle_spec(level: dict[str, Any]) -> OracleSpec:
+def level_oracle_spec(level: Level) -> OracleSpec:
     """The oracle spec of a level, with the level's name as the frames' fidelity."""
     from alkappa.oracles import OracleSpec
 
@@ -52,7 +62,7 @@ def level_oracle_spec(level: dict[str, Any]) -> OracleSpec:
 
 
 def _label(
-    frames: Sequence[Atoms], level: dict[str, Any], store: Path, purpose: str
+    frames: Sequence[Atoms], level: Level, store: Path, purpose: str
 ) -> tuple[list[Atoms], float, int]:
     from alkappa.labelling import label_frames
     from alkappa.oracles import get_oracle
@@ -68,7 +78,7 @@ def _label(
 
 
 def _at_level(
-    frames: Sequence[Atoms], level: dict[str, Any], store: Path, purpose: str
+    frames: Sequence[Atoms], level: Level, store: Path, purpose: str
 ) -> tuple[list[Atoms], float, int]:
     """``frames`` labelled at ``level``: kept when they already are, else labelled."""
     if frames and all(
@@ -79,7 +89,7 @@ def _at_level(
 
 
 def run_mf_data_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     pool_path: str | Path,
     test_path: str | Path,
     store: str | Path,
@@ -130,7 +140,7 @@ def run_mf_data_step(
 
 
 def run_mf_low_model_step(
-    settings: dict[str, Any], data_dir: str | Path, out_model: str | Path, *, threads: int = 1
+    settings: SettingsDict, data_dir: str | Path, out_model: str | Path, *, threads: int = 1
 ) -> None:
     """Train the low-fidelity model shared by ``transfer`` and ``delta``."""
     from alkappa.multifidelity._baselines import train_low_model
@@ -149,7 +159,7 @@ def run_mf_low_model_step(
 
 
 def run_mf_train_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     data_dir: str | Path,
     approach: str,
     n_high: int,
@@ -250,7 +260,7 @@ def spread_indices(n: int, k: int) -> list[int]:
 
 
 def run_mf_al_data_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     initial_path: str | Path,
     test_path: str | Path,
     store: str | Path,
@@ -289,7 +299,7 @@ def run_mf_al_data_step(
 
 
 def run_mf_label_step(
-    settings: dict[str, Any],
+    settings: SettingsDict,
     candidates_path: str | Path,
     index: int,
     store: str | Path,
