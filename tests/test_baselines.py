@@ -252,16 +252,24 @@ def test_harmonic_baseline_labels_each_sample_once_at_al_sizes(campaign, tmp_pat
 
 @pytest.mark.slow
 def test_pipeline_runs_both_baselines_at_the_al_cost(tmp_path):
-    """config/test.yaml with both baselines, the gate and the calibrated selection (its
-    lattice-dynamics stages off): the baselines are planned after the AL loop, run, evaluated
-    on AL's test set, counted, compared; planned again alike, the aiMD is not paid again. The
-    gate's checks are test_pipeline.assert_gate_and_calibration (one campaign for both)."""
+    """config/test.yaml with reference MD, both baselines, the gate and the calibrated
+    selection (its lattice-dynamics stages off): the baselines are planned after the AL loop,
+    run, evaluated on AL's test set, counted, compared; planned again alike, the aiMD is not
+    paid again. The reference-MD and gate checks are test_pipeline's
+    assert_reference_md_gives_the_test_set_and_never_trains_on_it and
+    assert_gate_and_calibration (one campaign for all: each AL loop costs minutes)."""
     import csv
     import os
     import subprocess
     import sys
 
-    from test_pipeline import GATE_AND_CALIBRATION, assert_gate_and_calibration, snakemake
+    from test_pipeline import (
+        GATE_AND_CALIBRATION,
+        REFERENCE_MD,
+        assert_gate_and_calibration,
+        assert_reference_md_gives_the_test_set_and_never_trains_on_it,
+        snakemake,
+    )
 
     cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
     cfg["results"] = str(tmp_path / "results")
@@ -269,12 +277,14 @@ def test_pipeline_runs_both_baselines_at_the_al_cost(tmp_path):
         cfg[stage] = {"enabled": False}
     cfg["baselines"] = {"aimd": {"enabled": True, "every": 1}, "harmonic": {"enabled": True}}
     cfg.update(GATE_AND_CALIBRATION)
+    cfg["reference"] = REFERENCE_MD
     cfgfile = tmp_path / "baselines.yaml"
     cfgfile.write_text(yaml.safe_dump(cfg))
     proc = snakemake("--configfile", str(cfgfile))
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "results/Cu"
     assert_gate_and_calibration(out)
+    assert_reference_md_gives_the_test_set_and_never_trains_on_it(out)
     plan = read_json(out / "aimd/plan.json")
     assert plan["temperatures"] == [300.0, 900.0] and plan["points"]
     for t in (300, 900):  # every step one oracle call, and the run's first

@@ -676,22 +676,19 @@ def assert_gate_and_calibration(out):
     assert int(summary[0]["frames_gated"]) == len(gated)
 
 
-@pytest.mark.slow
-def test_reference_md_gives_the_test_set_and_never_trains_on_it(tmp_path):
-    cfg = yaml.safe_load((ROOT / "config/test.yaml").read_text())
-    cfg["results"] = str(tmp_path / "results")
-    cfg["phonons"] = {"enabled": False}  # covered by the test campaign
-    cfg["conductivity"] = {"enabled": False}
-    cfg["greenkubo"] = {"enabled": False}
-    cfg["reference"] = {
-        "md": {"temperatures": [900], "steps": 60, "timestep": 4.0, "log_interval": 2},
-        "n_test": 6,
-        "min_separation": 16.0,
-    }
-    (tmp_path / "ref.yaml").write_text(yaml.safe_dump(cfg))
-    proc = snakemake("--configfile", str(tmp_path / "ref.yaml"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = tmp_path / "results/Cu"
+#: reference MD as tests/test_baselines.py runs it (one campaign of the test config checks the
+#: reference data, the random baseline, the events stage, the gate and the other baselines)
+REFERENCE_MD = {
+    "md": {"temperatures": [900], "steps": 60, "timestep": 4.0, "log_interval": 2},
+    "n_test": 6,
+    "min_separation": 16.0,
+}
+
+
+def assert_reference_md_gives_the_test_set_and_never_trains_on_it(out):
+    """The test set comes from the reference MD and no frame of it is ever trained on; the
+    random baseline draws from the pool at AL's sizes and pays for the MD; the events stage
+    runs the AL and random models with the reference MD's settings."""
     test = read_dataset(out / "reference/test.extxyz")
     split = read_json(out / "reference/split.json")
     assert len(test) == split["n_test"] == 6
