@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import math
+import time
+from pathlib import Path
 
 import pytest
 
@@ -301,6 +303,12 @@ def test_unlock_removes_only_a_stale_lock(tmp_path, capsys):
         [sys.executable, "-c", "import time; time.sleep(60)", "snakemake"], cwd=tmp_path
     )
     try:
+        # until the child has exec'd, /proc shows the forked test process (a race under load)
+        cmdline = Path(f"/proc/{fake.pid}/cmdline")
+        for _ in range(200):
+            if b"snakemake" in cmdline.read_bytes():
+                break
+            time.sleep(0.05)
         assert main(["unlock", "--workdir", str(tmp_path)]) == 1
         err = capsys.readouterr().err
         assert f"pid {fake.pid}" in err and len(err.strip().splitlines()) == 1
