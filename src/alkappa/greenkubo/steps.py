@@ -249,6 +249,29 @@ class _Setup:
     """What every production job of a material and temperature loads: the structure, the
     flux, the production and analysis settings and the files' attributes."""
 
+    @classmethod
+    def of(
+        cls,
+        settings: SettingsDict,
+        structure_path: str | Path,
+        model_dir: str | Path,
+        *,
+        threads: int,
+        force_constants: str | Path | None = None,
+        flux: bool = True,
+    ) -> _Setup:
+        """The set-up of a job from the material's settings (its name and ``greenkubo``)."""
+        gk = GreenKuboSettings.from_settings(settings)
+        return cls(
+            settings["name"],
+            gk,
+            structure_path,
+            model_dir,
+            threads=threads,
+            force_constants=force_constants,
+            flux=flux,
+        )
+
     def __init__(
         self,
         material: str,
@@ -310,9 +333,8 @@ def run_equilibration_step(
     and model is reused (:func:`discard_stale`). Raises RuntimeError if the MD blew up."""
     from alkappa.greenkubo import run_equilibration
 
-    job = _Setup(
-        settings["name"],
-        GreenKuboSettings.from_settings(settings),
+    job = _Setup.of(
+        settings,
         structure_path,
         model_dir,
         threads=threads,
@@ -361,9 +383,8 @@ def run_nve_step(
     and model is reused (:func:`discard_stale`)."""
     from alkappa.greenkubo import run_nve
 
-    job = _Setup(
-        settings["name"],
-        GreenKuboSettings.from_settings(settings),
+    job = _Setup.of(
+        settings,
         structure_path,
         model_dir,
         threads=threads,
@@ -419,13 +440,11 @@ def run_round_step(
     from alkappa.greenkubo import run_round
     from alkappa.greenkubo._production import chain_path
 
-    job = _Setup(
-        settings["name"],
-        GreenKuboSettings.from_settings(settings),
+    job = _Setup.of(
+        settings,
         structure_path,
         model_dir,
         threads=threads,
-        force_constants=None,
         flux=False,
     )
     out = Path(out_record)
@@ -467,13 +486,11 @@ def run_production_step(
     ``simulated_ps`` and ``wall_seconds`` (NVT and NVE seconds summed over all jobs)."""
     from alkappa.greenkubo import collect_production
 
-    job = _Setup(
-        settings["name"],
-        GreenKuboSettings.from_settings(settings),
+    job = _Setup.of(
+        settings,
         structure_path,
         model_dir,
         threads=threads,
-        force_constants=None,
         flux=False,
     )
     records = [read_json(p) for p in rounds]
