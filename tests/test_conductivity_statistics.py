@@ -198,3 +198,40 @@ def test_kappa_steps_write_classical_and_commensurate_values(argon, tmp_path):
     commensurate = read_netcdf(tmp_path / "kappa_commensurate.nc")
     assert commensurate.attrs["n_grid_points"] == 32
     assert {"kappa_rta_average", "kappa_rta_classical_average"} <= set(commensurate)
+
+
+def test_mode_breakdown_attributes_a_lifetime_change_to_the_lifetimes(argon):
+    # phono3py's linewidths go with |Phi_3|^2: scaling fc3 by s divides every lifetime and
+    # kappa by s^2 and leaves the harmonic part alone. The breakdown must put all of that
+    # change on the lifetimes, none on the heat capacities and velocities.
+    from alkappa.phonons import compare_conductivity, kappa_mode_breakdown
+
+    ph3, s = argon.phono3py, 1.25
+    reference = run_phono3py(ph3, mesh=4, temperatures=[50])
+    fc3 = ph3.fc3.copy()
+    try:
+        ph3.fc3 = fc3 * s
+        scaled = run_phono3py(ph3, mesh=4, temperatures=[50])
+    finally:
+        ph3.fc3 = fc3
+    b = kappa_mode_breakdown(reference, scaled, 50.0)
+    k_ref = reference["kappa_rta_average"].item()
+    assert b["reference"] == pytest.approx(k_ref, rel=1e-9)
+    assert b["other"] == pytest.approx(k_ref / s**2, rel=1e-6)
+    assert b["lifetimes_only"] == pytest.approx(b["other"], rel=1e-6)
+    assert b["harmonic_only"] == pytest.approx(b["reference"], rel=1e-9)
+    assert b["kappa_weighted_tau_ratio"] == pytest.approx(1 / s**2, rel=1e-6)
+    assert b["acoustic_reference"] + b["optical_reference"] == pytest.approx(k_ref)
+    assert sum(w["other"] for w in b["windows"]) == pytest.approx(b["other"])
+    for w in b["windows"]:
+        assert w["other"] == pytest.approx(w["reference"] / s**2, rel=1e-6, abs=1e-12)
+    assert compare_conductivity(reference, scaled)["modes"][0]["other"] == pytest.approx(b["other"])
+
+    # faster group velocities (a stiffer lattice seen by the heat current alone): harmonic
+    faster = scaled.copy(deep=True)
+    faster["group_velocity"] = reference["group_velocity"] * 2.0
+    faster["tau"] = reference["tau"]
+    faster["mode_kappa_rta"] = reference["mode_kappa_rta"] * 4.0
+    b = kappa_mode_breakdown(reference, faster, 50.0)
+    assert b["harmonic_only"] == pytest.approx(4 * b["reference"], rel=1e-6)
+    assert b["lifetimes_only"] == pytest.approx(b["reference"], rel=1e-6)

@@ -5,9 +5,10 @@
   frequency error of one set of force constants against another on a q-mesh.
 * Third-order force constants and lattice thermal conductivity with phono3py
   (:func:`run_fc3`, :func:`run_phono3py`, :func:`run_mesh_convergence`,
-  :func:`compare_conductivity`): kappa in RTA (and LBTE), per-mode linewidths and lifetimes,
-  with quantum or classical statistics (:func:`classical_from_high_temperature`), on regular
-  meshes or on exactly the q-points of an MD supercell (:func:`commensurate_mesh`).
+  :func:`compare_conductivity`, :func:`kappa_mode_breakdown`): kappa in RTA (and LBTE),
+  per-mode linewidths and lifetimes, with quantum or classical statistics
+  (:func:`classical_from_high_temperature`), on regular meshes or on exactly the q-points of
+  an MD supercell (:func:`commensurate_mesh`).
 * The anharmonicity score sigma^A of Knoop et al. (:func:`sigma_a`,
   :func:`anharmonicity_from_trajectory`).
 * Figures (:func:`plot_phonons`, :func:`plot_kappa`, :func:`plot_lifetimes`,
@@ -54,13 +55,21 @@ from alkappa.phonons._harmonic import (
     run_harmonic,
     write_harmonic,
 )
+from alkappa.phonons._kappa_modes import (
+    FrequencyWindow,
+    KappaModeBreakdown,
+    cumulative_kappa,
+    kappa_mode_breakdown,
+)
 from alkappa.phonons._plots import plot_anharmonicity, plot_kappa, plot_lifetimes, plot_phonons
 
 __all__ = [
     "AnharmonicityScore",
     "Fc3Result",
+    "FrequencyWindow",
     "HarmonicResult",
     "ImaginaryModeWarning",
+    "KappaModeBreakdown",
     "anharmonicity_from_dataset",
     "anharmonicity_from_trajectory",
     "classical_from_high_temperature",
@@ -68,10 +77,12 @@ __all__ = [
     "compare_conductivity",
     "compare_phonons",
     "count_fc3_supercells",
+    "cumulative_kappa",
     "fc3_displacements",
     "find_imaginary_modes",
     "frequency_errors",
     "harmonic_forces",
+    "kappa_mode_breakdown",
     "load_fc3",
     "load_phonopy",
     "make_phono3py",

@@ -806,6 +806,10 @@ def compare_conductivity(reference: xr.Dataset, other: xr.Dataset) -> dict[str, 
             }
         )
     out["tau"] = stats
+    if all("mode_kappa_rta" in ds and "heat_capacity" in ds for ds in (reference, other)):
+        from alkappa.phonons._kappa_modes import kappa_mode_breakdown
+
+        out["modes"] = [kappa_mode_breakdown(reference, other, float(t)) for t in temps]
     return jsonable(out)
 
 

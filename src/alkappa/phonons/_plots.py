@@ -138,10 +138,13 @@ def plot_lifetimes(
     temperature: float = 300.0,
     title: str | None = None,
 ) -> None:
-    """Scatter of the phonon lifetimes tau against frequency at the temperature closest to
-    ``temperature``, one colour per dataset of :func:`~alkappa.phonons.run_phono3py`."""
+    """Phonon lifetimes tau against frequency at the temperature closest to ``temperature``
+    (left) and the cumulative RTA kappa over frequency (right: which modes carry the heat),
+    one colour per dataset of :func:`~alkappa.phonons.run_phono3py`."""
+    from alkappa.phonons._kappa_modes import cumulative_kappa
+
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.0, 4.0))
+    fig, (ax, ax_k) = plt.subplots(1, 2, figsize=(9.0, 4.0))
     used = None
     markers = ["o", "x", "^", "s"]
     for k, (label, ds) in enumerate(datasets.items()):
@@ -151,20 +154,28 @@ def plot_lifetimes(
         tau = sel["tau"].values.ravel()
         freq = np.broadcast_to(ds["frequency"].values, sel["tau"].shape).ravel()
         ok = np.isfinite(tau) & (tau > 0)
+        color = _STYLES[k % len(_STYLES)][0]
         ax.scatter(
             freq[ok],
             tau[ok],
             s=8,
             marker=markers[k % len(markers)],
             alpha=0.6,
-            color=_STYLES[k % len(_STYLES)][0],
+            color=color,
             label=label,
         )
+        if "mode_kappa_rta" in ds:
+            f_sorted, k_cum = cumulative_kappa(ds, used)
+            ax_k.step(f_sorted, k_cum, where="post", color=color, label=label)
     ax.set_yscale("log")
     ax.set_xlabel("frequency (THz)")
     ax.set_ylabel(r"lifetime $\tau$ (ps)")
     ax.legend(frameon=False, fontsize=8)
-    ax.set_title(title or (f"T = {used:g} K" if used is not None else ""))
+    ax_k.set_xlabel("frequency (THz)")
+    ax_k.set_ylabel(r"cumulative $\kappa_\mathrm{RTA}$ (W/mK)")
+    ax_k.legend(frameon=False, fontsize=8)
+    at = f"T = {used:g} K" if used is not None else ""
+    fig.suptitle(f"{title}, {at}" if title and at else (title or at))
     fig.tight_layout()
     _save(fig, path)
 
