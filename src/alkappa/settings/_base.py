@@ -64,11 +64,11 @@ def _frozen(value: Any) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    """Tuples as lists again and inner sections as dictionaries (the config's and JSON's
-    form)."""
+    """Tuples as lists again and inner sections (and other objects of a section, e.g. a
+    multi-fidelity level) as dictionaries (the config's and JSON's form)."""
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
-    if isinstance(value, _Section):
+    if isinstance(value, _Section) or hasattr(value, "to_dict"):
         return value.to_dict()
     return value
 
