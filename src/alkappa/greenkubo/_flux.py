@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
     from ase import Atoms
 
+    from alkappa.models.heat_flux import FluxResults
+
 __all__ = [
     "HEAT_FLUX_METHODS",
     "HEAT_FLUX_UNIT",
@@ -121,7 +123,7 @@ class VirialHeatFlux(AverageVirials):
         self.calculator = calculator
         self.convective = convective
         self.average_virials = None
-        self.results: dict[str, Any] = {}
+        self.results: FluxResults = {}
 
     def atomic_virials(self, atoms: Atoms) -> np.ndarray:
         """:math:`W_i = -V \\sigma_i^T` (N, 3, 3) in eV."""
@@ -218,7 +220,7 @@ class HarmonicHeatFlux:
         self.pair_vectors = pair_vectors
         self.convective = convective
         self.r0 = minimum_image_pair_vectors(self.reference)
-        self.results: dict[str, Any] = {}
+        self.results: FluxResults = {}
 
     def displacements(self, atoms: Atoms) -> np.ndarray:
         """Displacements from the reference (minimum image for periodic cells)."""

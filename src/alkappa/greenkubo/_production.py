@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
+    from alkappa.io import NetCDFAttrs
     from alkappa.models.heat_flux import HeatFluxMethod
 
 #: production settings and their defaults (times in fs, steps of ``timestep``; the fields of
@@ -347,7 +348,7 @@ def run_equilibration(
     *,
     temperature: float,
     settings: ProductionSettings | Mapping[str, Any] | None = None,
-    attrs: dict[str, Any] | None = None,
+    attrs: NetCDFAttrs | None = None,
     progress: bool = True,
 ) -> Equilibration:
     """Langevin NVT at ``temperature`` from ``atoms``: the first ``runs`` starting snapshots,
@@ -385,7 +386,7 @@ def run_nve(
     *,
     temperature: float,
     settings: ProductionSettings | Mapping[str, Any] | None = None,
-    attrs: dict[str, Any] | None = None,
+    attrs: NetCDFAttrs | None = None,
     progress: bool = True,
 ) -> RunResult:
     """NVE run ``index`` of the production in ``path`` (``run_<index:02d>.nc``), from its
@@ -438,7 +439,7 @@ def extend_chain(
     temperature: float,
     flux_name: str,
     settings: ProductionSettings | Mapping[str, Any] | None = None,
-    attrs: dict[str, Any] | None = None,
+    attrs: NetCDFAttrs | None = None,
     progress: bool = True,
 ) -> Chain:
     """The starting snapshots of runs ``first_run``, ..., ``first_run + n_runs - 1``: the NVT
@@ -536,7 +537,7 @@ def _common_attrs(
     temperature: float,
     fingerprint: str,
     flux_name: str,
-    attrs: dict[str, Any] | None,
+    attrs: NetCDFAttrs | None,
 ) -> dict[str, Any]:
     """The attributes of every file of a production."""
     return {
@@ -581,7 +582,7 @@ def _equilibrate(
     temperature: float,
     settings: ProductionSettings,
     limits: dict[str, float],
-    attrs: dict[str, Any],
+    attrs: NetCDFAttrs,
     progress: bool,
 ) -> Equilibration:
     """Langevin NVT; snapshots for the runs and atomic virials for their average."""
@@ -796,7 +797,7 @@ def _nve_run(
     temperature: float,
     settings: ProductionSettings,
     limits: dict[str, float],
-    attrs: dict[str, Any],
+    attrs: NetCDFAttrs,
     progress: bool,
 ) -> RunResult:
     start = time.perf_counter()

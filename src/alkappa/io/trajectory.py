@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
     from ase import Atoms
 
+    from alkappa.io.netcdf import NetCDFAttrs
+
 # per-frame variables and their dimensions (besides the leading ``time``)
 _DIMS = {
     "positions": ("I", "a"),
@@ -63,7 +65,7 @@ class TrajectoryWriter:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], reference: Atoms, attrs: dict[str, Any] | None = None
+        self, path: str | os.PathLike[str], reference: Atoms, attrs: NetCDFAttrs | None = None
     ) -> None:
         self.path = Path(path)
         self.reference = reference

@@ -164,7 +164,7 @@ class PairHeatFlux(AverageVirials):
             raise ValueError("need at least one member")
         self.convective = convective
         self.average_virials = None
-        self.results: dict[str, Any] = {}
+        self.results: dict[str, float | np.ndarray] = {}
 
     def _member(self, calculator: Any, atoms: Atoms) -> tuple[np.ndarray, Atoms]:
         work = atoms.copy()
