@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
     from ase import Atoms
 
+    from alkappa.labelling import FailureRecord
+
 
 def choose_high_fidelity(
     uncertainty: Sequence[float], *, fraction: float = 1.0, budget: int | None = None
@@ -73,7 +75,7 @@ class MultiFidelityLabels:
     high_indices: list[int] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[FailureRecord] = field(default_factory=list)
 
 
 def label_multifidelity(
