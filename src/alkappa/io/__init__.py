@@ -11,11 +11,12 @@ from alkappa.io.dataset import (
     with_labels,
     write_dataset,
 )
-from alkappa.io.netcdf import AttrValue, NetCDFAttrs, read_netcdf, write_netcdf
+from alkappa.io.netcdf import AttrValue, DataVariable, NetCDFAttrs, read_netcdf, write_netcdf
 from alkappa.io.trajectory import TrajectoryWriter, open_trajectory, read_trajectory
 
 __all__ = [
     "AttrValue",
+    "DataVariable",
     "NetCDFAttrs",
     "TrajectoryWriter",
     "atomic_path",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from alkappa.io._atomic import atomic_path
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 AttrValue: TypeAlias = str | int | float | bool | np.generic | np.ndarray | Sequence[str | float]
 #: global attributes of a netCDF file (temperature, timestep, fingerprints, ...)
 NetCDFAttrs: TypeAlias = Mapping[str, AttrValue]
+#: a data variable as ``xr.Dataset(data_vars=...)`` takes it: its dimensions and values
+DataVariable: TypeAlias = tuple[tuple[str, ...], ArrayLike]
 
 
 def write_netcdf(dataset: xr.Dataset, path: str | os.PathLike[str]) -> None:
