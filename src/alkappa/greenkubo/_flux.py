@@ -48,7 +48,7 @@ from alkappa.models.heat_flux import (
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from ase import Atoms
 
@@ -299,8 +299,8 @@ def make_heat_flux(name: str, **kwargs: Any) -> HeatFluxMethod:
 
 def _model_files(
     model_paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-    model: dict[str, Any] | None,
-) -> tuple[list[Path], dict[str, Any]]:
+    model: Mapping[str, object] | None,
+) -> tuple[list[Path], Mapping[str, object]]:
     """The member files and the ``model`` block of a model directory or a list of files."""
     from alkappa.io import read_json
     from alkappa.models import ensemble_members
