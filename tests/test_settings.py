@@ -29,6 +29,10 @@ from alkappa.settings import (
     GreenKuboSettings,
     HarmonicBaselineSettings,
     InitialSettings,
+    MultiFidelityALSettings,
+    MultiFidelityModelSettings,
+    MultiFidelitySettings,
+    MultiFidelityStudySettings,
     PhononSettings,
     ProductionSettings,
     RampSettings,
@@ -200,6 +204,35 @@ def test_get_oracle_takes_the_spec_or_a_block():
     }
     spec = OracleSpec.from_settings(material_settings(config, "Cu"))
     assert spec.fidelity == "low" and get_oracle(spec).fidelity == "low"
+
+
+#: the optional ``multifidelity`` section (no default: it needs its levels)
+MF_LEVELS = [
+    {"name": "low", "oracle": {"name": "emt"}},
+    {"name": "high", "oracle": {"name": "emt", "fidelity": "x", "correction": {"epsilon": 0.1}}},
+]
+
+
+def test_the_multifidelity_section_has_the_schema_keys():
+    keys = list(schema()["$defs"]["multifidelity"]["properties"])
+    assert [f.name for f in dataclasses.fields(MultiFidelitySettings)] == keys
+    for cls in (MultiFidelityModelSettings, MultiFidelityALSettings, MultiFidelityStudySettings):
+        name = cls.SECTION.split(".")[1]
+        inner = schema()["$defs"]["multifidelity"]["properties"][name]["properties"]
+        assert [f.name for f in dataclasses.fields(cls)] == list(inner)
+    settings = _settings(multifidelity={"levels": MF_LEVELS})
+    mf = MultiFidelitySettings.from_settings(settings)
+    assert mf.to_dict() == settings["multifidelity"]
+    assert mf.names == ["low", "high"]
+    assert mf.levels[1].oracle == OracleSpec(
+        name="emt", fidelity="x", options={"correction": {"epsilon": 0.1}}
+    )
+    assert mf.study.budgets == (5, 10, 20, 40) and mf.al.enabled is False
+    assert MultiFidelitySettings.with_defaults(levels=MF_LEVELS) == mf
+    with pytest.raises(ConfigError, match=r"^multifidelity\.levels: missing"):
+        MultiFidelitySettings.with_defaults()
+    with pytest.raises(ConfigError, match=r"^multifidelity\.levels\.0\.oracle: missing"):
+        MultiFidelitySettings.with_defaults(levels=[{"name": "low"}])
 
 
 def test_derived_md_and_trigger_settings_are_those_of_the_dicts():

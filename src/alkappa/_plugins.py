@@ -17,7 +17,7 @@ from typing import Any
 
 GROUPS = ("alkappa.oracles", "alkappa.models")
 
-_runtime: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
+_runtime: dict[str, dict[str, object]] = {group: {} for group in GROUPS}
 
 
 class PluginError(LookupError):

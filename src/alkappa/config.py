@@ -7,6 +7,7 @@ all checks here are cheap, so a bad config stops the pipeline in seconds, before
 from __future__ import annotations
 
 import copy
+import importlib
 import warnings
 from contextlib import contextmanager
 from fractions import Fraction
@@ -44,6 +45,19 @@ SECTIONS = (
     "multifidelity",
     "events",
 )
+
+
+#: the rules of optional features over a material's settings: modules imported only when
+#: settings are made or checked (this module imports none of them, and names no plugin). Each
+#: has ``complete_settings(settings)``, filling in keys that follow from other sections (in
+#: place, keeping what the user set), ``oracle_blocks(settings)``, the feature's oracle blocks
+#: to check besides ``oracle`` as ``(key, block, fidelity)``, and ``check_settings(settings,
+#: where)``, the problems of combinations the feature forbids (one line each, naming the key)
+SETTINGS_RULES = ("alkappa.multifidelity.rules",)
+
+
+def _rules() -> list[Any]:
+    return [importlib.import_module(name) for name in SETTINGS_RULES]
 
 
 class ConfigError(ValueError):
@@ -140,42 +154,14 @@ def material_settings(config: dict[str, Any], material: str) -> dict[str, Any]:
         out[key] = copy.deepcopy(value)
     out["name"] = material
     out.setdefault("supercell", [1, 1, 1])
-    if multifidelity_al(out):  # the campaign's oracle is the cheap level: its labels say so
-        names = [level["name"] for level in out["multifidelity"]["levels"]]
-        out["oracle"].setdefault("fidelity", names[0])
-        if out["model"].get("name") == "sevenn-mf":  # predict (and rank) at the highest level
-            out["model"].setdefault("fidelities", names)
+    for rules in _rules():  # keys that follow from other sections (SETTINGS_RULES)
+        rules.complete_settings(out)
     return out
 
 
-def multifidelity_al(settings: dict[str, Any]) -> bool:
+def multifidelity_al(settings: Mapping[str, Any]) -> bool:
     """Whether a material's settings ask for multi-fidelity active learning."""
     return bool(((settings.get("multifidelity") or {}).get("al") or {}).get("enabled"))
-
-
-def _check_multifidelity_al(settings: dict[str, Any], where: str) -> None:
-    """Multi-fidelity AL needs a fidelity-aware model and the oracle as the cheapest level."""
-    if not multifidelity_al(settings):
-        return
-    if settings["model"]["name"] != "sevenn-mf":
-        raise ConfigError(
-            f"{where}.model.name: multifidelity.al needs the multi-fidelity model 'sevenn-mf' "
-            f"(got '{settings['model']['name']}'): one model must learn all levels"
-        )
-    low = settings["multifidelity"]["levels"][0]
-    if settings["oracle"]["fidelity"] != low["name"]:
-        raise ConfigError(
-            f"{where}.oracle.fidelity: '{settings['oracle']['fidelity']}' is not the cheapest "
-            f"level '{low['name']}' of multifidelity.levels"
-        )
-    oracle = {k: v for k, v in settings["oracle"].items() if k != "fidelity"}
-    level = {k: v for k, v in low["oracle"].items() if k != "fidelity"}
-    if oracle != level:
-        raise ConfigError(
-            f"{where}.oracle: with multifidelity.al the campaign's oracle labels D_0, the test set "
-            f"and every selected frame, so it must be the cheapest level "
-            f"multifidelity.levels.0.oracle = {level} (got {oracle})"
-        )
 
 
 def check_greenkubo_budget(gk: Mapping[str, Any], where: str = "greenkubo") -> None:
@@ -255,11 +241,11 @@ def _check_material(settings: dict[str, Any], where: str, problems: list[str]) -
             origin = f"structure file {source}: " if source else ""
             supercell = None
             raise ConfigError(f"{where}.structure: {origin}{exc}") from exc
-    levels = (settings.get("multifidelity") or {}).get("levels", [])
-    oracles = [("oracle", settings["oracle"], None)] + [
-        (f"multifidelity.levels.{k}.oracle", level["oracle"], level["name"])
-        for k, level in enumerate(levels)
+    oracles: list[tuple[str, Mapping[str, Any], str | None]] = [
+        ("oracle", settings["oracle"], None)
     ]
+    for rules in _rules():
+        oracles += rules.oracle_blocks(settings)
     for key, block, fidelity in oracles:
         with _collect(problems):
             try:
@@ -274,8 +260,8 @@ def _check_material(settings: dict[str, Any], where: str, problems: list[str]) -
     for k, entry in enumerate(settings["reference"]["files"]):
         if not Path(entry["path"]).is_file():
             problems.append(f"{where}.reference.files.{k}.path: {entry['path']} does not exist")
-    with _collect(problems):
-        _check_multifidelity_al(settings, where)
+    for rules in _rules():  # combinations a feature forbids (SETTINGS_RULES)
+        problems += rules.check_settings(settings, where)
     gk = settings["greenkubo"]
     if gk["enabled"]:
         with _collect(problems):
@@ -338,11 +324,6 @@ def _check_gate_and_calibration(
             raise ConfigError(
                 f"{where}.gate.enabled: model '{settings['model']['name']}' does not take "
                 "per-frame energy/stress weights (Model.label_weights), which the gate needs"
-            )
-        if multifidelity_al(settings):
-            raise ConfigError(
-                f"{where}.gate.enabled: the gate compares energies with the relaxed structure's "
-                "and cannot be combined with multifidelity.al (levels with other energy zeros)"
             )
     cal = settings["calibration"]
     stat = settings["select"]["statistic"]
@@ -412,12 +393,6 @@ def _check_cross_fields(settings: Mapping[str, Any], where: str) -> None:
 def _check_exploration_options(settings: Mapping[str, Any], where: str) -> None:
     """The temperature ramp, the uncertainty bias and the diverse selection fit together."""
     explore, select = settings["explore"], settings["select"]
-    if select["thresholds_from"] == "harmonic" and multifidelity_al(dict(settings)):
-        raise ConfigError(
-            f"{where}.select.thresholds_from: harmonic is not made for multi-fidelity AL "
-            "(its harmonic samples are labelled at the cheap level, the ensemble is tested at "
-            "the high one)"
-        )
     ramp = explore["ramp"]
     if ramp["steps"] is not None and ramp["steps"] > explore["steps"]:
         raise ConfigError(
@@ -449,15 +424,10 @@ def baseline_temperatures(settings: Mapping[str, Any], baseline: str) -> list[fl
 
 
 def _check_baselines(settings: Mapping[str, Any], where: str) -> None:
-    """A baseline must not retrace the test set's draws, and needs the single-fidelity loop."""
+    """A baseline must not retrace the test set's draws."""
     aimd, harmonic = settings["baselines"]["aimd"], settings["baselines"]["harmonic"]
     if not (aimd["enabled"] or harmonic["enabled"]):
         return
-    if multifidelity_al(dict(settings)):
-        raise ConfigError(
-            f"{where}.baselines: the aiMD-only and harmonic-only baselines are not made for "
-            "multi-fidelity AL (multifidelity.al.enabled)"
-        )
     ref = settings["reference"]["md"]
     shared = set(baseline_temperatures(settings, "aimd")) & {float(t) for t in ref["temperatures"]}
     if aimd["enabled"] and shared and aimd["seed"] == ref["seed"]:

@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import ase.io
 import numpy as np
@@ -33,12 +33,44 @@ if TYPE_CHECKING:
     from alkappa.oracles import Oracle
 
 
+class StoredInfo(TypedDict, total=False):
+    """What the ledger reads of a stored oracle result (the ``info`` of its header) or of a
+    failure record (:class:`FailureRecord`); older records may lack any of it."""
+
+    purpose: str
+    fidelity: str
+    iteration: int
+    oracle_seconds: float | None
+    oracle_cpu_seconds: float | None
+    oracle_retry_seconds: float
+    oracle_retry_cpu_seconds: float
+    oracle_attempts: int
+
+
+class FailureRecord(StoredInfo, total=False):
+    """A failed oracle call (``<key>.failed.json``): the call, the error, the structure, and
+    the frame's provenance (:data:`_PROVENANCE` keys and ``label_frames``' ``provenance``)."""
+
+    key: str
+    error: str
+    attempts: int
+    transient: bool
+    oracle_family: str
+    positions: list[list[float]]
+    cell: list[list[float]]
+    source: str
+    trajectory: str
+    time: float
+    temperature: float
+    frame_index: int
+
+
 @dataclass
 class LabelOutcome:
     """Labelled frames of one labelling task, and what it cost."""
 
     frames: list[Atoms] = field(default_factory=list)
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[FailureRecord] = field(default_factory=list)
     oracle_calls: int = 0  # calls made now
     reused: int = 0  # results found in the store (made by an earlier, interrupted run)
     oracle_seconds: float = 0.0
@@ -182,7 +214,7 @@ def label_frames(
     store: str | Path,
     *,
     purpose: str,
-    provenance: dict[str, Any] | None = None,
+    provenance: Mapping[str, str | int | float] | None = None,
     progress: bool = True,
 ) -> LabelOutcome:
     """Label ``frames`` with ``oracle``, reusing stored results of earlier identical calls.
@@ -242,7 +274,10 @@ def label_frames(
             outcome.oracle_calls += attempts
             if labelled is None:
                 assert error is not None
-                record = {"key": key, "purpose": purpose, "error": str(error), **(provenance or {})}
+                record = cast(
+                    "FailureRecord",
+                    {"key": key, "purpose": purpose, "error": str(error), **(provenance or {})},
+                )
                 record.update({"fidelity": oracle.fidelity, "attempts": attempts})
                 record.update({"oracle_seconds": lost[0], "oracle_cpu_seconds": lost[1]})
                 record.update({"transient": error.transient, "oracle_family": family})
@@ -318,7 +353,7 @@ class LedgerEntry:
     cost: OracleCost
 
 
-def _entry_cost(attempts: int, info: dict[str, Any]) -> OracleCost:
+def _entry_cost(attempts: int, info: StoredInfo) -> OracleCost:
     """The cost of a stored result; one retried without the failed attempts' times (older
     records) has all its attempts untimed."""
     wall, cpu = _num(info.get("oracle_seconds")), _num(info.get("oracle_cpu_seconds"))
@@ -339,13 +374,13 @@ def _num(value: Any) -> float | None:
         return None
 
 
-def _header(path: Path) -> dict[str, Any]:
+def _header(path: Path) -> StoredInfo:
     """The ``info`` of a stored result, from its comment line only (the store can be large)."""
     from ase.io.extxyz import key_val_str_to_dict
 
     with path.open() as handle:
         handle.readline()
-        return key_val_str_to_dict(handle.readline())
+        return cast("StoredInfo", key_val_str_to_dict(handle.readline()))
 
 
 def oracle_ledger(store: str | Path) -> dict[str, LedgerEntry]:
@@ -361,7 +396,7 @@ def oracle_ledger(store: str | Path) -> dict[str, LedgerEntry]:
     if not store.is_dir():
         return entries
 
-    def add(key: str, info: dict[str, Any], failed: bool, cost: OracleCost) -> None:
+    def add(key: str, info: StoredInfo, failed: bool, cost: OracleCost) -> None:
         before = entries.get(key)
         iteration = info.get("iteration")
         entry = LedgerEntry(
@@ -408,7 +443,7 @@ def count_oracle_calls(store: str | Path) -> dict[str, int]:
     return counts
 
 
-def retry_failed(store: str | Path) -> list[dict[str, Any]]:
+def retry_failed(store: str | Path) -> list[FailureRecord]:
     """Let the next labelling retry every failed oracle call recorded in ``store``.
 
     A failed call is recorded (``<key>.failed.json``) so that a rerun skips it visibly instead
@@ -418,7 +453,7 @@ def retry_failed(store: str | Path) -> list[dict[str, Any]]:
     run retries them.)
     """
     store = Path(store)
-    moved: list[dict[str, Any]] = []
+    moved: list[FailureRecord] = []
     if not store.is_dir():
         return moved
     for path in sorted(store.glob("*.failed.json")):

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
+    from alkappa.io import AttrValue, NetCDFAttrs
+
 
 class RampOptions(TypedDict, total=False):
     """``explore.ramp`` (:class:`alkappa.settings.RampSettings` as a dictionary)."""
@@ -184,7 +186,7 @@ def run_exploration(
     temperature: float,
     settings: MDOptions,
     nn_distance: float,
-    attrs: dict[str, Any] | None = None,
+    attrs: NetCDFAttrs | None = None,
     progress: bool = True,
     checkpoint: Path | None = None,
     flush_every: int = 50,
@@ -256,7 +258,7 @@ def run_exploration(
         rng=rng,
         fixcm=False,
     )
-    extra_attrs: dict[str, Any] = {}
+    extra_attrs: dict[str, AttrValue] = {}
     if ramp is not None:
         extra_attrs["thermostat_ramp"] = json.dumps(ramp, sort_keys=True)
     if bias is not None:

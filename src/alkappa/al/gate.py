@@ -24,7 +24,7 @@ multiple of a few.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from ase import units
 
@@ -107,7 +107,18 @@ def gate_limits(
     }
 
 
-def apply_gate(frames: Sequence[Atoms], record: GateRecord) -> list[dict[str, Any]]:
+class GatedFrame(TypedDict):
+    """A frame above the gate (:func:`apply_gate`; the AL merge names its ``file``)."""
+
+    index: int
+    temperature: float
+    excess_eV_per_atom: float
+    limit_eV_per_atom: float
+    weight: float
+    file: NotRequired[str]
+
+
+def apply_gate(frames: Sequence[Atoms], record: GateRecord) -> list[GatedFrame]:
     """Set :data:`LABEL_WEIGHT_KEY` on the frames above the gate; return one entry per gated frame.
 
     ``record`` is what :func:`gate_limits` returns. A frame's excess energy is its oracle
@@ -115,7 +126,7 @@ def apply_gate(frames: Sequence[Atoms], record: GateRecord) -> list[dict[str, An
     ``info['temperature']`` (else the highest exploration temperature). Frames of another
     fidelity than the relaxed structure's have another energy zero and are left alone.
     """
-    gated = []
+    gated: list[GatedFrame] = []
     for k, atoms in enumerate(frames):
         if record.get("fidelity") is not None and atoms.info.get("fidelity") not in (
             None,

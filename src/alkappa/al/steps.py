@@ -10,7 +10,7 @@ import csv
 import dataclasses
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -35,9 +35,33 @@ if TYPE_CHECKING:
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
+    from alkappa.al.gate import GatedFrame, GateRecord
     from alkappa.al.recalibration import CalibrationMap
+    from alkappa.labelling import FailureRecord
     from alkappa.oracles import Oracle
     from alkappa.settings import SettingsDict
+
+
+class StructureRecord(TypedDict, total=False):
+    """``structure.json``: the relaxed supercell (:meth:`alkappa.structure.RelaxResult.record`'s
+    keys, or the single point of an unrelaxed one) and its material."""
+
+    material: str
+    formula: str
+    natoms: int
+    oracle: str
+    converged: bool | None
+    steps: int
+    oracle_calls: int
+    seconds: float
+    cpu_seconds: float
+    energy: float
+    max_force: float
+    max_stress: float
+    cell_before: list[list[float]]
+    cell_after: list[list[float]]
+    warning: str
+    nearest_neighbour_distance: float
 
 
 def _oracle(spec: OracleSpec) -> Oracle:
@@ -64,7 +88,7 @@ def run_prepare_structure(
     oracle = _oracle(OracleSpec.from_settings(settings))
     oracle.check(supercell)
     relax = RelaxSettings.from_settings(settings)
-    record: dict[str, Any] = {
+    record: StructureRecord = {
         "material": settings["name"],
         "formula": supercell.get_chemical_formula(),
         "natoms": len(supercell),
@@ -108,7 +132,7 @@ class Labeller:
         self.spec = OracleSpec.from_settings(settings)  # once per job
         self.oracle = _oracle(self.spec)
         self.keys: dict[str, set[str]] = {}
-        self.failures: list[dict[str, Any]] = []
+        self.failures: list[FailureRecord] = []
 
     def __call__(self, frames: list[Atoms], purpose: str, **provenance: Any) -> list[Atoms]:
         outcome = label_frames(
@@ -125,7 +149,7 @@ class Labeller:
         self.failures.extend(f for f in outcome.failures if f not in self.failures)
         return outcome.frames
 
-    def record(self, **extra: Any) -> dict[str, Any]:
+    def record(self, **extra: object) -> dict[str, object]:
         calls = {purpose: len(made) for purpose, made in self.keys.items()}
         # the keys let the cost accounting count a call shared by two jobs once
         keys = {purpose: sorted(made) for purpose, made in self.keys.items()}
@@ -575,7 +599,7 @@ def run_merge(
             else:
                 added.append(frame)
                 sources.append(str(path))
-    gate: dict[str, Any] = {}
+    gate: dict[str, GateRecord | list[GatedFrame]] = {}
     if gate_path:
         from alkappa.al.gate import apply_gate
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from ase import Atoms
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from hiphive.force_constants import ForceConstants
+    from numpy.typing import ArrayLike
 
 #: file-format version of :meth:`BayesianFCModelFit.save`
 FORMAT_VERSION = 1
@@ -142,7 +143,7 @@ class BayesianFCModelFit:
         """Write the model to one ``.npz`` file (atomically)."""
         ref = self.basis.reference
         post = self.posterior
-        arrays: dict[str, Any] = {
+        arrays: dict[str, ArrayLike] = {
             "format_version": FORMAT_VERSION,
             "numbers": ref.numbers,
             "positions": ref.positions,

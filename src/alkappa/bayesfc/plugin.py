@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from alkappa.bayesfc import BayesianFCCalculator
 
 MODEL_FILE = "model.bayesfc.npz"
-DEFAULTS: dict[str, Any] = {
+#: the plugin's options (the config's ``model`` block) and their defaults
+DEFAULTS: dict[str, object] = {
     "cutoffs": [5.0, 4.0, 3.0],
     "symprec": 1e-3,
     "reference": None,

@@ -8,7 +8,7 @@ Mann-Whitney U statistic divided by the number of pairs; Hanley & McNeil, Radiol
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -37,9 +37,20 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float(u / (n_pos * n_neg))
 
 
+class Alignment(TypedDict):
+    """How well the uncertainty flags event frames (:func:`uncertainty_alignment`)."""
+
+    statistic: str
+    auc: float
+    n_frames: int
+    n_event_frames: int
+    mean_event: float | None
+    mean_other: float | None
+
+
 def uncertainty_alignment(
     trajectory: xr.Dataset, detection: EventDetection, statistic: str = "force_max"
-) -> dict[str, Any]:
+) -> Alignment:
     """ROC AUC of ``uncertainty_<statistic>`` for event vs non-event frames of a trajectory,
     with the mean uncertainty of either class."""
     name = f"uncertainty_{statistic}"

@@ -16,7 +16,7 @@ MLIP trajectory at the same temperature and duration are compared per (species, 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -27,6 +27,53 @@ if TYPE_CHECKING:
     from ase import Atoms
 
     from alkappa.events._detector import EventDetection
+
+
+class EventRate(TypedDict):
+    """Events of one category per ps of the whole cell, with the Poisson interval."""
+
+    count: int
+    rate_per_ps: float
+    rate_low: float
+    rate_high: float
+
+
+class EventComparison(TypedDict):
+    """Reference against MLIP event rates (:func:`compare_events`)."""
+
+    reference: dict[str, EventRate]
+    mlip: dict[str, EventRate]
+    reference_duration_fs: float
+    mlip_duration_fs: float
+    missing_categories: list[str]
+    missing_events: int
+    extra_categories: list[str]
+    different_rates: list[str]
+
+
+class FalseEventCheck(TypedDict, total=False):
+    """The oracle's verdict on one MLIP event frame (:func:`spot_check`)."""
+
+    #: the event's row in the detection table
+    event: int
+    time: float
+    oracle_failed: bool
+    oracle_energy: float
+    energy_z: float
+    force_rmse: float
+    force_rmse_ratio: float
+    false: bool
+
+
+class LifetimeRatios(TypedDict):
+    """MLIP over reference phonon lifetimes (:func:`lifetime_ratios`)."""
+
+    temperature: float
+    n_modes: int
+    median_ratio: float
+    weighted_mean_log_ratio: float
+    frequency: np.ndarray
+    ratio: np.ndarray
 
 
 def poisson_interval(count: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -43,9 +90,7 @@ def poisson_interval(count: int, confidence: float = 0.95) -> tuple[float, float
     return lower, upper
 
 
-def event_rates(
-    detection: EventDetection, *, confidence: float = 0.95
-) -> dict[str, dict[str, Any]]:
+def event_rates(detection: EventDetection, *, confidence: float = 0.95) -> dict[str, EventRate]:
     """Events per ps of the whole cell, per category ``"<species>:<kind>"`` and ``"all"``,
     with their Poisson interval (``rate_low``, ``rate_high``)."""
     ps = detection.duration / 1000.0
@@ -53,7 +98,7 @@ def event_rates(
     groups: dict[str, int] = {"all": len(table)}
     for (species, kind), rows in table.groupby(["species", "kind"]):
         groups[f"{species}:{kind}"] = len(rows)
-    out = {}
+    out: dict[str, EventRate] = {}
     for key, n in groups.items():
         low, high = poisson_interval(n, confidence)
         out[key] = {
@@ -67,7 +112,7 @@ def event_rates(
 
 def compare_events(
     reference: EventDetection, mlip: EventDetection, *, confidence: float = 0.95
-) -> dict[str, Any]:
+) -> EventComparison:
     """Reference vs MLIP event rates per category; missing genuine events.
 
     Returns the rates of both (:func:`event_rates`), the categories the reference has and the
@@ -158,7 +203,7 @@ def spot_check(
     test_force_rmse: float,
     energy_sigma: float = 4.0,
     force_factor: float = 3.0,
-) -> list[dict[str, Any]]:
+) -> list[FalseEventCheck]:
     """Oracle verdict on MLIP event frames (see the module docstring).
 
     ``label`` returns the oracle-labelled frames (``None`` for a failed single point, which
@@ -172,9 +217,9 @@ def spot_check(
     if not frames:
         return []
     labelled = label([atoms for _, atoms in frames])
-    records = []
+    records: list[FalseEventCheck] = []
     for (row, atoms), done in zip(frames, labelled, strict=True):
-        record: dict[str, Any] = {"event": row, "time": atoms.info["time"]}
+        record: FalseEventCheck = {"event": row, "time": atoms.info["time"]}
         if done is None:
             record.update({"oracle_failed": True, "false": True})
             records.append(record)
@@ -201,7 +246,7 @@ def spot_check(
     return records
 
 
-def lifetime_ratios(mlip: xr.Dataset, reference: xr.Dataset, temperature: float) -> dict[str, Any]:
+def lifetime_ratios(mlip: xr.Dataset, reference: xr.Dataset, temperature: float) -> LifetimeRatios:
     """Per-mode phonon lifetime ratio MLIP / reference (phono3py ``kappa.nc`` datasets on the
     same mesh) at ``temperature``, with the median over the modes where both are finite and
     positive (the acoustic modes at Gamma have none).

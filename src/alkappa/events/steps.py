@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 
+from alkappa.events._compare import EventComparison
 from alkappa.io import read_dataset, read_json, write_json, write_text
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from alkappa.al.explore import MDOptions
+    from alkappa.events._compare import FalseEventCheck, LifetimeRatios
     from alkappa.settings import SettingsDict
 
 MODEL_LABELS = {
@@ -158,13 +160,28 @@ class LifetimeBias(TypedDict):
     geometric_mean_ratio: float | None
 
 
+class TemperatureDiagnosis(EventComparison):
+    """One model at one temperature: the event comparison, the spot checks, the uncertainty
+    alignment and whether the MD blew up."""
+
+    blew_up: bool
+    stop_reason: str
+    test_force_rmse: float
+    spot_checks: list[FalseEventCheck]
+    false_events_checked: int
+    false_events_estimate: float
+    #: :class:`~alkappa.events._alignment.Alignment`, non-finite numbers as None; empty
+    #: without an uncertainty
+    alignment: dict[str, object]
+
+
 class ModelDiagnosis(TypedDict):
     """One model's events against the reference MD's (``diagnosis.json``, ``models``)."""
 
     label: str
     #: per temperature (as in the file names): the event comparison, spot checks, the
     #: uncertainty alignment and whether the MD blew up
-    temperatures: dict[str, dict[str, Any]]
+    temperatures: dict[str, TemperatureDiagnosis]
     missing_events: NotRequired[int]
     false_events: NotRequired[int]
     events: NotRequired[int]
@@ -292,7 +309,7 @@ def run_events_diagnosis_step(
             }
     # lifetime bias per model against the oracle's lifetimes
     lifetimes: dict[str, LifetimeBias] = {}
-    ratios_plot: dict[str, Any] = {}
+    ratios_plot: dict[str, LifetimeRatios] = {}
     if "reference" in kappa:
         import xarray as xr
 

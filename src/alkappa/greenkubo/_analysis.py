@@ -85,6 +85,8 @@ if TYPE_CHECKING:
 
     from numpy.typing import ArrayLike
 
+    from alkappa.io import DataVariable
+
     TrajectoryLike = str | os.PathLike[str] | xr.Dataset
 
 #: e * 1e25: eV/(Å fs K) in W/(m K) (FHI-vibes' ``to_W_mK``)
@@ -338,7 +340,7 @@ def green_kubo(
     cepstral = _cepstral_or_nan(runs, dt_fs, prefactors, f_star)
 
     tensor_dims = ("a", "b")
-    data_vars: dict[str, Any] = {
+    data_vars: dict[str, DataVariable] = {
         "heat_flux_acf": (("run", "time", *tensor_dims), acf),
         "heat_flux_acf_smoothed": (("run", "time", *tensor_dims), acf_s),
         "kappa_cumulative": (("run", "time", *tensor_dims), kappa_t),

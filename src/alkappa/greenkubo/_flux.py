@@ -48,9 +48,11 @@ from alkappa.models.heat_flux import (
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from ase import Atoms
+
+    from alkappa.models.heat_flux import FluxResults
 
 __all__ = [
     "HEAT_FLUX_METHODS",
@@ -121,7 +123,7 @@ class VirialHeatFlux(AverageVirials):
         self.calculator = calculator
         self.convective = convective
         self.average_virials = None
-        self.results: dict[str, Any] = {}
+        self.results: FluxResults = {}
 
     def atomic_virials(self, atoms: Atoms) -> np.ndarray:
         """:math:`W_i = -V \\sigma_i^T` (N, 3, 3) in eV."""
@@ -218,7 +220,7 @@ class HarmonicHeatFlux:
         self.pair_vectors = pair_vectors
         self.convective = convective
         self.r0 = minimum_image_pair_vectors(self.reference)
-        self.results: dict[str, Any] = {}
+        self.results: FluxResults = {}
 
     def displacements(self, atoms: Atoms) -> np.ndarray:
         """Displacements from the reference (minimum image for periodic cells)."""
@@ -297,8 +299,8 @@ def make_heat_flux(name: str, **kwargs: Any) -> HeatFluxMethod:
 
 def _model_files(
     model_paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-    model: dict[str, Any] | None,
-) -> tuple[list[Path], dict[str, Any]]:
+    model: Mapping[str, object] | None,
+) -> tuple[list[Path], Mapping[str, object]]:
     """The member files and the ``model`` block of a model directory or a list of files."""
     from alkappa.io import read_json
     from alkappa.models import ensemble_members

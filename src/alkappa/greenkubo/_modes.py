@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from phonopy import Phonopy
 
     TrajectoryLike = str | os.PathLike[str] | xr.Dataset
+    from alkappa.io import AttrValue
 
 #: angular frequency in 1/(ASE time unit) -> THz
 _OMEGA_TO_THZ = units.fs * 1000.0 / (2.0 * np.pi)
@@ -544,7 +545,7 @@ def compare_mode_lifetimes(
     freq_ph3[matched] = k_ds["frequency"].values[index[matched]]
 
     ok = np.isfinite(tau_md) & np.isfinite(tau_ph3) & (tau_md > 0) & (tau_ph3 > 0)
-    attrs: dict[str, Any] = {
+    attrs: dict[str, AttrValue] = {
         "temperature_md": t_md,
         "temperature_phono3py": t_used,
         "n_qpoints": len(md_q),

@@ -49,7 +49,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 from ase import units
@@ -73,11 +73,13 @@ if TYPE_CHECKING:
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
+    from alkappa.greenkubo._records import ProductionResultRecord, RunRecord
+    from alkappa.io import AttrValue, NetCDFAttrs
     from alkappa.models.heat_flux import HeatFluxMethod
 
 #: production settings and their defaults (times in fs, steps of ``timestep``; the fields of
 #: :class:`~alkappa.settings.ProductionSettings`, which describes them)
-DEFAULT_PRODUCTION_SETTINGS: dict[str, Any] = ProductionSettings().to_dict()
+DEFAULT_PRODUCTION_SETTINGS: dict[str, float | None] = ProductionSettings().to_dict()
 
 
 class RoundRecord(TypedDict, total=False):
@@ -208,10 +210,10 @@ class RunResult:
     seconds: float
     reused: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> RunRecord:
         out = asdict(self)
         out["path"] = str(self.path)
-        return out
+        return cast("RunRecord", out)
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,7 @@ class ProductionResult:
         """Whether production ended because the target error was reached."""
         return self.stopped_by == "target_error"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ProductionResultRecord:
         return {
             "directory": str(self.directory),
             "temperature": self.temperature,
@@ -275,7 +277,8 @@ class ProductionResult:
             "simulated_ps": self.simulated_ps,
             "wall_seconds": self.wall_seconds,
             "history": [
-                {k: _finite_or_none(v) for k, v in entry.items()} for entry in self.history
+                cast("RoundRecord", {k: _finite_or_none(v) for k, v in entry.items()})
+                for entry in self.history
             ],
             "runs": [r.to_dict() for r in self.runs],
         }
@@ -347,7 +350,7 @@ def run_equilibration(
     *,
     temperature: float,
     settings: ProductionSettings | Mapping[str, Any] | None = None,
-    attrs: dict[str, Any] | None = None,
+    attrs: NetCDFAttrs | None = None,
     progress: bool = True,
 ) -> Equilibration:
     """Langevin NVT at ``temperature`` from ``atoms``: the first ``runs`` starting snapshots,
@@ -385,7 +388,7 @@ def run_nve(
     *,
     temperature: float,
     settings: ProductionSettings | Mapping[str, Any] | None = None,
-    attrs: dict[str, Any] | None = None,
+    attrs: NetCDFAttrs | None = None,
     progress: bool = True,
 ) -> RunResult:
     """NVE run ``index`` of the production in ``path`` (``run_<index:02d>.nc``), from its
@@ -438,7 +441,7 @@ def extend_chain(
     temperature: float,
     flux_name: str,
     settings: ProductionSettings | Mapping[str, Any] | None = None,
-    attrs: dict[str, Any] | None = None,
+    attrs: NetCDFAttrs | None = None,
     progress: bool = True,
 ) -> Chain:
     """The starting snapshots of runs ``first_run``, ..., ``first_run + n_runs - 1``: the NVT
@@ -536,8 +539,8 @@ def _common_attrs(
     temperature: float,
     fingerprint: str,
     flux_name: str,
-    attrs: dict[str, Any] | None,
-) -> dict[str, Any]:
+    attrs: NetCDFAttrs | None,
+) -> dict[str, AttrValue]:
     """The attributes of every file of a production."""
     return {
         "temperature_target": temperature,
@@ -581,7 +584,7 @@ def _equilibrate(
     temperature: float,
     settings: ProductionSettings,
     limits: dict[str, float],
-    attrs: dict[str, Any],
+    attrs: NetCDFAttrs,
     progress: bool,
 ) -> Equilibration:
     """Langevin NVT; snapshots for the runs and atomic virials for their average."""
@@ -796,7 +799,7 @@ def _nve_run(
     temperature: float,
     settings: ProductionSettings,
     limits: dict[str, float],
-    attrs: dict[str, Any],
+    attrs: NetCDFAttrs,
     progress: bool,
 ) -> RunResult:
     start = time.perf_counter()
@@ -835,7 +838,7 @@ def _nve_run(
         e_kin = work.get_kinetic_energy()
         heat_flux = flux.heat_flux(work)
         res = flux.results
-        values: dict[str, Any] = {
+        values: dict[str, np.ndarray | float] = {
             "positions": work.positions,
             # ASE units (Å per ASE time unit), as FHI-vibes stores atoms.get_velocities()
             "velocities": work.get_velocities(),

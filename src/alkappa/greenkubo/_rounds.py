@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from ase import Atoms
     from ase.calculators.calculator import Calculator
 
+    from alkappa.io import NetCDFAttrs
     from alkappa.models.heat_flux import HeatFluxMethod
 
 
@@ -157,7 +158,7 @@ def run_round(
     flux_name: str,
     temperature: float,
     settings: ProductionSettings | Mapping[str, Any] | None = None,
-    attrs: dict[str, Any] | None = None,
+    attrs: NetCDFAttrs | None = None,
     analysis: AnalysisSettings | Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> RoundRecord:
@@ -268,7 +269,7 @@ def run_production(
     *,
     temperature: float,
     settings: ProductionSettings | Mapping[str, Any] | None = None,
-    attrs: dict[str, Any] | None = None,
+    attrs: NetCDFAttrs | None = None,
     analysis: AnalysisSettings | Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> ProductionResult:

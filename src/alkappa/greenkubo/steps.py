@@ -26,7 +26,7 @@ import hashlib
 import math
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -41,6 +41,20 @@ if TYPE_CHECKING:
     from ase import Atoms
 
     from alkappa.greenkubo._production import RoundRecord
+    from alkappa.greenkubo._records import (
+        DriftRecord,
+        GreenKuboSummary,
+        LifetimeCheck,
+        LifetimeRecord,
+        ModeLifetime,
+        Phono3pyKappa,
+        ProductionRecord,
+        ProductionState,
+        RunDrift,
+        SizeCheck,
+        SizeCheckRow,
+        TemperatureSummary,
+    )
     from alkappa.models.heat_flux import HeatFluxMethod
     from alkappa.settings import ProductionSettings, SettingsDict
 
@@ -73,7 +87,7 @@ def _runs(runs: str | Path | Sequence[str | Path]) -> list[Path]:
     return [Path(p) for p in runs]
 
 
-def model_spec(model_dir: str | Path) -> dict[str, Any]:
+def model_spec(model_dir: str | Path) -> dict[str, object]:
     """The ``model`` block the final ensemble was trained with (its ``ensemble.json``;
     ``{"name": "nequip"}`` if it names none)."""
     spec = read_json(Path(model_dir) / "ensemble.json").get("model") or {"name": "nequip"}
@@ -702,10 +716,10 @@ def run_mode_lifetimes_step(
     plot_mode_lifetimes(comparison, out_figure)
 
 
-def lifetime_record(comparison: xr.Dataset, temperature: float) -> dict[str, Any]:
+def lifetime_record(comparison: xr.Dataset, temperature: float) -> LifetimeRecord:
     """The numbers of :func:`compare_mode_lifetimes` (its attributes) and one row per mode."""
     info = {k: _finite(v) for k, v in comparison.attrs.items()}
-    modes = []
+    modes: list[ModeLifetime] = []
     q = comparison["qpoints"].values
     for iq, ib in np.ndindex(comparison["tau_md"].shape):
         modes.append(
@@ -717,12 +731,15 @@ def lifetime_record(comparison: xr.Dataset, temperature: float) -> dict[str, Any
                 "tau_phono3py_ps": _finite(comparison["tau_phono3py"].values[iq, ib]),
             }
         )
-    return {
-        "temperature_K": float(temperature),
-        "median_ratio": info.pop("median_ratio", None),
-        **info,
-        "modes": modes,
-    }
+    return cast(
+        "LifetimeRecord",
+        {
+            "temperature_K": float(temperature),
+            "median_ratio": info.pop("median_ratio", None),
+            **info,
+            "modes": modes,
+        },
+    )
 
 
 #: least fraction of the slowest (acoustic) modes' heat-flux autocorrelation that the cutoff
@@ -732,7 +749,7 @@ MIN_CAPTURED_FRACTION = 0.8
 
 def gk_convergence(
     cutoff_fs: float, run_length_fs: float, tau_md_ps: Sequence[float], bands: Sequence[int]
-) -> dict[str, Any]:
+) -> LifetimeCheck:
     """Whether the GK cutoff and the run length are long against the MD phonon lifetimes.
 
     The heat carried by a mode decays in the flux autocorrelation as exp(-t/tau); reading kappa
@@ -808,7 +825,7 @@ def run_greenkubo_summary_step(
     gk = GreenKuboSettings.from_settings(settings)
     phono3py = {method: read_netcdf(path) for method, path in kappa_files.items()}
     finite_size = finite_size or {}
-    rows: dict[str, Any] = {}
+    rows: dict[str, TemperatureSummary] = {}
     datasets = []
     corrected = []
     for key in sorted(green_kubo, key=float):
@@ -816,7 +833,7 @@ def run_greenkubo_summary_step(
         datasets.append(ds)
         target = float(key)
         kappa = float(ds["kappa_scalar"])
-        row: dict[str, Any] = {
+        row: TemperatureSummary = {
             "temperature_K": target,
             "temperature_md_K": float(ds.attrs["temperature"]),
             "kappa_W_per_mK": kappa,
@@ -860,11 +877,11 @@ def run_greenkubo_summary_step(
                 )
             )
         for method, k_ds in phono3py.items():
-            entry: dict[str, Any] = {}
+            entry: Phono3pyKappa = {}
             for name in ("rta", "lbte", "rta_classical", "lbte_classical"):
                 if f"kappa_{name}_average" in k_ds:
                     value, how = kappa_at_temperature(k_ds, f"kappa_{name}_average", target)
-                    entry[f"kappa_{name}_W_per_mK"] = value
+                    entry[f"kappa_{name}_W_per_mK"] = value  # type: ignore[literal-required]
                     entry.setdefault("how", how)
             rta = entry.get("kappa_rta_W_per_mK")
             entry["gk_over_rta"] = kappa / rta if rta else None
@@ -892,7 +909,7 @@ def run_greenkubo_summary_step(
                 "temperature_phono3py_K": life.get("temperature_phono3py"),
             }
         rows[key] = row
-    record = {
+    record: GreenKuboSummary = {
         "material": settings["name"],
         "flux": gk.flux,
         "converged": all(r["converged"] for r in rows.values()),
@@ -938,8 +955,8 @@ def run_greenkubo_summary_step(
 
 
 def size_check_record(
-    main: dict[str, Any], others: Sequence[dict[str, Any]]
-) -> list[dict[str, Any]]:
+    main: GreenKuboSummary, others: Sequence[GreenKuboSummary]
+) -> list[SizeCheck]:
     """Green-Kubo kappa of other cells against the main cell's, per common temperature.
 
     For every other cell (a ``summary.json`` record with ``natoms``): its plain and
@@ -948,7 +965,7 @@ def size_check_record(
     corrected value equals a large cell's value).
     """
 
-    def corrected(row: dict[str, Any]) -> tuple[float | None, float | None]:
+    def corrected(row: TemperatureSummary) -> tuple[float | None, float | None]:
         fs = row.get("finite_size") or {}
         return fs.get("kappa_corrected_W_per_mK"), fs.get("kappa_corrected_error_W_per_mK")
 
@@ -957,9 +974,9 @@ def size_check_record(
             return None
         return _finite((a - b) / math.hypot(ea, eb))  # type: ignore[operator]
 
-    out = []
+    out: list[SizeCheck] = []
     for other in others:
-        rows = []
+        rows: list[SizeCheckRow] = []
         for key, row in other["temperatures"].items():
             if key not in main["temperatures"]:
                 continue
@@ -989,8 +1006,8 @@ def size_check_record(
 
 
 def production_state(
-    production: dict[str, Any], kappa: float, kappa_error: float | None
-) -> dict[str, Any]:
+    production: ProductionRecord, kappa: float, kappa_error: float | None
+) -> ProductionState:
     """Why a production ended and how far kappa's error got (for ``summary.json``).
 
     ``relative_error`` is that of the final analysis (``kappa_error / |kappa|``);
@@ -1016,7 +1033,7 @@ def production_state(
     }
 
 
-def _state_words(row: dict[str, Any]) -> str:
+def _state_words(row: TemperatureSummary) -> str:
     error = row["relative_error"]
     text = f"relative error {error:.1%}" if error is not None else "relative error n/a"
     text += f" from {row['n_runs']} run(s), {row['simulated_ps']:g} ps"
@@ -1057,9 +1074,9 @@ def kappa_at_temperature(
     return None, "outside"
 
 
-def drift_record(production: dict[str, Any]) -> dict[str, Any]:
+def drift_record(production: ProductionRecord) -> DriftRecord:
     """Energy conservation of a production (``production.json``): per run and overall."""
-    runs = [
+    runs: list[RunDrift] = [
         {
             "run": r["index"],
             "drift_eV_per_atom_per_ps": _finite(r["drift"]),

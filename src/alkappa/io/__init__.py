@@ -11,10 +11,13 @@ from alkappa.io.dataset import (
     with_labels,
     write_dataset,
 )
-from alkappa.io.netcdf import read_netcdf, write_netcdf
+from alkappa.io.netcdf import AttrValue, DataVariable, NetCDFAttrs, read_netcdf, write_netcdf
 from alkappa.io.trajectory import TrajectoryWriter, open_trajectory, read_trajectory
 
 __all__ = [
+    "AttrValue",
+    "DataVariable",
+    "NetCDFAttrs",
     "TrajectoryWriter",
     "atomic_path",
     "labels",

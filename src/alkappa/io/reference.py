@@ -86,7 +86,7 @@ import bisect
 import json
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 from ase import Atoms, units
@@ -337,7 +337,50 @@ def _voigt(stress: Any) -> np.ndarray | None:
     return s
 
 
-def _nominal_temperature_from_md(md: dict[str, Any] | None) -> float | None:
+class VibesMD(TypedDict, total=False):
+    """ASE's ``MolecularDynamics.todict()`` as FHI-vibes stores it (what is read of it)."""
+
+    temperature_K: float
+    temperature: float  # older ASE: kT in eV
+    kB: float  # the kB FHI-vibes used with it
+    fs: float  # ASE's fs in the file's time unit
+
+
+class VibesAtoms(TypedDict, total=False):
+    """FHI-vibes' ``atoms2dict`` form (symbols or numbers, run-length lists)."""
+
+    symbols: list[str] | list[list[object]]
+    numbers: list[int]
+    positions: list[list[float]]
+    cell: list[list[float]]
+    pbc: bool | list[bool]
+    velocities: list[list[float]] | None
+    info: dict[str, float]  # nsteps, dt, ...
+
+
+class VibesCalculator(TypedDict, total=False):
+    """The calculator results of a trajectory record."""
+
+    energy: float
+    forces: list[list[float]]
+    stress: list[float] | list[list[float]]
+
+
+class VibesMetadata(TypedDict, total=False):
+    """The metadata document of a ``trajectory.son`` (what is read of it)."""
+
+    MD: VibesMD
+    atoms: VibesAtoms
+
+
+class VibesRecord(TypedDict, total=False):
+    """One frame of a ``trajectory.son``."""
+
+    atoms: VibesAtoms
+    calculator: VibesCalculator
+
+
+def _nominal_temperature_from_md(md: VibesMD | None) -> float | None:
     """Thermostat temperature (K) from ASE ``MolecularDynamics.todict()`` as FHI-vibes stores it."""
     if not md:
         return None
@@ -416,7 +459,7 @@ def _read_vibes_netcdf(path: Path) -> list[_RawFrame]:
         atoms.positions = positions[k]
         if velocities is not None and np.isfinite(velocities[k]).all():
             atoms.set_velocities(velocities[k])
-        info: dict[str, Any] = {}
+        info: dict[str, float] = {}
         if np.isfinite(times[k]):
             info["time"] = float(times[k])
         if nominal is not None:
@@ -428,7 +471,7 @@ def _read_vibes_netcdf(path: Path) -> list[_RawFrame]:
     return out
 
 
-def atoms_from_vibes_dict(d: dict[str, Any]) -> Atoms:
+def atoms_from_vibes_dict(d: VibesAtoms) -> Atoms:
     """Atoms from FHI-vibes' ``atoms2dict`` form (symbols or numbers, run-length lists)."""
     symbols = _expand(d["symbols"]) if "symbols" in d else None
     atoms = Atoms(
@@ -501,10 +544,10 @@ def velocities_to_ase(ds: xr.Dataset, masses: np.ndarray) -> float:
 # FHI-vibes trajectory.son
 
 
-def _son_documents(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+def _son_documents(path: Path) -> tuple[VibesMetadata | None, list[VibesRecord]]:
     """Metadata (or None) and the records of a son file; an unterminated tail is ignored."""
-    metadata: dict[str, Any] | None = None
-    records: list[dict[str, Any]] = []
+    metadata: VibesMetadata | None = None
+    records: list[VibesRecord] = []
     lines: list[str] = []
     first = True
     with path.open(encoding="utf-8") as handle:
@@ -527,7 +570,8 @@ def _son_documents(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, An
 def _read_vibes_son(path: Path) -> list[_RawFrame]:
     metadata, records = _son_documents(path)
     if metadata is None and records:
-        metadata = records.pop(0)  # legacy files without "===": the first record is metadata
+        # legacy files without "===": the first record is metadata
+        metadata = cast("VibesMetadata", records.pop(0))
     metadata = metadata or {}
     md = metadata.get("MD") or {}
     fs = float(md.get("fs", units.fs))
@@ -536,11 +580,11 @@ def _read_vibes_son(path: Path) -> list[_RawFrame]:
 
     out: list[_RawFrame] = []
     for record in records:
-        d = {**base, **record.get("atoms", {})}
+        d: VibesAtoms = {**base, **record.get("atoms", {})}
         atoms = atoms_from_vibes_dict(d)
         if d.get("velocities") is not None:
             atoms.set_velocities(np.asarray(d["velocities"], dtype=float))  # ASE units
-        info: dict[str, Any] = {}
+        info: dict[str, float] = {}
         rec_info = record.get("atoms", {}).get("info") or {}
         if "nsteps" in rec_info and "dt" in rec_info:
             info["time"] = float(rec_info["nsteps"]) * float(rec_info["dt"]) / fs

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
     from ase import Atoms
 
+    from alkappa.io.netcdf import DataVariable, NetCDFAttrs
+
 # per-frame variables and their dimensions (besides the leading ``time``)
 _DIMS = {
     "positions": ("I", "a"),
@@ -63,7 +65,7 @@ class TrajectoryWriter:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], reference: Atoms, attrs: dict[str, Any] | None = None
+        self, path: str | os.PathLike[str], reference: Atoms, attrs: NetCDFAttrs | None = None
     ) -> None:
         self.path = Path(path)
         self.reference = reference
@@ -108,7 +110,7 @@ class TrajectoryWriter:
             frames["displacements"] = [
                 find_mic(p - ref.positions, ref.cell, pbc=True)[0] for p in frames["positions"]
             ]
-        data_vars: dict[str, Any] = {}
+        data_vars: dict[str, DataVariable] = {}
         for key, column in frames.items():
             dims = ("time", *_DIMS.get(key, ()))
             arr = np.stack(column) if column else np.empty((0,))

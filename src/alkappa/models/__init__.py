@@ -6,10 +6,13 @@ Heavy dependencies (torch, nequip) are imported only when a model is trained or 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from alkappa._plugins import load
 from alkappa.models._base import LABEL_WEIGHT_KEY, Model, TrainResult
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["LABEL_WEIGHT_KEY", "Model", "TrainResult", "ensemble_members", "get_model"]
 
@@ -37,7 +40,7 @@ def ensemble_members(directory: str | Path) -> list[Path]:
     return paths
 
 
-def get_model(spec: dict[str, Any]) -> Model:
+def get_model(spec: Mapping[str, object]) -> Model:
     """Instantiate the model plugin described by the config's ``model`` block.
 
     Parameters

@@ -39,7 +39,7 @@ class TrainResult:
     curve_path: Path
     checkpoint_path: Path | None = None
     companions: tuple[Path, ...] = ()
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, object] = field(default_factory=dict)
 
 
 #: frame info key with the weight (0..1) of a frame's energy and stress in the training loss;

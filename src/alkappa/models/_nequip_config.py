@@ -20,18 +20,60 @@ Conventions checked against nequip's source:
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 from alkappa._dicts import deep_merge
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
 #: name of the validation metric the checkpoint, LR scheduler and early stopping monitor
 MONITOR = "val0_epoch/weighted_sum"
 
+
+class LossCoeffs(TypedDict):
+    """Weights of the loss terms."""
+
+    energy: float
+    forces: float
+    stress: float
+
+
+class NequIPOptions(TypedDict):
+    """The options of :class:`alkappa.models.nequip.NequIPModel`, resolved
+    (:func:`resolve_options`; :data:`DEFAULTS` explains each)."""
+
+    r_max: float
+    num_layers: int
+    l_max: int
+    parity: bool
+    num_features: int
+    radial_mlp_depth: int
+    radial_mlp_width: int
+    num_bessels: int
+    model_dtype: Literal["float32", "float64"]
+    compile: bool
+    uncertainty: Literal["ensemble", "llpr"]
+    llpr_covariance: Literal["atoms", "structures"]
+    max_epochs: int
+    max_minutes: float | None
+    batch_size: int
+    learning_rate: float
+    loss_coeffs: LossCoeffs
+    ema_decay: float
+    lr_factor: float
+    lr_patience: int
+    early_stopping_patience: int | None
+    #: raw nequip config keys, free-form
+    extra: dict[str, object]
+
+
+#: a part of the generated nequip-train config (the YAML tree hydra instantiates): free-form
+Node = dict[str, object]
+
 #: the options :class:`alkappa.models.nequip.NequIPModel` understands, with their defaults
-DEFAULTS: dict[str, Any] = {
+DEFAULTS: NequIPOptions = {
     # --- architecture (nequip.model.NequIPGNNModel) ---
     "r_max": 5.0,
     "num_layers": 2,
@@ -121,7 +163,7 @@ def _check_option(key: str, value: Any) -> None:
         raise ValueError(f"extra must be a mapping of nequip config keys, not {value!r}")
 
 
-def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
+def resolve_options(options: Mapping[str, object]) -> NequIPOptions:
     """``DEFAULTS`` updated with ``options``; every unknown key and bad value is named in one
     ``ValueError`` (so a user fixes all of them at once)."""
     problems = []
@@ -151,19 +193,19 @@ def resolve_options(options: dict[str, Any]) -> dict[str, Any]:
         )
     if problems:
         raise ValueError("; ".join(problems))
-    resolved = copy.deepcopy(DEFAULTS)
+    resolved: dict[str, object] = dict(copy.deepcopy(DEFAULTS))
     for key, value in options.items():
         if key == "loss_coeffs":
-            resolved[key] = {**DEFAULTS[key], **value}
+            resolved[key] = {**DEFAULTS["loss_coeffs"], **value}
         else:
             resolved[key] = copy.deepcopy(value)
-    return resolved
+    return cast("NequIPOptions", resolved)
 
 
 _WEIGHTS = "alkappa.models._nequip_weights"
 
 
-def _dataset(file_path: Path, label_weights: bool = False) -> dict[str, Any]:
+def _dataset(file_path: Path, label_weights: bool = False) -> Node:
     return {
         "_target_": f"{_WEIGHTS}.weighted_ase_dataset"
         if label_weights
@@ -174,14 +216,14 @@ def _dataset(file_path: Path, label_weights: bool = False) -> dict[str, Any]:
     }
 
 
-def _metric(name: str, field: Any, metric: str, coeff: float | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": name, "field": field, "metric": {"_target_": metric}}
+def _metric(name: str, field: object, metric: str, coeff: float | None = None) -> Node:
+    out: Node = {"name": name, "field": field, "metric": {"_target_": metric}}
     if coeff is not None:
         out["coeff"] = coeff
     return out
 
 
-def _weighted(name: str, metric: str, coeff: float) -> dict[str, Any]:
+def _weighted(name: str, metric: str, coeff: float) -> Node:
     """A loss term over whole frames (``field`` None): the weighted MSEs of _nequip_weights."""
     return {
         "name": name,
@@ -191,9 +233,7 @@ def _weighted(name: str, metric: str, coeff: float) -> dict[str, Any]:
     }
 
 
-def _metrics(
-    coeffs: dict[str, float], with_stress: bool, label_weights: bool = False
-) -> dict[str, Any]:
+def _metrics(coeffs: LossCoeffs, with_stress: bool, label_weights: bool = False) -> Node:
     """Loss-like validation metrics plus MAE/RMSE monitors.
 
     The weighted sum uses the loss' terms and coefficients, so ``val0_epoch/weighted_sum`` is
@@ -225,9 +265,7 @@ def _metrics(
     return {"_target_": "nequip.train.MetricsManager", "metrics": entries}
 
 
-def _loss(
-    coeffs: dict[str, float], with_stress: bool, label_weights: bool = False
-) -> dict[str, Any]:
+def _loss(coeffs: LossCoeffs, with_stress: bool, label_weights: bool = False) -> Node:
     if label_weights:
         terms = [
             _weighted("per_atom_energy_mse", "WeightedPerAtomEnergyMSE", coeffs["energy"]),
@@ -253,7 +291,7 @@ def _loss(
     }
 
 
-def _stats(label_weights: bool) -> dict[str, Any]:
+def _stats(label_weights: bool) -> Node:
     """The training-data statistics the model is normalised with (see :func:`_model`)."""
     if not label_weights:
         return {
@@ -285,7 +323,7 @@ def _stats(label_weights: bool) -> dict[str, Any]:
     }
 
 
-def _model(opts: dict[str, Any], seed: int, init_model: Path | None) -> dict[str, Any]:
+def _model(opts: NequIPOptions, seed: int, init_model: Path | None) -> Node:
     if init_model is not None:
         # Warm start: nequip's model loaders rebuild the architecture and weights (including
         # the energy shifts/scales of the first training) from the file. A package is
@@ -322,7 +360,7 @@ def _model(opts: dict[str, Any], seed: int, init_model: Path | None) -> dict[str
 
 
 def build_config(
-    opts: dict[str, Any],
+    opts: NequIPOptions,
     *,
     train_file: Path,
     val_file: Path,
@@ -332,7 +370,7 @@ def build_config(
     with_stress: bool,
     init_model: Path | None = None,
     label_weights: bool = False,
-) -> dict[str, Any]:
+) -> Node:
     """The nequip-train config (a plain dict, to be dumped as YAML) for one training run.
 
     Parameters
@@ -358,7 +396,7 @@ def build_config(
     """
     coeffs = opts["loss_coeffs"]
     dataloader = {"_target_": "torch.utils.data.DataLoader", "batch_size": opts["batch_size"]}
-    callbacks: list[dict[str, Any]] = [
+    callbacks: list[Node] = [
         {
             "_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
             "monitor": MONITOR,
@@ -383,7 +421,7 @@ def build_config(
                 "mode": "min",
             }
         )
-    trainer: dict[str, Any] = {
+    trainer: Node = {
         "_target_": "lightning.Trainer",
         "max_epochs": int(opts["max_epochs"]),
         "check_val_every_n_epoch": 1,
@@ -409,7 +447,7 @@ def build_config(
             f"{days:02d}:{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
         )
 
-    config: dict[str, Any] = {
+    config: Node = {
         "run": ["train"],
         "seed": int(seed),
         "cutoff_radius": float(opts["r_max"]),

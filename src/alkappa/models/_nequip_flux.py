@@ -77,6 +77,8 @@ if TYPE_CHECKING:
     import torch
     from ase import Atoms
 
+    from alkappa.models.heat_flux import FluxResults
+
 
 def _energy_module(model: Any) -> Any:
     """The part of a model that maps a graph to ``atomic_energy`` (no force/stress autograd).
@@ -330,7 +332,7 @@ class UnfoldedHeatFlux(AverageVirials):
         self.device = device
         self.threads = threads
         self.average_virials = None
-        self.results: dict[str, Any] = {}
+        self.results: FluxResults = {}
         self.last_unfolded: UnfoldedSystem | None = None
 
     @classmethod

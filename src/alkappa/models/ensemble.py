@@ -27,7 +27,7 @@ from alkappa.models.uncertainty import uncertainty_statistics
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from ase import Atoms
 
@@ -176,7 +176,7 @@ def _member_key(name: str) -> tuple[int, str]:
 def load_ensemble(
     model_dir_or_paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     device: str = "cpu",
-    model: dict[str, Any] | None = None,
+    model: Mapping[str, object] | None = None,
     threads: int | None = None,
     *,
     fast: bool = True,

@@ -94,7 +94,7 @@ A flux on an unfolded system (e.g.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 from ase import units
@@ -108,6 +108,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HEAT_FLUX_UNIT",
     "AverageVirials",
+    "FluxResults",
     "HeatFluxMethod",
     "HeatFluxNotAvailable",
     "UnfoldedSystem",
@@ -129,6 +130,12 @@ def velocities_per_fs(atoms: Atoms) -> np.ndarray:
 def flux_volume(atoms: Atoms) -> float:
     """The cell volume (Å³), or 1 for a cell without three lattice vectors (as FHI-vibes)."""
     return float(atoms.get_volume()) if atoms.cell.rank == 3 else 1.0
+
+
+#: what a heat-flux method computed in its last call: arrays (eV/Å²/fs; ``heat_flux``,
+#: ``heat_flux_potential``, ``heat_flux_aux``, ``heat_flux_convective``, ``heat_flux_members``)
+#: and a method's own numbers (e.g. the ``energy`` of the model it ran)
+FluxResults = dict[str, np.ndarray | float]
 
 
 @runtime_checkable
@@ -156,7 +163,7 @@ class HeatFluxMethod(Protocol):
     """
 
     name: str
-    results: dict[str, Any]
+    results: FluxResults
 
     def heat_flux(self, atoms: Atoms) -> np.ndarray: ...
 
@@ -207,7 +214,7 @@ class AverageVirials:
         convective: np.ndarray,
         members: np.ndarray | None = None,
         members_convective: np.ndarray | None = None,
-    ) -> dict[str, Any]:
+    ) -> FluxResults:
         """``results`` from the potential and convective fluxes (eV/Å²/fs).
 
         Parameters
@@ -236,7 +243,7 @@ class AverageVirials:
                 )
             aux = np.einsum("oab,ob->a", self.average_virials, velocities) / flux_volume(atoms)
         flux = potential - aux + (convective if self.convective else 0.0)
-        out: dict[str, Any] = {
+        out: FluxResults = {
             "heat_flux": flux,
             "heat_flux_potential": potential,
             "heat_flux_aux": aux,

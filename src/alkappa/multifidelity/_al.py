@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
     from ase import Atoms
 
+    from alkappa.labelling import FailureRecord
+    from alkappa.settings import FidelityLevel
+
 
 def choose_high_fidelity(
     uncertainty: Sequence[float], *, fraction: float = 1.0, budget: int | None = None
@@ -73,13 +76,13 @@ class MultiFidelityLabels:
     high_indices: list[int] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[FailureRecord] = field(default_factory=list)
 
 
 def label_multifidelity(
     frames: Sequence[Atoms],
     uncertainty: Sequence[float],
-    levels: Sequence[Mapping[str, Any]],
+    levels: Sequence[FidelityLevel | Mapping[str, Any]],
     store: str | Path,
     *,
     fraction: float = 1.0,
@@ -94,29 +97,34 @@ def label_multifidelity(
         Selected structures and their uncertainty at the high level (e.g. the ensemble spread
         of a multi-fidelity model predicting at that level).
     levels
-        The config's ``multifidelity.levels`` (``{name, oracle}``), cheapest first.
+        The ``multifidelity`` section's levels (:class:`~alkappa.settings.FidelityLevel`, or
+        the config's ``{name, oracle}``), cheapest first.
     store
         The oracle-call store (reruns reuse it; counted by ``alkappa oracle-calls``).
     fraction, budget
         How many frames get the high level (:func:`choose_high_fidelity`).
     """
     from alkappa.labelling import label_frames
-    from alkappa.oracles import OracleSpec, get_oracle
+    from alkappa.oracles import get_oracle
+    from alkappa.settings import FidelityLevel
 
     if len(frames) != len(uncertainty):
         raise ValueError(f"{len(frames)} frames but {len(uncertainty)} uncertainties")
     if len(levels) < 2:
         raise ValueError("multi-fidelity labelling needs at least two levels")
-    low, high = levels[0], levels[-1]
+    low, high = (
+        FidelityLevel.from_dict(levels[k], where=f"multifidelity.levels.{k % len(levels)}")
+        for k in (0, -1)
+    )
     chosen = choose_high_fidelity(uncertainty, fraction=fraction, budget=budget)
     out = MultiFidelityLabels(high_indices=sorted(chosen))
     for level, subset in ((low, list(frames)), (high, [frames[i] for i in out.high_indices])):
-        spec = OracleSpec.from_dict(level["oracle"]).with_fidelity(level["name"])
+        spec = level.oracle.with_fidelity(level.name)
         outcome = label_frames(
             subset, get_oracle(spec), spec, store, purpose=purpose, progress=False
         )
         out.frames.extend(outcome.frames)
         out.failures.extend(outcome.failures)
-        out.calls[level["name"]] = outcome.oracle_calls
-        out.seconds[level["name"]] = outcome.oracle_seconds
+        out.calls[level.name] = outcome.oracle_calls
+        out.seconds[level.name] = outcome.oracle_seconds
     return out

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from alkappa.multifidelity._data import EnergyReference
 
 #: network and training defaults: deliberately tiny (a study trains many models on one core)
-DEFAULT_SEVENN_SETTINGS: dict[str, Any] = {
+DEFAULT_SEVENN_SETTINGS: dict[str, float] = {
     "cutoff": 5.0,
     "channel": 8,
     "lmax": 1,
@@ -59,8 +59,9 @@ def sevenn_input(
     n_frames: int,
     multi_fidelity: bool,
     init_checkpoint: str | Path | None = None,
-) -> dict[str, Any]:
-    """SevenNet's input configuration for training on ``datasets`` (``{fidelity: extxyz}``).
+) -> dict[str, object]:
+    """SevenNet's input configuration for training on ``datasets`` (``{fidelity: extxyz}``):
+    the YAML tree SevenNet reads, free-form.
 
     The number of epochs is chosen so that training takes about ``settings["steps"]``
     optimiser steps whatever the dataset size, so approaches with different amounts of data
@@ -70,7 +71,7 @@ def sevenn_input(
     batches = max(1, math.ceil(n_frames / int(s["batch_size"])))
     epochs = max(2, math.ceil(int(s["steps"]) / batches))
     cutoff = float(s["cutoff"])
-    model: dict[str, Any] = {
+    model: dict[str, object] = {
         "chemical_species": "auto",
         "cutoff": cutoff,
         "channel": int(s["channel"]),
@@ -87,7 +88,7 @@ def sevenn_input(
         "train_denominator": False,
         "self_connection_type": "linear",
     }
-    train: dict[str, Any] = {
+    train: dict[str, object] = {
         "random_seed": int(seed),
         "train_shuffle": True,
         "is_train_stress": True,
@@ -107,7 +108,7 @@ def sevenn_input(
         ],
         "per_epoch": epochs,
     }
-    data: dict[str, Any] = {
+    data: dict[str, object] = {
         "batch_size": int(s["batch_size"]),
         "shift": "elemwise_reference_energies",
         "scale": "force_rms",
@@ -127,7 +128,7 @@ def sevenn_input(
         data.update({"use_modal_wise_shift": True, "use_modal_wise_scale": False})
         blocks = []
         for i, (fid, path) in enumerate(datasets.items()):
-            block: dict[str, Any] = {
+            block: dict[str, object] = {
                 "data_modality": fid,
                 "file_list": [{"file": str(Path(path).resolve())}],
             }

@@ -27,42 +27,32 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING
 
 from alkappa.io import atomic_path, read_dataset, read_json, write_dataset, write_json, write_text
+from alkappa.settings import MultiFidelitySettings
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
     from ase import Atoms
 
     from alkappa.oracles import OracleSpec
-    from alkappa.settings import SettingsDict
+    from alkappa.settings import FidelityLevel, SettingsDict
 
 
-class Level(TypedDict):
-    """A fidelity level of ``multifidelity.levels``, as the config gives it."""
-
-    #: the fidelity label written into the frames (``info['fidelity']``)
-    name: str
-    #: the level's oracle block (:meth:`alkappa.oracles.OracleSpec.from_dict`)
-    oracle: Mapping[str, Any]
-
-
-def levels(settings: SettingsDict) -> list[Level]:
+def levels(settings: SettingsDict) -> list[FidelityLevel]:
     """The ordered fidelity levels (low to high) of the ``multifidelity`` section."""
-    return list(settings["multifidelity"]["levels"])
+    return list(MultiFidelitySettings.from_settings(settings).levels)
 
 
-def level_oracle_spec(level: Level) -> OracleSpec:
+def level_oracle_spec(level: FidelityLevel) -> OracleSpec:
     """The oracle spec of a level, with the level's name as the frames' fidelity."""
-    from alkappa.oracles import OracleSpec
-
-    return OracleSpec.from_dict(level["oracle"]).with_fidelity(level["name"])
+    return level.oracle.with_fidelity(level.name)
 
 
 def _label(
-    frames: Sequence[Atoms], level: Level, store: Path, purpose: str
+    frames: Sequence[Atoms], level: FidelityLevel, store: Path, purpose: str
 ) -> tuple[list[Atoms], float, int]:
     from alkappa.labelling import label_frames
     from alkappa.oracles import get_oracle
@@ -71,19 +61,17 @@ def _label(
     outcome = label_frames(frames, get_oracle(spec), spec, store, purpose=purpose)
     if outcome.failures:
         raise RuntimeError(
-            f"{len(outcome.failures)} {level['name']} oracle call(s) failed for {purpose}: "
+            f"{len(outcome.failures)} {level.name} oracle call(s) failed for {purpose}: "
             f"{outcome.failures[0]['error']}"
         )
     return outcome.frames, outcome.oracle_seconds, outcome.oracle_calls
 
 
 def _at_level(
-    frames: Sequence[Atoms], level: Level, store: Path, purpose: str
+    frames: Sequence[Atoms], level: FidelityLevel, store: Path, purpose: str
 ) -> tuple[list[Atoms], float, int]:
     """``frames`` labelled at ``level``: kept when they already are, else labelled."""
-    if frames and all(
-        a.info.get("fidelity") == level["name"] and a.calc is not None for a in frames
-    ):
+    if frames and all(a.info.get("fidelity") == level.name and a.calc is not None for a in frames):
         return list(frames), 0.0, 0
     return _label(frames, level, store, purpose)
 
@@ -98,21 +86,21 @@ def run_mf_data_step(
     """Label the study's frames at the low and the high level (reusing stored oracle calls)."""
     from alkappa.multifidelity._study import check_budgets, high_fidelity_indices
 
-    mf = settings["multifidelity"]
-    study = mf["study"]
-    low_level, high_level = levels(settings)[0], levels(settings)[-1]
-    budgets = check_budgets(study["budgets"])
+    mf = MultiFidelitySettings.from_settings(settings)
+    study = mf.study
+    low_level, high_level = mf.levels[0], mf.levels[-1]
+    budgets = check_budgets(list(study.budgets))
     pool = read_dataset(pool_path)
-    n_low = min(int(study["n_low"]), len(pool))
-    order = high_fidelity_indices(len(pool), max(n_low, budgets[-1]), int(study["seed"]))
+    n_low = min(int(study.n_low), len(pool))
+    order = high_fidelity_indices(len(pool), max(n_low, budgets[-1]), int(study.seed))
     store = Path(store)
     low, s_low, c_low = _at_level([pool[i] for i in order[:n_low]], low_level, store, "mf-low")
     cand = [pool[i] for i in order[: budgets[-1]]]
     low_of_high, s_lh, c_lh = _at_level(cand, low_level, store, "mf-low")
     high, s_high, c_high = _label(cand, high_level, store, "mf-high")
     test = read_dataset(test_path)
-    if study.get("n_test"):
-        test = test[: int(study["n_test"])]
+    if study.n_test:
+        test = test[: int(study.n_test)]
     test_high, s_test, c_test = _label(test, high_level, store, "mf-test")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,8 +115,8 @@ def run_mf_data_step(
     write_json(
         out / "data.json",
         {
-            "low_level": low_level["name"],
-            "high_level": high_level["name"],
+            "low_level": low_level.name,
+            "high_level": high_level.name,
             "n_low": len(low),
             "n_high": len(high),
             "n_test": len(test_high),
@@ -145,14 +133,15 @@ def run_mf_low_model_step(
     """Train the low-fidelity model shared by ``transfer`` and ``delta``."""
     from alkappa.multifidelity._baselines import train_low_model
 
+    mf = MultiFidelitySettings.from_settings(settings)
     low = read_dataset(Path(data_dir) / "low.extxyz")
     out_model = Path(out_model)
     _, ref = train_low_model(
         low,
         out_model.parent,
-        settings["multifidelity"]["model"],
-        low_level=levels(settings)[0]["name"],
-        seed=int(settings["multifidelity"]["study"]["seed"]),
+        mf.model.to_dict(),
+        low_level=mf.names[0],
+        seed=int(mf.study.seed),
         threads=threads,
     )
     write_json(out_model.parent / "reference.json", ref.to_dict())
@@ -175,6 +164,7 @@ def run_mf_train_step(
     from alkappa.multifidelity._data import EnergyReference
     from alkappa.multifidelity._study import error_metrics
 
+    mf = MultiFidelitySettings.from_settings(settings)
     data_dir = Path(data_dir)
     out_errors = Path(out_errors)
     start = time.perf_counter()
@@ -187,12 +177,12 @@ def run_mf_train_step(
         read_dataset(data_dir / "low.extxyz"),
         read_dataset(data_dir / "high.extxyz")[:n_high],
         out_errors.parent,
-        settings["multifidelity"]["model"],
-        low_level=levels(settings)[0]["name"],
-        high_level=levels(settings)[-1]["name"],
+        mf.model.to_dict(),
+        low_level=mf.names[0],
+        high_level=mf.names[-1],
         low_model=lows,
         low_of_high=read_dataset(data_dir / "low_of_high.extxyz")[:n_high],
-        seed=int(settings["multifidelity"]["study"]["seed"]),
+        seed=int(mf.study.seed),
         threads=threads,
     )
     errors = error_metrics(calc, read_dataset(data_dir / "test.extxyz"))
@@ -270,16 +260,17 @@ def run_mf_al_data_step(
 ) -> None:
     """D_0 for multi-fidelity AL (cheap labels + ``initial_high`` frames at the high level)
     and the test set at the high level."""
-    low_level, high_level = levels(settings)[0], levels(settings)[-1]
+    mf = MultiFidelitySettings.from_settings(settings)
+    low_level, high_level = mf.levels[0], mf.levels[-1]
     store = Path(store)
     initial = read_dataset(initial_path)
-    wrong = sorted({str(a.info.get("fidelity")) for a in initial} - {low_level["name"]})
+    wrong = sorted({str(a.info.get("fidelity")) for a in initial} - {low_level.name})
     if wrong:
         raise ValueError(
             f"{initial_path}: D_0 frames of fidelity {wrong}, expected the cheap level "
-            f"'{low_level['name']}' (rerun initial_data after enabling multifidelity.al)"
+            f"'{low_level.name}' (rerun initial_data after enabling multifidelity.al)"
         )
-    chosen = spread_indices(len(initial), int(settings["multifidelity"]["al"]["initial_high"]))
+    chosen = spread_indices(len(initial), int(mf.al.initial_high))
     high, s_high, c_high = _label([initial[i] for i in chosen], high_level, store, "al")
     test, s_test, c_test = _label(read_dataset(test_path), high_level, store, "test")
     write_dataset(out_initial, initial + high)
@@ -287,8 +278,8 @@ def run_mf_al_data_step(
     write_json(
         out_record,
         {
-            "low_level": low_level["name"],
-            "high_level": high_level["name"],
+            "low_level": low_level.name,
+            "high_level": high_level.name,
             "n_low": len(initial),
             "high_indices": chosen,
             "n_test_high": len(test),
@@ -317,16 +308,16 @@ def run_mf_label_step(
 
     from alkappa.multifidelity._al import choose_high_fidelity, label_multifidelity
 
-    al = settings["multifidelity"]["al"]
+    mf = MultiFidelitySettings.from_settings(settings)
     candidates = read_dataset(candidates_path)
     uncertainty = [float(a.info.get("uncertainty", math.nan)) for a in candidates]
-    chosen = choose_high_fidelity(uncertainty, fraction=al["fraction"], budget=al["budget"])
+    chosen = choose_high_fidelity(uncertainty, fraction=mf.al.fraction, budget=mf.al.budget)
     frame = candidates[index]
     high = index in chosen
     labels = label_multifidelity(
-        [frame], [uncertainty[index]], levels(settings), store, fraction=1.0 if high else 0.0
+        [frame], [uncertainty[index]], mf.levels, store, fraction=1.0 if high else 0.0
     )
-    low_name = levels(settings)[0]["name"]
+    low_name = mf.names[0]
     frames = labels.frames
     if not any(a.info.get("fidelity") == low_name for a in frames):
         out = frame.copy()

@@ -137,7 +137,7 @@ class Oracle(ABC):
         if not np.all(np.isfinite(forces)) or not np.isfinite(energy):
             raise OracleError(f"{self.describe()} returned non-finite energy or forces")
         out = atoms.copy()
-        results: dict[str, Any] = {"energy": energy, "forces": forces}
+        results: dict[str, float | np.ndarray] = {"energy": energy, "forces": forces}
         if stress is not None:
             results["stress"] = stress
         out.calc = SinglePointCalculator(out, **results)

@@ -88,16 +88,16 @@ class OracleSpec:
             raise ValueError("oracle: the settings have no oracle block")
         return cls.from_dict(settings["oracle"])
 
-    def method(self) -> dict[str, Any]:
+    def method(self) -> dict[str, object]:
         """What the method is, without the call policy: ``{name, fidelity (if set),
         **options}``, the oracle store's key (as the config block minus the policy keys)."""
-        out: dict[str, Any] = {"name": self.name}
+        out: dict[str, object] = {"name": self.name}
         if self.fidelity is not None:
             out["fidelity"] = self.fidelity
         out.update(copy.deepcopy(dict(self.options)))
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """The config block again (``retries`` and ``retry_delay`` included)."""
         return {**self.method(), "retries": self.retries, "retry_delay": self.retry_delay}
 

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike
     from phono3py import Phono3py
 
+    from alkappa.io import DataVariable
     from alkappa.phonons._common import ForceSource
 
     MeshSpec = int | Sequence[int] | Sequence[Sequence[int]] | np.ndarray | str
@@ -878,14 +879,14 @@ def _conductivity_dataset(
     temps = np.asarray(tc.temperatures, dtype=float)
     gamma = np.asarray(tc.gamma, dtype=float)[0]  # (temperature, qpoint, band): one sigma
     total = gamma
-    extra: dict[str, Any] = {}
+    extra: dict[str, DataVariable] = {}
     if isotopes:  # phono3py keeps it apart from the three-phonon gamma; kappa has both
         gamma_iso = np.asarray(tc.gamma_isotope, dtype=float)[0]  # (qpoint, band)
         total = gamma + gamma_iso[None]
         extra["gamma_isotope"] = (("qpoint", "band"), gamma_iso)
     with np.errstate(divide="ignore"):
         tau = np.where(total > 0, 1.0 / (4.0 * np.pi * np.where(total > 0, total, 1.0)), np.nan)
-    data_vars: dict[str, Any] = {
+    data_vars: dict[str, DataVariable] = {
         **extra,
         "gamma": (("temperature", "qpoint", "band"), gamma),
         "tau": (("temperature", "qpoint", "band"), tau),

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike
     from phonopy import Phonopy
 
+    from alkappa.io import DataVariable
     from alkappa.phonons._common import ForceSource
 
 #: frequencies below this (THz) count as imaginary, away from the acoustic modes at Gamma
@@ -258,7 +259,7 @@ def phonon_properties(
     n_band = mesh_f.shape[1]
     symbols = list(phonon.primitive.symbols)
     species = list(dict.fromkeys(symbols))
-    data_vars: dict[str, Any] = {
+    data_vars: dict[str, DataVariable] = {
         "band_distance": (("path_qpoint",), band_d),
         "band_frequency": (("path_qpoint", "band"), band_f),
         "band_qpoint": (("path_qpoint", "reciprocal"), band_q),

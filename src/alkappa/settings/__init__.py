@@ -31,6 +31,8 @@ change.
 :class:`ReferenceSettings`  ``reference``: reference MD and imported trajectories
 :class:`EventsSettings`     ``events``: event diagnostics
 :class:`BayesianSettings`   ``bayesian``: on-the-fly Bayesian force constants
+:class:`MultiFidelitySettings`  ``multifidelity``: oracle levels (:class:`FidelityLevel`),
+                            the study's SevenNet ``model``, ``al`` and ``study``
 :class:`~alkappa.oracles.OracleSpec`  ``oracle``: the reference method
 =========================  ===================================================
 
@@ -63,6 +65,13 @@ from alkappa.settings._base import Mesh, SettingsDict, section_defaults
 from alkappa.settings._bayesfc import BayesianSettings
 from alkappa.settings._events import EventsSettings
 from alkappa.settings._greenkubo import AnalysisSettings, GreenKuboSettings, ProductionSettings
+from alkappa.settings._multifidelity import (
+    FidelityLevel,
+    MultiFidelityALSettings,
+    MultiFidelityModelSettings,
+    MultiFidelitySettings,
+    MultiFidelityStudySettings,
+)
 from alkappa.settings._phonons import ConductivitySettings, Fc3Options, PhononSettings
 from alkappa.settings._reference import ReferenceMDSettings, ReferenceSettings
 from alkappa.settings._structure import RelaxSettings
@@ -80,11 +89,16 @@ __all__ = [
     "EventsSettings",
     "ExploreSettings",
     "Fc3Options",
+    "FidelityLevel",
     "GateSettings",
     "GreenKuboSettings",
     "HarmonicBaselineSettings",
     "InitialSettings",
     "Mesh",
+    "MultiFidelityALSettings",
+    "MultiFidelityModelSettings",
+    "MultiFidelitySettings",
+    "MultiFidelityStudySettings",
     "OracleSpec",
     "PhononSettings",
     "ProductionSettings",

@@ -25,7 +25,7 @@ SettingsDict: TypeAlias = "Mapping[str, Any]"
 Mesh = tuple[int, int, int]
 
 
-def _filled(spec: Mapping[str, Any]) -> dict[str, Any]:
+def _filled(spec: Mapping[str, Any]) -> dict[str, object]:
     """The defaults of an object's properties, an object's own defaults filled in (as
     :func:`alkappa.config.load_config` fills them)."""
     out = {}
@@ -40,7 +40,7 @@ def _filled(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @functools.cache
-def _schema_defaults(section: str) -> dict[str, Any]:
+def _schema_defaults(section: str) -> dict[str, object]:
     from alkappa.config import schema
 
     name, *inner = section.split(".")
@@ -50,7 +50,7 @@ def _schema_defaults(section: str) -> dict[str, Any]:
     return _filled(spec)
 
 
-def section_defaults(section: str) -> dict[str, Any]:
+def section_defaults(section: str) -> dict[str, object]:
     """The schema's defaults of a config section (a fresh copy), e.g. ``greenkubo``; a dotted
     name is an object inside a section, e.g. ``explore.ramp``."""
     return copy.deepcopy(_schema_defaults(section))
@@ -64,11 +64,11 @@ def _frozen(value: Any) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    """Tuples as lists again and inner sections as dictionaries (the config's and JSON's
-    form)."""
+    """Tuples as lists again and inner sections (and other objects of a section, e.g. a
+    multi-fidelity level) as dictionaries (the config's and JSON's form)."""
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
-    if isinstance(value, _Section):
+    if isinstance(value, _Section) or hasattr(value, "to_dict"):
         return value.to_dict()
     return value
 
@@ -127,6 +127,6 @@ class _Section:
         """The schema's defaults with ``changes`` (for code and tests without a config)."""
         return cls.from_dict({**section_defaults(cls.SECTION), **changes})
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """The config section again (tuples as lists)."""
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]

@@ -95,7 +95,7 @@ class ProductionSettings:
             )
         return cls(**settings)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, float | None]:
         """All settings, in the order of :data:`DEFAULT_PRODUCTION_SETTINGS`."""
         return dataclasses.asdict(self)
 
@@ -130,7 +130,7 @@ class AnalysisSettings:
             return analysis
         return cls(**dict(analysis or {}))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, float | None]:
         """The keywords of :func:`~alkappa.greenkubo.run_green_kubo`."""
         return dataclasses.asdict(self)
 

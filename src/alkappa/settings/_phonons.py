@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from alkappa.settings._base import Mesh, _Section
 
@@ -138,6 +138,6 @@ class Fc3Options:
     random_snapshots: int | Literal["auto"] | None
     random_seed: int
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """The keywords."""
         return dataclasses.asdict(self)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import ase.build
 import ase.io
@@ -11,13 +11,26 @@ import numpy as np
 from ase.geometry import get_distances
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ase import Atoms
 
 #: two atoms closer than this (Å) are treated as overlapping input
 MIN_ALLOWED_DISTANCE = 0.5
 
 
-def read_unit_cell(spec: dict[str, Any]) -> Atoms:
+class StructureSpec(TypedDict, total=False):
+    """The config's ``structure`` block: exactly one of ``file``, ``build`` and ``crystal``."""
+
+    file: str
+    format: str | None
+    #: keyword arguments of :func:`ase.build.bulk`
+    build: Mapping[str, object]
+    #: keyword arguments of :func:`ase.spacegroup.crystal`
+    crystal: Mapping[str, object]
+
+
+def read_unit_cell(spec: StructureSpec) -> Atoms:
     """The unit cell described by the config's ``structure`` block.
 
     ``{file: path, format: optional}`` reads any ASE-readable file (the last image if it has
@@ -130,5 +143,5 @@ def check_geometry(atoms: Atoms, min_distance: float = MIN_ALLOWED_DISTANCE) -> 
         )
 
 
-def _kwargs(kwargs: dict[str, Any]) -> str:
+def _kwargs(kwargs: Mapping[str, object]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict, cast
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
@@ -18,6 +18,21 @@ from alkappa.io.dataset import with_labels
 
 if TYPE_CHECKING:
     from ase import Atoms
+
+
+class RelaxRecord(TypedDict):
+    """How a structure was relaxed (:meth:`RelaxResult.record`, JSON)."""
+
+    converged: bool
+    steps: int
+    oracle_calls: int
+    seconds: float  # wall
+    cpu_seconds: float
+    energy: float
+    max_force: float
+    max_stress: float
+    cell_before: list[list[float]]
+    cell_after: list[list[float]]
 
 
 @dataclass(frozen=True)
@@ -36,11 +51,11 @@ class RelaxResult:
     cell_before: list[list[float]]
     cell_after: list[list[float]]
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> RelaxRecord:
         """Everything but the structure, for a JSON record."""
         out = asdict(self)
         out.pop("atoms")
-        return out
+        return cast("RelaxRecord", out)
 
 
 class _CountingCalculator(Calculator):

@@ -27,7 +27,7 @@ from alkappa.models.heat_flux import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from ase import Atoms
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 LJ_MODEL_FILE = "model.lj.json"
 
 #: the options and their defaults: ASE's ``LennardJones`` parameters (Å, eV)
-LJ_DEFAULTS: dict[str, Any] = {
+LJ_DEFAULTS: dict[str, float | bool] = {
     "sigma": 2.3,
     "epsilon": 0.05,
     "rc": 5.0,
@@ -44,7 +44,7 @@ LJ_DEFAULTS: dict[str, Any] = {
 }
 
 
-def lennard_jones(parameters: dict[str, Any]) -> LennardJones:
+def lennard_jones(parameters: Mapping[str, object]) -> LennardJones:
     """ASE's Lennard-Jones calculator of ``parameters`` (the keys of :data:`LJ_DEFAULTS`)."""
     return LennardJones(**{k: parameters[k] for k in LJ_DEFAULTS})
 
@@ -164,7 +164,7 @@ class PairHeatFlux(AverageVirials):
             raise ValueError("need at least one member")
         self.convective = convective
         self.average_virials = None
-        self.results: dict[str, Any] = {}
+        self.results: dict[str, float | np.ndarray] = {}
 
     def _member(self, calculator: Any, atoms: Atoms) -> tuple[np.ndarray, Atoms]:
         work = atoms.copy()

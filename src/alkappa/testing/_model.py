@@ -6,7 +6,7 @@ import copy
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pytest
@@ -28,7 +28,7 @@ from alkappa.testing._common import (
 from alkappa.testing._frames import emt_frames
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
     from ase import Atoms
     from ase.calculators.calculator import Calculator
@@ -136,10 +136,10 @@ class ModelContract:
     stress_tolerance: ClassVar[float] = 1e-5
     check_stress: ClassVar[bool] = True
     reload_tolerance: ClassVar[float] = 1e-8
-    ensemble_options: ClassVar[dict[str, Any]] = {}
+    ensemble_options: ClassVar[Mapping[str, object]] = {}
     ensemble_tolerance: ClassVar[float] = 1e-6
     uncertainty_is_spread: ClassVar[bool] = True
-    heat_flux_options: ClassVar[dict[str, Any]] = {}
+    heat_flux_options: ClassVar[Mapping[str, object]] = {}
     heat_flux_tolerance: ClassVar[float] = 1e-8
 
     def model_frames(self) -> list[Atoms]:
