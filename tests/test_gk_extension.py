@@ -92,7 +92,14 @@ def _decays_after(monkeypatch, lag_fs: float) -> None:
 
 
 def _production(path, **changes):
-    settings = {**SMALL, "target_error": 1e-6, "max_runs": 4, "require_decay": True, **changes}
+    settings = {
+        **SMALL,
+        "target_error": 1e-6,
+        "max_runs": 4,
+        "require_decay": True,
+        "max_run_steps": 8 * SMALL["steps"],
+        **changes,
+    }
     return run_production(
         crystal(),
         lj(),
@@ -138,7 +145,7 @@ def test_production_extends_the_runs_then_adds_runs_to_a_budget(tmp_path, monkey
     # the same production from its parts, as the pipeline's jobs make it: runs, rounds, and
     # the extension segments made one per run (extend_run) before the round that needs them
     parts = tmp_path / "parts"
-    settings = {**SMALL, "target_error": 1e-6, "max_runs": 4, "require_decay": True}
+    settings = {**SMALL, "target_error": 1e-6, "max_runs": 4, "max_run_steps": 480}
     common = {"temperature": T, "settings": settings, "progress": False}
     _equilibrated(parts, settings)
     records, todo = [], [0, 1]
@@ -165,7 +172,7 @@ def test_a_round_without_the_segments_extends_the_runs_or_says_they_are_missing(
     tmp_path, monkeypatch
 ):
     _decays_after(monkeypatch, 100.0)
-    settings = {**SMALL, "target_error": 1e-6, "max_runs": 4, "require_decay": True}
+    settings = {**SMALL, "target_error": 1e-6, "max_runs": 4, "max_run_steps": 480}
     common = {"temperature": T, "settings": settings, "progress": False}
     _equilibrated(tmp_path, settings)
     for k in (0, 1):
@@ -210,6 +217,27 @@ def test_runs_at_the_longest_length_stop_production(tmp_path, monkeypatch):
     assert [h["run_steps"] for h in again.history] == [60, 120, 240]
     assert [r.segments for r in again.runs] == [2, 2]
     assert not any(r.reused for r in again.runs)  # their second segments are new
+
+
+@pytest.mark.filterwarnings("ignore:no zero crossing", "ignore:.*kappa's relative error")
+def test_without_max_run_steps_runs_are_not_extended(tmp_path, monkeypatch):
+    _decays_after(monkeypatch, 100.0)  # runs of 120 steps would do
+    with pytest.warns(UserWarning, match=r"set greenkubo\.max_run_steps"):
+        result = _production(tmp_path, max_run_steps=None)
+    assert result.stopped_by == "runs_too_short" and result.run_steps == 60
+    assert [h["action"] for h in result.history] == [""]
+    assert not list(tmp_path.glob("run_*.seg*.nc"))
+
+
+def test_max_run_steps_is_checked():
+    from alkappa.greenkubo._production import max_run_steps, resolve_production_settings
+
+    with pytest.raises(ValueError, match=r"greenkubo\.max_run_steps: 50 is fewer than the steps"):
+        resolve_production_settings({**SMALL, "max_run_steps": 50})
+    with pytest.raises(ValueError, match=r"steps \(61\) must be a multiple of sample_interval"):
+        resolve_production_settings({**SMALL, "steps": 61, "max_run_steps": 200})
+    assert max_run_steps(resolve_production_settings({**SMALL, "max_run_steps": 482})) == 480
+    assert max_run_steps(resolve_production_settings(SMALL)) == 60
 
 
 @pytest.mark.filterwarnings("ignore:no zero crossing", "ignore:.*kappa's relative error")

@@ -228,15 +228,12 @@ def test_production_stops_at_the_target_or_max_runs(tmp_path):
 @pytest.mark.filterwarnings("ignore:no zero crossing", "ignore:.*kappa's relative error")
 def test_truncated_integral_stops_production(tmp_path):
     """No zero of the autocorrelation within half a run: kappa is a truncated integral, more
-    runs of the same length cannot fix it, so production of runs that may not grow
-    (max_run_steps = steps) stops after the first analysis and says to make the runs longer;
-    it is never called converged, even at its target (test_gk_extension: runs that may grow
-    are extended first)."""
+    runs of the same length cannot fix it, so production stops after the first analysis and
+    says to make the runs longer; it is never called converged, even at its target."""
     with pytest.warns(
-        UserWarning,
-        match=r"does not cross zero within 0\.05 ps .*greenkubo\.max_run_steps, now 60 steps",
+        UserWarning, match=r"does not cross zero within 0\.05 ps .*greenkubo\.steps, now 60"
     ):
-        result = _loop(tmp_path, require_decay=True, target_error=10.0, max_run_steps=60)
+        result = _loop(tmp_path, require_decay=True, target_error=10.0)
     assert result.stopped_by == "runs_too_short" and not result.converged
     assert len(result.runs) == 2 and result.history[-1]["cutoff_found"] is False
     assert result.to_dict()["stopped_by"] == "runs_too_short"

@@ -183,13 +183,13 @@ def segment_path(run: str | os.PathLike[str], segment: int) -> Path:
 
 
 def max_run_steps(settings: ProductionSettings) -> int:
-    """The most NVE steps a run may grow to (``max_run_steps``; None: 8 x ``steps``), a
-    multiple of ``sample_interval``; ``steps`` when runs cannot be extended (``steps`` not a
-    multiple of ``sample_interval``: the last step has no frame to continue from)."""
+    """The most NVE steps a run may grow to: ``max_run_steps`` rounded down to a multiple of
+    ``sample_interval``; ``steps`` (runs are not extended) when it is None or ``steps`` is
+    not a multiple of ``sample_interval`` (the last step has no frame to continue from)."""
     steps, interval = int(settings.steps), int(settings.sample_interval)
-    if steps % interval:
+    if settings.max_run_steps is None or steps % interval:
         return steps
-    most = 8 * steps if settings.max_run_steps is None else int(settings.max_run_steps)
+    most = int(settings.max_run_steps)
     return max(steps, most - most % interval)
 
 

@@ -174,13 +174,21 @@ def decide_round(
     if entry["relative_error"] > target:
         _warn_if_out_of_budget(entry, runs, settings, temperature)
     if stopped_by == "runs_too_short":
+        if settings.max_run_steps is None:
+            how = (
+                f"set greenkubo.max_run_steps (e.g. 8 x steps; a rerun extends the runs made "
+                f"so far) or raise greenkubo.steps, now {settings.steps} (a rerun starts afresh)"
+            )
+        else:
+            how = (
+                f"raise greenkubo.max_run_steps, now {max_run_steps(settings)} steps, which "
+                f"the runs have reached (a rerun extends the runs made so far)"
+            )
         _warn_truncated(
             entry,
             temperature,
             f"more runs of this length would not fix it; production stops. Make the runs "
-            f"longer (greenkubo.max_run_steps, now {max_run_steps(settings)} steps, which "
-            f"runs of {steps} steps have reached: raise it, and a rerun extends the runs "
-            f"already made)",
+            f"longer: {how}",
         )
     entry.update(
         stopped_by=stopped_by,

@@ -59,8 +59,8 @@ class ProductionSettings:
         (up to ``max_run_steps``), then stop (``runs_too_short``).
     max_run_steps
         NVE steps a run may grow to when the autocorrelation has not decayed (each run is
-        continued from its last frame, doubling its length per round); None: 8 x ``steps``;
-        ``steps``: runs are never extended.
+        continued from its last frame, doubling its length per round); None (or ``steps``):
+        runs are never extended.
     """
 
     timestep: float = 2.0
