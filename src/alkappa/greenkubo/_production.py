@@ -28,7 +28,10 @@ The production is split into parts that can run as separate processes (the pipel
 each as its own Snakemake job, so the runs of a round run in parallel):
 :func:`run_equilibration` (the NVT equilibration with the first ``runs`` snapshots,
 ``equilibration.nc``), :func:`run_nve` (one NVE run, ``run_<k>.nc``; its snapshot is read
-from the NVT files, so it does not matter which runs ran before or beside it) and
+from the NVT files, so it does not matter which runs ran before or beside it),
+:func:`extend_run` (one extension segment of a finished run, ``run_<k>.seg<s>.nc``: the
+run continued from its last frame when production makes its runs longer; :func:`read_run`
+joins a run and its segments) and
 :func:`extend_chain` (the starting snapshots of further runs, ``chain_<r>.nc``: the NVT chain
 continued ``snapshot_spacing`` steps per run, the segment of run k seeded by (``seed``, k) and
 started from snapshot k - 1, so snapshot k is the same however the runs are grouped).

@@ -18,17 +18,37 @@ Production ends when the target is reached or when the budget allows no further 
 and NVE seconds summed over all parts and restarts: compute time, not elapsed time, so the
 answer does not depend on how many runs ran at once; a further run is expected to cost the
 mean of the runs so far, plus its NVT segment); a round is cut to what the budgets allow. A
-warning says when the projected runs exceed the budget. If the run-averaged autocorrelation
-has no zero within the lags a run allows (half its length), the integral is truncated
-whatever the number of runs, and production stops with ``stopped_by = "runs_too_short"``
-and a warning to make the runs longer (``require_decay`` False: it goes on as if the cutoff
-were found). With ``target_error`` None exactly ``runs`` runs are made
-(``stopped_by = "fixed_runs"``). A chain extension that blows up ends production after the
-runs whose snapshots it made (``nvt_blew_up``).
+warning says when the projected runs exceed the budget.
+
+Runs too short: if the run-averaged autocorrelation has no zero within the lags a run allows
+(half its length), the integral is truncated whatever the number of runs. With
+``max_run_steps`` set (above ``steps``), the next round then *extends* every run that did not
+blow up instead (``action = "extend"``; adding runs is ``"add_runs"``): its NVE trajectory
+is continued from its last frame (positions and velocities, the velocity-Verlet state; the
+forces are recomputed) to double its length, at most ``max_run_steps`` and what
+``max_simulated_ps`` and ``max_wall_hours`` allow (an extension of n runs by s steps costs
+n s timesteps and, expected, n s times the seconds per step so far; ``max_runs`` counts runs,
+not their length); a budget that allows no extension ends production with its name
+(and a warning that kappa is truncated). Each extension is a file of its own,
+``run_<k>.seg<s>.nc`` (:func:`~alkappa.greenkubo._production.extend_run`), so finished
+files are never rewritten, and every reader joins a run's segments
+(:func:`~alkappa.greenkubo._production.read_run`, which checks that each starts where the
+run so far ends). Runs added later are made at the current length at once (the same
+trajectory as a shorter run extended). Only runs at ``max_run_steps`` (or with it None, the
+default, or equal to ``steps``) that still show no zero stop production with
+``stopped_by = "runs_too_short"`` and a warning to make the runs longer (``require_decay``
+False: it goes on as if the cutoff were found). With ``target_error`` None exactly ``runs``
+runs of ``steps`` are made (``stopped_by = "fixed_runs"``). A chain extension that blows up
+ends production after the runs whose snapshots it made (``nvt_blew_up``).
 
 Each round's decision is a JSON-able record (``round_<r>.json`` in the pipeline):
-:func:`run_round` makes it and :func:`collect_production` turns the records into the
-:class:`~alkappa.greenkubo._production.ProductionResult`.
+:func:`run_round` makes it (``action``; ``run_steps``/``run_ps``, the length of the runs it
+analysed; ``next_run_steps``, their length in the next round) and
+:func:`collect_production` turns the records into the
+:class:`~alkappa.greenkubo._production.ProductionResult` (``run_steps``, ``run_ps``: the
+final length). Restarts: finished runs and segments of the same production are reused, an
+unfinished segment is redone, and :func:`run_round` makes the segments a round needs that
+are missing when it is given the flux (the pipeline can make them in parallel jobs before).
 """
 
 from __future__ import annotations
