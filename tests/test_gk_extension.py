@@ -180,7 +180,7 @@ def test_a_round_without_the_segments_extends_the_runs_or_says_they_are_missing(
     kw = {"atoms": crystal(), "calculator": lj, "flux_name": "virial", "analysis": ANALYSIS}
     first = run_round(tmp_path, 0, None, **kw, **common)
     assert first["action"] == "extend" and first["next_run_steps"] == 120
-    assert first["next_runs"] == [] and not first["stop"]
+    assert first["next_runs"] == [] and first["extend_runs"] == [0, 1] and not first["stop"]
     with pytest.raises(FileNotFoundError, match=r"run 0 has 60 steps, not yet extended to 120"):
         run_round(tmp_path, 1, first, **kw, **common)
     # given the flux (or a function that makes it), the round extends the runs itself

@@ -88,7 +88,7 @@ class RoundRecord(TypedDict, total=False):
     ``material``). :func:`~alkappa.greenkubo._rounds.decide_round` makes the history entry
     (the keys down to ``new_runs``); :func:`~alkappa.greenkubo._rounds.run_round` adds the
     rest. ``ProductionResult.history`` holds the entries without ``runs``, ``next_runs``,
-    ``stop`` and ``material``."""
+    ``extend_runs``, ``stop`` and ``material``."""
 
     round: int
     n_runs: int
@@ -109,6 +109,7 @@ class RoundRecord(TypedDict, total=False):
     new_runs: int
     runs: list[int]  # the runs analysed
     next_runs: list[int]  # the next round's runs (empty when production stops)
+    extend_runs: list[int]  # action "extend": the runs to extend to next_run_steps
     chain_stop: str  # why the chain extension ended early ("": it did not)
     nvt_seconds: float
     stop: bool

@@ -307,6 +307,8 @@ def run_round(
     record = {**entry, "runs": indices, "next_runs": [], "chain_stop": ""}
     record["nvt_seconds"] = nvt_seconds
     if entry["action"] == "extend":
+        # the runs to extend (those that blew up stay as they are: no segment)
+        record["extend_runs"] = [r.index for r in runs if not r.blew_up]
         # no new snapshots: a chain that ended early still ends production once runs are added
         record["chain_stop"] = previous.get("chain_stop", "") if previous else ""
     elif not entry["stopped_by"]:
@@ -363,7 +365,11 @@ def collect_production(
             raise FileNotFoundError(f"{run_path(directory, k)}: run {k} is not finished")
         runs.append(replace(run, reused=False))
     history = [
-        {k: v for k, v in r.items() if k not in ("runs", "next_runs", "stop", "material")}
+        {
+            k: v
+            for k, v in r.items()
+            if k not in ("runs", "next_runs", "extend_runs", "stop", "material")
+        }
         for r in records
     ]
     return ProductionResult(
