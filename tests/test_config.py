@@ -151,6 +151,14 @@ def test_greenkubo_defaults_are_the_production_defaults():
         ),
         ({"max_runs": None}, r"materials\.Cu\.greenkubo\.target_error: a target needs a budget"),
         ({"target_error": 0}, r"greenkubo\.target_error"),
+        (
+            {"steps": 4000, "max_run_steps": 2000},
+            r"materials\.Cu\.greenkubo\.max_run_steps: 2000 is fewer than the steps",
+        ),
+        (
+            {"steps": 4001, "sample_interval": 8, "max_run_steps": 32000},
+            r"greenkubo\.max_run_steps: .* steps \(4001\) must be a multiple of sample_interval",
+        ),
     ],
 )
 def test_impossible_greenkubo_budgets_are_config_errors(greenkubo, match):
@@ -161,6 +169,10 @@ def test_impossible_greenkubo_budgets_are_config_errors(greenkubo, match):
 def test_greenkubo_budgets_that_fit():
     gk = {"runs": 3, "steps": 4000, "timestep": 5.0, "max_runs": 3, "max_simulated_ps": 60}
     assert load_config(_config(greenkubo=gk))["greenkubo"]["max_simulated_ps"] == 60
+    assert (
+        load_config(_config(greenkubo={**gk, "max_run_steps": 32000}))["greenkubo"]["max_run_steps"]
+        == 32000
+    )
     # no target, no budget needed; a disabled stage is not checked
     load_config(_config(greenkubo={"target_error": None, "max_runs": None}))
     load_config(_config(greenkubo={"enabled": False, "runs": 4, "max_runs": 3}))

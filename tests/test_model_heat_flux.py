@@ -23,6 +23,7 @@ from alkappa.greenkubo import VirialHeatFlux, make_heat_flux
 from alkappa.greenkubo.steps import (
     make_flux,
     run_equilibration_step,
+    run_extend_step,
     run_green_kubo_step,
     run_nve_step,
     run_production_step,
@@ -325,3 +326,67 @@ def test_green_kubo_steps_with_a_non_nequip_model(plugins, tmp_path):
     with xr.open_dataset(prod / "greenkubo.nc") as ds:
         assert ds.attrs["heat_flux_method"] == "unfolded"
         assert np.isfinite(float(ds["kappa_scalar"]))
+
+
+@pytest.mark.filterwarnings(
+    "ignore:no zero crossing", "ignore:.*kappa's relative error", "ignore:no cepstral estimate"
+)
+def test_green_kubo_steps_extend_the_runs(plugins, tmp_path, monkeypatch):
+    """The per-round jobs with max_run_steps: round 0 extends the runs (the autocorrelation
+    counts as decayed from a longest lag of 100 fs on, which runs of 120 steps reach); run 0's
+    segment is made by its own job (run_extend_step), run 1's by the next round's job, which
+    finds it missing; the record and the analysis have the runs at 120 steps."""
+    from alkappa.greenkubo import _rounds
+    from alkappa.greenkubo._production import read_run, segment_path
+
+    original = _rounds._analyse
+
+    def analyse(runs, analysis):
+        entry = original(runs, analysis)
+        if "max_lag_fs" in entry:
+            entry["cutoff_found"] = entry["max_lag_fs"] >= 100.0
+        return entry
+
+    monkeypatch.setattr(_rounds, "_analyse", analyse)
+    spec = {"name": "lj-test", **PARAMETERS}
+    model_dir = tmp_path / "Ar/model"
+    _trained_ensemble(model_dir, spec)
+    structure = tmp_path / "Ar/structure.extxyz"
+    write_dataset(structure, [crystal()])
+    gk = GreenKuboSettings.with_defaults(
+        **{**SMALL, "target_error": 1e-6, "max_runs": 2, "max_run_steps": 120},
+        flux="unfolded", convective=False, flux_precision="float64", window_fs=20.0,
+    )  # fmt: skip
+    settings = {"name": "Ar", "model": spec, "greenkubo": gk}
+    prod = tmp_path / "Ar/greenkubo/T60"
+    common = {"temperature": 60.0, "threads": 1}
+    args = (settings, structure, model_dir)
+    run_equilibration_step(*args, prod / "equilibration.nc", progress=False, **common)
+    for k in range(2):
+        run_nve_step(*args, prod / f"run_{k:02d}.nc", index=k, progress=False, **common)
+    rounds = [prod / "round_0.json", prod / "round_1.json"]
+    run_round_step(*args, rounds[0], round_index=0, previous=None, progress=False, **common)
+    first = read_json(rounds[0])
+    assert first["action"] == "extend" and first["next_run_steps"] == 120
+    assert not first["stop"] and first["next_runs"] == []
+    made = run_extend_step(*args, prod / "run_00.nc", index=0, steps=120, progress=False, **common)
+    assert made == segment_path(prod / "run_00.nc", 1) and made.is_file()
+    assert not segment_path(prod / "run_01.nc", 1).exists()
+    run_round_step(*args, rounds[1], round_index=1, previous=rounds[0], progress=False, **common)
+    second = read_json(rounds[1])
+    assert segment_path(prod / "run_01.nc", 1).is_file()  # made by the round's job
+    assert second["run_steps"] == 120 and second["stopped_by"] == "max_runs"
+    run_production_step(*args, rounds, prod / "production.json", **common)
+    record = read_json(prod / "production.json")
+    assert record["run_steps"] == 120 and record["run_ps"] == pytest.approx(0.24)
+    assert [r["segments"] for r in record["runs"]] == [1, 1]
+    assert [r["steps_done"] for r in record["runs"]] == [120, 120]
+    assert record["simulated_ps"] == pytest.approx(2 * 0.24)
+    run_green_kubo_step(
+        settings, prod / "production.json", prod / "greenkubo.nc", prod / "greenkubo.png",
+        temperature=60.0,
+    )  # fmt: skip
+    with xr.open_dataset(prod / "greenkubo.nc") as ds:
+        assert float(ds["time"].values[-1]) == second["max_lag_fs"] == 110.0
+        assert float(ds["kappa_scalar"]) == pytest.approx(second["kappa"], rel=1e-10)
+    assert read_run(prod / "run_01.nc").sizes["time"] == 120 // SMALL["sample_interval"] + 1

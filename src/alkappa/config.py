@@ -168,7 +168,8 @@ def check_greenkubo_budget(gk: Mapping[str, Any], where: str = "greenkubo") -> N
     """Raise :class:`ConfigError` if a Green-Kubo production's budget contradicts its runs.
 
     ``gk`` holds (at least) ``runs``, ``steps``, ``timestep``, ``target_error``, ``max_runs``,
-    ``max_simulated_ps`` and ``max_wall_hours``; the message starts with ``where.<key>``.
+    ``max_simulated_ps`` and ``max_wall_hours`` (and may hold ``max_run_steps`` and
+    ``sample_interval``); the message starts with ``where.<key>``.
     The wall-time budget cannot be checked here: what a run costs is known only once it ran.
     """
     runs, max_runs = int(gk["runs"]), gk.get("max_runs")
@@ -183,6 +184,19 @@ def check_greenkubo_budget(gk: Mapping[str, Any], where: str = "greenkubo") -> N
             f"{where}.max_simulated_ps: {max_ps:g} ps is less than the initial runs take "
             f"(runs x steps x timestep = {initial_ps:g} ps)"
         )
+    max_run_steps = gk.get("max_run_steps")
+    if max_run_steps is not None and int(max_run_steps) < int(gk["steps"]):
+        raise ConfigError(
+            f"{where}.max_run_steps: {max_run_steps} is fewer than the steps of a run "
+            f"(steps: {gk['steps']})"
+        )
+    interval = int(gk.get("sample_interval", 1))
+    if max_run_steps is not None and int(max_run_steps) > int(gk["steps"]):
+        if int(gk["steps"]) % interval:
+            raise ConfigError(
+                f"{where}.max_run_steps: runs are extended from their last frame, so steps "
+                f"({gk['steps']}) must be a multiple of sample_interval ({interval})"
+            )
     budgets = ("max_runs", "max_simulated_ps", "max_wall_hours")
     if gk.get("target_error") is not None and all(gk.get(key) is None for key in budgets):
         raise ConfigError(

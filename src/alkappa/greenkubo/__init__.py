@@ -9,9 +9,10 @@
 * Production MD (:func:`run_production`): NVT equilibration, then rounds of independent NVE
   runs that record the heat flux, with the energy drift of each run, until kappa's relative
   error reaches ``target_error`` or a budget is spent (``stopped_by``, one of
-  :data:`STOPPED_BY`); its parts (:func:`run_equilibration`, :func:`run_nve`,
+  :data:`STOPPED_BY`), extending the runs first while the flux autocorrelation has not
+  decayed; its parts (:func:`run_equilibration`, :func:`run_nve`, :func:`extend_run`,
   :func:`run_round` with :func:`extend_chain`, :func:`collect_production`) run as separate
-  processes in the pipeline.
+  processes in the pipeline; :func:`read_run` reads a run with its extension segments.
 * Green-Kubo analysis in the manner of FHI-vibes (:func:`run_green_kubo` on trajectory files,
   :func:`green_kubo` on heat-flux arrays): FFT autocorrelation of the heat flux, cumulative
   kappa(t), smoothing over one period of the lowest vibrational peak, kappa of every run at
@@ -79,6 +80,8 @@ from alkappa.greenkubo._production import (
     STOPPED_BY,
     ProductionResult,
     extend_chain,
+    extend_run,
+    read_run,
     run_equilibration,
     run_files,
     run_nve,
@@ -103,6 +106,7 @@ __all__ = [
     "commensurate_qpoints",
     "compare_mode_lifetimes",
     "extend_chain",
+    "extend_run",
     "gk_prefactor",
     "green_kubo",
     "harmonic_kappa",
@@ -118,6 +122,7 @@ __all__ = [
     "plot_kappa_temperature",
     "plot_mode_lifetimes",
     "read_heat_flux",
+    "read_run",
     "run_equilibration",
     "run_files",
     "run_finite_size_correction",

@@ -555,14 +555,15 @@ def read_heat_flux(trajectory: TrajectoryLike, *, discard_fs: float = 0.0) -> di
     ``masses`` (or None) and ``source``. Raises ``ValueError`` with a one-line reason when
     something is missing or inconsistent.
     """
-    from alkappa.io.trajectory import read_trajectory
+    # a production run is read with its extension segments
+    from alkappa.greenkubo._production import read_run
 
     if isinstance(trajectory, xr.Dataset):
         ds, source = trajectory, str(trajectory.attrs.get("source", "dataset"))
     else:
         source = str(trajectory)
         try:
-            ds = read_trajectory(trajectory)
+            ds = read_run(trajectory)
         except (OSError, ValueError) as exc:
             raise ValueError(f"{source}: cannot read as netCDF ({exc})") from exc
     if "heat_flux" not in ds:

@@ -614,15 +614,16 @@ def _qkey(q: np.ndarray) -> tuple[int, int, int]:
 
 def _read_run(trajectory: TrajectoryLike, discard_fs: float) -> dict[str, Any]:
     """Displacements (Å), ASE-unit velocities, times, temperature of one trajectory."""
+    # a production run is read with its extension segments
+    from alkappa.greenkubo._production import read_run
     from alkappa.io.reference import velocities_to_ase, vibes_reference_atoms
-    from alkappa.io.trajectory import read_trajectory
 
     if isinstance(trajectory, xr.Dataset):
         ds, source = trajectory, str(trajectory.attrs.get("source", "dataset"))
     else:
         source = str(trajectory)
         try:
-            ds = read_trajectory(trajectory)
+            ds = read_run(trajectory)
         except (OSError, ValueError) as exc:
             raise ValueError(f"{source}: cannot read as netCDF ({exc})") from exc
     for name in ("positions", "velocities"):

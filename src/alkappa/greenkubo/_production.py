@@ -28,7 +28,10 @@ The production is split into parts that can run as separate processes (the pipel
 each as its own Snakemake job, so the runs of a round run in parallel):
 :func:`run_equilibration` (the NVT equilibration with the first ``runs`` snapshots,
 ``equilibration.nc``), :func:`run_nve` (one NVE run, ``run_<k>.nc``; its snapshot is read
-from the NVT files, so it does not matter which runs ran before or beside it) and
+from the NVT files, so it does not matter which runs ran before or beside it),
+:func:`extend_run` (one extension segment of a finished run, ``run_<k>.seg<s>.nc``: the
+run continued from its last frame when production makes its runs longer; :func:`read_run`
+joins a run and its segments) and
 :func:`extend_chain` (the starting snapshots of further runs, ``chain_<r>.nc``: the NVT chain
 continued ``snapshot_spacing`` steps per run, the segment of run k seeded by (``seed``, k) and
 started from snapshot k - 1, so snapshot k is the same however the runs are grouped).
@@ -87,7 +90,7 @@ class RoundRecord(TypedDict, total=False):
     ``material``). :func:`~alkappa.greenkubo._rounds.decide_round` makes the history entry
     (the keys down to ``new_runs``); :func:`~alkappa.greenkubo._rounds.run_round` adds the
     rest. ``ProductionResult.history`` holds the entries without ``runs``, ``next_runs``,
-    ``stop`` and ``material``."""
+    ``extend_runs``, ``stop`` and ``material``."""
 
     round: int
     n_runs: int
@@ -100,10 +103,15 @@ class RoundRecord(TypedDict, total=False):
     simulated_ps: float
     wall_seconds: float
     projected_runs: float  # runs needed for the target if the error falls as 1/sqrt(n)
+    run_steps: int  # NVE steps of each run analysed (runs are extended while it grows)
+    run_ps: float
     stopped_by: str  # one of STOPPED_BY; "": production goes on
+    action: str  # "extend" (the runs), "add_runs" or "" (production stops)
+    next_run_steps: int  # the runs' length in the next round
     new_runs: int
     runs: list[int]  # the runs analysed
     next_runs: list[int]  # the next round's runs (empty when production stops)
+    extend_runs: list[int]  # action "extend": the runs to extend to next_run_steps
     chain_stop: str  # why the chain extension ended early ("": it did not)
     nvt_seconds: float
     stop: bool
@@ -117,6 +125,7 @@ STOPPING_KEYS = (
     "max_simulated_ps",
     "max_wall_hours",
     "require_decay",
+    "max_run_steps",
 )
 
 #: why a production ended (``ProductionResult.stopped_by``)
@@ -173,6 +182,23 @@ def run_path(directory: str | os.PathLike[str], index: int) -> Path:
     return Path(directory) / f"run_{index:02d}.nc"
 
 
+def segment_path(run: str | os.PathLike[str], segment: int) -> Path:
+    """Extension ``segment`` (1, 2, ...) of the run in file ``run``: ``run_<k>.seg<s>.nc``."""
+    run = Path(run)
+    return run.parent / f"{run.stem}.seg{segment}{run.suffix}"
+
+
+def max_run_steps(settings: ProductionSettings) -> int:
+    """The most NVE steps a run may grow to: ``max_run_steps`` rounded down to a multiple of
+    ``sample_interval``; ``steps`` (runs are not extended) when it is None or ``steps`` is
+    not a multiple of ``sample_interval`` (the last step has no frame to continue from)."""
+    steps, interval = int(settings.steps), int(settings.sample_interval)
+    if settings.max_run_steps is None or steps % interval:
+        return steps
+    most = int(settings.max_run_steps)
+    return max(steps, most - most % interval)
+
+
 def chain_path(directory: str | os.PathLike[str], round_index: int) -> Path:
     """The NVT chain extension that holds the snapshots of round ``round_index`` (>= 1)."""
     return Path(directory) / f"chain_{round_index}.nc"
@@ -209,6 +235,7 @@ class RunResult:
     temperature_mean: float
     seconds: float
     reused: bool = False
+    segments: int = 0  # extension segments (run_<k>.seg<s>.nc) after the run's own file
 
     def to_dict(self) -> RunRecord:
         out = asdict(self)
@@ -223,9 +250,11 @@ class ProductionResult:
     ``history`` has one entry per round, the analysis of the runs finished by then
     (:func:`alkappa.greenkubo._rounds.decide_round`: ``round``, ``n_runs``, ``kappa``,
     ``kappa_error``, ``relative_error``, ``projected_runs``, ``new_runs``, ``simulated_ps``,
-    ``wall_seconds``, and ``analysis_error`` if the analysis failed); ``stopped_by`` is one of
-    :data:`STOPPED_BY`; ``simulated_ps`` the NVE time of all runs, ``wall_seconds`` the NVT and
-    NVE seconds summed over all parts and restarts (compute time, whatever ran in parallel).
+    ``wall_seconds``, ``action``, ``run_ps``, and ``analysis_error`` if the analysis failed);
+    ``stopped_by`` is one of :data:`STOPPED_BY`; ``simulated_ps`` the NVE time of all runs
+    (extensions included), ``wall_seconds`` the NVT and NVE seconds summed over all parts and
+    restarts (compute time, whatever ran in parallel); ``run_steps`` and ``run_ps`` the final
+    length of the runs (longer than ``steps`` when they were extended).
     """
 
     directory: Path
@@ -240,6 +269,8 @@ class ProductionResult:
     history: list[RoundRecord] = field(default_factory=list)
     simulated_ps: float = 0.0
     wall_seconds: float = 0.0
+    run_steps: int = 0
+    run_ps: float = 0.0
 
     @property
     def drift_flagged(self) -> bool:
@@ -276,6 +307,8 @@ class ProductionResult:
             "n_runs": len(self.runs),
             "simulated_ps": self.simulated_ps,
             "wall_seconds": self.wall_seconds,
+            "run_steps": self.run_steps,
+            "run_ps": self.run_ps,
             "history": [
                 cast("RoundRecord", {k: _finite_or_none(v) for k, v in entry.items()})
                 for entry in self.history
@@ -390,12 +423,16 @@ def run_nve(
     settings: ProductionSettings | Mapping[str, Any] | None = None,
     attrs: NetCDFAttrs | None = None,
     progress: bool = True,
+    steps: int | None = None,
 ) -> RunResult:
     """NVE run ``index`` of the production in ``path`` (``run_<index:02d>.nc``), from its
     snapshot in ``equilibration.nc`` or a ``chain_<r>.nc`` (which must exist); a completed
-    run of the same production is reused (``reused``).
+    run of the same production is reused (``reused``, as long as it is, even if shorter
+    than ``steps``: :func:`extend_run` continues it).
 
-    The flux's ``average_virials`` (if it has them) are set from the equilibration.
+    ``steps``: the run's NVE steps (None: ``steps`` of the settings; longer once production
+    has extended its runs). The flux's ``average_virials`` (if it has them) are set from the
+    equilibration.
     """
     settings = resolve_production_settings(settings)
     directory = Path(path)
@@ -427,7 +464,183 @@ def run_nve(
         _limits(atoms, temperature, settings),
         run_attrs,
         progress,
+        last_step=int(settings.steps if steps is None else steps),
     )
+
+
+def extend_run(
+    index: int,
+    atoms: Atoms,
+    calculator: Calculator,
+    flux: HeatFluxMethod,
+    path: str | os.PathLike[str],
+    *,
+    steps: int,
+    temperature: float,
+    settings: ProductionSettings | Mapping[str, Any] | None = None,
+    attrs: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Run ``index`` of the production in ``path`` brought to ``steps`` NVE steps: one
+    extension segment ``run_<index:02d>.seg<s>.nc`` continues the velocity-Verlet
+    trajectory from the last frame of the run and its segments so far (positions and
+    velocities; the forces are recomputed) up to step ``steps``.
+
+    The run (``run_<index:02d>.nc``) must be finished. Finished files are never rewritten:
+    finished segments of the same production are reused, an unfinished one (a kill) is
+    redone; a run that blew up, or is already that long, is returned as it is. Returns the
+    whole run (:func:`read_run`: the file and its segments) up to ``steps``.
+    """
+    settings = resolve_production_settings(settings)
+    directory = Path(path)
+    fingerprint = production_fingerprint(settings, temperature, flux.name, atoms)
+    out = run_path(directory, index)
+    done = _load_run(out, fingerprint, index)
+    if done is None:
+        raise FileNotFoundError(f"{out}: run {index} is not finished, so it cannot be extended")
+    steps = int(steps)
+    if done.blew_up or done.steps_done >= steps:
+        return _load_run(out, fingerprint, index, steps=steps) or done
+    dt, interval = settings.timestep, int(settings.sample_interval)
+    if done.steps_done % interval or steps % interval:
+        raise ValueError(
+            f"run {index}: {done.steps_done} -> {steps} steps: an extension starts and ends at a "
+            f"frame, so both must be multiples of sample_interval ({interval})"
+        )
+    whole = read_run(out)
+    if not np.isclose(float(whole["time"].values[-1]), done.steps_done * dt):
+        raise ValueError(f"{out}: the last frame is not at step {done.steps_done}")
+    begin = (done.start_step, whole["positions"].values[-1], whole["velocities"].values[-1])
+    equilibration = _load_equilibration(directory / EQUILIBRATION_FILE, atoms, fingerprint)
+    if equilibration is None:
+        raise FileNotFoundError(
+            f"{directory / EQUILIBRATION_FILE}: no completed equilibration of this production "
+            f"for run {index}"
+        )
+    if hasattr(flux, "average_virials"):
+        flux.average_virials = equilibration.average_virials  # type: ignore[attr-defined]
+    common = _common_attrs(settings, temperature, fingerprint, flux.name, attrs)
+    run_attrs = {**common, "average_virial_subtracted": equilibration.average_virials is not None}
+    segment = done.segments + 1
+    _nve_run(
+        index,
+        segment_path(out, segment),
+        begin,
+        atoms,
+        calculator,
+        flux,
+        temperature,
+        settings,
+        _limits(atoms, temperature, settings),
+        run_attrs,
+        progress,
+        first_step=done.steps_done,
+        last_step=steps,
+        segment=segment,
+    )
+    extended = _load_run(out, fingerprint, index, steps=steps)
+    if extended is None or extended.segments != segment:
+        raise RuntimeError(f"{segment_path(out, segment)} does not continue {out}")
+    return replace(extended, reused=False)
+
+
+def read_run(path: str | os.PathLike[str], *, steps: int | None = None) -> Any:
+    """The NVE run in file ``path`` with its extension segments (``run_<k>.seg1.nc``, ...)
+    as one trajectory (an :class:`xarray.Dataset`), up to step ``steps`` (None: all).
+
+    A segment belongs to the run if it is finished, has the run's fingerprint and number and
+    continues it: it starts at the step where the run so far ends, and its first frame is
+    the run's last (positions and velocities; that frame is dropped). The first segment that
+    does not (a kill, a stale file) and those after it are left out, as are segments after
+    one that blew up. The attributes are the run file's, with ``steps_done``, ``blew_up``,
+    ``stop_reason``, ``seconds`` and the energy-drift ones for the whole run and
+    ``segments``. A file without segments (also one FHI-vibes wrote) is read as it is.
+    """
+    import xarray as xr
+
+    path = Path(path)
+    ds = read_trajectory(path)
+    parts = []
+    a = ds.attrs
+    end = ds
+    while not int(end.attrs.get("blew_up", 0)) and "steps_done" in end.attrs:
+        if steps is not None and int(end.attrs["steps_done"]) >= steps:
+            break
+        seg = _read_segment(segment_path(path, len(parts) + 1), end, a, len(parts) + 1)
+        if seg is None:
+            break
+        parts.append(seg)
+        end = seg
+    if not parts and (steps is None or "steps_done" not in a or int(a["steps_done"]) <= steps):
+        return ds
+    out = xr.concat(
+        [ds, *(p.isel(time=slice(1, None)) for p in parts)],
+        dim="time",
+        data_vars="minimal",
+        coords="minimal",
+        compat="override",
+        join="outer",
+        combine_attrs="override",
+    )
+    out.attrs = dict(a)
+    done = int(end.attrs["steps_done"])
+    if steps is not None and done > steps:
+        dt = float(a["timestep"])
+        out = out.isel(time=np.flatnonzero(out["time"].values <= steps * dt + 1e-6 * dt))
+        done = steps
+    n_atoms = int(out.sizes.get("I", len(out["positions"].values[0])))
+    drift, deviation = energy_drift(
+        out["time"].values,
+        (out["energy_potential"].values + out["energy_kinetic"].values) / n_atoms,
+    )
+    blew_up = bool(int(end.attrs.get("blew_up", 0))) and done == int(end.attrs["steps_done"])
+    out.attrs.update(
+        {
+            "steps_done": done,
+            "blew_up": int(blew_up),
+            "stop_reason": str(end.attrs.get("stop_reason", "")) if blew_up else "",
+            "energy_drift": drift,
+            "energy_max_deviation": deviation,
+            "drift_flagged": int(
+                blew_up
+                or not abs(drift) <= float(a.get("drift_threshold", np.inf))
+                or not deviation <= float(a.get("deviation_threshold", np.inf))
+            ),
+            "temperature_mean": float(np.nanmean(out["temperature"].values)),
+            "seconds": float(a.get("seconds", 0.0))
+            + sum(float(p.attrs.get("seconds", 0.0)) for p in parts),
+            "segments": len(parts),
+        }
+    )
+    return out
+
+
+def _read_segment(path: Path, before: Any, run_attrs: dict[str, Any], segment: int) -> Any:
+    """Extension ``segment`` in ``path`` if it is finished and continues ``before``."""
+    if not path.is_file():
+        return None
+    try:
+        seg = read_trajectory(path)
+    except (OSError, ValueError):
+        return None
+    a = seg.attrs
+    if (
+        a.get("run_fingerprint") != run_attrs.get("run_fingerprint")
+        or a.get("model_fingerprint") != run_attrs.get("model_fingerprint")
+        or not int(a.get("completed", 0))
+        or int(a.get("segment", -1)) != segment
+        or int(a.get("run_index", -1)) != int(run_attrs.get("run_index", -2))
+        or int(a.get("first_step", -1)) != int(before.attrs["steps_done"])
+        or seg.sizes["time"] < 2
+    ):
+        return None
+    # continuity: the segment starts where the run so far ends
+    same = np.isclose(float(seg["time"].values[0]), float(before["time"].values[-1]))
+    for name in ("positions", "velocities"):
+        same = same and np.allclose(
+            seg[name].values[0], before[name].values[-1], rtol=1e-12, atol=1e-12
+        )
+    return seg if same else None
 
 
 def extend_chain(
@@ -801,18 +1014,28 @@ def _nve_run(
     limits: dict[str, float],
     attrs: NetCDFAttrs,
     progress: bool,
+    *,
+    last_step: int | None = None,
+    first_step: int = 0,
+    segment: int = 0,
 ) -> RunResult:
+    """NVE from ``snapshot`` (NVT step, positions, velocities) to step ``last_step`` (None:
+    ``steps``) into ``path``. ``segment`` > 0: an extension of a run, continued from its
+    frame at step ``first_step`` (``snapshot`` holds that frame's state; the momentum is
+    not reset, so the trajectory is the one an uninterrupted run would have made)."""
     start = time.perf_counter()
     start_step, positions, velocities = snapshot
     work = atoms.copy()
     work.calc = calculator
     work.positions = positions
     work.set_velocities(velocities)
-    velocitydistribution.Stationary(work)
+    if not segment:
+        velocitydistribution.Stationary(work)
     dt = settings.timestep
     interval = int(settings.sample_interval)
-    n_steps = int(settings.steps)
+    n_steps = int(settings.steps if last_step is None else last_step)
     dyn = VelocityVerlet(work, timestep=dt * units.fs)
+    extra = {"segment": segment, "first_step": first_step} if segment else {}
     writer = TrajectoryWriter(
         path,
         reference=atoms,
@@ -822,6 +1045,7 @@ def _nve_run(
             "start_step": start_step,
             "sample_interval": interval,
             "completed": False,
+            **extra,
             **attrs,
         },
     )
@@ -867,15 +1091,15 @@ def _nve_run(
         temperatures.append(values["temperature"])
 
     reason = ""
-    step = 0
+    step = first_step
     bar = tqdm(
-        total=n_steps,
-        desc=f"NVE {index + 1} {temperature:g} K",
+        total=n_steps - first_step,
+        desc=f"NVE {index + 1}{f'.{segment}' if segment else ''} {temperature:g} K",
         disable=not progress,
         unit="step",
     )
     try:
-        log(0)
+        log(step)
         while step < n_steps:
             dyn.run(1)
             step += 1
@@ -938,12 +1162,15 @@ def _nve_run(
     return result
 
 
-def _load_run(path: Path, fingerprint: str, index: int) -> RunResult | None:
-    """The result of a completed run of this production, or None."""
+def _load_run(
+    path: Path, fingerprint: str, index: int, *, steps: int | None = None
+) -> RunResult | None:
+    """The result of a completed run of this production, or None: the run file with its
+    extension segments up to step ``steps`` (:func:`read_run`; None: all of them)."""
     if not path.is_file():
         return None
     try:
-        ds = read_trajectory(path)
+        ds = read_run(path, steps=steps)
     except (OSError, ValueError):
         return None
     a = ds.attrs
@@ -955,14 +1182,15 @@ def _load_run(path: Path, fingerprint: str, index: int) -> RunResult | None:
         start_step=int(a["start_step"]),
         steps_done=int(a["steps_done"]),
         frames=int(ds.sizes["time"]),
-        blew_up=bool(a["blew_up"]),
+        blew_up=bool(int(a["blew_up"])),
         reason=str(a.get("stop_reason", "")),
         drift=float(a["energy_drift"]),
         max_deviation=float(a["energy_max_deviation"]),
-        drift_flagged=bool(a["drift_flagged"]),
+        drift_flagged=bool(int(a["drift_flagged"])),
         temperature_mean=float(a["temperature_mean"]),
         seconds=float(a["seconds"]),
         reused=True,
+        segments=int(a.get("segments", 0)),
     )
 
 

@@ -18,17 +18,37 @@ Production ends when the target is reached or when the budget allows no further 
 and NVE seconds summed over all parts and restarts: compute time, not elapsed time, so the
 answer does not depend on how many runs ran at once; a further run is expected to cost the
 mean of the runs so far, plus its NVT segment); a round is cut to what the budgets allow. A
-warning says when the projected runs exceed the budget. If the run-averaged autocorrelation
-has no zero within the lags a run allows (half its length), the integral is truncated
-whatever the number of runs, and production stops with ``stopped_by = "runs_too_short"``
-and a warning to make the runs longer (``require_decay`` False: it goes on as if the cutoff
-were found). With ``target_error`` None exactly ``runs`` runs are made
-(``stopped_by = "fixed_runs"``). A chain extension that blows up ends production after the
-runs whose snapshots it made (``nvt_blew_up``).
+warning says when the projected runs exceed the budget.
+
+Runs too short: if the run-averaged autocorrelation has no zero within the lags a run allows
+(half its length), the integral is truncated whatever the number of runs. With
+``max_run_steps`` set (above ``steps``), the next round then *extends* every run that did not
+blow up instead (``action = "extend"``; adding runs is ``"add_runs"``): its NVE trajectory
+is continued from its last frame (positions and velocities, the velocity-Verlet state; the
+forces are recomputed) to double its length, at most ``max_run_steps`` and what
+``max_simulated_ps`` and ``max_wall_hours`` allow (an extension of n runs by s steps costs
+n s timesteps and, expected, n s times the seconds per step so far; ``max_runs`` counts runs,
+not their length); a budget that allows no extension ends production with its name
+(and a warning that kappa is truncated). Each extension is a file of its own,
+``run_<k>.seg<s>.nc`` (:func:`~alkappa.greenkubo._production.extend_run`), so finished
+files are never rewritten, and every reader joins a run's segments
+(:func:`~alkappa.greenkubo._production.read_run`, which checks that each starts where the
+run so far ends). Runs added later are made at the current length at once (the same
+trajectory as a shorter run extended). Only runs at ``max_run_steps`` (or with it None, the
+default, or equal to ``steps``) that still show no zero stop production with
+``stopped_by = "runs_too_short"`` and a warning to make the runs longer (``require_decay``
+False: it goes on as if the cutoff were found). With ``target_error`` None exactly ``runs``
+runs of ``steps`` are made (``stopped_by = "fixed_runs"``). A chain extension that blows up
+ends production after the runs whose snapshots it made (``nvt_blew_up``).
 
 Each round's decision is a JSON-able record (``round_<r>.json`` in the pipeline):
-:func:`run_round` makes it and :func:`collect_production` turns the records into the
-:class:`~alkappa.greenkubo._production.ProductionResult`.
+:func:`run_round` makes it (``action``; ``run_steps``/``run_ps``, the length of the runs it
+analysed; ``next_run_steps``, their length in the next round) and
+:func:`collect_production` turns the records into the
+:class:`~alkappa.greenkubo._production.ProductionResult` (``run_steps``, ``run_ps``: the
+final length). Restarts: finished runs and segments of the same production are reused, an
+unfinished segment is redone, and :func:`run_round` makes the segments a round needs that
+are missing when it is given the flux (the pipeline can make them in parallel jobs before).
 """
 
 from __future__ import annotations
@@ -48,7 +68,10 @@ from alkappa.greenkubo._production import (
     RunResult,
     _load_run,
     extend_chain,
+    extend_run,
+    max_run_steps,
     production_fingerprint,
+    read_run,
     resolve_production_settings,
     run_equilibration,
     run_nve,
@@ -74,6 +97,16 @@ def round_path(directory: str | os.PathLike[str], round_index: int) -> Path:
     return Path(directory) / f"round_{round_index}.json"
 
 
+def round_run_steps(
+    settings: ProductionSettings | Mapping[str, Any] | None, previous: RoundRecord | None
+) -> int:
+    """The NVE steps of every run analysed after a round: ``steps`` (round 0), else what
+    the ``previous`` round's record set (``next_run_steps``; longer when it extended them)."""
+    if previous is None or "next_run_steps" not in previous:
+        return int(resolve_production_settings(settings).steps)
+    return int(previous["next_run_steps"])
+
+
 def round_runs(
     settings: ProductionSettings | Mapping[str, Any] | None, previous: RoundRecord | None
 ) -> list[int]:
@@ -93,8 +126,10 @@ def decide_round(
     temperature: float,
     nvt_seconds: float = 0.0,
     chain_stop: str = "",
+    run_steps: int | None = None,
 ) -> RoundRecord:
-    """Analyse the finished ``runs`` and decide whether production goes on (module docstring).
+    """Analyse the finished ``runs`` and decide whether production goes on (module docstring):
+    stop, extend the runs or add runs.
 
     Parameters
     ----------
@@ -115,37 +150,83 @@ def decide_round(
         The seconds of the NVT parts so far (equilibration and chain extensions).
     chain_stop
         Why the chain extension of the previous round ended early ("" : it did not).
+    run_steps
+        The NVE steps of each run (None: ``steps``; more once the runs were extended).
 
     Returns
     -------
     dict
         The round's history entry (``round``, ``n_runs``, ``kappa``, ``kappa_error``,
-        ``relative_error``, ``projected_runs``, ``simulated_ps``, ``wall_seconds``, ...) with
-        ``stopped_by`` ("" : go on) and ``new_runs`` (runs of the next round).
+        ``relative_error``, ``projected_runs``, ``simulated_ps``, ``wall_seconds``,
+        ``run_steps``, ``run_ps``, ...) with ``stopped_by`` ("" : go on), ``action``
+        ("extend", "add_runs" or "" when it stops), ``next_run_steps`` (the runs' length in
+        the next round) and ``new_runs`` (runs the next round adds).
     """
     settings = resolve_production_settings(settings)
     target = settings.target_error
+    steps = int(settings.steps if run_steps is None else run_steps)
+    length = {"run_steps": steps, "run_ps": steps * settings.timestep / 1000.0}
     totals = _totals(runs, settings, nvt_seconds)
     if target is None:
         entry = {**_analyse(runs, analysis), **totals} if analysis is not None else dict(totals)
-        entry.update(round=round_index, n_runs=len(runs), stopped_by="fixed_runs", new_runs=0)
+        entry.update(round=round_index, n_runs=len(runs), **length)
+        entry.update(stopped_by="fixed_runs", action="", next_run_steps=steps, new_runs=0)
         return entry
-    entry = {"round": round_index, **_analyse(runs, analysis), **totals}
+    entry = {"round": round_index, **_analyse(runs, analysis), **totals, **length}
     entry["projected_runs"] = _projected_runs(len(runs), entry["relative_error"], target)
+    undecayed = settings.require_decay and entry.get("cutoff_found") is False
+    if undecayed and steps < max_run_steps(settings):
+        stopped_by, next_steps = _extension(entry, runs, settings)
+        if stopped_by:
+            _warn_truncated(
+                entry,
+                temperature,
+                f"the budget {stopped_by} leaves no time to extend the runs, so production "
+                f"stops with it",
+            )
+        entry.update(
+            stopped_by=stopped_by,
+            action="" if stopped_by else "extend",
+            next_run_steps=next_steps,
+            new_runs=0,
+        )
+        return entry
     stopped_by, new_runs = _next_round(entry, runs, settings, chain_stop)
     if entry["relative_error"] > target:
         _warn_if_out_of_budget(entry, runs, settings, temperature)
     if stopped_by == "runs_too_short":
-        warnings.warn(
-            f"{temperature:g} K: the heat-flux autocorrelation does not cross zero within "
-            f"{entry['max_lag_fs'] / 1000:g} ps (half a run): kappa is a truncated integral "
-            f"and more runs of this length would not fix it; production stops. Make the "
-            f"runs longer (greenkubo.steps, now {settings.steps}: at least double it; "
-            f"a rerun with other settings starts afresh)",
-            stacklevel=2,
+        if settings.max_run_steps is None:
+            how = (
+                f"set greenkubo.max_run_steps (e.g. 8 x steps; a rerun extends the runs made "
+                f"so far) or raise greenkubo.steps, now {settings.steps} (a rerun starts afresh)"
+            )
+        else:
+            how = (
+                f"raise greenkubo.max_run_steps, now {max_run_steps(settings)} steps, which "
+                f"the runs have reached (a rerun extends the runs made so far)"
+            )
+        _warn_truncated(
+            entry,
+            temperature,
+            f"more runs of this length would not fix it; production stops. Make the runs "
+            f"longer: {how}",
         )
-    entry.update(stopped_by=stopped_by, new_runs=new_runs)
+    entry.update(
+        stopped_by=stopped_by,
+        action="" if stopped_by else "add_runs",
+        next_run_steps=steps,
+        new_runs=new_runs,
+    )
     return entry
+
+
+def _warn_truncated(entry: RoundRecord, temperature: float, what: str) -> None:
+    warnings.warn(
+        f"{temperature:g} K: the heat-flux autocorrelation does not cross zero within "
+        f"{entry['max_lag_fs'] / 1000:g} ps (half a run of {entry['run_ps']:g} ps): kappa "
+        f"is a truncated integral and {what}",
+        stacklevel=3,
+    )
 
 
 def run_round(
@@ -161,25 +242,53 @@ def run_round(
     attrs: NetCDFAttrs | None = None,
     analysis: AnalysisSettings | Mapping[str, Any] | None = None,
     progress: bool = True,
+    flux: HeatFluxMethod | Callable[[], HeatFluxMethod] | None = None,
 ) -> RoundRecord:
     """The decision after round ``round_index`` (:func:`decide_round` on all runs so far,
-    which must be finished) and, if production goes on, the starting snapshots of the next
-    round's runs (:func:`~alkappa.greenkubo._production.extend_chain`).
+    which must be finished, at the length the round before set) and, if production goes on
+    with more runs, the starting snapshots of the next round's runs
+    (:func:`~alkappa.greenkubo._production.extend_chain`).
 
     ``previous`` is the record of the round before (None for round 0); ``calculator`` may be
-    a function that makes it (called only when the chain is extended). Returns the round's
-    record: its history entry, ``runs`` (analysed), ``next_runs`` (of the next round; empty
-    when production stops), ``stop`` and ``chain_stop`` (why the chain ended early).
+    a function that makes it (called only when the chain is extended or a run extended).
+    A run shorter than this round's length (:func:`round_run_steps`) that did not blow up is
+    extended to it here (:func:`~alkappa.greenkubo._production.extend_run`; the pipeline may
+    make the segments in parallel jobs before) if ``flux`` (the heat-flux method, or a
+    function that makes it) is given; else that raises FileNotFoundError. Returns the round's
+    record: its history entry, ``runs`` (analysed), ``next_runs`` (added by the next round;
+    empty when production stops or extends the runs), ``stop`` and ``chain_stop`` (why the
+    chain ended early).
     """
     settings = resolve_production_settings(settings)
     directory = Path(directory)
     fingerprint = production_fingerprint(settings, temperature, flux_name, atoms)
     indices = round_runs(settings, previous)
+    length = round_run_steps(settings, previous)
     runs = []
     for k in indices:
-        run = _load_run(run_path(directory, k), fingerprint, k)
+        run = _load_run(run_path(directory, k), fingerprint, k, steps=length)
         if run is None:
             raise FileNotFoundError(f"{run_path(directory, k)}: run {k} is not finished")
+        if not run.blew_up and run.steps_done < length:
+            if flux is None:
+                raise FileNotFoundError(
+                    f"{run_path(directory, k)}: run {k} has {run.steps_done} steps, not yet "
+                    f"extended to {length} (run_<k>.seg<s>.nc)"
+                )
+            flux = _made(flux, "heat_flux")
+            calculator = _made(calculator, "get_forces")
+            run = extend_run(
+                k,
+                atoms,
+                calculator,  # type: ignore[arg-type]
+                flux,  # type: ignore[arg-type]
+                directory,
+                steps=length,
+                temperature=temperature,
+                settings=settings,
+                attrs=attrs,
+                progress=progress,
+            )
         runs.append(run)
     if previous is None:
         with open_trajectory(directory / EQUILIBRATION_FILE) as ds:
@@ -194,12 +303,17 @@ def run_round(
         temperature=temperature,
         nvt_seconds=nvt_seconds,
         chain_stop=previous.get("chain_stop", "") if previous else "",
+        run_steps=length,
     )
     record = {**entry, "runs": indices, "next_runs": [], "chain_stop": ""}
     record["nvt_seconds"] = nvt_seconds
-    if not entry["stopped_by"]:
-        if callable(calculator) and not hasattr(calculator, "get_forces"):
-            calculator = calculator()
+    if entry["action"] == "extend":
+        # the runs to extend (those that blew up stay as they are: no segment)
+        record["extend_runs"] = [r.index for r in runs if not r.blew_up]
+        # no new snapshots: a chain that ended early still ends production once runs are added
+        record["chain_stop"] = previous.get("chain_stop", "") if previous else ""
+    elif not entry["stopped_by"]:
+        calculator = _made(calculator, "get_forces")
         chain = extend_chain(
             atoms,
             calculator,  # type: ignore[arg-type]
@@ -223,6 +337,13 @@ def run_round(
     return record
 
 
+def _made(thing: Any, method: str) -> Any:
+    """``thing``, or what it makes if it is a function or class (no bound ``method``)."""
+    if isinstance(thing, type) or (callable(thing) and not hasattr(thing, method)):
+        return thing()
+    return thing
+
+
 def collect_production(
     directory: str | os.PathLike[str],
     records: list[RoundRecord],
@@ -237,14 +358,19 @@ def collect_production(
     directory = Path(directory)
     fingerprint = production_fingerprint(settings, temperature, flux_name, atoms)
     last = records[-1]
+    length = round_run_steps(settings, records[-2] if len(records) > 1 else None)
     runs = []
     for k in last["runs"]:
-        run = _load_run(run_path(directory, k), fingerprint, k)
-        if run is None:
+        run = _load_run(run_path(directory, k), fingerprint, k, steps=length)
+        if run is None or (not run.blew_up and run.steps_done < length):
             raise FileNotFoundError(f"{run_path(directory, k)}: run {k} is not finished")
         runs.append(replace(run, reused=False))
     history = [
-        {k: v for k, v in r.items() if k not in ("runs", "next_runs", "stop", "material")}
+        {
+            k: v
+            for k, v in r.items()
+            if k not in ("runs", "next_runs", "extend_runs", "stop", "material")
+        }
         for r in records
     ]
     return ProductionResult(
@@ -257,6 +383,8 @@ def collect_production(
         stopped_by=last["stopped_by"],
         target_error=settings.target_error,
         history=history,
+        run_steps=length,
+        run_ps=length * settings.timestep / 1000.0,
         **_totals(runs, settings, float(last["nvt_seconds"])),
     )
 
@@ -336,22 +464,22 @@ def run_production(
         )
     records: list[RoundRecord] = []
     todo = round_runs(settings, None)
-    reused: set[int] = set()
+    made: set[int] = set()  # the runs this call made or extended (the others: reused)
     while True:
+        length = round_run_steps(settings, records[-1] if records else None)
+        common = {"temperature": temperature, "settings": settings, "attrs": attrs}
         for k in todo:
             run = run_nve(
-                k,
-                atoms,
-                calculator,
-                flux,
-                directory,
-                temperature=temperature,
-                settings=settings,
-                attrs=attrs,
-                progress=progress,
+                k, atoms, calculator, flux, directory, progress=progress, steps=length, **common
             )
-            if run.reused:
-                reused.add(k)
+            if not run.reused:
+                made.add(k)
+            if not run.blew_up and run.steps_done < length:
+                run = extend_run(
+                    k, atoms, calculator, flux, directory, steps=length, progress=progress, **common
+                )
+                if not run.reused:
+                    made.add(k)
         record = run_round(
             directory,
             len(records),
@@ -364,12 +492,13 @@ def run_production(
             attrs=attrs,
             analysis=analysis,
             progress=progress,
+            flux=flux,
         )
         write_json(round_path(directory, len(records)), record)
         records.append(record)
         if record["stop"]:
             break
-        todo = record["next_runs"]
+        todo = record["runs"] if record["action"] == "extend" else record["next_runs"]
     result = collect_production(
         directory,
         records,
@@ -378,7 +507,7 @@ def run_production(
         temperature=temperature,
         settings=settings,
     )
-    runs = [replace(r, reused=r.index in reused) for r in result.runs]
+    runs = [replace(r, reused=r.index not in made) for r in result.runs]
     return replace(result, runs=runs, seconds=time.perf_counter() - start)
 
 
@@ -408,7 +537,8 @@ def _analyse(
         "kappa_error": float("nan"),
         "relative_error": float("inf"),
     }
-    usable = [r.path for r in runs if not r.blew_up]
+    # each run as long as this round has it (its file and extension segments)
+    usable = [_joined(r) for r in runs if not r.blew_up]
     if not usable:
         entry["analysis_error"] = "all runs blew up"
         return entry
@@ -431,6 +561,13 @@ def _analyse(
     return entry
 
 
+def _joined(run: RunResult) -> Any:
+    """Run ``run`` with its extension segments up to its steps, for the analysis."""
+    ds = read_run(run.path, steps=run.steps_done)
+    ds.attrs["source"] = str(run.path)
+    return ds
+
+
 def _projected_runs(n_runs: int, relative_error: float, target: float) -> float:
     """Runs needed for ``target`` if the error falls as 1/sqrt(n) (inf if unknown)."""
     if not np.isfinite(relative_error):
@@ -448,10 +585,14 @@ def _totals(
     }
 
 
-def _next_run_cost(runs: list[RunResult], settings: ProductionSettings) -> tuple[float, float]:
-    """Simulated ps and expected seconds (NVE and its NVT segment) of one more run."""
-    ps = int(settings.steps) * settings.timestep / 1000.0
-    nvt_share = int(settings.snapshot_spacing) / int(settings.steps)
+def _next_run_cost(
+    runs: list[RunResult], settings: ProductionSettings, run_steps: int | None = None
+) -> tuple[float, float]:
+    """Simulated ps and expected seconds (NVE and its NVT segment) of one more run of
+    ``run_steps`` steps (None: ``steps``; the runs so far are that long)."""
+    steps = int(settings.steps if run_steps is None else run_steps)
+    ps = steps * settings.timestep / 1000.0
+    nvt_share = int(settings.snapshot_spacing) / steps
     seconds = float(np.mean([r.seconds for r in runs])) * (1.0 + nvt_share) if runs else 0.0
     return ps, seconds
 
@@ -484,11 +625,47 @@ def _next_round(
     return "", wanted
 
 
+def _extension(
+    entry: RoundRecord, runs: list[RunResult], settings: ProductionSettings
+) -> tuple[str, int]:
+    """The runs' length in the next round when they are extended: double, at most
+    ``max_run_steps`` and what the budgets allow for every run that did not blow up; or the
+    budget that allows no extension (and the length now).
+
+    An extension of n runs by s steps costs n s ``timestep`` of NVE time and is expected to
+    take n s times the seconds per step of the runs so far (their NVE seconds over their
+    steps); ``max_runs`` counts runs, not their length.
+    """
+    steps = int(entry["run_steps"])
+    interval = int(settings.sample_interval)
+    longest = min(2 * steps, max_run_steps(settings))
+    n = sum(not r.blew_up for r in runs)
+    extra = longest - steps
+    bound = ""
+    limit_ps = settings.max_simulated_ps
+    if limit_ps is not None and n:
+        left_ps = limit_ps * (1 + 1e-9) - entry["simulated_ps"]
+        allowed = int(left_ps * 1000.0 / settings.timestep // n) if left_ps > 0 else 0
+        if allowed < extra:
+            extra, bound = allowed, "max_simulated_ps"
+    done_steps = sum(r.steps_done for r in runs)
+    per_step = sum(r.seconds for r in runs) / done_steps if done_steps else 0.0
+    if settings.max_wall_hours is not None and n:
+        left = 3600.0 * settings.max_wall_hours - entry["wall_seconds"]
+        allowed = int(left / (n * per_step)) if per_step > 0 else int(left > 0) * extra
+        if allowed < extra:
+            extra, bound = max(allowed, 0), "max_wall_hours"
+    extra -= extra % interval
+    if extra < interval:
+        return bound or "runs_too_short", steps
+    return "", steps + extra
+
+
 def _budget_caps(
     entry: RoundRecord, runs: list[RunResult], settings: ProductionSettings
 ) -> list[tuple[str, int]]:
     """How many more runs each budget allows (the budgets that are set)."""
-    ps, seconds = _next_run_cost(runs, settings)
+    ps, seconds = _next_run_cost(runs, settings, entry.get("run_steps"))
     caps = []
     if settings.max_runs is not None:
         caps.append(("max_runs", int(settings.max_runs) - len(runs)))
@@ -508,7 +685,7 @@ def _warn_if_out_of_budget(
     entry: RoundRecord, runs: list[RunResult], settings: ProductionSettings, temperature: float
 ) -> bool:
     """Warn (and return True) when the projected number of runs exceeds the budget."""
-    budget = _budget_runs(runs, settings)
+    budget = _budget_runs(runs, settings, entry.get("run_steps"))
     projected = entry["projected_runs"]
     if not (np.isfinite(projected) and projected > budget):
         return False
@@ -522,9 +699,11 @@ def _warn_if_out_of_budget(
     return True
 
 
-def _budget_runs(runs: list[RunResult], settings: ProductionSettings) -> float:
-    """The most runs the budgets allow (inf: no budget)."""
-    ps, seconds = _next_run_cost(runs, settings)
+def _budget_runs(
+    runs: list[RunResult], settings: ProductionSettings, run_steps: int | None = None
+) -> float:
+    """The most runs (of ``run_steps``) the budgets allow (inf: no budget)."""
+    ps, seconds = _next_run_cost(runs, settings, run_steps)
     counts = [float("inf")]
     if settings.max_runs is not None:
         counts.append(int(settings.max_runs))

@@ -390,11 +390,14 @@ def run_nve_step(
     threads: int = 1,
     force_constants: str | Path | None = None,
     progress: bool = True,
+    steps: int | None = None,
 ) -> None:
     """NVE run ``index`` of a production with the final ensemble, logging the heat flux
     (:func:`~alkappa.greenkubo.run_nve`), from its snapshot in ``equilibration.nc`` or
     ``chain_<r>.nc`` next to ``out_run``. A completed run of the same settings, structure
-    and model is reused (:func:`discard_stale`)."""
+    and model is reused (:func:`discard_stale`). ``steps``: its length (None:
+    ``greenkubo.steps``; a run added after the runs were extended: the record's
+    ``next_run_steps``, so that it is made at that length at once)."""
     from alkappa.greenkubo import run_nve
 
     job = _Setup.of(
@@ -406,10 +409,11 @@ def run_nve_step(
     )
     out = Path(out_run)
     discard_stale([out], job.fingerprint)
-    n_frames = job.prod.steps // job.prod.sample_interval + 1
+    n_steps = job.prod.steps if steps is None else int(steps)
+    n_frames = n_steps // job.prod.sample_interval + 1
     print(
         f"{settings['name']} at {temperature:g} K, run {index}: {job.flux_name} heat flux, "
-        f"{job.prod.steps} x {job.prod.timestep:g} fs ({n_frames} flux frames), "
+        f"{n_steps} x {job.prod.timestep:g} fs ({n_frames} flux frames), "
         f"{threads} thread(s)",
         flush=True,
     )
@@ -428,10 +432,62 @@ def run_nve_step(
             settings=job.prod,
             attrs=job.attrs,
             progress=progress,
+            steps=steps,
         )
     if run.path != out:
         raise RuntimeError(f"run {index} wrote {run.path}, not {out}")
     print(_run_line(run))
+
+
+def run_extend_step(
+    settings: SettingsDict,
+    structure_path: str | Path,
+    model_dir: str | Path,
+    run: str | Path,
+    *,
+    index: int,
+    steps: int,
+    temperature: float,
+    threads: int = 1,
+    force_constants: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Run ``index`` (the finished file ``run``, ``run_<k>.nc``) of a production brought to
+    ``steps`` NVE steps with the final ensemble: one extension segment
+    ``run_<k>.seg<s>.nc`` next to it (:func:`~alkappa.greenkubo._production.extend_run`),
+    when a round's record extends the runs (``action: extend``, ``next_run_steps``). A
+    finished segment of the same production is reused. Returns the run's last segment
+    (the run file itself if it needed none)."""
+    from alkappa.greenkubo._production import extend_run, segment_path
+
+    job = _Setup.of(
+        settings,
+        structure_path,
+        model_dir,
+        threads=threads,
+        force_constants=force_constants,
+    )
+    out = Path(run)
+    discard_stale(sorted(out.parent.glob(f"{out.stem}.seg*{out.suffix}")), job.fingerprint)
+    with warnings.catch_warnings():
+        if job.flux_name == "harmonic":
+            warnings.filterwarnings("ignore", message=r".*heat-flux model's energy differs")
+        result = extend_run(
+            index,
+            job.atoms,
+            job.calculator(),
+            job.flux,  # type: ignore[arg-type]
+            out.parent,
+            steps=steps,
+            temperature=temperature,
+            settings=job.prod,
+            attrs=job.attrs,
+            progress=progress,
+        )
+    if result.path != out:
+        raise RuntimeError(f"run {index} is {result.path}, not {out}")
+    print(_run_line(result) + f", {result.segments} extension segment(s)")
+    return segment_path(out, result.segments) if result.segments else out
 
 
 def run_round_step(
@@ -445,12 +501,16 @@ def run_round_step(
     temperature: float,
     threads: int = 1,
     progress: bool = True,
+    force_constants: str | Path | None = None,
 ) -> None:
     """The decision after round ``round_index`` of a production
     (:func:`~alkappa.greenkubo.run_round`): kappa's error from all runs so far, and whether
-    and with how many runs production goes on; if it does, the next round's starting
-    snapshots (``chain_<round_index + 1>.nc``, with the final ensemble). ``previous``: the
-    record of the round before (None for round 0). Writes the round's record."""
+    production goes on, by extending the runs or with how many more runs; if it adds runs,
+    the next round's starting snapshots (``chain_<round_index + 1>.nc``, with the final
+    ensemble). ``previous``: the record of the round before (None for round 0). Runs that
+    the previous record extended and that have no segment of that length yet
+    (:func:`run_extend_step`) are extended here, one after the other (``force_constants``:
+    for the harmonic flux). Writes the round's record."""
     from alkappa.greenkubo import run_round
     from alkappa.greenkubo._production import chain_path
 
@@ -459,6 +519,7 @@ def run_round_step(
         structure_path,
         model_dir,
         threads=threads,
+        force_constants=force_constants,
         flux=False,
     )
     out = Path(out_record)
@@ -475,11 +536,17 @@ def run_round_step(
         attrs=job.attrs,
         analysis=job.analysis,
         progress=progress,
+        flux=job.make_flux,
     )
     write_json(out, {"material": settings["name"], **record})
     print(_history_line(record))
     if record["stop"]:
         print(f"stopped by {record['stopped_by']}")
+    elif record["action"] == "extend":
+        print(
+            f"next round: runs {record['runs']} extended to {record['next_run_steps']} steps "
+            "(the autocorrelation has not decayed)"
+        )
     else:
         print(f"next round: runs {record['next_runs']}")
 
@@ -576,12 +643,13 @@ def _plan(prod: ProductionSettings) -> str:
 
 
 def usable_runs(run_paths: Sequence[str | Path]) -> list[Path]:
-    """The runs that did not blow up (a blown-up run's last frames are not physical)."""
-    from alkappa.io.trajectory import read_trajectory
+    """The runs that did not blow up (a blown-up run's last frames are not physical; a run
+    with its extension segments, :func:`~alkappa.greenkubo._production.read_run`)."""
+    from alkappa.greenkubo._production import read_run
 
     good = []
     for path in run_paths:
-        attrs = read_trajectory(path).attrs
+        attrs = read_run(path).attrs
         if int(attrs.get("blew_up", 0)):
             print(f"WARNING: {path} blew up ({attrs.get('stop_reason', '')}): left out")
         else:

@@ -55,7 +55,12 @@ class ProductionSettings:
     max_runs, max_simulated_ps, max_wall_hours
         Budgets (None: no such limit).
     require_decay
-        Stop (``runs_too_short``) when the flux autocorrelation has no zero within half a run.
+        When the flux autocorrelation has no zero within half a run, make the runs longer
+        (up to ``max_run_steps``), then stop (``runs_too_short``).
+    max_run_steps
+        NVE steps a run may grow to when the autocorrelation has not decayed (each run is
+        continued from its last frame, doubling its length per round); None (or ``steps``):
+        runs are never extended.
     """
 
     timestep: float = 2.0
@@ -79,6 +84,7 @@ class ProductionSettings:
     max_simulated_ps: float | None = None
     max_wall_hours: float | None = None
     require_decay: bool = True
+    max_run_steps: int | None = None
 
     @classmethod
     def from_dict(cls, settings: Mapping[str, Any] | None) -> ProductionSettings:
@@ -165,8 +171,8 @@ class GreenKuboSettings(_Section):
         The production's averages, files and energy-drift flags.
     max_force, min_distance_fraction, max_temperature_factor, flush_every
         The production's blow-up checks and file rewrites.
-    target_error, max_runs, max_simulated_ps, max_wall_hours, require_decay
-        When production ends.
+    target_error, max_runs, max_simulated_ps, max_wall_hours, require_decay, max_run_steps
+        When production ends (and how long its runs may grow).
     subtract_mean, window_fs, window_factor, max_lag_fs
         The analysis (:class:`AnalysisSettings`).
     lifetimes
@@ -191,6 +197,7 @@ class GreenKuboSettings(_Section):
     max_simulated_ps: float | None
     max_wall_hours: float | None
     require_decay: bool
+    max_run_steps: int | None
     subtract_mean: bool
     steps: int
     snapshot_spacing: int
