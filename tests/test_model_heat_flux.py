@@ -272,7 +272,7 @@ def test_green_kubo_steps_with_a_non_nequip_model(plugins, tmp_path):
     settings = {"name": "Ar", "model": spec, "greenkubo": gk}
     prod = tmp_path / "Ar/greenkubo/T60"
     common = {"temperature": 60.0, "threads": 1}
-    # the jobs in the order the rules run them (scripts/gk_*.py)
+    # the jobs in the order the rules run them (the gk_* steps of alkappa.steps)
     run_equilibration_step(
         settings, structure, model_dir, prod / "equilibration.nc", progress=False, **common
     )

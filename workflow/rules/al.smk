@@ -21,7 +21,7 @@ rule train_member:
     params:
         settings=sections("model", "ensemble"),
     script:
-        "../../scripts/train_member.py"
+        "../scripts/step.py"
 
 
 rule evaluate:
@@ -40,7 +40,7 @@ rule evaluate:
     params:
         settings=sections("model"),
     script:
-        "../../scripts/evaluate.py"
+        "../scripts/step.py"
 
 
 rule evaluate_thresholds:
@@ -59,7 +59,7 @@ rule evaluate_thresholds:
     params:
         settings=sections("model"),
     script:
-        "../../scripts/evaluate.py"
+        "../scripts/step.py"
 
 
 rule explore:
@@ -77,7 +77,7 @@ rule explore:
     params:
         settings=sections("model", "explore"),
     script:
-        "../../scripts/explore.py"
+        "../scripts/step.py"
 
 
 rule select:
@@ -97,7 +97,7 @@ rule select:
     params:
         settings=select_settings,
     script:
-        "../../scripts/select.py"
+        "../scripts/step.py"
 
 
 checkpoint decide:
@@ -116,7 +116,7 @@ checkpoint decide:
     params:
         settings=sections("select", "convergence"),
     script:
-        "../../scripts/decide.py"
+        "../scripts/step.py"
 
 
 rule label:
@@ -135,7 +135,7 @@ rule label:
         settings=label_settings,
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/label.py"
+        "../scripts/step.py"
 
 
 rule gate:
@@ -150,7 +150,7 @@ rule gate:
     params:
         settings=sections("gate", "explore"),
     script:
-        "../../scripts/gate.py"
+        "../scripts/step.py"
 
 
 rule merge:
@@ -170,7 +170,7 @@ rule merge:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../../scripts/merge.py"
+        "../scripts/step.py"
 
 
 rule summary:
@@ -203,7 +203,7 @@ rule summary:
     params:
         settings=sections("select", "model", "explore"),
     script:
-        "../../scripts/summary.py"
+        "../scripts/step.py"
 
 
 rule oracle_cost:
@@ -226,4 +226,4 @@ rule oracle_cost:
         # the oracle store and the label files are read from the results directory
         directory=lambda wildcards: f"{R}/{wildcards.material}",
     script:
-        "../../scripts/oracle_cost.py"
+        "../scripts/step.py"

@@ -19,7 +19,7 @@ rule random_dataset:
     params:
         settings=sections("reference"),
     script:
-        "../../scripts/random_dataset.py"
+        "../scripts/step.py"
 
 
 rule compare_random:
@@ -38,7 +38,7 @@ rule compare_random:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../../scripts/compare_random.py"
+        "../scripts/step.py"
 
 
 # after the AL loop: the baseline's MD length and points follow from AL's oracle cost
@@ -55,7 +55,7 @@ checkpoint aimd_plan:
         settings=sections("baselines", "explore", "reference"),
         directory=lambda wildcards: f"{R}/{wildcards.material}",
     script:
-        "../../scripts/aimd_plan.py"
+        "../scripts/step.py"
 
 
 rule aimd_md:
@@ -75,7 +75,7 @@ rule aimd_md:
     params:
         settings=sections("oracle", "explore", "baselines"),
     script:
-        "../../scripts/aimd_md.py"
+        "../scripts/step.py"
 
 
 rule aimd_dataset:
@@ -92,7 +92,7 @@ rule aimd_dataset:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../../scripts/aimd_dataset.py"
+        "../scripts/step.py"
 
 
 rule harmonic_dataset:
@@ -119,4 +119,4 @@ rule harmonic_dataset:
         settings=sections("oracle", "initial", "explore", "baselines"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/harmonic_dataset.py"
+        "../scripts/step.py"

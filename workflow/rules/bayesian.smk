@@ -22,7 +22,7 @@ rule bayes_train:
         settings=sections("oracle", "bayesian"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/bayes_train.py"
+        "../scripts/step.py"
 
 
 rule bayes_converged:
@@ -38,7 +38,7 @@ rule bayes_converged:
     params:
         settings=sections("bayesian"),
     script:
-        "../../scripts/bayes_converged.py"
+        "../scripts/step.py"
 
 
 rule bayes_export:
@@ -56,7 +56,7 @@ rule bayes_export:
     params:
         settings=sections("bayesian"),
     script:
-        "../../scripts/bayes_export.py"
+        "../scripts/step.py"
 
 
 rule bayes_kappa:
@@ -72,7 +72,7 @@ rule bayes_kappa:
     params:
         settings=sections("conductivity"),
     script:
-        "../../scripts/bayes_kappa.py"
+        "../scripts/step.py"
 
 
 # kappa of the Bayesian model against kappa of the oracle's own fc2/fc3 (rule fc3, method
@@ -97,7 +97,7 @@ rule bayes_validation:
     params:
         settings=sections("bayesian", "conductivity"),
     script:
-        "../../scripts/bayes_validation.py"
+        "../scripts/step.py"
 
 
 rule bayes_figures:
@@ -125,7 +125,7 @@ rule bayes_figures:
     params:
         settings=sections("bayesian"),
     script:
-        "../../scripts/bayes_figures.py"
+        "../scripts/step.py"
 
 
 rule bayesian:

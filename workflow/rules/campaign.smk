@@ -23,7 +23,7 @@ rule campaign_summary:
         materials=MATERIALS,
         files=lambda wildcards: campaign_files(),
     script:
-        "../../scripts/campaign_summary.py"
+        "../scripts/step.py"
 
 
 # `snakemake figures` builds every figure (and what it needs); to redraw them all from

@@ -21,7 +21,7 @@ rule events_md:
     params:
         settings=sections("model", "reference", "explore"),
     script:
-        "../../scripts/events_md.py"
+        "../scripts/step.py"
 
 
 rule events_kappa:
@@ -40,7 +40,7 @@ rule events_kappa:
     params:
         settings=sections("model", "conductivity", "events"),
     script:
-        "../../scripts/events_kappa.py"
+        "../scripts/step.py"
 
 
 rule events_diagnosis:
@@ -79,4 +79,4 @@ rule events_diagnosis:
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
         out_dir=lambda wildcards: f"{R}/{wildcards.material}/events",
     script:
-        "../../scripts/events_diagnosis.py"
+        "../scripts/step.py"

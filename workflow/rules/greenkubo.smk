@@ -21,7 +21,7 @@ rule gk_cell:
         settings=sections("structure", "supercell", "relax", "phonons", "greenkubo"),
         supercell=lambda wildcards: gk_cell(wildcards.material, wildcards.gk),
     script:
-        "../../scripts/gk_cell.py"
+        "../scripts/step.py"
 
 
 # Production in rounds, each NVE run its own job (threads.md each), so `--cores N` and the
@@ -55,7 +55,7 @@ rule gk_equilibrate:
     params:
         settings=sections("greenkubo"),
     script:
-        "../../scripts/gk_equilibrate.py"
+        "../scripts/step.py"
 
 
 rule gk_run:
@@ -71,7 +71,7 @@ rule gk_run:
     params:
         settings=sections("greenkubo"),
     script:
-        "../../scripts/gk_run.py"
+        "../scripts/step.py"
 
 
 checkpoint gk_round:
@@ -89,7 +89,7 @@ checkpoint gk_round:
     params:
         settings=sections("greenkubo"),
     script:
-        "../../scripts/gk_round.py"
+        "../scripts/step.py"
 
 
 rule production:
@@ -105,7 +105,7 @@ rule production:
         settings=sections("greenkubo"),
         md_threads=config["threads"]["md"],
     script:
-        "../../scripts/gk_production.py"
+        "../scripts/step.py"
 
 
 rule green_kubo:
@@ -132,7 +132,7 @@ rule green_kubo:
     params:
         settings=sections("greenkubo"),
     script:
-        "../../scripts/green_kubo.py"
+        "../scripts/step.py"
 
 
 rule mode_lifetimes:
@@ -156,7 +156,7 @@ rule mode_lifetimes:
     params:
         settings=sections("greenkubo"),
     script:
-        "../../scripts/mode_lifetimes.py"
+        "../scripts/step.py"
 
 
 rule finite_size:
@@ -179,7 +179,7 @@ rule finite_size:
     params:
         settings=sections("greenkubo"),
     script:
-        "../../scripts/finite_size.py"
+        "../scripts/step.py"
 
 
 rule greenkubo_summary:
@@ -200,4 +200,4 @@ rule greenkubo_summary:
     params:
         settings=sections("greenkubo"),
     script:
-        "../../scripts/greenkubo_summary.py"
+        "../scripts/step.py"

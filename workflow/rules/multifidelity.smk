@@ -21,7 +21,7 @@ rule mf_al_data:
         settings=label_settings,
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/mf_al_data.py"
+        "../scripts/step.py"
 
 
 rule mf_data:
@@ -39,7 +39,7 @@ rule mf_data:
         settings=sections("multifidelity"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/mf_data.py"
+        "../scripts/step.py"
 
 
 rule mf_low_model:
@@ -55,7 +55,7 @@ rule mf_low_model:
     params:
         settings=sections("multifidelity"),
     script:
-        "../../scripts/mf_low_model.py"
+        "../scripts/step.py"
 
 
 rule mf_train:
@@ -74,7 +74,7 @@ rule mf_train:
     params:
         settings=sections("multifidelity"),
     script:
-        "../../scripts/mf_train.py"
+        "../scripts/step.py"
 
 
 rule mf_study:
@@ -96,4 +96,4 @@ rule mf_study:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../../scripts/mf_study.py"
+        "../scripts/step.py"

@@ -19,7 +19,7 @@ rule phonons:
         settings=sections("oracle", "phonons"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/phonons.py"
+        "../scripts/step.py"
 
 
 rule phonon_comparison:
@@ -43,7 +43,7 @@ rule phonon_comparison:
     params:
         settings=sections("phonons"),
     script:
-        "../../scripts/phonon_comparison.py"
+        "../scripts/step.py"
 
 
 rule fc3:
@@ -64,7 +64,7 @@ rule fc3:
         settings=sections("oracle", "conductivity"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/fc3.py"
+        "../scripts/step.py"
 
 
 rule kappa:
@@ -80,7 +80,7 @@ rule kappa:
     params:
         settings=sections("conductivity"),
     script:
-        "../../scripts/kappa.py"
+        "../scripts/step.py"
 
 
 rule kappa_commensurate:
@@ -98,7 +98,7 @@ rule kappa_commensurate:
     params:
         settings=sections("conductivity"),
     script:
-        "../../scripts/kappa_commensurate.py"
+        "../scripts/step.py"
 
 
 rule conductivity_comparison:
@@ -134,7 +134,7 @@ rule conductivity_comparison:
     params:
         settings=sections("conductivity"),
     script:
-        "../../scripts/conductivity_comparison.py"
+        "../scripts/step.py"
 
 
 rule anharmonicity:
@@ -155,4 +155,4 @@ rule anharmonicity:
     params:
         settings=sections("phonons"),
     script:
-        "../../scripts/anharmonicity.py"
+        "../scripts/step.py"

@@ -13,7 +13,7 @@ rule prepare_structure:
     params:
         settings=sections("structure", "supercell", "oracle", "relax"),
     script:
-        "../../scripts/prepare_structure.py"
+        "../scripts/step.py"
 
 
 rule initial_data:
@@ -31,7 +31,7 @@ rule initial_data:
         settings=sections("oracle", "initial"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/initial_data.py"
+        "../scripts/step.py"
 
 
 # only without reference data (else rule reference_split draws it); after D_0, whose
@@ -52,7 +52,7 @@ rule harmonic_test_set:
         settings=sections("oracle", "initial", "test", "explore"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/harmonic_test_set.py"
+        "../scripts/step.py"
 
 
 rule reference_md:
@@ -69,7 +69,7 @@ rule reference_md:
     params:
         settings=sections("oracle", "reference", "explore"),
     script:
-        "../../scripts/reference_md.py"
+        "../scripts/step.py"
 
 
 rule reference_split:
@@ -93,4 +93,4 @@ rule reference_split:
     params:
         settings=sections("oracle", "reference"),
     script:
-        "../../scripts/reference_split.py"
+        "../scripts/step.py"

@@ -1,7 +1,7 @@
 """The AL loop's steps at the level of files: what each Snakemake rule calls.
 
 Each ``run_*`` function reads its inputs, does one step and writes its outputs atomically;
-Snakemake's ``script:`` wrappers in ``scripts/`` only translate the rule into a call.
+the rule's adapter in :mod:`alkappa.steps` only translates the rule into a call.
 """
 
 from __future__ import annotations
@@ -655,6 +655,16 @@ def run_decide(
 def member_model_files(member_infos: Sequence[str | Path]) -> list[Path]:
     """The model files of trained members, from their ``member.json`` records."""
     return [Path(p).parent / read_json(p)["model_file"] for p in member_infos]
+
+
+def warm_start_checkpoint(previous: str | Path | Sequence[str | Path]) -> Path | None:
+    """The model a member warm-starts from: the packaged model of the same member in the
+    previous iteration, from its ``member.json`` (``previous``); None where there is none
+    (``previous`` empty: the first iteration, a baseline, or ``ensemble.warm_start`` off)."""
+    if not previous:
+        return None
+    records = [previous] if isinstance(previous, str | Path) else list(previous)
+    return member_model_files(records[:1])[0]
 
 
 def run_summary(

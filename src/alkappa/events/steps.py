@@ -47,6 +47,26 @@ def model_files(inputs: Sequence[str | Path]) -> list[Path]:
     return [p.parent / read_json(p)["model_file"] for p in paths]
 
 
+def mlip_md_by_model(
+    files: Sequence[str | Path], models: Sequence[str], temperatures: Sequence[str]
+) -> dict[str, dict[str, str | Path]]:
+    """The MLIP trajectories of ``events_diagnosis`` by model, then temperature.
+
+    ``files`` lists them model by model, each model's at every temperature in turn (the order
+    ``events_inputs`` in ``workflow/rules/events.smk`` gives).
+    """
+    if len(files) != len(models) * len(temperatures):
+        raise ValueError(
+            f"{len(files)} MLIP trajectories for {len(models)} models "
+            f"at {len(temperatures)} temperatures"
+        )
+    n = len(temperatures)
+    return {
+        model: {T: files[i * n + k] for k, T in enumerate(temperatures)}
+        for i, model in enumerate(models)
+    }
+
+
 def _md_settings(settings: SettingsDict, temperature: float) -> MDOptions:
     """The reference MD's settings, as :func:`alkappa.reference_data.run_reference_md` uses."""
     from alkappa.reference_data import oracle_md_settings

@@ -1,7 +1,7 @@
 """The pipeline's Green-Kubo steps, one function per Snakemake rule.
 
 Each reads files, calls the library (:mod:`alkappa.greenkubo`) and writes its outputs; the
-``scripts/*.py`` wrappers only translate the Snakemake object into one of these calls. All of
+adapters of :mod:`alkappa.steps` only translate the Snakemake object into one of these calls. All of
 them work on ``results/<m>/greenkubo/T<T>/`` (``greenkubo_<n1>x<n2>x<n3>/`` for the cells of
 ``greenkubo.size_check``):
 

@@ -1,7 +1,7 @@
 """The pipeline's phonon and conductivity steps, one function per Snakemake rule.
 
 Each reads files, calls the library (:mod:`alkappa.phonons`) and writes its outputs; the
-``scripts/*.py`` wrappers only translate the Snakemake object into one of these calls. The
+adapters of :mod:`alkappa.steps` only translate the Snakemake object into one of these calls. The
 "method" of a step is ``mlip`` (the campaign's final ensemble, ``results/<m>/model``) or
 ``oracle`` (single points through the content-addressed oracle store, so they are counted by
 ``alkappa oracle-calls`` and never paid for twice).
