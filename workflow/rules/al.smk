@@ -13,7 +13,7 @@ rule train_member:
     log:
         f"{R}/{{material}}/logs/{{kind}}/iter_{{it}}/train_member_{{member}}.log",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["train"]
     resources:
         mem_mb=4000,
@@ -35,7 +35,7 @@ rule evaluate:
     log:
         f"{R}/{{material}}/logs/{{kind}}/iter_{{it}}/evaluate.log",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["md"]
     params:
         settings=sections("model"),
@@ -54,7 +54,7 @@ rule evaluate_thresholds:
     log:
         f"{R}/{{material}}/logs/al/iter_{{it}}/evaluate_thresholds.log",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["md"]
     params:
         settings=sections("model"),
@@ -72,7 +72,7 @@ rule explore:
     log:
         f"{R}/{{material}}/logs/al/iter_{{it}}/explore_T{{T}}.log",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["md"]
     params:
         settings=sections("model", "explore"),
@@ -93,7 +93,7 @@ rule select:
     log:
         f"{R}/{{material}}/logs/al/iter_{{it}}/select.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=select_settings,
     script:
@@ -112,7 +112,7 @@ checkpoint decide:
     log:
         f"{R}/{{material}}/logs/al/iter_{{it}}/decide.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("select", "convergence"),
     script:
@@ -129,7 +129,7 @@ rule label:
     group:
         "label"
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=label_settings,
@@ -146,7 +146,7 @@ rule gate:
     log:
         f"{R}/{{material}}/logs/al/gate.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("gate", "explore"),
     script:
@@ -168,7 +168,7 @@ rule merge:
     wildcard_constraints:
         it=r"[1-9][0-9]*",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     script:
         "../scripts/step.py"
 
@@ -199,7 +199,7 @@ rule summary:
     log:
         f"{R}/{{material}}/logs/summary.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("select", "model", "explore"),
     script:
@@ -221,7 +221,7 @@ rule oracle_cost:
     log:
         f"{R}/{{material}}/logs/oracle_cost.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         # the oracle store and the label files are read from the results directory
         directory=lambda wildcards: f"{R}/{wildcards.material}",

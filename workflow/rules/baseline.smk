@@ -15,7 +15,7 @@ rule random_dataset:
     wildcard_constraints:
         it=r"[1-9][0-9]*",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("reference"),
     script:
@@ -36,7 +36,7 @@ rule compare_random:
     log:
         f"{R}/{{material}}/logs/compare_random.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     script:
         "../scripts/step.py"
 
@@ -50,7 +50,7 @@ checkpoint aimd_plan:
     log:
         f"{R}/{{material}}/logs/aimd/plan.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("baselines", "explore", "reference"),
         directory=lambda wildcards: f"{R}/{wildcards.material}",
@@ -70,7 +70,7 @@ rule aimd_md:
     log:
         f"{R}/{{material}}/logs/aimd/md_T{{T}}.log",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("oracle", "explore", "baselines"),
@@ -90,7 +90,7 @@ rule aimd_dataset:
     log:
         f"{R}/{{material}}/logs/aimd/iter_{{it}}/aimd_dataset.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     script:
         "../scripts/step.py"
 
@@ -113,7 +113,7 @@ rule harmonic_dataset:
     wildcard_constraints:
         it=r"[1-9][0-9]*",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("oracle", "initial", "explore", "baselines"),

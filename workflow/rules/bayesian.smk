@@ -16,7 +16,7 @@ rule bayes_train:
     log:
         f"{R}/{{material}}/logs/bayes_train.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("oracle", "bayesian"),
@@ -34,7 +34,7 @@ rule bayes_converged:
     log:
         f"{R}/{{material}}/logs/bayes_converged.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     params:
         settings=sections("bayesian"),
     script:
@@ -52,7 +52,7 @@ rule bayes_export:
     log:
         f"{R}/{{material}}/logs/bayes_export.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     params:
         settings=sections("bayesian"),
     script:
@@ -67,7 +67,7 @@ rule bayes_kappa:
     log:
         f"{R}/{{material}}/logs/bayes_kappa.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     threads: config["threads"]["kappa"]
     params:
         settings=sections("conductivity"),
@@ -93,7 +93,7 @@ rule bayes_validation:
     log:
         f"{R}/{{material}}/logs/bayes_validation.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("bayesian", "conductivity"),
     script:
@@ -121,7 +121,7 @@ rule bayes_figures:
     log:
         f"{R}/{{material}}/logs/bayes_figures.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("bayesian"),
     script:

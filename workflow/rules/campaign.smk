@@ -18,7 +18,7 @@ rule campaign_summary:
     log:
         f"{R}/logs/campaign_summary.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         materials=MATERIALS,
         files=lambda wildcards: campaign_files(),

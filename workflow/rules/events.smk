@@ -16,7 +16,7 @@ rule events_md:
     wildcard_constraints:
         model="al|random|initial",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["md"]
     params:
         settings=sections("model", "reference", "explore"),
@@ -35,7 +35,7 @@ rule events_kappa:
     wildcard_constraints:
         model="random|initial",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     threads: config["threads"]["kappa"]
     params:
         settings=sections("model", "conductivity", "events"),
@@ -65,7 +65,7 @@ rule events_diagnosis:
     log:
         f"{R}/{{material}}/logs/events/diagnosis.log",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("oracle", "events"),

@@ -16,7 +16,7 @@ rule gk_cell:
     log:
         f"{R}/{{material}}/logs/{{gk}}/cell.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     params:
         settings=sections("structure", "supercell", "relax", "phonons", "greenkubo"),
         supercell=lambda wildcards: gk_cell(wildcards.material, wildcards.gk),
@@ -50,7 +50,7 @@ rule gk_equilibrate:
     log:
         f"{R}/{{material}}/logs/{{gk}}/equilibrate_T{{T}}.log",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["md"]
     params:
         settings=sections("greenkubo"),
@@ -66,7 +66,7 @@ rule gk_run:
     log:
         f"{R}/{{material}}/logs/{{gk}}/T{{T}}/run_{{k}}.log",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["md"]
     params:
         settings=sections("greenkubo"),
@@ -84,7 +84,7 @@ checkpoint gk_round:
     wildcard_constraints:
         round=r"\d+",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["md"]
     params:
         settings=sections("greenkubo"),
@@ -100,7 +100,7 @@ rule production:
     log:
         f"{R}/{{material}}/logs/{{gk}}/production_T{{T}}.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("greenkubo"),
         md_threads=config["threads"]["md"],
@@ -128,7 +128,7 @@ rule green_kubo:
     log:
         f"{R}/{{material}}/logs/{{gk}}/green_kubo_T{{T}}.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("greenkubo"),
     script:
@@ -152,7 +152,7 @@ rule mode_lifetimes:
     log:
         f"{R}/{{material}}/logs/{{gk}}/mode_lifetimes_T{{T}}.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     params:
         settings=sections("greenkubo"),
     script:
@@ -175,7 +175,7 @@ rule finite_size:
     log:
         f"{R}/{{material}}/logs/{{gk}}/finite_size_T{{T}}.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     params:
         settings=sections("greenkubo"),
     script:
@@ -196,7 +196,7 @@ rule greenkubo_summary:
     log:
         f"{R}/{{material}}/logs/{{gk}}/summary.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("greenkubo"),
     script:

@@ -15,7 +15,7 @@ rule mf_al_data:
     log:
         f"{R}/{{material}}/logs/multifidelity/al_data.log",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=label_settings,
@@ -33,7 +33,7 @@ rule mf_data:
     log:
         f"{R}/{{material}}/logs/multifidelity/data.log",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("multifidelity"),
@@ -50,7 +50,7 @@ rule mf_low_model:
     log:
         f"{R}/{{material}}/logs/multifidelity/low_model.log",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["train"]
     params:
         settings=sections("multifidelity"),
@@ -69,7 +69,7 @@ rule mf_train:
         approach="multifidelity|high_only|transfer|delta",
         n=r"\d+",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["train"]
     params:
         settings=sections("multifidelity"),
@@ -94,6 +94,6 @@ rule mf_study:
     log:
         f"{R}/{{material}}/logs/multifidelity/study.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     script:
         "../scripts/step.py"

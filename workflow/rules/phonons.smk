@@ -13,7 +13,7 @@ rule phonons:
     log:
         f"{R}/{{material}}/logs/phonons_{{method}}.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     threads: method_threads
     params:
         settings=sections("oracle", "phonons"),
@@ -39,7 +39,7 @@ rule phonon_comparison:
     log:
         f"{R}/{{material}}/logs/phonon_comparison.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("phonons"),
     script:
@@ -58,7 +58,7 @@ rule fc3:
     log:
         f"{R}/{{material}}/logs/fc3_{{method}}.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     threads: method_threads
     params:
         settings=sections("oracle", "conductivity"),
@@ -75,7 +75,7 @@ rule kappa:
     log:
         f"{R}/{{material}}/logs/kappa_{{method}}.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     threads: config["threads"]["kappa"]
     params:
         settings=sections("conductivity"),
@@ -93,7 +93,7 @@ rule kappa_commensurate:
     log:
         f"{R}/{{material}}/logs/kappa_commensurate_{{method}}.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     threads: config["threads"]["kappa"]
     params:
         settings=sections("conductivity"),
@@ -130,7 +130,7 @@ rule conductivity_comparison:
     log:
         f"{R}/{{material}}/logs/conductivity_comparison.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("conductivity"),
     script:
@@ -151,7 +151,7 @@ rule anharmonicity:
     log:
         f"{R}/{{material}}/logs/anharmonicity.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     params:
         settings=sections("phonons"),
     script:

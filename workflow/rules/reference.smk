@@ -8,7 +8,7 @@ rule prepare_structure:
     log:
         f"{R}/{{material}}/logs/prepare_structure.log",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("structure", "supercell", "oracle", "relax"),
@@ -25,7 +25,7 @@ rule initial_data:
     log:
         f"{R}/{{material}}/logs/initial_data.log",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("oracle", "initial"),
@@ -46,7 +46,7 @@ rule harmonic_test_set:
     log:
         f"{R}/{{material}}/logs/harmonic_test_set.log",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("oracle", "initial", "test", "explore"),
@@ -64,7 +64,7 @@ rule reference_md:
     log:
         f"{R}/{{material}}/logs/reference_md_T{{T}}.log",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("oracle", "reference", "explore"),
@@ -89,7 +89,7 @@ rule reference_split:
     log:
         f"{R}/{{material}}/logs/reference_split.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("oracle", "reference"),
     script:
