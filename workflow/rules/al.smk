@@ -2,6 +2,9 @@
 # -> label -> merge, repeated until the convergence checkpoint says stop.
 
 
+include: "al_helpers.smk"
+
+
 rule train_member:
     input:
         dataset=lambda wildcards: dataset_path(

@@ -3,6 +3,9 @@
 # (aiMD) and harmonic samples only, at the AL iterations' oracle cost (config `baselines`).
 
 
+include: "baseline_helpers.smk"
+
+
 rule random_dataset:
     input:
         initial=lambda wildcards: dataset_path(wildcards.material, 0),

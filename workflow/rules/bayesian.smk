@@ -3,6 +3,9 @@
 # kappa with the phonon stage's functions, figures. Target rule: `snakemake bayesian`.
 
 
+include: "bayesian_helpers.smk"
+
+
 rule bayes_train:
     input:
         structure=f"{R}/{{material}}/structure/relaxed.extxyz",

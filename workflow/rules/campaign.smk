@@ -1,6 +1,9 @@
 # Across materials: the campaign summary table and figure, and the `figures` target.
 
 
+include: "campaign_helpers.smk"
+
+
 rule campaign_summary:
     input:
         campaign_inputs,

@@ -4,6 +4,9 @@
 # and after active learning.
 
 
+include: "events_helpers.smk"
+
+
 rule events_md:
     input:
         models=lambda wildcards: events_members(wildcards.material, wildcards.model),

@@ -4,6 +4,9 @@
 # {gk} is greenkubo/ for the main cell and greenkubo_<n1>x<n2>x<n3>/ for greenkubo.size_check.
 
 
+include: "greenkubo_helpers.smk"
+
+
 # A cell other than the material's supercell: resized relaxed lattice, MLIP-relaxed positions,
 # the MLIP's harmonic phonons in it.
 rule gk_cell:

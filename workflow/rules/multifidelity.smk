@@ -4,6 +4,9 @@
 # the AL loop of al.smk; here only its high-level start (D_0 and test set at the high level).
 
 
+include: "multifidelity_helpers.smk"
+
+
 rule mf_al_data:
     input:
         initial=rules.initial_data.output.initial,

@@ -2,6 +2,9 @@
 # third-order force constants and thermal conductivity (phono3py), anharmonicity score.
 
 
+include: "phonons_helpers.smk"
+
+
 rule phonons:
     input:
         unpack(force_inputs),
