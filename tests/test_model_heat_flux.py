@@ -21,12 +21,12 @@ from alkappa._plugins import _runtime, register
 from alkappa.config import ConfigError, load_config
 from alkappa.greenkubo import VirialHeatFlux, make_heat_flux
 from alkappa.greenkubo.steps import (
+    equilibration_step,
+    green_kubo_step,
     make_flux,
-    run_equilibration_step,
-    run_green_kubo_step,
-    run_nve_step,
-    run_production_step,
-    run_round_step,
+    nve_step,
+    production_step,
+    round_step,
 )
 from alkappa.io import read_json, write_dataset, write_json
 from alkappa.io.trajectory import read_trajectory
@@ -273,24 +273,24 @@ def test_green_kubo_steps_with_a_non_nequip_model(plugins, tmp_path):
     prod = tmp_path / "Ar/greenkubo/T60"
     common = {"temperature": 60.0, "threads": 1}
     # the jobs in the order the rules run them (the gk_* steps of alkappa.steps)
-    run_equilibration_step(
+    equilibration_step(
         settings, structure, model_dir, prod / "equilibration.nc", progress=False, **common
     )
     for k in range(SMALL["runs"]):
-        run_nve_step(
+        nve_step(
             settings, structure, model_dir, prod / f"run_{k:02d}.nc", index=k, progress=False,
             **common,
         )  # fmt: skip
-    run_round_step(
+    round_step(
         settings, structure, model_dir, prod / "round_0.json", round_index=0, previous=None,
         progress=False, **common,
     )  # fmt: skip
     assert read_json(prod / "round_0.json")["stop"]
-    run_production_step(
+    production_step(
         settings, structure, model_dir, [prod / "round_0.json"], prod / "production.json",
         **common,
     )  # fmt: skip
-    run_green_kubo_step(
+    green_kubo_step(
         settings,
         prod / "production.json",
         prod / "greenkubo.nc",

@@ -5,7 +5,9 @@ with Snakemake's ``snakemake`` object. :data:`STEPS` maps the rule's name to an 
 reads the rule's files, wildcards and params and calls the stage's step function; the stage
 module is imported when the job starts, before the log opens (a job imports only its stage).
 The step functions themselves live in the stages (``alkappa.<stage>.steps``) and know nothing
-of Snakemake; an adapter holds no logic beyond naming what the rule hands over.
+of Snakemake; an adapter holds no logic beyond naming what the rule hands over. A step
+function that writes files and returns nothing is named ``<what>_step``; ``run_*`` returns
+a result.
 """
 
 from __future__ import annotations
@@ -108,25 +110,25 @@ def _by_dir_name(paths: Iterable[str]) -> dict[str, str]:
 
 @step("prepare_structure", module="alkappa.al.steps")
 def _prepare_structure(job: Job, settings: SettingsDict) -> None:
-    from alkappa.al.steps import run_prepare_structure
+    from alkappa.al.steps import prepare_structure_step
 
-    run_prepare_structure(settings, job.output.structure, job.output.record)
+    prepare_structure_step(settings, job.output.structure, job.output.record)
 
 
 @step("initial_data", module="alkappa.al.steps")
 def _initial_data(job: Job, settings: SettingsDict) -> None:
-    from alkappa.al.steps import run_initial_data
+    from alkappa.al.steps import initial_data_step
 
-    run_initial_data(
+    initial_data_step(
         settings, job.input.structure, job.params.store, job.output.initial, job.output.record
     )
 
 
 @step("harmonic_test_set", module="alkappa.al.steps")
 def _harmonic_test_set(job: Job, settings: SettingsDict) -> None:
-    from alkappa.al.steps import run_test_set
+    from alkappa.al.steps import harmonic_test_set_step
 
-    run_test_set(
+    harmonic_test_set_step(
         settings, job.input.structure, job.params.store, job.output.test, job.output.record
     )
 
@@ -156,9 +158,9 @@ def _reference_split(job: Job, settings: SettingsDict) -> None:
 
 @step("train_member", module="alkappa.al.steps")
 def _train_member(job: Job, settings: SettingsDict) -> None:
-    from alkappa.al.steps import run_train_member, warm_start_checkpoint
+    from alkappa.al.steps import train_member_step, warm_start_checkpoint
 
-    run_train_member(
+    train_member_step(
         settings,
         job.input.dataset,
         _parent(job.output.info),
@@ -171,9 +173,9 @@ def _train_member(job: Job, settings: SettingsDict) -> None:
 
 @step("evaluate", "evaluate_thresholds", module="alkappa.al.steps")
 def _evaluate(job: Job, settings: SettingsDict) -> None:
-    from alkappa.al.steps import member_model_files, run_evaluate
+    from alkappa.al.steps import evaluate_step, member_model_files
 
-    run_evaluate(
+    evaluate_step(
         settings,
         member_model_files(job.input.members),
         job.input.test,
@@ -184,9 +186,9 @@ def _evaluate(job: Job, settings: SettingsDict) -> None:
 
 @step("explore", module="alkappa.al.steps")
 def _explore(job: Job, settings: SettingsDict) -> None:
-    from alkappa.al.steps import member_model_files, run_explore
+    from alkappa.al.steps import explore_step, member_model_files
 
-    run_explore(
+    explore_step(
         settings,
         member_model_files(job.input.members),
         job.input.structure,
@@ -200,9 +202,9 @@ def _explore(job: Job, settings: SettingsDict) -> None:
 
 @step("select", module="alkappa.al.steps")
 def _select(job: Job, settings: SettingsDict) -> None:
-    from alkappa.al.steps import run_select
+    from alkappa.al.steps import select_step
 
-    run_select(
+    select_step(
         settings,
         job.input.trajectories,
         job.input.metrics,
@@ -214,34 +216,34 @@ def _select(job: Job, settings: SettingsDict) -> None:
 
 @step("decide", module="alkappa.al.steps")
 def _decide(job: Job, settings: SettingsDict) -> None:
-    from alkappa.al.steps import run_decide
+    from alkappa.al.steps import decide_step
 
-    run_decide(
+    decide_step(
         settings, int(job.wildcards.it), job.input.selection, job.input.metrics, job.output.decision
     )
 
 
 @step("label", module="alkappa.al.steps")
 def _label(job: Job, settings: SettingsDict) -> None:
-    from alkappa.al.steps import run_label
+    from alkappa.al.steps import label_step
 
-    run_label(
+    label_step(
         settings, job.input.candidates, int(job.wildcards.k), job.params.store, job.output.frame
     )
 
 
 @step("gate", module="alkappa.al.steps")
 def _gate(job: Job, settings: SettingsDict) -> None:
-    from alkappa.al.steps import run_gate
+    from alkappa.al.steps import gate_step
 
-    run_gate(settings, job.input.structure, job.output.limits)
+    gate_step(settings, job.input.structure, job.output.limits)
 
 
 @step("merge", module="alkappa.al.steps")
 def _merge(job: Job, settings: SettingsDict) -> None:
-    from alkappa.al.steps import run_merge
+    from alkappa.al.steps import merge_step
 
-    run_merge(
+    merge_step(
         job.input.dataset,
         job.input.labels,
         job.output.dataset,
@@ -253,9 +255,9 @@ def _merge(job: Job, settings: SettingsDict) -> None:
 
 @step("summary", module="alkappa.al.steps")
 def _summary(job: Job, settings: SettingsDict) -> None:
-    from alkappa.al.steps import run_summary
+    from alkappa.al.steps import summary_step
 
-    run_summary(
+    summary_step(
         settings,
         relax_record=job.input.relax,
         initial_record=job.input.initial,
@@ -363,10 +365,10 @@ def _harmonic_dataset(job: Job, settings: SettingsDict) -> None:
 
 @step("phonons", module="alkappa.phonons.steps")
 def _phonons(job: Job, settings: SettingsDict) -> None:
-    from alkappa.phonons.steps import run_phonons_step
+    from alkappa.phonons.steps import phonons_step
 
     model = _optional(job, "model")
-    run_phonons_step(
+    phonons_step(
         settings,
         job.input.structure,
         _parent(job.output.phonopy),
@@ -378,9 +380,9 @@ def _phonons(job: Job, settings: SettingsDict) -> None:
 
 @step("phonon_comparison", module="alkappa.phonons.steps")
 def _phonon_comparison(job: Job, settings: SettingsDict) -> None:
-    from alkappa.phonons.steps import run_phonon_comparison_step
+    from alkappa.phonons.steps import phonon_comparison_step
 
-    run_phonon_comparison_step(
+    phonon_comparison_step(
         settings,
         {_parent(p).name: _parent(p) for p in job.input.summaries},
         job.output.summary,
@@ -390,10 +392,10 @@ def _phonon_comparison(job: Job, settings: SettingsDict) -> None:
 
 @step("fc3", module="alkappa.phonons.steps")
 def _fc3(job: Job, settings: SettingsDict) -> None:
-    from alkappa.phonons.steps import run_fc3_step
+    from alkappa.phonons.steps import fc3_step
 
     model = _optional(job, "model")
-    run_fc3_step(
+    fc3_step(
         settings,
         job.input.structure,
         _parent(job.output.fc3),
@@ -405,23 +407,23 @@ def _fc3(job: Job, settings: SettingsDict) -> None:
 
 @step("kappa", module="alkappa.phonons.steps")
 def _kappa(job: Job, settings: SettingsDict) -> None:
-    from alkappa.phonons.steps import run_kappa_step
+    from alkappa.phonons.steps import kappa_step
 
-    run_kappa_step(settings, _parent(job.input.fc3), job.output.netcdf)
+    kappa_step(settings, _parent(job.input.fc3), job.output.netcdf)
 
 
 @step("kappa_commensurate", module="alkappa.phonons.steps")
 def _kappa_commensurate(job: Job, settings: SettingsDict) -> None:
-    from alkappa.phonons.steps import run_kappa_commensurate_step
+    from alkappa.phonons.steps import kappa_commensurate_step
 
-    run_kappa_commensurate_step(settings, _parent(job.input.fc3), job.output.netcdf)
+    kappa_commensurate_step(settings, _parent(job.input.fc3), job.output.netcdf)
 
 
 @step("conductivity_comparison", module="alkappa.phonons.steps")
 def _conductivity_comparison(job: Job, settings: SettingsDict) -> None:
-    from alkappa.phonons.steps import run_conductivity_comparison_step
+    from alkappa.phonons.steps import conductivity_comparison_step
 
-    run_conductivity_comparison_step(
+    conductivity_comparison_step(
         settings,
         _by_dir_name(job.input.kappa),
         job.output.summary,
@@ -432,9 +434,9 @@ def _conductivity_comparison(job: Job, settings: SettingsDict) -> None:
 
 @step("anharmonicity", module="alkappa.phonons.steps")
 def _anharmonicity(job: Job, settings: SettingsDict) -> None:
-    from alkappa.phonons.steps import run_anharmonicity_step, trajectory_labels
+    from alkappa.phonons.steps import anharmonicity_step, trajectory_labels
 
-    run_anharmonicity_step(
+    anharmonicity_step(
         settings,
         trajectory_labels(job.input.trajectories),
         job.input.force_constants,
@@ -448,9 +450,9 @@ def _anharmonicity(job: Job, settings: SettingsDict) -> None:
 
 @step("gk_cell", module="alkappa.greenkubo.steps")
 def _gk_cell(job: Job, settings: SettingsDict) -> None:
-    from alkappa.greenkubo.steps import run_gk_cell_step
+    from alkappa.greenkubo.steps import gk_cell_step
 
-    run_gk_cell_step(
+    gk_cell_step(
         settings,
         job.input.structure,
         _parent(job.input.model),
@@ -461,9 +463,9 @@ def _gk_cell(job: Job, settings: SettingsDict) -> None:
 
 @step("gk_equilibrate", module="alkappa.greenkubo.steps")
 def _gk_equilibrate(job: Job, settings: SettingsDict) -> None:
-    from alkappa.greenkubo.steps import run_equilibration_step
+    from alkappa.greenkubo.steps import equilibration_step
 
-    run_equilibration_step(
+    equilibration_step(
         settings,
         job.input.structure,
         _parent(job.input.model),
@@ -476,9 +478,9 @@ def _gk_equilibrate(job: Job, settings: SettingsDict) -> None:
 
 @step("gk_run", module="alkappa.greenkubo.steps")
 def _gk_run(job: Job, settings: SettingsDict) -> None:
-    from alkappa.greenkubo.steps import run_nve_step
+    from alkappa.greenkubo.steps import nve_step
 
-    run_nve_step(
+    nve_step(
         settings,
         job.input.structure,
         _parent(job.input.model),
@@ -492,9 +494,9 @@ def _gk_run(job: Job, settings: SettingsDict) -> None:
 
 @step("gk_round", module="alkappa.greenkubo.steps")
 def _gk_round(job: Job, settings: SettingsDict) -> None:
-    from alkappa.greenkubo.steps import run_round_step
+    from alkappa.greenkubo.steps import round_step
 
-    run_round_step(
+    round_step(
         settings,
         job.input.structure,
         _parent(job.input.model),
@@ -508,9 +510,9 @@ def _gk_round(job: Job, settings: SettingsDict) -> None:
 
 @step("production", module="alkappa.greenkubo.steps")
 def _production(job: Job, settings: SettingsDict) -> None:
-    from alkappa.greenkubo.steps import run_production_step
+    from alkappa.greenkubo.steps import production_step
 
-    run_production_step(
+    production_step(
         settings,
         job.input.structure,
         _parent(job.input.model),
@@ -523,9 +525,9 @@ def _production(job: Job, settings: SettingsDict) -> None:
 
 @step("green_kubo", module="alkappa.greenkubo.steps")
 def _green_kubo(job: Job, settings: SettingsDict) -> None:
-    from alkappa.greenkubo.steps import run_green_kubo_step
+    from alkappa.greenkubo.steps import green_kubo_step
 
-    run_green_kubo_step(
+    green_kubo_step(
         settings,
         job.input.production,
         job.output.netcdf,
@@ -537,9 +539,9 @@ def _green_kubo(job: Job, settings: SettingsDict) -> None:
 
 @step("mode_lifetimes", module="alkappa.greenkubo.steps")
 def _mode_lifetimes(job: Job, settings: SettingsDict) -> None:
-    from alkappa.greenkubo.steps import run_mode_lifetimes_step
+    from alkappa.greenkubo.steps import mode_lifetimes_step
 
-    run_mode_lifetimes_step(
+    mode_lifetimes_step(
         settings,
         job.input.production,
         job.input.force_constants,
@@ -553,9 +555,9 @@ def _mode_lifetimes(job: Job, settings: SettingsDict) -> None:
 
 @step("finite_size", module="alkappa.greenkubo.steps")
 def _finite_size(job: Job, settings: SettingsDict) -> None:
-    from alkappa.greenkubo.steps import run_finite_size_step
+    from alkappa.greenkubo.steps import finite_size_step
 
-    run_finite_size_step(
+    finite_size_step(
         settings,
         job.input.green_kubo,
         job.input.lifetimes,
@@ -568,9 +570,9 @@ def _finite_size(job: Job, settings: SettingsDict) -> None:
 
 @step("greenkubo_summary", module="alkappa.greenkubo.steps")
 def _greenkubo_summary(job: Job, settings: SettingsDict) -> None:
-    from alkappa.greenkubo.steps import by_temperature, run_greenkubo_summary_step
+    from alkappa.greenkubo.steps import by_temperature, greenkubo_summary_step
 
-    run_greenkubo_summary_step(
+    greenkubo_summary_step(
         settings,
         by_temperature(job.input.greenkubo),
         by_temperature(job.input.productions),
@@ -589,9 +591,9 @@ def _greenkubo_summary(job: Job, settings: SettingsDict) -> None:
 
 @step("events_md", module="alkappa.events.steps")
 def _events_md(job: Job, settings: SettingsDict) -> None:
-    from alkappa.events.steps import run_events_md_step
+    from alkappa.events.steps import events_md_step
 
-    run_events_md_step(
+    events_md_step(
         settings,
         list(job.input.models),
         job.input.structure,
@@ -605,9 +607,9 @@ def _events_md(job: Job, settings: SettingsDict) -> None:
 
 @step("events_kappa", module="alkappa.events.steps")
 def _events_kappa(job: Job, settings: SettingsDict) -> None:
-    from alkappa.events.steps import run_events_kappa_step
+    from alkappa.events.steps import events_kappa_step
 
-    run_events_kappa_step(
+    events_kappa_step(
         settings,
         list(job.input.models),
         job.input.structure,
@@ -637,30 +639,30 @@ def _events_diagnosis(job: Job, settings: SettingsDict) -> None:
 
 @step("bayes_train", module="alkappa.bayesfc.steps")
 def _bayes_train(job: Job, settings: SettingsDict) -> None:
-    from alkappa.bayesfc.steps import run_bayes_train_step
+    from alkappa.bayesfc.steps import bayes_train_step
 
-    run_bayes_train_step(settings, job.input.structure, job.params.store, _parent(job.output.model))
+    bayes_train_step(settings, job.input.structure, job.params.store, _parent(job.output.model))
 
 
 @step("bayes_converged", module="alkappa.bayesfc.steps")
 def _bayes_converged(job: Job, settings: SettingsDict) -> None:
-    from alkappa.bayesfc.steps import run_bayes_check_step
+    from alkappa.bayesfc.steps import bayes_check_step
 
-    run_bayes_check_step(settings, job.input.model, job.output.decision)
+    bayes_check_step(settings, job.input.model, job.output.decision)
 
 
 @step("bayes_export", module="alkappa.bayesfc.steps")
 def _bayes_export(job: Job, settings: SettingsDict) -> None:
-    from alkappa.bayesfc.steps import run_bayes_export_step
+    from alkappa.bayesfc.steps import bayes_export_step
 
-    run_bayes_export_step(settings, job.input.model, _parent(job.output.summary))
+    bayes_export_step(settings, job.input.model, _parent(job.output.summary))
 
 
 @step("bayes_kappa", module="alkappa.phonons.steps")
 def _bayes_kappa(job: Job, settings: SettingsDict) -> None:
-    from alkappa.phonons.steps import run_kappa_step
+    from alkappa.phonons.steps import kappa_step
 
-    run_kappa_step(settings, _parent(job.input.summary), job.output.netcdf)
+    kappa_step(settings, _parent(job.input.summary), job.output.netcdf)
 
 
 @step("bayes_validation", module="alkappa.bayesfc.steps")
@@ -679,9 +681,9 @@ def _bayes_validation(job: Job, settings: SettingsDict) -> None:
 
 @step("bayes_figures", module="alkappa.bayesfc.steps")
 def _bayes_figures(job: Job, settings: SettingsDict) -> None:
-    from alkappa.bayesfc.steps import run_bayes_figures_step
+    from alkappa.bayesfc.steps import bayes_figures_step
 
-    run_bayes_figures_step(settings, _parent(job.input.errors), job.output.errors, job.output.width)
+    bayes_figures_step(settings, _parent(job.input.errors), job.output.errors, job.output.width)
 
 
 # -- multi-fidelity (workflow/rules/multifidelity.smk) ---------------------------------------
@@ -689,9 +691,9 @@ def _bayes_figures(job: Job, settings: SettingsDict) -> None:
 
 @step("mf_al_data", module="alkappa.multifidelity.steps")
 def _mf_al_data(job: Job, settings: SettingsDict) -> None:
-    from alkappa.multifidelity.steps import run_mf_al_data_step
+    from alkappa.multifidelity.steps import mf_al_data_step
 
-    run_mf_al_data_step(
+    mf_al_data_step(
         settings,
         job.input.initial,
         job.input.test,
@@ -704,9 +706,9 @@ def _mf_al_data(job: Job, settings: SettingsDict) -> None:
 
 @step("mf_data", module="alkappa.multifidelity.steps")
 def _mf_data(job: Job, settings: SettingsDict) -> None:
-    from alkappa.multifidelity.steps import run_mf_data_step
+    from alkappa.multifidelity.steps import mf_data_step
 
-    run_mf_data_step(
+    mf_data_step(
         settings,
         job.input.pool,
         job.input.test,
@@ -717,16 +719,16 @@ def _mf_data(job: Job, settings: SettingsDict) -> None:
 
 @step("mf_low_model", module="alkappa.multifidelity.steps")
 def _mf_low_model(job: Job, settings: SettingsDict) -> None:
-    from alkappa.multifidelity.steps import run_mf_low_model_step
+    from alkappa.multifidelity.steps import mf_low_model_step
 
-    run_mf_low_model_step(settings, _parent(job.input.data), job.output.model, threads=job.threads)
+    mf_low_model_step(settings, _parent(job.input.data), job.output.model, threads=job.threads)
 
 
 @step("mf_train", module="alkappa.multifidelity.steps")
 def _mf_train(job: Job, settings: SettingsDict) -> None:
-    from alkappa.multifidelity.steps import run_mf_train_step
+    from alkappa.multifidelity.steps import mf_train_step
 
-    run_mf_train_step(
+    mf_train_step(
         settings,
         _parent(job.input.data),
         job.wildcards.approach,
@@ -739,9 +741,9 @@ def _mf_train(job: Job, settings: SettingsDict) -> None:
 
 @step("mf_study", module="alkappa.multifidelity.steps")
 def _mf_study(job: Job, settings: SettingsDict) -> None:
-    from alkappa.multifidelity.steps import run_mf_study_step
+    from alkappa.multifidelity.steps import mf_study_step
 
-    run_mf_study_step(
+    mf_study_step(
         job.input.errors,
         job.input.data,
         job.output.csv,
@@ -756,8 +758,8 @@ def _mf_study(job: Job, settings: SettingsDict) -> None:
 
 @step("campaign_summary", module="alkappa.campaign.steps")
 def _campaign_summary(job: Job, settings: SettingsDict) -> None:
-    from alkappa.campaign.steps import run_campaign_summary_step
+    from alkappa.campaign.steps import campaign_summary_step
 
-    run_campaign_summary_step(
+    campaign_summary_step(
         job.params.materials, job.params.files, job.output.summary, job.output.figure
     )

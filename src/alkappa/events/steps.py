@@ -2,11 +2,11 @@
 
 All work in ``results/<m>/events/``:
 
-* :func:`run_events_md_step`: MLIP MD (the AL model, the random-sampling baseline at the same
+* :func:`events_md_step`: MLIP MD (the AL model, the random-sampling baseline at the same
   label budget, optionally the initial model) with the thermostat, timestep, temperature,
   duration and seed of the reference (oracle) MD, through the same MD loop
   (:func:`alkappa.al.explore.run_exploration`) (``<model>/md_T<T>.nc``);
-* :func:`run_events_kappa_step`: phono3py lifetimes of the random baseline ensemble
+* :func:`events_kappa_step`: phono3py lifetimes of the random baseline ensemble
   (``random/kappa.nc``), to compare with the oracle's and the AL model's of the conductivity
   stage;
 * :func:`run_events_diagnosis_step`: events of every trajectory, rates, missing and false
@@ -76,7 +76,7 @@ def _md_settings(settings: SettingsDict, temperature: float) -> MDOptions:
     return oracle_md_settings(settings, md, temperature)
 
 
-def run_events_md_step(
+def events_md_step(
     settings: SettingsDict,
     models: Sequence[str | Path],
     structure_path: str | Path,
@@ -109,7 +109,7 @@ def run_events_md_step(
     )
 
 
-def run_events_kappa_step(
+def events_kappa_step(
     settings: SettingsDict,
     models: Sequence[str | Path],
     structure_path: str | Path,

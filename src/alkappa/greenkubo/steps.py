@@ -5,18 +5,18 @@ adapters of :mod:`alkappa.steps` only translate the Snakemake object into one of
 them work on ``results/<m>/greenkubo/T<T>/`` (``greenkubo_<n1>x<n2>x<n3>/`` for the cells of
 ``greenkubo.size_check``):
 
-* :func:`run_gk_cell_step`: a Green-Kubo cell other than the material's supercell, with the
+* :func:`gk_cell_step`: a Green-Kubo cell other than the material's supercell, with the
   MLIP's harmonic phonons in it (``cell/structure.extxyz``, ``cell/phonopy_params.yaml``);
 * the production, in rounds of independent NVE runs with the final ensemble until kappa's
   relative error reaches ``target_error`` or a budget is spent:
-  :func:`run_equilibration_step` (``equilibration.nc``), :func:`run_nve_step` (one run,
-  ``run_<k>.nc``), :func:`run_round_step` (the decision after a round, ``round_<r>.json``,
-  and the next round's snapshots, ``chain_<r + 1>.nc``) and :func:`run_production_step`
+  :func:`equilibration_step` (``equilibration.nc``), :func:`nve_step` (one run,
+  ``run_<k>.nc``), :func:`round_step` (the decision after a round, ``round_<r>.json``,
+  and the next round's snapshots, ``chain_<r + 1>.nc``) and :func:`production_step`
   (``production.json``, the record that lists the runs: :func:`production_runs`);
-* :func:`run_green_kubo_step`: the Green-Kubo analysis (``greenkubo.nc``, ``greenkubo.png``);
-* :func:`run_mode_lifetimes_step`: phonon lifetimes of the same runs against phono3py's
+* :func:`green_kubo_step`: the Green-Kubo analysis (``greenkubo.nc``, ``greenkubo.png``);
+* :func:`mode_lifetimes_step`: phonon lifetimes of the same runs against phono3py's
   (``lifetimes.nc``, ``lifetimes.json``, ``lifetimes.png``);
-* :func:`run_greenkubo_summary_step`: kappa per temperature next to phono3py, drift flags and
+* :func:`greenkubo_summary_step`: kappa per temperature next to phono3py, drift flags and
   lifetime ratios (``greenkubo/summary.json``, ``greenkubo/kappa_T.png``).
 """
 
@@ -181,7 +181,7 @@ def discard_stale(paths: Sequence[str | Path], fingerprint: str) -> list[Path]:
     return removed
 
 
-def run_gk_cell_step(
+def gk_cell_step(
     settings: SettingsDict,
     relaxed_path: str | Path,
     model_dir: str | Path,
@@ -316,7 +316,7 @@ class _Setup:
         )
 
 
-def run_equilibration_step(
+def equilibration_step(
     settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
@@ -365,7 +365,7 @@ def run_equilibration_step(
     print(f"equilibration: {len(result.snapshots)} starting snapshot(s) ({state})")
 
 
-def run_nve_step(
+def nve_step(
     settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
@@ -420,7 +420,7 @@ def run_nve_step(
     print(_run_line(run))
 
 
-def run_round_step(
+def round_step(
     settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
@@ -470,7 +470,7 @@ def run_round_step(
         print(f"next round: runs {record['next_runs']}")
 
 
-def run_production_step(
+def production_step(
     settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
@@ -577,7 +577,7 @@ def usable_runs(run_paths: Sequence[str | Path]) -> list[Path]:
     return good
 
 
-def run_green_kubo_step(
+def green_kubo_step(
     settings: SettingsDict,
     run_paths: str | Path | Sequence[str | Path],
     out_netcdf: str | Path,
@@ -618,7 +618,7 @@ def run_green_kubo_step(
         plot_kappa_convergence(ds, out_convergence, title=f"{settings['name']}, {temperature:g} K")
 
 
-def run_finite_size_step(
+def finite_size_step(
     settings: SettingsDict,
     green_kubo: str | Path,
     lifetimes: str | Path,
@@ -662,7 +662,7 @@ def run_finite_size_step(
     plot_finite_size(ds, out_figure, title=f"{settings['name']}, {temperature:g} K")
 
 
-def run_mode_lifetimes_step(
+def mode_lifetimes_step(
     settings: SettingsDict,
     run_paths: str | Path | Sequence[str | Path],
     force_constants: str | Path,
@@ -771,7 +771,7 @@ def gk_convergence(
     }
 
 
-def run_greenkubo_summary_step(
+def greenkubo_summary_step(
     settings: SettingsDict,
     green_kubo: Mapping[str, str | Path],
     productions: Mapping[str, str | Path],
