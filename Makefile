@@ -35,8 +35,8 @@ unlock:
 	$(BIN)/alkappa unlock
 
 test: setup
-	$(BIN)/ruff check src tests scripts benchmarks validation
-	$(BIN)/ruff format --check src tests scripts benchmarks validation
+	$(BIN)/ruff check src tests benchmarks validation workflow
+	$(BIN)/ruff format --check src tests benchmarks validation workflow
 	$(BIN)/python -m pytest -v --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 clean:

@@ -21,10 +21,10 @@ from alkappa.al.aimd_baseline import (
 from alkappa.al.cost import baseline_reach, campaign_cost, oracle_totals
 from alkappa.al.harmonic_baseline import PURPOSE, run_harmonic_dataset
 from alkappa.al.steps import (
-    run_initial_data,
-    run_merge,
-    run_prepare_structure,
-    run_test_set,
+    harmonic_test_set_step,
+    initial_data_step,
+    merge_step,
+    prepare_structure_step,
 )
 from alkappa.config import ConfigError, load_config, material_settings
 from alkappa.io import read_dataset, read_json, read_trajectory, write_json
@@ -104,16 +104,16 @@ def campaign(tmp_path_factory):
     cfg["reference"] = {"md": {"timestep": 2.0}}
     settings = material_settings(load_config(cfg), "Cu")
     m = tmp_path_factory.mktemp("results") / "Cu"
-    run_prepare_structure(settings, m / "structure/relaxed.extxyz", m / "structure/relax.json")
+    prepare_structure_step(settings, m / "structure/relaxed.extxyz", m / "structure/relax.json")
     args = (settings, m / "structure/relaxed.extxyz", m / "oracle")
-    run_initial_data(*args, m / "data/initial.extxyz", m / "data/initial.json")
-    run_test_set(*args, m / "data/test.extxyz", m / "data/test.json")
+    initial_data_step(*args, m / "data/initial.extxyz", m / "data/initial.json")
+    harmonic_test_set_step(*args, m / "data/test.extxyz", m / "data/test.json")
     dataset = m / "data/initial.extxyz"
     for i, (n, rmse) in enumerate(((2, 0.3), (3, 0.2))):
         write_json(m / f"al/iter_{i}/test_metrics.json", _metrics(rmse))
         labels = _label_iteration(settings, m, i, n, 0.01 * i)
         nxt = m / f"al/iter_{i + 1}/dataset.extxyz"
-        run_merge(dataset, labels, nxt, m / f"al/iter_{i + 1}/merge.json", iteration=i + 1)
+        merge_step(dataset, labels, nxt, m / f"al/iter_{i + 1}/merge.json", iteration=i + 1)
         dataset = nxt
     write_json(m / "al/iter_2/test_metrics.json", _metrics(0.1))
     return settings, m

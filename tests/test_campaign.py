@@ -14,7 +14,7 @@ from alkappa.campaign import (
     material_summary,
     read_summary_csv,
 )
-from alkappa.campaign.steps import run_campaign_summary_step
+from alkappa.campaign.steps import campaign_summary_step
 from alkappa.io import write_json
 
 
@@ -114,7 +114,7 @@ def test_stages_not_run_are_nan(material_files):
 
 def test_summary_csv_and_figure(material_files, tmp_path):
     out_csv, out_png = tmp_path / "summary.csv", tmp_path / "summary.png"
-    run_campaign_summary_step(["B", "A"], material_files, out_csv, out_png)
+    campaign_summary_step(["B", "A"], material_files, out_csv, out_png)
     with open(out_csv, newline="") as fh:
         reader = csv.DictReader(fh)
         assert tuple(reader.fieldnames) == SUMMARY_COLUMNS
@@ -126,9 +126,7 @@ def test_summary_csv_and_figure(material_files, tmp_path):
 
 def test_a_material_without_its_al_summary_is_named(material_files, tmp_path):
     with pytest.raises(ValueError, match=r"no AL summary for material\(s\) \['C'\]"):
-        run_campaign_summary_step(
-            ["A", "C"], material_files, tmp_path / "s.csv", tmp_path / "s.png"
-        )
+        campaign_summary_step(["A", "C"], material_files, tmp_path / "s.csv", tmp_path / "s.png")
     assert not (tmp_path / "s.csv").exists()
 
 

@@ -24,7 +24,7 @@ from alkappa.phonons import (
     run_phono3py,
     write_fc3,
 )
-from alkappa.phonons.steps import run_kappa_commensurate_step, run_kappa_step
+from alkappa.phonons.steps import kappa_commensurate_step, kappa_step
 
 A_AR = 5.3  # Å, fcc LJ argon near its 0 K lattice constant
 
@@ -190,11 +190,11 @@ def test_kappa_steps_write_classical_and_commensurate_values(argon, tmp_path):
     settings = material_settings(cfg, "Cu")
     assert settings["conductivity"]["statistics"] == ["quantum", "classical"]
     write_fc3(argon, tmp_path / "fc")
-    run_kappa_step(settings, tmp_path / "fc", tmp_path / "kappa.nc")
+    kappa_step(settings, tmp_path / "fc", tmp_path / "kappa.nc")
     kappa = read_netcdf(tmp_path / "kappa.nc")
     assert {"kappa_rta_average", "kappa_rta_classical_average", "tau_classical"} <= set(kappa)
     np.testing.assert_array_equal(kappa["temperature"], [50, 300])
-    run_kappa_commensurate_step(settings, tmp_path / "fc", tmp_path / "kappa_commensurate.nc")
+    kappa_commensurate_step(settings, tmp_path / "fc", tmp_path / "kappa_commensurate.nc")
     commensurate = read_netcdf(tmp_path / "kappa_commensurate.nc")
     assert commensurate.attrs["n_grid_points"] == 32
     assert {"kappa_rta_average", "kappa_rta_classical_average"} <= set(commensurate)

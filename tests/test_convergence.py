@@ -73,7 +73,7 @@ def test_decide_step_reads_the_blow_ups_of_this_iterations_exploration(tmp_path)
 
     import xarray as xr
 
-    from alkappa.al.steps import SELECTION_FIELDS, run_decide
+    from alkappa.al.steps import SELECTION_FIELDS, decide_step
     from alkappa.io import read_json, write_json
 
     iteration = tmp_path / "iter_1"
@@ -93,11 +93,11 @@ def test_decide_step_reads_the_blow_ups_of_this_iterations_exploration(tmp_path)
     # the config's key order is kept in the record
     convergence = {"plateau_window": 1, **dict(CONVERGENCE, plateau_window=1)}
     settings = {"select": section_defaults("select"), "convergence": convergence}
-    run_decide(settings, 1, iteration / "selection.csv", metrics, tmp_path / "decision.json")
+    decide_step(settings, 1, iteration / "selection.csv", metrics, tmp_path / "decision.json")
     decision = read_json(tmp_path / "decision.json")
     assert decision["blowups"] == 1 and not decision["stop"]
     assert list(decision["settings"]) == list(convergence)
     # without the blow-up the same iteration converges (quiet, nothing selected, plateau)
     xr.Dataset(attrs={"blew_up": 0}).to_netcdf(iteration / "explore/T600.nc")
-    run_decide(settings, 1, iteration / "selection.csv", metrics, tmp_path / "decision.json")
+    decide_step(settings, 1, iteration / "selection.csv", metrics, tmp_path / "decision.json")
     assert read_json(tmp_path / "decision.json")["converged"]

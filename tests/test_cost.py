@@ -20,11 +20,11 @@ from alkappa.al.cost import (
     run_oracle_cost,
 )
 from alkappa.al.steps import (
-    run_initial_data,
-    run_label,
-    run_merge,
-    run_prepare_structure,
-    run_test_set,
+    harmonic_test_set_step,
+    initial_data_step,
+    label_step,
+    merge_step,
+    prepare_structure_step,
 )
 from alkappa.config import load_config, material_settings
 from alkappa.io import read_dataset, write_dataset, write_json
@@ -65,7 +65,7 @@ def _label_iteration(settings, m: Path, i: int, n: int, shift: float) -> list[Pa
     write_dataset(path, candidates)
     out = [m / f"al/iter_{i}/labels/frame_{k}.extxyz" for k in range(n)]
     for k, frame in enumerate(out):
-        run_label(settings, path, k, m / "oracle", frame)
+        label_step(settings, path, k, m / "oracle", frame)
     return out
 
 
@@ -74,16 +74,16 @@ def campaign(tmp_path_factory):
     """results/Cu after the pre-loop steps and two AL iterations (2 labels, then 3)."""
     settings = _settings()
     m = tmp_path_factory.mktemp("results") / "Cu"
-    run_prepare_structure(settings, m / "structure/relaxed.extxyz", m / "structure/relax.json")
+    prepare_structure_step(settings, m / "structure/relaxed.extxyz", m / "structure/relax.json")
     args = (settings, m / "structure/relaxed.extxyz", m / "oracle")
-    run_initial_data(*args, m / "data/initial.extxyz", m / "data/initial.json")
-    run_test_set(*args, m / "data/test.extxyz", m / "data/test.json")
+    initial_data_step(*args, m / "data/initial.extxyz", m / "data/initial.json")
+    harmonic_test_set_step(*args, m / "data/test.extxyz", m / "data/test.json")
     dataset = m / "data/initial.extxyz"
     for i, (n, rmse) in enumerate(((2, 0.3), (3, 0.2))):
         write_json(m / f"al/iter_{i}/test_metrics.json", _metrics(rmse))
         labels = _label_iteration(settings, m, i, n, 0.01 * i)
         nxt = m / f"al/iter_{i + 1}/dataset.extxyz"
-        run_merge(dataset, labels, nxt, m / f"al/iter_{i + 1}/merge.json", iteration=i + 1)
+        merge_step(dataset, labels, nxt, m / f"al/iter_{i + 1}/merge.json", iteration=i + 1)
         dataset = nxt
     write_json(m / "al/iter_2/test_metrics.json", _metrics(0.1))
     return settings, m
@@ -137,11 +137,11 @@ def test_resume_reuses_stored_calls_without_counting_them_again(campaign, tmp_pa
     for name in ("initial", "test"):
         (copy_ / f"data/{name}.json").unlink()
     args = (settings, copy_ / "structure/relaxed.extxyz", copy_ / "oracle")
-    run_initial_data(*args, copy_ / "data/initial.extxyz", copy_ / "data/initial.json")
-    run_test_set(*args, copy_ / "data/test.extxyz", copy_ / "data/test.json")
+    initial_data_step(*args, copy_ / "data/initial.extxyz", copy_ / "data/initial.json")
+    harmonic_test_set_step(*args, copy_ / "data/test.extxyz", copy_ / "data/test.json")
     labels = copy_ / "al/iter_1/labels/frame_0.extxyz"
     labels.unlink()
-    run_label(settings, copy_ / "al/iter_1/candidates.extxyz", 0, copy_ / "oracle", labels)
+    label_step(settings, copy_ / "al/iter_1/candidates.extxyz", 0, copy_ / "oracle", labels)
     assert read_dataset(labels)[0].info["oracle_reused"]
     assert sorted((copy_ / "oracle").glob("*.extxyz")) == [copy_ / "oracle" / f.name for f in files]
     # the reused calls cost nothing new; their first cost still counts, once

@@ -60,7 +60,7 @@ def test_rule_parser_sees_the_workflow():
     for name in ("all", "label", "train_member", "select", "decide", "kappa", "campaign_summary"):
         assert name in rules
     assert "production" in rules
-    assert directive(rules["label"], "conda") == '"../../envs/oracle.yaml"'
+    assert directive(rules["label"], "conda") == '"../envs/oracle.yaml"'
     assert directive(rules["all"], "conda") is None
 
 
@@ -77,7 +77,7 @@ def test_every_rule_that_runs_something_has_a_conda_env():
         if env_file.parent.name != "envs" or env_file.stem not in ENV_NAMES:
             wrong.append((name, env))
             continue
-        assert (ROOT / "envs" / env_file.name).is_file()
+        assert (ROOT / "workflow/envs" / env_file.name).is_file()
     assert not missing, f"rules without conda: {missing}"
     assert not wrong, f"rules with an unknown environment: {wrong}"
 
@@ -87,7 +87,7 @@ def pyproject() -> dict:
 
 
 def env_requirements(name: str) -> tuple[dict, list[str]]:
-    env = yaml.safe_load((ROOT / "envs" / f"{name}.yaml").read_text())
+    env = yaml.safe_load((ROOT / "workflow/envs" / f"{name}.yaml").read_text())
     assert "conda-forge" in env["channels"]
     pip = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
     assert len(pip) == 1, f"envs/{name}.yaml: one pip section expected"
@@ -101,8 +101,8 @@ def test_environment_pins_what_pyproject_pins(name):
     pinned = {n: r for n, r in ours.items() if any(s.operator == "==" for s in r.specifier)}
     assert "torch" in pinned  # the pin that matters most: an unpinned torch pulls CUDA builds
     env, pip = env_requirements(name)
-    # the package itself, from the checkout (relative to envs/)
-    assert "-e ../" in pip
+    # the package itself, from the checkout (relative to workflow/envs/)
+    assert "-e ../../" in pip
     listed = {canonicalize_name(r.name): r for r in (Requirement(p) for p in pip if p[0] != "-")}
     for dep, req in pinned.items():
         assert dep in listed, f"envs/{name}.yaml does not pin {req}"

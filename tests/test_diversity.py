@@ -187,7 +187,7 @@ def test_run_select_writes_a_diverse_batch(tmp_path):
     """The select step end to end: trajectories on disk -> selection.csv and candidates."""
     import csv
 
-    from alkappa.al.steps import run_select
+    from alkappa.al.steps import select_step
     from alkappa.io import read_dataset, write_json
     from alkappa.io.trajectory import TrajectoryWriter
 
@@ -219,7 +219,7 @@ def test_run_select_writes_a_diverse_batch(tmp_path):
         "descriptor_bins": 51,
         "descriptor_width": 0.1,
     }
-    run_select(
+    select_step(
         {"select": select},  # the rule passes calibration only when the selection uses it
         [tmp_path / "T300.nc"],
         tmp_path / "metrics.json",

@@ -321,7 +321,7 @@ class _CompanionModel(_LJFileModel):
 def test_companions_follow_the_model(tmp_path):
     from helpers import write_emt_dataset
 
-    from alkappa.al.steps import run_train_member
+    from alkappa.al.steps import train_member_step
     from alkappa.al.summary import export_ensemble
     from alkappa.io import write_json
     from alkappa.settings import section_defaults
@@ -335,7 +335,7 @@ def test_companions_follow_the_model(tmp_path):
             "ensemble": {**section_defaults("ensemble"), "seed": 0, "bootstrap": False},
         }
         member = tmp_path / "member_0"
-        run_train_member(settings, tmp_path / "data.extxyz", member, iteration=0, member=0)
+        train_member_step(settings, tmp_path / "data.extxyz", member, iteration=0, member=0)
         assert (member / "model.nequip.zip").is_file()
         assert (member / "model.nequip.pt2").read_text() == "compiled"
         assert not (member / "work" / "model.nequip.pt2").exists()
@@ -367,7 +367,7 @@ def test_a_lone_member_trains_on_every_frame_without_bootstrap(tmp_path, size, r
     frames away, since there are no other members to differ from."""
     from helpers import write_emt_dataset
 
-    from alkappa.al.steps import run_train_member
+    from alkappa.al.steps import train_member_step
     from alkappa.io import read_json
     from alkappa.settings import EnsembleSettings
 
@@ -381,7 +381,7 @@ def test_a_lone_member_trains_on_every_frame_without_bootstrap(tmp_path, size, r
                 size=size, seed=0, validation_fraction=0.25, bootstrap=True
             ).to_dict(),
         }
-        run_train_member(settings, tmp_path / "data.extxyz", tmp_path / "m", iteration=0, member=0)
+        train_member_step(settings, tmp_path / "data.extxyz", tmp_path / "m", iteration=0, member=0)
         info = read_json(tmp_path / "m" / "member.json")
         train, val = info["train_indices"], info["validation_indices"]
         assert len(val) == 3 and len(train) == 9

@@ -85,14 +85,14 @@ def test_frames_above_the_limit_and_only_they_are_gated(action, weight):
 
 
 def test_merge_records_gated_frames_and_carries_weights(tmp_path):
-    from alkappa.al.steps import run_gate, run_merge
+    from alkappa.al.steps import gate_step, merge_step
 
     relaxed = _frame(0.0, None)
     relaxed.info["fidelity"] = "emt"
     write_dataset(tmp_path / "relaxed.extxyz", [relaxed])
     explore = {**section_defaults("explore"), "temperatures": [300.0]}
     settings = {"gate": GATE.to_dict(), "explore": explore}
-    run_gate(settings, tmp_path / "relaxed.extxyz", tmp_path / "gate.json")
+    gate_step(settings, tmp_path / "relaxed.extxyz", tmp_path / "gate.json")
     record = read_json(tmp_path / "gate.json")
     assert record["e_min_per_atom"] == pytest.approx(-3.0)
     assert record["natoms"] == 4 and record["fidelity"] == "emt"
@@ -104,7 +104,7 @@ def test_merge_records_gated_frames_and_carries_weights(tmp_path):
         frame.info["fidelity"] = "emt"
         write_dataset(tmp_path / f"f{k}.extxyz", [frame])
         labels.append(tmp_path / f"f{k}.extxyz")
-    run_merge(
+    merge_step(
         tmp_path / "d0.extxyz",
         labels,
         tmp_path / "d1.extxyz",
@@ -118,7 +118,7 @@ def test_merge_records_gated_frames_and_carries_weights(tmp_path):
     data = read_dataset(tmp_path / "d1.extxyz")
     assert [f.info.get(LABEL_WEIGHT_KEY) for f in data] == [None, None, None, 0.1]
     # without the gate, nothing is marked and the record has no gate entries
-    run_merge(
+    merge_step(
         tmp_path / "d0.extxyz", labels, tmp_path / "d2.extxyz", tmp_path / "m2.json", iteration=1
     )
     assert "gated" not in read_json(tmp_path / "m2.json")

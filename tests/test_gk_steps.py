@@ -14,11 +14,11 @@ from alkappa.greenkubo.steps import (
     discard_stale,
     drift_record,
     gk_convergence,
+    green_kubo_step,
+    greenkubo_summary_step,
     kappa_at_temperature,
     production_runs,
     production_state,
-    run_green_kubo_step,
-    run_greenkubo_summary_step,
     size_check_record,
 )
 from alkappa.io import read_json, write_json, write_netcdf
@@ -90,7 +90,7 @@ def test_green_kubo_and_summary_steps(tmp_path):
     write_json(prod / "production.json", {"settings": small, **result.to_dict()})
     # the record lists the runs
     assert production_runs(prod / "production.json") == result.paths
-    run_green_kubo_step(
+    green_kubo_step(
         settings,
         prod / "production.json",
         prod / "greenkubo.nc",
@@ -105,7 +105,7 @@ def test_green_kubo_and_summary_steps(tmp_path):
         relative = float(ds["kappa_scalar_error"]) / abs(kappa)
         assert relative == pytest.approx(result.relative_error, rel=1e-12)
     fake_kappa(tmp_path / "kappa.nc", temperatures=(50.0, 100.0), kappa=(3.0, 1.0))
-    run_greenkubo_summary_step(
+    greenkubo_summary_step(
         settings,
         {"60": prod / "greenkubo.nc"},
         {"60": prod / "production.json"},
@@ -240,7 +240,7 @@ def test_gk_cell_is_the_resized_relaxed_crystal_with_its_own_force_constants(tmp
     from ase.calculators.emt import EMT
 
     import alkappa
-    from alkappa.greenkubo.steps import run_gk_cell_step
+    from alkappa.greenkubo.steps import gk_cell_step
     from alkappa.io import read_dataset, write_dataset
     from alkappa.phonons import load_phonopy, read_force_constants, run_harmonic
 
@@ -256,7 +256,7 @@ def test_gk_cell_is_the_resized_relaxed_crystal_with_its_own_force_constants(tmp
         "phonons": PhononSettings.with_defaults(displacement=0.01, mesh=[4, 4, 4],
                                                 band_npoints=11, imaginary_threshold=-0.1),
     }  # fmt: skip
-    run_gk_cell_step(settings, tmp_path / "relaxed.extxyz", tmp_path, [2, 2, 2], tmp_path / "c")
+    gk_cell_step(settings, tmp_path / "relaxed.extxyz", tmp_path, [2, 2, 2], tmp_path / "c")
     cell = read_dataset(tmp_path / "c/structure.extxyz")[0]
     assert len(cell) == 32
     np.testing.assert_allclose(cell.cell.cellpar()[:3], [2 * a] * 3, atol=1e-9)

@@ -132,7 +132,7 @@ def test_key_depends_on_structure_and_oracle_settings():
 def test_merge_adds_every_level_and_lists_failures(tmp_path):
     import pytest
 
-    from alkappa.al.steps import run_merge
+    from alkappa.al.steps import merge_step
     from alkappa.io import read_dataset, read_json, write_dataset
 
     def labelled(seed, fidelity):
@@ -149,7 +149,7 @@ def test_merge_adds_every_level_and_lists_failures(tmp_path):
     failed.info["oracle_error"] = "SCF did not converge"
     write_dataset(tmp_path / "f1.extxyz", [failed])
     labels = [tmp_path / "f0.extxyz", tmp_path / "f1.extxyz"]
-    run_merge(
+    merge_step(
         tmp_path / "d0.extxyz", labels, tmp_path / "d1.extxyz", tmp_path / "m.json", iteration=1
     )
     record = read_json(tmp_path / "m.json")
@@ -158,7 +158,7 @@ def test_merge_adds_every_level_and_lists_failures(tmp_path):
     assert record["oracle_calls"] == 3 and len(record["failed"]) == 1
     # a single path (a Snakemake checkpoint placeholder) is refused, not read letter by letter
     with pytest.raises(TypeError, match="instead of the list of label files"):
-        run_merge(
+        merge_step(
             tmp_path / "d0.extxyz",
             str(labels[0]),
             tmp_path / "x.extxyz",
@@ -280,7 +280,7 @@ class Killed(BaseException):
 
 def test_a_kill_during_initial_labelling_repeats_no_oracle_call(tmp_path, monkeypatch):
     from alkappa import sampling
-    from alkappa.al.steps import run_initial_data
+    from alkappa.al.steps import initial_data_step
     from alkappa.config import load_config, material_settings
     from alkappa.io import read_json, write_dataset
 
@@ -307,7 +307,7 @@ def test_a_kill_during_initial_labelling_repeats_no_oracle_call(tmp_path, monkey
     monkeypatch.setattr(oracle_type, "label", counting_label)
     calls["kill_at"] = 4  # inside the initial frames, after the fc2 and two samples
     with pytest.raises(Killed):
-        run_initial_data(settings, structure, store, *paths, record)
+        initial_data_step(settings, structure, store, *paths, record)
     paid_before = calls["n"] - 1
 
     # a rerun draws again with noise in the last digits (threads, degenerate modes)
@@ -321,7 +321,7 @@ def test_a_kill_during_initial_labelling_repeats_no_oracle_call(tmp_path, monkey
 
     monkeypatch.setattr(sampling, "harmonic_samples", noisy)
     calls.update(n=0, kill_at=None)
-    run_initial_data(settings, structure, store, *paths, record)
+    initial_data_step(settings, structure, store, *paths, record)
     total = sum(read_json(record)["oracle_calls"].values())
     assert paid_before + calls["n"] == total  # nothing paid twice
     assert sum(count_oracle_calls(store).values()) == total

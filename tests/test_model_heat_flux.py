@@ -21,13 +21,13 @@ from alkappa._plugins import _runtime, register
 from alkappa.config import ConfigError, load_config
 from alkappa.greenkubo import VirialHeatFlux, make_heat_flux
 from alkappa.greenkubo.steps import (
+    equilibration_step,
+    extend_step,
+    green_kubo_step,
     make_flux,
-    run_equilibration_step,
-    run_extend_step,
-    run_green_kubo_step,
-    run_nve_step,
-    run_production_step,
-    run_round_step,
+    nve_step,
+    production_step,
+    round_step,
 )
 from alkappa.io import read_json, write_dataset, write_json
 from alkappa.io.trajectory import read_trajectory
@@ -273,25 +273,25 @@ def test_green_kubo_steps_with_a_non_nequip_model(plugins, tmp_path):
     settings = {"name": "Ar", "model": spec, "greenkubo": gk}
     prod = tmp_path / "Ar/greenkubo/T60"
     common = {"temperature": 60.0, "threads": 1}
-    # the jobs in the order the rules run them (scripts/gk_*.py)
-    run_equilibration_step(
+    # the jobs in the order the rules run them (the gk_* steps of alkappa.steps)
+    equilibration_step(
         settings, structure, model_dir, prod / "equilibration.nc", progress=False, **common
     )
     for k in range(SMALL["runs"]):
-        run_nve_step(
+        nve_step(
             settings, structure, model_dir, prod / f"run_{k:02d}.nc", index=k, progress=False,
             **common,
         )  # fmt: skip
-    run_round_step(
+    round_step(
         settings, structure, model_dir, prod / "round_0.json", round_index=0, previous=None,
         progress=False, **common,
     )  # fmt: skip
     assert read_json(prod / "round_0.json")["stop"]
-    run_production_step(
+    production_step(
         settings, structure, model_dir, [prod / "round_0.json"], prod / "production.json",
         **common,
     )  # fmt: skip
-    run_green_kubo_step(
+    green_kubo_step(
         settings,
         prod / "production.json",
         prod / "greenkubo.nc",
@@ -334,7 +334,7 @@ def test_green_kubo_steps_with_a_non_nequip_model(plugins, tmp_path):
 def test_green_kubo_steps_extend_the_runs(plugins, tmp_path, monkeypatch):
     """The per-round jobs with max_run_steps: round 0 extends the runs (the autocorrelation
     counts as decayed from a longest lag of 100 fs on, which runs of 120 steps reach); run 0's
-    segment is made by its own job (run_extend_step), run 1's by the next round's job, which
+    segment is made by its own job (extend_step), run 1's by the next round's job, which
     finds it missing; the record and the analysis have the runs at 120 steps."""
     from alkappa.greenkubo import _rounds
     from alkappa.greenkubo._production import read_run, segment_path
@@ -361,28 +361,28 @@ def test_green_kubo_steps_extend_the_runs(plugins, tmp_path, monkeypatch):
     prod = tmp_path / "Ar/greenkubo/T60"
     common = {"temperature": 60.0, "threads": 1}
     args = (settings, structure, model_dir)
-    run_equilibration_step(*args, prod / "equilibration.nc", progress=False, **common)
+    equilibration_step(*args, prod / "equilibration.nc", progress=False, **common)
     for k in range(2):
-        run_nve_step(*args, prod / f"run_{k:02d}.nc", index=k, progress=False, **common)
+        nve_step(*args, prod / f"run_{k:02d}.nc", index=k, progress=False, **common)
     rounds = [prod / "round_0.json", prod / "round_1.json"]
-    run_round_step(*args, rounds[0], round_index=0, previous=None, progress=False, **common)
+    round_step(*args, rounds[0], round_index=0, previous=None, progress=False, **common)
     first = read_json(rounds[0])
     assert first["action"] == "extend" and first["next_run_steps"] == 120
     assert not first["stop"] and first["next_runs"] == []
-    made = run_extend_step(*args, prod / "run_00.nc", index=0, steps=120, progress=False, **common)
+    made = extend_step(*args, prod / "run_00.nc", index=0, steps=120, progress=False, **common)
     assert made == segment_path(prod / "run_00.nc", 1) and made.is_file()
     assert not segment_path(prod / "run_01.nc", 1).exists()
-    run_round_step(*args, rounds[1], round_index=1, previous=rounds[0], progress=False, **common)
+    round_step(*args, rounds[1], round_index=1, previous=rounds[0], progress=False, **common)
     second = read_json(rounds[1])
     assert segment_path(prod / "run_01.nc", 1).is_file()  # made by the round's job
     assert second["run_steps"] == 120 and second["stopped_by"] == "max_runs"
-    run_production_step(*args, rounds, prod / "production.json", **common)
+    production_step(*args, rounds, prod / "production.json", **common)
     record = read_json(prod / "production.json")
     assert record["run_steps"] == 120 and record["run_ps"] == pytest.approx(0.24)
     assert [r["segments"] for r in record["runs"]] == [1, 1]
     assert [r["steps_done"] for r in record["runs"]] == [120, 120]
     assert record["simulated_ps"] == pytest.approx(2 * 0.24)
-    run_green_kubo_step(
+    green_kubo_step(
         settings, prod / "production.json", prod / "greenkubo.nc", prod / "greenkubo.png",
         temperature=60.0,
     )  # fmt: skip

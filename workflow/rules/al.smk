@@ -2,6 +2,9 @@
 # -> label -> merge, repeated until the convergence checkpoint says stop.
 
 
+include: "al_helpers.smk"
+
+
 rule train_member:
     input:
         dataset=lambda wildcards: dataset_path(
@@ -13,7 +16,7 @@ rule train_member:
     log:
         f"{R}/{{material}}/logs/{{kind}}/iter_{{it}}/train_member_{{member}}.log",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["train"]
     resources:
         mem_mb=4000,
@@ -21,7 +24,7 @@ rule train_member:
     params:
         settings=sections("model", "ensemble"),
     script:
-        "../../scripts/train_member.py"
+        "../scripts/step.py"
 
 
 rule evaluate:
@@ -35,12 +38,12 @@ rule evaluate:
     log:
         f"{R}/{{material}}/logs/{{kind}}/iter_{{it}}/evaluate.log",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["md"]
     params:
         settings=sections("model"),
     script:
-        "../../scripts/evaluate.py"
+        "../scripts/step.py"
 
 
 rule evaluate_thresholds:
@@ -54,12 +57,12 @@ rule evaluate_thresholds:
     log:
         f"{R}/{{material}}/logs/al/iter_{{it}}/evaluate_thresholds.log",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["md"]
     params:
         settings=sections("model"),
     script:
-        "../../scripts/evaluate.py"
+        "../scripts/step.py"
 
 
 rule explore:
@@ -72,12 +75,12 @@ rule explore:
     log:
         f"{R}/{{material}}/logs/al/iter_{{it}}/explore_T{{T}}.log",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["md"]
     params:
         settings=sections("model", "explore"),
     script:
-        "../../scripts/explore.py"
+        "../scripts/step.py"
 
 
 rule select:
@@ -93,11 +96,11 @@ rule select:
     log:
         f"{R}/{{material}}/logs/al/iter_{{it}}/select.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=select_settings,
     script:
-        "../../scripts/select.py"
+        "../scripts/step.py"
 
 
 checkpoint decide:
@@ -112,11 +115,11 @@ checkpoint decide:
     log:
         f"{R}/{{material}}/logs/al/iter_{{it}}/decide.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("select", "convergence"),
     script:
-        "../../scripts/decide.py"
+        "../scripts/step.py"
 
 
 rule label:
@@ -129,13 +132,13 @@ rule label:
     group:
         "label"
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=label_settings,
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/label.py"
+        "../scripts/step.py"
 
 
 rule gate:
@@ -146,11 +149,11 @@ rule gate:
     log:
         f"{R}/{{material}}/logs/al/gate.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("gate", "explore"),
     script:
-        "../../scripts/gate.py"
+        "../scripts/step.py"
 
 
 rule merge:
@@ -168,9 +171,9 @@ rule merge:
     wildcard_constraints:
         it=r"[1-9][0-9]*",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     script:
-        "../../scripts/merge.py"
+        "../scripts/step.py"
 
 
 rule summary:
@@ -199,11 +202,11 @@ rule summary:
     log:
         f"{R}/{{material}}/logs/summary.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("select", "model", "explore"),
     script:
-        "../../scripts/summary.py"
+        "../scripts/step.py"
 
 
 rule oracle_cost:
@@ -221,9 +224,9 @@ rule oracle_cost:
     log:
         f"{R}/{{material}}/logs/oracle_cost.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         # the oracle store and the label files are read from the results directory
         directory=lambda wildcards: f"{R}/{wildcards.material}",
     script:
-        "../../scripts/oracle_cost.py"
+        "../scripts/step.py"

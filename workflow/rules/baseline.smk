@@ -3,6 +3,9 @@
 # (aiMD) and harmonic samples only, at the AL iterations' oracle cost (config `baselines`).
 
 
+include: "baseline_helpers.smk"
+
+
 rule random_dataset:
     input:
         initial=lambda wildcards: dataset_path(wildcards.material, 0),
@@ -15,11 +18,11 @@ rule random_dataset:
     wildcard_constraints:
         it=r"[1-9][0-9]*",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("reference"),
     script:
-        "../../scripts/random_dataset.py"
+        "../scripts/step.py"
 
 
 rule compare_random:
@@ -36,9 +39,9 @@ rule compare_random:
     log:
         f"{R}/{{material}}/logs/compare_random.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     script:
-        "../../scripts/compare_random.py"
+        "../scripts/step.py"
 
 
 # after the AL loop: the baseline's MD length and points follow from AL's oracle cost
@@ -50,12 +53,12 @@ checkpoint aimd_plan:
     log:
         f"{R}/{{material}}/logs/aimd/plan.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("baselines", "explore", "reference"),
         directory=lambda wildcards: f"{R}/{wildcards.material}",
     script:
-        "../../scripts/aimd_plan.py"
+        "../scripts/step.py"
 
 
 rule aimd_md:
@@ -70,12 +73,12 @@ rule aimd_md:
     log:
         f"{R}/{{material}}/logs/aimd/md_T{{T}}.log",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("oracle", "explore", "baselines"),
     script:
-        "../../scripts/aimd_md.py"
+        "../scripts/step.py"
 
 
 rule aimd_dataset:
@@ -90,9 +93,9 @@ rule aimd_dataset:
     log:
         f"{R}/{{material}}/logs/aimd/iter_{{it}}/aimd_dataset.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     script:
-        "../../scripts/aimd_dataset.py"
+        "../scripts/step.py"
 
 
 rule harmonic_dataset:
@@ -113,10 +116,10 @@ rule harmonic_dataset:
     wildcard_constraints:
         it=r"[1-9][0-9]*",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("oracle", "initial", "explore", "baselines"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/harmonic_dataset.py"
+        "../scripts/step.py"

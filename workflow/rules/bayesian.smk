@@ -3,6 +3,9 @@
 # kappa with the phonon stage's functions, figures. Target rule: `snakemake bayesian`.
 
 
+include: "bayesian_helpers.smk"
+
+
 rule bayes_train:
     input:
         structure=f"{R}/{{material}}/structure/relaxed.extxyz",
@@ -16,13 +19,13 @@ rule bayes_train:
     log:
         f"{R}/{{material}}/logs/bayes_train.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("oracle", "bayesian"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/bayes_train.py"
+        "../scripts/step.py"
 
 
 rule bayes_converged:
@@ -34,11 +37,11 @@ rule bayes_converged:
     log:
         f"{R}/{{material}}/logs/bayes_converged.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     params:
         settings=sections("bayesian"),
     script:
-        "../../scripts/bayes_converged.py"
+        "../scripts/step.py"
 
 
 rule bayes_export:
@@ -52,11 +55,11 @@ rule bayes_export:
     log:
         f"{R}/{{material}}/logs/bayes_export.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     params:
         settings=sections("bayesian"),
     script:
-        "../../scripts/bayes_export.py"
+        "../scripts/step.py"
 
 
 rule bayes_kappa:
@@ -67,12 +70,12 @@ rule bayes_kappa:
     log:
         f"{R}/{{material}}/logs/bayes_kappa.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     threads: config["threads"]["kappa"]
     params:
         settings=sections("conductivity"),
     script:
-        "../../scripts/bayes_kappa.py"
+        "../scripts/step.py"
 
 
 # kappa of the Bayesian model against kappa of the oracle's own fc2/fc3 (rule fc3, method
@@ -93,11 +96,11 @@ rule bayes_validation:
     log:
         f"{R}/{{material}}/logs/bayes_validation.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("bayesian", "conductivity"),
     script:
-        "../../scripts/bayes_validation.py"
+        "../scripts/step.py"
 
 
 rule bayes_figures:
@@ -121,11 +124,11 @@ rule bayes_figures:
     log:
         f"{R}/{{material}}/logs/bayes_figures.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("bayesian"),
     script:
-        "../../scripts/bayes_figures.py"
+        "../scripts/step.py"
 
 
 rule bayesian:

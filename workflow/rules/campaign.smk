@@ -1,6 +1,9 @@
 # Across materials: the campaign summary table and figure, and the `figures` target.
 
 
+include: "campaign_helpers.smk"
+
+
 rule campaign_summary:
     input:
         campaign_inputs,
@@ -18,12 +21,12 @@ rule campaign_summary:
     log:
         f"{R}/logs/campaign_summary.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         materials=MATERIALS,
         files=lambda wildcards: campaign_files(),
     script:
-        "../../scripts/campaign_summary.py"
+        "../scripts/step.py"
 
 
 # `snakemake figures` builds every figure (and what it needs); to redraw them all from

@@ -4,6 +4,9 @@
 # and after active learning.
 
 
+include: "events_helpers.smk"
+
+
 rule events_md:
     input:
         models=lambda wildcards: events_members(wildcards.material, wildcards.model),
@@ -16,12 +19,12 @@ rule events_md:
     wildcard_constraints:
         model="al|random|initial",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["md"]
     params:
         settings=sections("model", "reference", "explore"),
     script:
-        "../../scripts/events_md.py"
+        "../scripts/step.py"
 
 
 rule events_kappa:
@@ -35,12 +38,12 @@ rule events_kappa:
     wildcard_constraints:
         model="random|initial",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     threads: config["threads"]["kappa"]
     params:
         settings=sections("model", "conductivity", "events"),
     script:
-        "../../scripts/events_kappa.py"
+        "../scripts/step.py"
 
 
 rule events_diagnosis:
@@ -65,7 +68,7 @@ rule events_diagnosis:
     log:
         f"{R}/{{material}}/logs/events/diagnosis.log",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("oracle", "events"),
@@ -79,4 +82,4 @@ rule events_diagnosis:
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
         out_dir=lambda wildcards: f"{R}/{wildcards.material}/events",
     script:
-        "../../scripts/events_diagnosis.py"
+        "../scripts/step.py"

@@ -4,6 +4,9 @@
 # {gk} is greenkubo/ for the main cell and greenkubo_<n1>x<n2>x<n3>/ for greenkubo.size_check.
 
 
+include: "greenkubo_helpers.smk"
+
+
 # A cell other than the material's supercell: resized relaxed lattice, MLIP-relaxed positions,
 # the MLIP's harmonic phonons in it.
 rule gk_cell:
@@ -16,12 +19,12 @@ rule gk_cell:
     log:
         f"{R}/{{material}}/logs/{{gk}}/cell.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     params:
         settings=sections("structure", "supercell", "relax", "phonons", "greenkubo"),
         supercell=lambda wildcards: gk_cell(wildcards.material, wildcards.gk),
     script:
-        "../../scripts/gk_cell.py"
+        "../scripts/step.py"
 
 
 # Production in rounds, each NVE run its own job (threads.md each), so `--cores N` and the
@@ -50,12 +53,12 @@ rule gk_equilibrate:
     log:
         f"{R}/{{material}}/logs/{{gk}}/equilibrate_T{{T}}.log",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["md"]
     params:
         settings=sections("greenkubo"),
     script:
-        "../../scripts/gk_equilibrate.py"
+        "../scripts/step.py"
 
 
 rule gk_run:
@@ -66,12 +69,12 @@ rule gk_run:
     log:
         f"{R}/{{material}}/logs/{{gk}}/T{{T}}/run_{{k}}.log",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["md"]
     params:
         settings=sections("greenkubo"),
     script:
-        "../../scripts/gk_run.py"
+        "../scripts/step.py"
 
 
 checkpoint gk_round:
@@ -84,12 +87,12 @@ checkpoint gk_round:
     wildcard_constraints:
         round=r"\d+",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["md"]
     params:
         settings=sections("greenkubo"),
     script:
-        "../../scripts/gk_round.py"
+        "../scripts/step.py"
 
 
 rule production:
@@ -100,12 +103,12 @@ rule production:
     log:
         f"{R}/{{material}}/logs/{{gk}}/production_T{{T}}.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("greenkubo"),
         md_threads=config["threads"]["md"],
     script:
-        "../../scripts/gk_production.py"
+        "../scripts/step.py"
 
 
 rule green_kubo:
@@ -128,11 +131,11 @@ rule green_kubo:
     log:
         f"{R}/{{material}}/logs/{{gk}}/green_kubo_T{{T}}.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("greenkubo"),
     script:
-        "../../scripts/green_kubo.py"
+        "../scripts/step.py"
 
 
 rule mode_lifetimes:
@@ -152,11 +155,11 @@ rule mode_lifetimes:
     log:
         f"{R}/{{material}}/logs/{{gk}}/mode_lifetimes_T{{T}}.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     params:
         settings=sections("greenkubo"),
     script:
-        "../../scripts/mode_lifetimes.py"
+        "../scripts/step.py"
 
 
 rule finite_size:
@@ -175,11 +178,11 @@ rule finite_size:
     log:
         f"{R}/{{material}}/logs/{{gk}}/finite_size_T{{T}}.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     params:
         settings=sections("greenkubo"),
     script:
-        "../../scripts/finite_size.py"
+        "../scripts/step.py"
 
 
 rule greenkubo_summary:
@@ -196,8 +199,8 @@ rule greenkubo_summary:
     log:
         f"{R}/{{material}}/logs/{{gk}}/summary.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("greenkubo"),
     script:
-        "../../scripts/greenkubo_summary.py"
+        "../scripts/step.py"

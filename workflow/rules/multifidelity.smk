@@ -4,6 +4,9 @@
 # the AL loop of al.smk; here only its high-level start (D_0 and test set at the high level).
 
 
+include: "multifidelity_helpers.smk"
+
+
 rule mf_al_data:
     input:
         initial=rules.initial_data.output.initial,
@@ -15,13 +18,13 @@ rule mf_al_data:
     log:
         f"{R}/{{material}}/logs/multifidelity/al_data.log",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=label_settings,
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/mf_al_data.py"
+        "../scripts/step.py"
 
 
 rule mf_data:
@@ -33,13 +36,13 @@ rule mf_data:
     log:
         f"{R}/{{material}}/logs/multifidelity/data.log",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("multifidelity"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/mf_data.py"
+        "../scripts/step.py"
 
 
 rule mf_low_model:
@@ -50,12 +53,12 @@ rule mf_low_model:
     log:
         f"{R}/{{material}}/logs/multifidelity/low_model.log",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["train"]
     params:
         settings=sections("multifidelity"),
     script:
-        "../../scripts/mf_low_model.py"
+        "../scripts/step.py"
 
 
 rule mf_train:
@@ -69,12 +72,12 @@ rule mf_train:
         approach="multifidelity|high_only|transfer|delta",
         n=r"\d+",
     conda:
-        "../../envs/mlip.yaml"
+        "../envs/mlip.yaml"
     threads: config["threads"]["train"]
     params:
         settings=sections("multifidelity"),
     script:
-        "../../scripts/mf_train.py"
+        "../scripts/step.py"
 
 
 rule mf_study:
@@ -94,6 +97,6 @@ rule mf_study:
     log:
         f"{R}/{{material}}/logs/multifidelity/study.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     script:
-        "../../scripts/mf_study.py"
+        "../scripts/step.py"

@@ -2,6 +2,9 @@
 # third-order force constants and thermal conductivity (phono3py), anharmonicity score.
 
 
+include: "phonons_helpers.smk"
+
+
 rule phonons:
     input:
         unpack(force_inputs),
@@ -13,13 +16,13 @@ rule phonons:
     log:
         f"{R}/{{material}}/logs/phonons_{{method}}.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     threads: method_threads
     params:
         settings=sections("oracle", "phonons"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/phonons.py"
+        "../scripts/step.py"
 
 
 rule phonon_comparison:
@@ -39,11 +42,11 @@ rule phonon_comparison:
     log:
         f"{R}/{{material}}/logs/phonon_comparison.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("phonons"),
     script:
-        "../../scripts/phonon_comparison.py"
+        "../scripts/step.py"
 
 
 rule fc3:
@@ -58,13 +61,13 @@ rule fc3:
     log:
         f"{R}/{{material}}/logs/fc3_{{method}}.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     threads: method_threads
     params:
         settings=sections("oracle", "conductivity"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/fc3.py"
+        "../scripts/step.py"
 
 
 rule kappa:
@@ -75,12 +78,12 @@ rule kappa:
     log:
         f"{R}/{{material}}/logs/kappa_{{method}}.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     threads: config["threads"]["kappa"]
     params:
         settings=sections("conductivity"),
     script:
-        "../../scripts/kappa.py"
+        "../scripts/step.py"
 
 
 rule kappa_commensurate:
@@ -93,12 +96,12 @@ rule kappa_commensurate:
     log:
         f"{R}/{{material}}/logs/kappa_commensurate_{{method}}.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     threads: config["threads"]["kappa"]
     params:
         settings=sections("conductivity"),
     script:
-        "../../scripts/kappa_commensurate.py"
+        "../scripts/step.py"
 
 
 rule conductivity_comparison:
@@ -130,11 +133,11 @@ rule conductivity_comparison:
     log:
         f"{R}/{{material}}/logs/conductivity_comparison.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("conductivity"),
     script:
-        "../../scripts/conductivity_comparison.py"
+        "../scripts/step.py"
 
 
 rule anharmonicity:
@@ -151,8 +154,8 @@ rule anharmonicity:
     log:
         f"{R}/{{material}}/logs/anharmonicity.log",
     conda:
-        "../../envs/phonons.yaml"
+        "../envs/phonons.yaml"
     params:
         settings=sections("phonons"),
     script:
-        "../../scripts/anharmonicity.py"
+        "../scripts/step.py"

@@ -8,12 +8,12 @@ rule prepare_structure:
     log:
         f"{R}/{{material}}/logs/prepare_structure.log",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("structure", "supercell", "oracle", "relax"),
     script:
-        "../../scripts/prepare_structure.py"
+        "../scripts/step.py"
 
 
 rule initial_data:
@@ -25,13 +25,13 @@ rule initial_data:
     log:
         f"{R}/{{material}}/logs/initial_data.log",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("oracle", "initial"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/initial_data.py"
+        "../scripts/step.py"
 
 
 # only without reference data (else rule reference_split draws it); after D_0, whose
@@ -46,13 +46,13 @@ rule harmonic_test_set:
     log:
         f"{R}/{{material}}/logs/harmonic_test_set.log",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("oracle", "initial", "test", "explore"),
         store=lambda wildcards: f"{R}/{wildcards.material}/oracle",
     script:
-        "../../scripts/harmonic_test_set.py"
+        "../scripts/step.py"
 
 
 rule reference_md:
@@ -64,12 +64,12 @@ rule reference_md:
     log:
         f"{R}/{{material}}/logs/reference_md_T{{T}}.log",
     conda:
-        "../../envs/oracle.yaml"
+        "../envs/oracle.yaml"
     threads: config["threads"]["oracle"]
     params:
         settings=sections("oracle", "reference", "explore"),
     script:
-        "../../scripts/reference_md.py"
+        "../scripts/step.py"
 
 
 rule reference_split:
@@ -89,8 +89,8 @@ rule reference_split:
     log:
         f"{R}/{{material}}/logs/reference_split.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../envs/analysis.yaml"
     params:
         settings=sections("oracle", "reference"),
     script:
-        "../../scripts/reference_split.py"
+        "../scripts/step.py"

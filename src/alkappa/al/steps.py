@@ -1,7 +1,7 @@
 """The AL loop's steps at the level of files: what each Snakemake rule calls.
 
-Each ``run_*`` function reads its inputs, does one step and writes its outputs atomically;
-Snakemake's ``script:`` wrappers in ``scripts/`` only translate the rule into a call.
+Each ``*_step`` function reads its inputs, does one step and writes its outputs atomically;
+the rule's adapter in :mod:`alkappa.steps` only translates the rule into a call.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def _oracle(spec: OracleSpec) -> Oracle:
     return get_oracle(spec)
 
 
-def run_prepare_structure(
+def prepare_structure_step(
     settings: SettingsDict, out_structure: str | Path, out_record: str | Path
 ) -> None:
     """Build the supercell of the material and relax it with the oracle."""
@@ -163,7 +163,7 @@ def relaxed_supercell(structure_path: str | Path) -> Atoms:
     return supercell
 
 
-def run_initial_data(
+def initial_data_step(
     settings: SettingsDict,
     structure_path: str | Path,
     store: str | Path,
@@ -195,7 +195,7 @@ def run_initial_data(
     write_json(out_record, label.record(n_initial=len(initial)))
 
 
-def run_test_set(
+def harmonic_test_set_step(
     settings: SettingsDict,
     structure_path: str | Path,
     store: str | Path,
@@ -230,7 +230,7 @@ def run_test_set(
     write_json(out_record, label.record(n_test=len(test)))
 
 
-def run_train_member(
+def train_member_step(
     settings: SettingsDict,
     dataset_path: str | Path,
     out_dir: str | Path,
@@ -314,7 +314,7 @@ def load_members(
     return load_ensemble(list(model_paths), model=settings["model"], threads=threads)
 
 
-def run_evaluate(
+def evaluate_step(
     settings: SettingsDict,
     model_paths: Sequence[str | Path],
     test_path: str | Path,
@@ -332,7 +332,7 @@ def run_evaluate(
     write_json(out_metrics, metrics)
 
 
-def run_explore(
+def explore_step(
     settings: SettingsDict,
     model_paths: Sequence[str | Path],
     structure_path: str | Path,
@@ -386,7 +386,7 @@ SELECTION_FIELDS = (
 )
 
 
-def run_select(
+def select_step(
     settings: SettingsDict,
     trajectory_paths: Sequence[str | Path],
     metrics_path: str | Path,
@@ -519,7 +519,7 @@ def count_selected(selection_path: str | Path) -> int:
         return sum(row["accepted"] == "True" for row in csv.DictReader(fh))
 
 
-def run_label(
+def label_step(
     settings: SettingsDict,
     candidates_path: str | Path,
     index: int,
@@ -529,15 +529,15 @@ def run_label(
     """Label one selected frame; a failure is written as an unlabelled frame with its error.
 
     With ``multifidelity.al`` enabled the frame goes to
-    :func:`alkappa.multifidelity.steps.run_mf_label_step` (cheap level, and the high level
+    :func:`alkappa.multifidelity.steps.mf_label_step` (cheap level, and the high level
     for the most uncertain frames).
     """
     from alkappa.config import multifidelity_al
 
     if multifidelity_al(settings):
-        from alkappa.multifidelity.steps import run_mf_label_step
+        from alkappa.multifidelity.steps import mf_label_step
 
-        run_mf_label_step(settings, candidates_path, index, store, out_frame)
+        mf_label_step(settings, candidates_path, index, store, out_frame)
         return
     frame = read_dataset(candidates_path)[index]
     spec = OracleSpec.from_settings(settings)
@@ -553,7 +553,7 @@ def run_label(
     write_dataset(out_frame, [out])
 
 
-def run_gate(settings: SettingsDict, structure_path: str | Path, out_gate: str | Path) -> None:
+def gate_step(settings: SettingsDict, structure_path: str | Path, out_gate: str | Path) -> None:
     """The physical gate's limits (:mod:`alkappa.al.gate`) from the relaxed structure."""
     from alkappa.al.gate import gate_limits
     from alkappa.io.dataset import labels
@@ -568,7 +568,7 @@ def run_gate(settings: SettingsDict, structure_path: str | Path, out_gate: str |
     write_json(out_gate, record)
 
 
-def run_merge(
+def merge_step(
     dataset_path: str | Path,
     label_paths: Sequence[str | Path],
     out_dataset: str | Path,
@@ -580,7 +580,7 @@ def run_merge(
     """D_{i+1} = D_i + the frames labelled in iteration i; failed frames are listed, not added.
 
     A label file holds one frame, or (multi-fidelity AL) the same structure at several levels.
-    With ``gate_path`` (the record of :func:`run_gate`) the added frames far above the thermal
+    With ``gate_path`` (the record of :func:`gate_step`) the added frames far above the thermal
     range get a smaller energy/stress weight (:func:`alkappa.al.gate.apply_gate`); the record
     lists them under ``gated``.
     """
@@ -634,7 +634,7 @@ def run_merge(
     )
 
 
-def run_decide(
+def decide_step(
     settings: SettingsDict,
     iteration: int,
     selection_path: str | Path,
@@ -681,7 +681,17 @@ def member_model_files(member_infos: Sequence[str | Path]) -> list[Path]:
     return [Path(p).parent / read_json(p)["model_file"] for p in member_infos]
 
 
-def run_summary(
+def warm_start_checkpoint(previous: str | Path | Sequence[str | Path]) -> Path | None:
+    """The model a member warm-starts from: the packaged model of the same member in the
+    previous iteration, from its ``member.json`` (``previous``); None where there is none
+    (``previous`` empty: the first iteration, a baseline, or ``ensemble.warm_start`` off)."""
+    if not previous:
+        return None
+    records = [previous] if isinstance(previous, str | Path) else list(previous)
+    return member_model_files(records[:1])[0]
+
+
+def summary_step(
     settings: SettingsDict,
     *,
     relax_record: str | Path,

@@ -115,7 +115,7 @@ def _labeller(settings: SettingsDict, store: str | Path, counter: dict[str, int]
     return label
 
 
-def run_bayes_train_step(
+def bayes_train_step(
     settings: SettingsDict, structure_path: str | Path, store: str | Path, out_dir: str | Path
 ) -> None:
     """Dynamic training from the relaxed supercell; writes into ``out_dir``:
@@ -189,7 +189,7 @@ def run_bayes_train_step(
     )
 
 
-def run_bayes_check_step(
+def bayes_check_step(
     settings: SettingsDict, model_path: str | Path, decision_path: str | Path
 ) -> None:
     """The no-new-data convergence decision of the final model (``decision.json``).
@@ -232,9 +232,7 @@ def run_bayes_check_step(
     )
 
 
-def run_bayes_export_step(
-    settings: SettingsDict, model_path: str | Path, out_dir: str | Path
-) -> None:
+def bayes_export_step(settings: SettingsDict, model_path: str | Path, out_dir: str | Path) -> None:
     """Force constants for phono3py and ShengBTE (see :mod:`alkappa.bayesfc._export`)."""
     from alkappa.bayesfc._export import export_force_constants
     from alkappa.bayesfc._model import BayesianFCModelFit
@@ -247,7 +245,7 @@ def run_bayes_export_step(
     print(f"wrote {', '.join(sorted(result.paths))}")
 
 
-def run_bayes_figures_step(
+def bayes_figures_step(
     settings: SettingsDict, train_dir: str | Path, errors_png: str | Path, width_png: str | Path
 ) -> None:
     """Error vs MD step (triggers marked) and posterior width vs training size."""

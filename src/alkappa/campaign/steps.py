@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-def run_campaign_summary_step(
+def campaign_summary_step(
     materials: Sequence[str],
     files: Mapping[str, Mapping[str, str | Path | None]],
     out_csv: str | Path,

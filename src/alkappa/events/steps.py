@@ -2,11 +2,11 @@
 
 All work in ``results/<m>/events/``:
 
-* :func:`run_events_md_step`: MLIP MD (the AL model, the random-sampling baseline at the same
+* :func:`events_md_step`: MLIP MD (the AL model, the random-sampling baseline at the same
   label budget, optionally the initial model) with the thermostat, timestep, temperature,
   duration and seed of the reference (oracle) MD, through the same MD loop
   (:func:`alkappa.al.explore.run_exploration`) (``<model>/md_T<T>.nc``);
-* :func:`run_events_kappa_step`: phono3py lifetimes of the random baseline ensemble
+* :func:`events_kappa_step`: phono3py lifetimes of the random baseline ensemble
   (``random/kappa.nc``), to compare with the oracle's and the AL model's of the conductivity
   stage;
 * :func:`run_events_diagnosis_step`: events of every trajectory, rates, missing and false
@@ -49,6 +49,26 @@ def model_files(inputs: Sequence[str | Path]) -> list[Path]:
     return [p.parent / read_json(p)["model_file"] for p in paths]
 
 
+def mlip_md_by_model(
+    files: Sequence[str | Path], models: Sequence[str], temperatures: Sequence[str]
+) -> dict[str, dict[str, str | Path]]:
+    """The MLIP trajectories of ``events_diagnosis`` by model, then temperature.
+
+    ``files`` lists them model by model, each model's at every temperature in turn (the order
+    ``events_inputs`` in ``workflow/rules/events.smk`` gives).
+    """
+    if len(files) != len(models) * len(temperatures):
+        raise ValueError(
+            f"{len(files)} MLIP trajectories for {len(models)} models "
+            f"at {len(temperatures)} temperatures"
+        )
+    n = len(temperatures)
+    return {
+        model: {T: files[i * n + k] for k, T in enumerate(temperatures)}
+        for i, model in enumerate(models)
+    }
+
+
 def _md_settings(settings: SettingsDict, temperature: float) -> MDOptions:
     """The reference MD's settings, as :func:`alkappa.reference_data.run_reference_md` uses."""
     from alkappa.reference_data import oracle_md_settings
@@ -58,7 +78,7 @@ def _md_settings(settings: SettingsDict, temperature: float) -> MDOptions:
     return oracle_md_settings(settings, md, temperature)
 
 
-def run_events_md_step(
+def events_md_step(
     settings: SettingsDict,
     models: Sequence[str | Path],
     structure_path: str | Path,
@@ -91,7 +111,7 @@ def run_events_md_step(
     )
 
 
-def run_events_kappa_step(
+def events_kappa_step(
     settings: SettingsDict,
     models: Sequence[str | Path],
     structure_path: str | Path,

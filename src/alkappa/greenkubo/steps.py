@@ -1,22 +1,22 @@
 """The pipeline's Green-Kubo steps, one function per Snakemake rule.
 
 Each reads files, calls the library (:mod:`alkappa.greenkubo`) and writes its outputs; the
-``scripts/*.py`` wrappers only translate the Snakemake object into one of these calls. All of
+adapters of :mod:`alkappa.steps` only translate the Snakemake object into one of these calls. All of
 them work on ``results/<m>/greenkubo/T<T>/`` (``greenkubo_<n1>x<n2>x<n3>/`` for the cells of
 ``greenkubo.size_check``):
 
-* :func:`run_gk_cell_step`: a Green-Kubo cell other than the material's supercell, with the
+* :func:`gk_cell_step`: a Green-Kubo cell other than the material's supercell, with the
   MLIP's harmonic phonons in it (``cell/structure.extxyz``, ``cell/phonopy_params.yaml``);
 * the production, in rounds of independent NVE runs with the final ensemble until kappa's
   relative error reaches ``target_error`` or a budget is spent:
-  :func:`run_equilibration_step` (``equilibration.nc``), :func:`run_nve_step` (one run,
-  ``run_<k>.nc``), :func:`run_round_step` (the decision after a round, ``round_<r>.json``,
-  and the next round's snapshots, ``chain_<r + 1>.nc``) and :func:`run_production_step`
+  :func:`equilibration_step` (``equilibration.nc``), :func:`nve_step` (one run,
+  ``run_<k>.nc``), :func:`round_step` (the decision after a round, ``round_<r>.json``,
+  and the next round's snapshots, ``chain_<r + 1>.nc``) and :func:`production_step`
   (``production.json``, the record that lists the runs: :func:`production_runs`);
-* :func:`run_green_kubo_step`: the Green-Kubo analysis (``greenkubo.nc``, ``greenkubo.png``);
-* :func:`run_mode_lifetimes_step`: phonon lifetimes of the same runs against phono3py's
+* :func:`green_kubo_step`: the Green-Kubo analysis (``greenkubo.nc``, ``greenkubo.png``);
+* :func:`mode_lifetimes_step`: phonon lifetimes of the same runs against phono3py's
   (``lifetimes.nc``, ``lifetimes.json``, ``lifetimes.png``);
-* :func:`run_greenkubo_summary_step`: kappa per temperature next to phono3py, drift flags and
+* :func:`greenkubo_summary_step`: kappa per temperature next to phono3py, drift flags and
   lifetime ratios (``greenkubo/summary.json``, ``greenkubo/kappa_T.png``).
 """
 
@@ -195,7 +195,7 @@ def discard_stale(paths: Sequence[str | Path], fingerprint: str) -> list[Path]:
     return removed
 
 
-def run_gk_cell_step(
+def gk_cell_step(
     settings: SettingsDict,
     relaxed_path: str | Path,
     model_dir: str | Path,
@@ -330,7 +330,7 @@ class _Setup:
         )
 
 
-def run_equilibration_step(
+def equilibration_step(
     settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
@@ -379,7 +379,7 @@ def run_equilibration_step(
     print(f"equilibration: {len(result.snapshots)} starting snapshot(s) ({state})")
 
 
-def run_nve_step(
+def nve_step(
     settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
@@ -439,7 +439,7 @@ def run_nve_step(
     print(_run_line(run))
 
 
-def run_extend_step(
+def extend_step(
     settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
@@ -490,7 +490,7 @@ def run_extend_step(
     return segment_path(out, result.segments) if result.segments else out
 
 
-def run_round_step(
+def round_step(
     settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
@@ -509,7 +509,7 @@ def run_round_step(
     the next round's starting snapshots (``chain_<round_index + 1>.nc``, with the final
     ensemble). ``previous``: the record of the round before (None for round 0). Runs that
     the previous record extended and that have no segment of that length yet
-    (:func:`run_extend_step`) are extended here, one after the other (``force_constants``:
+    (:func:`extend_step`) are extended here, one after the other (``force_constants``:
     for the harmonic flux). Writes the round's record."""
     from alkappa.greenkubo import run_round
     from alkappa.greenkubo._production import chain_path
@@ -551,7 +551,7 @@ def run_round_step(
         print(f"next round: runs {record['next_runs']}")
 
 
-def run_production_step(
+def production_step(
     settings: SettingsDict,
     structure_path: str | Path,
     model_dir: str | Path,
@@ -659,7 +659,7 @@ def usable_runs(run_paths: Sequence[str | Path]) -> list[Path]:
     return good
 
 
-def run_green_kubo_step(
+def green_kubo_step(
     settings: SettingsDict,
     run_paths: str | Path | Sequence[str | Path],
     out_netcdf: str | Path,
@@ -700,7 +700,7 @@ def run_green_kubo_step(
         plot_kappa_convergence(ds, out_convergence, title=f"{settings['name']}, {temperature:g} K")
 
 
-def run_finite_size_step(
+def finite_size_step(
     settings: SettingsDict,
     green_kubo: str | Path,
     lifetimes: str | Path,
@@ -744,7 +744,7 @@ def run_finite_size_step(
     plot_finite_size(ds, out_figure, title=f"{settings['name']}, {temperature:g} K")
 
 
-def run_mode_lifetimes_step(
+def mode_lifetimes_step(
     settings: SettingsDict,
     run_paths: str | Path | Sequence[str | Path],
     force_constants: str | Path,
@@ -856,7 +856,7 @@ def gk_convergence(
     }
 
 
-def run_greenkubo_summary_step(
+def greenkubo_summary_step(
     settings: SettingsDict,
     green_kubo: Mapping[str, str | Path],
     productions: Mapping[str, str | Path],

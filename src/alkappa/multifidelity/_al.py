@@ -6,7 +6,7 @@ the selected frames and/or an absolute budget per iteration (the smaller wins). 
 calls go through the same content-addressed store as every other label, so they are counted per
 level, with their seconds, by ``alkappa oracle-calls``.
 
-In the Snakemake AL loop through :func:`alkappa.multifidelity.steps.run_mf_label_step`
+In the Snakemake AL loop through :func:`alkappa.multifidelity.steps.mf_label_step`
 (``multifidelity.al`` in the config).
 """
 

@@ -2,23 +2,23 @@
 
 All work in ``results/<m>/multifidelity/``:
 
-* :func:`run_mf_data_step`: the study's data: ``data/low.extxyz`` (the low-fidelity pool),
+* :func:`mf_data_step`: the study's data: ``data/low.extxyz`` (the low-fidelity pool),
   ``data/high.extxyz`` and ``data/low_of_high.extxyz`` (the high-fidelity candidates at both
   levels, in the order the budgets use them), ``data/test.extxyz`` (test frames at the high
   level), ``data/data.json`` (counts and oracle cost per level);
-* :func:`run_mf_low_model_step`: the low-fidelity model of ``transfer`` and ``delta``
+* :func:`mf_low_model_step`: the low-fidelity model of ``transfer`` and ``delta``
   (``low/model.pth``, ``low/reference.json``);
-* :func:`run_mf_train_step`: one approach at one budget, evaluated on the test frames
+* :func:`mf_train_step`: one approach at one budget, evaluated on the test frames
   (``<approach>_<n>/errors.json``);
-* :func:`run_mf_study_step`: ``study.csv``, ``study.nc`` and ``study.png``, and the best
+* :func:`mf_study_step`: ``study.csv``, ``study.nc`` and ``study.png``, and the best
   approach per budget in ``study.json``.
 
 Multi-fidelity active learning (``multifidelity.al``) adds two steps to the AL loop:
 
-* :func:`run_mf_al_data_step`: ``data/initial_mf.extxyz`` (D_0 at the cheap level plus a few
+* :func:`mf_al_data_step`: ``data/initial_mf.extxyz`` (D_0 at the cheap level plus a few
   of its frames at the high level) and ``data/test_high.extxyz`` (the test set at the high
   level, which the ensemble predicts);
-* :func:`run_mf_label_step`: one selected frame at the cheap level, and also at the high level
+* :func:`mf_label_step`: one selected frame at the cheap level, and also at the high level
   when it is among the most uncertain of its iteration.
 """
 
@@ -76,7 +76,7 @@ def _at_level(
     return _label(frames, level, store, purpose)
 
 
-def run_mf_data_step(
+def mf_data_step(
     settings: SettingsDict,
     pool_path: str | Path,
     test_path: str | Path,
@@ -127,7 +127,7 @@ def run_mf_data_step(
     )
 
 
-def run_mf_low_model_step(
+def mf_low_model_step(
     settings: SettingsDict, data_dir: str | Path, out_model: str | Path, *, threads: int = 1
 ) -> None:
     """Train the low-fidelity model shared by ``transfer`` and ``delta``."""
@@ -147,7 +147,7 @@ def run_mf_low_model_step(
     write_json(out_model.parent / "reference.json", ref.to_dict())
 
 
-def run_mf_train_step(
+def mf_train_step(
     settings: SettingsDict,
     data_dir: str | Path,
     approach: str,
@@ -198,7 +198,7 @@ def run_mf_train_step(
     )
 
 
-def run_mf_study_step(
+def mf_study_step(
     error_paths: Sequence[str | Path],
     data_json: str | Path,
     out_csv: str | Path,
@@ -249,7 +249,7 @@ def spread_indices(n: int, k: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, n - 1, k).round()})
 
 
-def run_mf_al_data_step(
+def mf_al_data_step(
     settings: SettingsDict,
     initial_path: str | Path,
     test_path: str | Path,
@@ -289,7 +289,7 @@ def run_mf_al_data_step(
     )
 
 
-def run_mf_label_step(
+def mf_label_step(
     settings: SettingsDict,
     candidates_path: str | Path,
     index: int,

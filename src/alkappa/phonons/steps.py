@@ -1,7 +1,7 @@
 """The pipeline's phonon and conductivity steps, one function per Snakemake rule.
 
 Each reads files, calls the library (:mod:`alkappa.phonons`) and writes its outputs; the
-``scripts/*.py`` wrappers only translate the Snakemake object into one of these calls. The
+adapters of :mod:`alkappa.steps` only translate the Snakemake object into one of these calls. The
 "method" of a step is ``mlip`` (the campaign's final ensemble, ``results/<m>/model``) or
 ``oracle`` (single points through the content-addressed oracle store, so they are counted by
 ``alkappa oracle-calls`` and never paid for twice).
@@ -75,7 +75,7 @@ def force_source(
     return label
 
 
-def run_phonons_step(
+def phonons_step(
     settings: SettingsDict,
     structure_path: str | Path,
     out_dir: str | Path,
@@ -124,7 +124,7 @@ def write_harmonic_phonons(
     print(f"{method}: {result.n_supercells} supercells, highest frequency {fmax:.2f} THz")
 
 
-def run_phonon_comparison_step(
+def phonon_comparison_step(
     settings: SettingsDict,
     phonon_dirs: Mapping[str, str | Path],
     out_json: str | Path,
@@ -170,7 +170,7 @@ def oracle_conductivity_wanted(settings: SettingsDict) -> bool:
     return count <= kappa.oracle_max_supercells
 
 
-def run_fc3_step(
+def fc3_step(
     settings: SettingsDict,
     structure_path: str | Path,
     out_dir: str | Path,
@@ -190,7 +190,7 @@ def run_fc3_step(
     print(f"{method}: fc3 from {result.n_supercells} supercells ({result.method})")
 
 
-def run_kappa_step(
+def kappa_step(
     settings: SettingsDict,
     fc3_dir: str | Path,
     out_netcdf: str | Path,
@@ -245,7 +245,7 @@ def run_kappa_step(
             print(f"mesh {mesh}: kappa RTA {', '.join(f'{k:.3f}' for k in kappas)} W/mK")
 
 
-def run_kappa_commensurate_step(
+def kappa_commensurate_step(
     settings: SettingsDict,
     fc3_dir: str | Path,
     out_netcdf: str | Path,
@@ -300,7 +300,7 @@ def _kappa_at(ds: Any, temperature: float, name: str = "kappa_rta_average") -> f
     return float(ds[name].values[k])
 
 
-def run_conductivity_comparison_step(
+def conductivity_comparison_step(
     settings: SettingsDict,
     kappa_files: Mapping[str, str | Path],
     out_json: str | Path,
@@ -332,7 +332,7 @@ def run_conductivity_comparison_step(
     plot_lifetimes(labelled, out_lifetime_figure, temperature=300.0, title=f"{title}: lifetimes")
 
 
-def run_anharmonicity_step(
+def anharmonicity_step(
     settings: SettingsDict,
     trajectories: Mapping[str, str | Path],
     force_constants: str | Path,
