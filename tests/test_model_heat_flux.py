@@ -390,3 +390,83 @@ def test_green_kubo_steps_extend_the_runs(plugins, tmp_path, monkeypatch):
         assert float(ds["time"].values[-1]) == second["max_lag_fs"] == 110.0
         assert float(ds["kappa_scalar"]) == pytest.approx(second["kappa"], rel=1e-10)
     assert read_run(prod / "run_01.nc").sizes["time"] == 120 // SMALL["sample_interval"] + 1
+
+
+def _plugin_path(tmp_path: Path) -> Path:
+    """A directory that, on PYTHONPATH, registers ``lj-test`` as an installed package would
+    (an entry point in a dist-info): Snakemake and its jobs run in other processes."""
+    info = tmp_path / "plugins" / "alkappa_lj_test-0.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: alkappa-lj-test\nVersion: 0.0\n")
+    (info / "entry_points.txt").write_text(
+        "[alkappa.models]\nlj-test = alkappa.testing:LennardJonesModel\n"
+    )
+    return info.parent
+
+
+@pytest.mark.slow
+def test_pipeline_extends_green_kubo_runs_of_a_non_nequip_model(plugins, tmp_path):
+    """Snakemake's Green-Kubo stage with the LJ model plugin (no NequIP): runs of 60 steps
+    never see the flux autocorrelation cross zero, so round 0 extends both runs to
+    max_run_steps (one gk_extend job per run), and round 1, at that length, stops with
+    runs_too_short; the analysis reads the runs with their segments."""
+    import os
+    import subprocess
+
+    from alkappa.greenkubo._production import read_run, segment_path
+
+    spec = {"name": "lj-test", **PARAMETERS}
+    results = tmp_path / "results"
+    _trained_ensemble(results / "Ar/model", spec)
+    write_dataset(results / "Ar/structure/relaxed.extxyz", [crystal()])
+    gk = {
+        **{k: v for k, v in SMALL.items() if k != "target_error"},
+        "temperatures": [60],
+        "target_error": 0.1,
+        "max_run_steps": 120,
+        "flux": "unfolded",
+        "convective": False,
+        "flux_precision": "float64",
+        "window_fs": 20.0,
+        "lifetimes": False,
+    }
+    config = {
+        "results": str(results),
+        "materials": {"Ar": {"structure": {"build": {"name": "Ar", "crystalstructure": "fcc",
+                                                     "a": 2 ** (2 / 3) * SIGMA, "cubic": True}},
+                             "supercell": [2, 2, 2]}},
+        "oracle": {"name": "lj", "sigma": SIGMA, "epsilon": EPSILON, "rc": RC},
+        "model": spec,
+        "greenkubo": gk,
+        "events": {"enabled": False},
+    }  # fmt: skip
+    (tmp_path / "config.yaml").write_text(json.dumps(config))
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(_plugin_path(tmp_path)), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+    }
+    target = results / "Ar/greenkubo/T60/greenkubo.nc"
+    rules = ["gk_equilibrate", "gk_run", "gk_extend", "gk_round", "production", "green_kubo"]
+    cmd = [
+        sys.executable, "-m", "snakemake", str(target), "--cores", "2",
+        "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+        "--configfile", str(tmp_path / "config.yaml"), "--allowed-rules", *rules,
+    ]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    prod = results / "Ar/greenkubo/T60"
+    first, second = (read_json(prod / f"round_{r}.json") for r in range(2))
+    assert first["action"] == "extend" and first["extend_runs"] == [0, 1]
+    assert second["stopped_by"] == "runs_too_short" and second["run_steps"] == 120
+    for k in range(2):
+        assert segment_path(prod / f"run_{k:02d}.nc", 1).is_file()
+        assert "gk_extend" in done.stderr or "localrule gk_extend" in done.stdout
+        assert read_run(prod / f"run_{k:02d}.nc").sizes["time"] == 120 // 5 + 1
+    record = read_json(prod / "production.json")
+    assert record["run_steps"] == 120 and record["stopped_by"] == "runs_too_short"
+    assert [r["segments"] for r in record["runs"]] == [1, 1]
+    with xr.open_dataset(target) as ds:
+        assert float(ds["time"].values[-1]) == second["max_lag_fs"] > 60 * 2.0 / 2
+        assert np.isfinite(float(ds["kappa_scalar"]))

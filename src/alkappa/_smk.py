@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 import time
+import traceback
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -50,5 +51,11 @@ def script_context(snakemake: Any) -> Iterator[dict[str, Any]]:
         contextlib.redirect_stdout(fh),
         contextlib.redirect_stderr(fh),
     ):
-        yield snakemake.params.get("settings", {})
+        try:
+            yield snakemake.params.get("settings", {})
+        except BaseException:
+            # the traceback in the log too, where the user is told to look (Snakemake
+            # prints the job's stderr, which gets it once more when the error propagates)
+            traceback.print_exc()
+            raise
         print(_finished_line(snakemake, time.perf_counter() - start))

@@ -479,7 +479,10 @@ def _gk_equilibrate(job: Job, settings: SettingsDict) -> None:
 @step("gk_run", module="alkappa.greenkubo.steps")
 def _gk_run(job: Job, settings: SettingsDict) -> None:
     from alkappa.greenkubo.steps import nve_step
+    from alkappa.io import read_json
 
+    # a run added after the runs were extended is made at their length at once
+    planned = _optional(job, "round")
     nve_step(
         settings,
         job.input.structure,
@@ -489,7 +492,28 @@ def _gk_run(job: Job, settings: SettingsDict) -> None:
         temperature=float(job.wildcards.T),
         threads=job.threads,
         force_constants=_optional(job, "force_constants"),
+        steps=read_json(planned).get("next_run_steps") if planned else None,
     )
+
+
+@step("gk_extend", module="alkappa.greenkubo.steps")
+def _gk_extend(job: Job, settings: SettingsDict) -> None:
+    from alkappa.greenkubo.steps import extend_step
+    from alkappa.io import read_json
+
+    made = extend_step(
+        settings,
+        job.input.structure,
+        _parent(job.input.model),
+        job.input.run,
+        index=int(job.wildcards.k),
+        steps=int(read_json(job.input.round)["next_run_steps"]),
+        temperature=float(job.wildcards.T),
+        threads=job.threads,
+        force_constants=_optional(job, "force_constants"),
+    )
+    if Path(made) != Path(job.output.segment):
+        raise RuntimeError(f"run {job.wildcards.k}: made {made}, not {job.output.segment}")
 
 
 @step("gk_round", module="alkappa.greenkubo.steps")

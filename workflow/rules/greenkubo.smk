@@ -68,6 +68,30 @@ rule gk_run:
         run=update(f"{R}/{{material}}/{{gk}}/T{{T}}/run_{{k}}.nc"),
     log:
         f"{R}/{{material}}/logs/{{gk}}/T{{T}}/run_{{k}}.log",
+    wildcard_constraints:
+        k=r"\d+",
+    conda:
+        "../envs/mlip.yaml"
+    threads: config["threads"]["md"]
+    params:
+        settings=sections("greenkubo"),
+    script:
+        "../scripts/step.py"
+
+
+# greenkubo.max_run_steps: while the flux autocorrelation has not decayed within half a run, a
+# round extends every run instead of adding runs; each run's extension segment s continues its
+# trajectory (run_<k>.seg<s>.nc, to the length in the planning round's record) as its own job
+rule gk_extend:
+    input:
+        unpack(gk_extend_inputs),
+    output:
+        segment=update(f"{R}/{{material}}/{{gk}}/T{{T}}/run_{{k}}.seg{{s}}.nc"),
+    log:
+        f"{R}/{{material}}/logs/{{gk}}/T{{T}}/run_{{k}}.seg{{s}}.log",
+    wildcard_constraints:
+        k=r"\d+",
+        s=r"\d+",
     conda:
         "../envs/mlip.yaml"
     threads: config["threads"]["md"]

@@ -86,37 +86,81 @@ def gk_round_runs(material, gk, T, r):
     those the decision of round r - 1 added (known once that checkpoint ran)."""
     if r == 0:
         return list(range(gk_settings(material)["runs"]))
-    record = checkpoints.gk_round.get(
-        material=material, gk=gk, T=T, round=str(r - 1)
-    ).output.record
-    return read_json(record)["next_runs"]
+    return read_json(gk_record(material, gk, T, r - 1))["next_runs"]
 
 
 def gk_run_file(material, gk, T, k):
     return f"{gk_dir(material, T, gk)}/run_{k:02d}.nc"
 
 
+def gk_record(material, gk, T, r):
+    """The record of round r (known once that checkpoint ran)."""
+    return checkpoints.gk_round.get(
+        material=material, gk=gk, T=T, round=str(r)
+    ).output.record
+
+
 def gk_run_inputs(wildcards):
     """What an NVE run needs, and where its snapshot is: the equilibration (round 0) or the
-    record of the round whose decision extended the chain for it."""
+    record of the round whose decision extended the chain for it (rounds that extended the
+    runs add none)."""
     m, gk, T = wildcards.material, wildcards.gk, wildcards.T
     k = int(wildcards.k)
     inputs = production_inputs(wildcards)
     inputs["equilibration"] = f"{gk_dir(m, T, gk)}/equilibration.nc"
-    r = 1
+    r = 0
     while k >= gk_settings(m)["runs"]:
-        runs = gk_round_runs(m, gk, T, r)
-        if not runs:
-            raise ValueError(f"{wildcards.material} {gk} T{T}: no round makes run {k}")
-        if k in runs:
-            inputs["round"] = f"{gk_dir(m, T, gk)}/round_{r - 1}.json"
+        record = read_json(gk_record(m, gk, T, r))
+        if k in record["next_runs"]:
+            inputs["round"] = f"{gk_dir(m, T, gk)}/round_{r}.json"
             break
+        if record["stop"]:
+            raise ValueError(f"{wildcards.material} {gk} T{T}: no round makes run {k}")
         r += 1
     return inputs
 
 
+def gk_segment_file(material, gk, T, k, s):
+    return f"{gk_dir(material, T, gk)}/run_{k:02d}.seg{s}.nc"
+
+
+def gk_segments(material, gk, T, rounds):
+    """The extension segments that rounds 0..rounds-1 planned (``action: extend``: one more
+    segment for each run in ``extend_runs``), with the record that planned each."""
+    made, segments = {}, []
+    for r in range(rounds):
+        record = read_json(gk_record(material, gk, T, r))
+        if record.get("action") != "extend":
+            continue
+        for k in record.get("extend_runs", []):
+            made[k] = made.get(k, 0) + 1
+            segments.append((k, made[k], r))
+    return segments
+
+
+def gk_extend_inputs(wildcards):
+    """An extension segment needs its run, the segment before it and the record of the
+    round that planned it (the new length)."""
+    m, gk, T = wildcards.material, wildcards.gk, wildcards.T
+    k, s = int(wildcards.k), int(wildcards.s)
+    inputs = production_inputs(wildcards)
+    inputs["run"] = gk_run_file(m, gk, T, k)
+    if s > 1:
+        inputs["previous"] = gk_segment_file(m, gk, T, k, s - 1)
+    r = 0
+    while True:
+        planned = [x for x in gk_segments(m, gk, T, r + 1) if x[:2] == (k, s)]
+        if planned:
+            inputs["round"] = f"{gk_dir(m, T, gk)}/round_{planned[0][2]}.json"
+            return inputs
+        if read_json(gk_record(m, gk, T, r))["stop"]:
+            raise ValueError(f"{m} {gk} T{T}: no round extends run {k} to segment {s}")
+        r += 1
+
+
 def gk_round_inputs(wildcards):
-    """The runs of rounds 0..r, all finished, and the record of the round before."""
+    """The runs of rounds 0..r and the segments rounds 0..r-1 planned, all finished, and
+    the record of the round before."""
     m, gk, T, r = wildcards.material, wildcards.gk, wildcards.T, int(wildcards.round)
     runs = [k for i in range(r + 1) for k in gk_round_runs(m, gk, T, i)]
     inputs = {
@@ -124,6 +168,9 @@ def gk_round_inputs(wildcards):
         "structure": gk_structure(m, gk),
         "equilibration": f"{gk_dir(m, T, gk)}/equilibration.nc",
         "runs": [gk_run_file(m, gk, T, k) for k in runs],
+        "segments": [
+            gk_segment_file(m, gk, T, k, s) for k, s, _ in gk_segments(m, gk, T, r)
+        ],
     }
     if r > 0:
         inputs["previous"] = f"{gk_dir(m, T, gk)}/round_{r - 1}.json"
@@ -151,6 +198,10 @@ def gk_production_inputs(wildcards):
         "structure": gk_structure(m, gk),
         "rounds": rounds,
         "runs": [gk_run_file(m, gk, T, k) for k in read_json(rounds[-1])["runs"]],
+        "segments": [
+            gk_segment_file(m, gk, T, k, s)
+            for k, s, _ in gk_segments(m, gk, T, len(rounds))
+        ],
     }
 
 
