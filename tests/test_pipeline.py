@@ -106,8 +106,30 @@ def test_phonons_conductivity_and_anharmonicity_outputs(test_campaign):
         "phonons/anharmonicity.png",
         "conductivity/kappa.png",
         "conductivity/lifetimes.png",
+        "al/kappa_curve.png",
     ):
         assert (out / figure).stat().st_size > 10_000
+    # which modes carry the MLIP's kappa difference: the breakdown sums to both kappas
+    modes = kappa["mlip_vs_oracle"]["modes"]
+    assert [b["temperature"] for b in modes] == [300.0, 600.0]
+    for b, k_mlip in zip(modes, kappa["mlip"]["kappa_rta_W_per_mK"], strict=True):
+        assert b["other"] == pytest.approx(k_mlip, rel=1e-6)
+        assert sum(w["other"] for w in b["windows"]) == pytest.approx(k_mlip, rel=1e-6)
+    # the kappa curve along the loop (conductivity.track_iterations): one row per iteration
+    # of each loop; the last AL iteration's ensemble is the final model, so its kappa is the
+    # final MLIP's, computed by other jobs (fc3, kappa) from the packaged model
+    curve = list(csv.DictReader((out / "al/kappa_curve.csv").open()))
+    al_rows = [r for r in curve if r["kind"] == "al"]
+    n_iterations = len(list(csv.DictReader((out / "al/summary.csv").open())))
+    assert [int(r["iteration"]) for r in al_rows] == list(range(n_iterations))
+    assert {r["kind"] for r in curve} == {"al"}  # no reference data here: no random baseline
+    assert all(float(r["ratio"]) > 0 and float(r["temperature_K"]) == 300.0 for r in curve)
+    assert float(al_rows[-1]["kappa_W_per_mK"]) == pytest.approx(
+        kappa["mlip"]["kappa_rta_300K"], rel=1e-6
+    )
+    assert float(al_rows[0]["kappa_oracle_W_per_mK"]) == pytest.approx(
+        kappa["oracle"]["kappa_rta_300K"], rel=1e-9
+    )
 
 
 @pytest.mark.slow

@@ -412,6 +412,33 @@ def _kappa(job: Job, settings: SettingsDict) -> None:
     kappa_step(settings, _parent(job.input.fc3), job.output.netcdf)
 
 
+@step("iteration_kappa", module="alkappa.phonons.steps")
+def _iteration_kappa(job: Job, settings: SettingsDict) -> None:
+    from alkappa.phonons.steps import iteration_kappa_step
+
+    iteration_kappa_step(
+        settings,
+        job.input.structure,
+        list(job.input.members),
+        job.output.netcdf,
+        threads=job.threads,
+    )
+
+
+@step("kappa_curve", module="alkappa.phonons.steps")
+def _kappa_curve(job: Job, settings: SettingsDict) -> None:
+    from alkappa.phonons.steps import kappa_curve_step
+
+    kinds = [kind for kind in ("al", "random") if kind in job.input.keys()]
+    kappa_curve_step(
+        job.input.oracle,
+        {kind: list(getattr(job.input, kind)) for kind in kinds},
+        job.output.table,
+        job.output.figure,
+        title=str(job.wildcards.material),
+    )
+
+
 @step("kappa_commensurate", module="alkappa.phonons.steps")
 def _kappa_commensurate(job: Job, settings: SettingsDict) -> None:
     from alkappa.phonons.steps import kappa_commensurate_step
@@ -478,11 +505,8 @@ def _gk_equilibrate(job: Job, settings: SettingsDict) -> None:
 
 @step("gk_run", module="alkappa.greenkubo.steps")
 def _gk_run(job: Job, settings: SettingsDict) -> None:
-    from alkappa.greenkubo.steps import nve_step
-    from alkappa.io import read_json
+    from alkappa.greenkubo.steps import next_run_steps, nve_step
 
-    # a run added after the runs were extended is made at their length at once
-    planned = _optional(job, "round")
     nve_step(
         settings,
         job.input.structure,
@@ -492,14 +516,14 @@ def _gk_run(job: Job, settings: SettingsDict) -> None:
         temperature=float(job.wildcards.T),
         threads=job.threads,
         force_constants=_optional(job, "force_constants"),
-        steps=read_json(planned).get("next_run_steps") if planned else None,
+        # a run added after the runs were extended is made at their length at once
+        steps=next_run_steps(_optional(job, "round")),
     )
 
 
 @step("gk_extend", module="alkappa.greenkubo.steps")
 def _gk_extend(job: Job, settings: SettingsDict) -> None:
-    from alkappa.greenkubo.steps import extend_step
-    from alkappa.io import read_json
+    from alkappa.greenkubo.steps import extend_step, next_run_steps
 
     made = extend_step(
         settings,
@@ -507,7 +531,7 @@ def _gk_extend(job: Job, settings: SettingsDict) -> None:
         _parent(job.input.model),
         job.input.run,
         index=int(job.wildcards.k),
-        steps=int(read_json(job.input.round)["next_run_steps"]),
+        steps=next_run_steps(job.input.round),
         temperature=float(job.wildcards.T),
         threads=job.threads,
         force_constants=_optional(job, "force_constants"),

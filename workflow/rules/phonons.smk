@@ -159,3 +159,45 @@ rule anharmonicity:
         settings=sections("phonons"),
     script:
         "../scripts/step.py"
+
+
+# conductivity.track_iterations: the target property along the AL loop (and the random
+# baseline's), kappa of each iteration's ensemble against the oracle's on the same mesh
+rule iteration_kappa:
+    input:
+        members=lambda wildcards: member_infos(
+            wildcards.material, wildcards.it, wildcards.kind
+        ),
+        structure=f"{R}/{{material}}/structure/relaxed.extxyz",
+    output:
+        netcdf=f"{R}/{{material}}/{{kind}}/iter_{{it}}/kappa.nc",
+    log:
+        f"{R}/{{material}}/logs/{{kind}}/iter_{{it}}/kappa.log",
+    conda:
+        "../envs/phonons.yaml"
+    threads: config["threads"]["md"]
+    params:
+        settings=sections("model", "conductivity"),
+    script:
+        "../scripts/step.py"
+
+
+rule kappa_curve:
+    input:
+        unpack(kappa_curve_inputs),
+    output:
+        table=f"{R}/{{material}}/al/kappa_curve.csv",
+        figure=report(
+            f"{R}/{{material}}/al/kappa_curve.png",
+            caption="../report/kappa_curve.rst",
+            category="Active learning",
+            subcategory="{material}",
+        ),
+    log:
+        f"{R}/{{material}}/logs/kappa_curve.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        settings=sections(),
+    script:
+        "../scripts/step.py"

@@ -44,4 +44,21 @@ def phonon_outputs():
             ]
         if settings["conductivity"]["enabled"]:
             outputs.append(f"{R}/{m}/conductivity/comparison.json")
+            if settings["conductivity"]["track_iterations"]:
+                outputs.append(f"{R}/{m}/al/kappa_curve.csv")
     return outputs
+
+
+def kappa_curve_inputs(wildcards):
+    """The oracle's kappa and every iteration's of the AL loop (and of the random
+    baseline, where it runs), once the loop has converged."""
+    m = wildcards.material
+    kinds = ["al", "random"] if random_baseline(m) else ["al"]
+    last = final_iteration(m)
+    return {
+        "oracle": f"{R}/{m}/conductivity/oracle/kappa.nc",
+        **{
+            kind: [f"{iter_dir(m, it, kind)}/kappa.nc" for it in range(last + 1)]
+            for kind in kinds
+        },
+    }

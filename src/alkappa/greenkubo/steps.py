@@ -439,6 +439,15 @@ def nve_step(
     print(_run_line(run))
 
 
+def next_run_steps(record: str | Path | None) -> int | None:
+    """The run length a round's record plans for the next round (``next_run_steps``; None
+    without a record: ``greenkubo.steps``)."""
+    if record is None:
+        return None
+    steps = read_json(record).get("next_run_steps")
+    return None if steps is None else int(steps)
+
+
 def extend_step(
     settings: SettingsDict,
     structure_path: str | Path,

@@ -190,6 +190,91 @@ def fc3_step(
     print(f"{method}: fc3 from {result.n_supercells} supercells ({result.method})")
 
 
+def iteration_kappa_step(
+    settings: SettingsDict,
+    structure_path: str | Path,
+    member_infos: Sequence[str | Path],
+    out_netcdf: str | Path,
+    *,
+    threads: int | None = None,
+) -> None:
+    """fc2/fc3 and kappa RTA (quantum, at the temperature closest to 300 K, on the configured
+    mesh) with the ensemble of one AL iteration (``member_infos``: its members'
+    ``member.json`` records), for the kappa curve along the loop
+    (``conductivity.track_iterations``)."""
+    from alkappa.models.ensemble import load_ensemble
+    from alkappa.phonons import run_fc3, run_phono3py, write_netcdf
+
+    kappa = ConductivitySettings.from_settings(settings)
+    temperature = min(kappa.temperatures, key=lambda t: abs(t - 300.0))
+    models = [Path(p).parent / read_json(p)["model_file"] for p in member_infos]
+    calculator = load_ensemble(models, model=settings["model"], threads=threads)
+    result = run_fc3(read_structure(structure_path), calculator, **kappa.fc3_options().to_dict())
+    ds = run_phono3py(
+        result.phono3py,
+        mesh=list(kappa.mesh),
+        temperatures=[temperature],
+        sigma=kappa.sigma,
+        isotopes=kappa.isotopes,
+    )
+    write_netcdf(ds, out_netcdf)
+    _print_kappa_300(ds)
+
+
+def kappa_curve_step(
+    oracle_kappa: str | Path,
+    iteration_kappas: Mapping[str, Sequence[str | Path]],
+    out_table: str | Path,
+    out_figure: str | Path,
+    *,
+    title: str = "",
+) -> None:
+    """kappa of each iteration's ensemble over the oracle's (RTA, quantum, same mesh, the
+    temperature closest to 300 K), per kind of loop (``al``, ``random``), as a table
+    (``kind, iteration, temperature_K, kappa_W_per_mK, kappa_oracle_W_per_mK, ratio``) and a
+    figure."""
+    import csv
+
+    from alkappa.io import atomic_path
+    from alkappa.phonons import read_netcdf
+    from alkappa.plotting import pyplot, save_figure
+
+    oracle = read_netcdf(oracle_kappa)
+    rows = []
+    for kind, paths in iteration_kappas.items():
+        for it, path in enumerate(paths):
+            ds = read_netcdf(path)
+            t = float(ds["temperature"].values[0])
+            k = float(ds["kappa_rta_average"].sel(temperature=t).item())
+            k_ref = _kappa_at(oracle, t)
+            ratio = k / k_ref if k_ref else float("nan")
+            rows.append([kind, it, t, k, k_ref, ratio])
+    with atomic_path(out_table) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(
+            ["kind", "iteration", "temperature_K", "kappa_W_per_mK", "kappa_oracle_W_per_mK",
+             "ratio"]
+        )  # fmt: skip
+        writer.writerows(rows)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.0, 3.6))
+    for kind in iteration_kappas:
+        mine = [r for r in rows if r[0] == kind]
+        ax.plot([r[1] for r in mine], [r[5] for r in mine], "o-", label=kind)
+    ax.axhline(1.0, color="0.5", lw=0.8)
+    ax.axhspan(0.9, 1.1, color="0.9", zorder=0)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(r"$\kappa_\mathrm{MLIP} / \kappa_\mathrm{oracle}$ (RTA)")
+    ax.legend(frameon=False, fontsize=8)
+    if rows:
+        ax.set_title(f"{title} {rows[0][2]:g} K".strip())
+    fig.tight_layout()
+    save_figure(fig, out_figure)
+    for r in rows:
+        print(f"{r[0]} iteration {r[1]}: kappa {r[3]:.3g} W/mK, oracle {r[4]:.3g}, "
+              f"ratio {r[5]:.3f}")  # fmt: skip
+
+
 def kappa_step(
     settings: SettingsDict,
     fc3_dir: str | Path,

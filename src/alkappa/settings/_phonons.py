@@ -83,6 +83,8 @@ class ConductivitySettings(_Section):
         Also kappa on exactly the q-points of the MD supercell.
     commensurate_sigma
         Gaussian smearing (THz) on that grid; None: the tetrahedron method.
+    track_iterations
+        Also kappa of every AL iteration's ensemble against the oracle's (the kappa curve).
     """
 
     SECTION: ClassVar[str] = "conductivity"
@@ -104,6 +106,7 @@ class ConductivitySettings(_Section):
     classical_temperature: float
     commensurate: bool
     commensurate_sigma: float | None
+    track_iterations: bool = False
 
     def fc3_options(self) -> Fc3Options:
         """The keywords of :func:`alkappa.phonons.run_fc3` and
