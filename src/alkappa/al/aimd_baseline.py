@@ -114,8 +114,7 @@ def plan_points(
 def run_aimd_plan(settings: SettingsDict, directory: str | Path, out_plan: str | Path) -> None:
     """Plan the baseline of ``results/<material>`` from AL's cost (:func:`plan_points`)."""
     from alkappa.al.cost import campaign_cost
-    from alkappa.config import baseline_temperatures
-    from alkappa.settings import BaselinesSettings, ReferenceSettings
+    from alkappa.settings import BaselinesSettings, ReferenceSettings, baseline_temperatures
 
     cost = campaign_cost(directory)
     al = cost.curve("al")

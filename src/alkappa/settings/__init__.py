@@ -44,7 +44,7 @@ the Green-Kubo library (:mod:`alkappa.greenkubo`) takes; they have defaults, so 
 library is usable without a config.
 """
 
-from alkappa.config import ConfigError
+from alkappa._schema import ConfigError
 from alkappa.oracles.spec import OracleSpec
 from alkappa.settings._al import (
     AimdBaselineSettings,
@@ -60,17 +60,24 @@ from alkappa.settings._al import (
     SelectSettings,
     TestSettings,
     UncertaintyBiasSettings,
+    baseline_temperatures,
 )
 from alkappa.settings._base import Mesh, SettingsDict, section_defaults
 from alkappa.settings._bayesfc import BayesianSettings
 from alkappa.settings._events import EventsSettings
-from alkappa.settings._greenkubo import AnalysisSettings, GreenKuboSettings, ProductionSettings
+from alkappa.settings._greenkubo import (
+    AnalysisSettings,
+    GreenKuboSettings,
+    ProductionSettings,
+    check_greenkubo_budget,
+)
 from alkappa.settings._multifidelity import (
     FidelityLevel,
     MultiFidelityALSettings,
     MultiFidelityModelSettings,
     MultiFidelitySettings,
     MultiFidelityStudySettings,
+    multifidelity_al,
 )
 from alkappa.settings._phonons import ConductivitySettings, Fc3Options, PhononSettings
 from alkappa.settings._reference import ReferenceMDSettings, ReferenceSettings
@@ -110,5 +117,8 @@ __all__ = [
     "SettingsDict",
     "TestSettings",
     "UncertaintyBiasSettings",
+    "baseline_temperatures",
+    "check_greenkubo_budget",
+    "multifidelity_al",
     "section_defaults",
 ]
