@@ -42,6 +42,12 @@ of this package are private; everything is imported from ``alkappa.settings``.
 :class:`ProductionSettings` and :class:`AnalysisSettings` are the parts of ``greenkubo`` that
 the Green-Kubo library (:mod:`alkappa.greenkubo`) takes; they have defaults, so that the
 library is usable without a config.
+
+A check or helper that reads one section lives here too, next to that section:
+:func:`check_greenkubo_budget`, :func:`baseline_temperatures` and :func:`multifidelity_al`
+(:mod:`alkappa.config` uses them and re-exports them). This package imports neither
+:mod:`alkappa.config` nor a stage: its :class:`ConfigError` is :mod:`alkappa._schema`'s, the
+one :mod:`alkappa.config` raises.
 """
 
 from alkappa._schema import ConfigError
