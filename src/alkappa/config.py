@@ -11,7 +11,6 @@ import importlib
 import warnings
 from contextlib import contextmanager
 from fractions import Fraction
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,17 @@ import jsonschema
 import yaml
 
 from alkappa._dicts import deep_merge
+
+# the schema and its error live below this module, so that the settings and the stages need
+# not import it; they stay importable from here
+from alkappa._schema import ConfigError as ConfigError
+from alkappa._schema import ConfigWarning as ConfigWarning
+from alkappa._schema import schema as schema
+
+# checks and helpers of one section, next to its settings; importable from here as before
+from alkappa.settings import baseline_temperatures as baseline_temperatures
+from alkappa.settings import check_greenkubo_budget as check_greenkubo_budget
+from alkappa.settings import multifidelity_al as multifidelity_al
 
 if TYPE_CHECKING:
     import os
@@ -58,20 +68,6 @@ SETTINGS_RULES = ("alkappa.multifidelity.rules",)
 
 def _rules() -> list[Any]:
     return [importlib.import_module(name) for name in SETTINGS_RULES]
-
-
-class ConfigError(ValueError):
-    """An invalid campaign configuration; the message names the key."""
-
-
-class ConfigWarning(UserWarning):
-    """A valid configuration that will not give everything asked for; names the key."""
-
-
-def schema() -> dict[str, Any]:
-    """The JSON schema of the configuration (also at workflow/schemas/config.schema.yaml)."""
-    text = resources.files("alkappa").joinpath("schemas/config.schema.yaml").read_text()
-    return yaml.safe_load(text)
 
 
 def load_config(source: str | os.PathLike[str] | dict[str, Any]) -> dict[str, Any]:
@@ -157,52 +153,6 @@ def material_settings(config: dict[str, Any], material: str) -> dict[str, Any]:
     for rules in _rules():  # keys that follow from other sections (SETTINGS_RULES)
         rules.complete_settings(out)
     return out
-
-
-def multifidelity_al(settings: Mapping[str, Any]) -> bool:
-    """Whether a material's settings ask for multi-fidelity active learning."""
-    return bool(((settings.get("multifidelity") or {}).get("al") or {}).get("enabled"))
-
-
-def check_greenkubo_budget(gk: Mapping[str, Any], where: str = "greenkubo") -> None:
-    """Raise :class:`ConfigError` if a Green-Kubo production's budget contradicts its runs.
-
-    ``gk`` holds (at least) ``runs``, ``steps``, ``timestep``, ``target_error``, ``max_runs``,
-    ``max_simulated_ps`` and ``max_wall_hours`` (and may hold ``max_run_steps`` and
-    ``sample_interval``); the message starts with ``where.<key>``.
-    The wall-time budget cannot be checked here: what a run costs is known only once it ran.
-    """
-    runs, max_runs = int(gk["runs"]), gk.get("max_runs")
-    if max_runs is not None and int(max_runs) < runs:
-        raise ConfigError(
-            f"{where}.max_runs: {max_runs} is fewer than the {runs} initial runs (runs)"
-        )
-    initial_ps = runs * int(gk["steps"]) * float(gk["timestep"]) / 1000.0
-    max_ps = gk.get("max_simulated_ps")
-    if max_ps is not None and float(max_ps) < initial_ps * (1 - 1e-9):
-        raise ConfigError(
-            f"{where}.max_simulated_ps: {max_ps:g} ps is less than the initial runs take "
-            f"(runs x steps x timestep = {initial_ps:g} ps)"
-        )
-    max_run_steps = gk.get("max_run_steps")
-    if max_run_steps is not None and int(max_run_steps) < int(gk["steps"]):
-        raise ConfigError(
-            f"{where}.max_run_steps: {max_run_steps} is fewer than the steps of a run "
-            f"(steps: {gk['steps']})"
-        )
-    interval = int(gk.get("sample_interval", 1))
-    if max_run_steps is not None and int(max_run_steps) > int(gk["steps"]):
-        if int(gk["steps"]) % interval:
-            raise ConfigError(
-                f"{where}.max_run_steps: runs are extended from their last frame, so steps "
-                f"({gk['steps']}) must be a multiple of sample_interval ({interval})"
-            )
-    budgets = ("max_runs", "max_simulated_ps", "max_wall_hours")
-    if gk.get("target_error") is not None and all(gk.get(key) is None for key in budgets):
-        raise ConfigError(
-            f"{where}.target_error: a target needs a budget that ends production if it is "
-            f"never reached: set one of {', '.join(budgets)}"
-        )
 
 
 def check_materials(config: dict[str, Any]) -> None:
@@ -428,13 +378,6 @@ def _check_exploration_options(settings: Mapping[str, Any], where: str) -> None:
                 f"{select['descriptor_cutoff']:g} Å are {spacing:.3g} Å apart, more than twice "
                 f"descriptor_width {select['descriptor_width']:g} Å"
             )
-
-
-def baseline_temperatures(settings: Mapping[str, Any], baseline: str) -> list[float]:
-    """Temperatures (K) of the aiMD-only (``aimd``) or harmonic-only baseline: its own, else
-    the exploration temperatures of AL."""
-    own = settings["baselines"][baseline]["temperatures"]
-    return [float(t) for t in own or settings["explore"]["temperatures"]]
 
 
 def _check_baselines(settings: Mapping[str, Any], where: str) -> None:

@@ -6,16 +6,22 @@ role, or existing trajectories (FHI-vibes, extxyz, anything ASE reads) are impor
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from alkappa.io import read_dataset, read_json, write_dataset, write_json
+# the oracle MD and its cost are the active-learning package's (the aiMD baseline runs them
+# too); they stay importable from here
+from alkappa.al.oracle_md import (
+    checkpoint_path,
+    oracle_md_settings,
+    reference_md_cost,
+    run_oracle_md,
+)
+from alkappa.io import write_dataset, write_json
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
+    from pathlib import Path
 
-    from alkappa.al.explore import MDOptions
-    from alkappa.labelling import OracleCost
     from alkappa.settings import SettingsDict
 
 
@@ -51,97 +57,6 @@ def run_reference_md(
         md=ReferenceSettings.from_settings(settings).md.to_dict(),
         source="reference-md",
     )
-
-
-def oracle_md_settings(
-    settings: SettingsDict, md: Mapping[str, Any], temperature: float
-) -> MDOptions:
-    """The MD settings of :func:`alkappa.al.explore.run_exploration` for an MD like the
-    reference MD: ``md`` (``steps``, ``timestep``, ``friction``, ``log_interval``, ``seed``)
-    with the exploration's blow-up limits and the seed offset by the temperature."""
-    from alkappa.settings import ExploreSettings
-
-    explore = ExploreSettings.from_settings(settings)
-    return {
-        **md,
-        # the blow-up limits of the exploration also guard the reference run
-        "max_force": explore.max_force,
-        "min_distance_fraction": explore.min_distance_fraction,
-        "max_temperature_factor": explore.max_temperature_factor,
-        "seed": md["seed"] + int(temperature),
-    }
-
-
-def run_oracle_md(
-    settings: SettingsDict,
-    structure_path: str | Path,
-    record_path: str | Path,
-    out_trajectory: str | Path,
-    *,
-    temperature: float,
-    md: Mapping[str, Any],
-    source: str,
-) -> None:
-    """Langevin NVT driven by the oracle with the MD settings ``md`` (``steps``, ``timestep``,
-    ``friction``, ``log_interval``, ``seed``; the seed is offset by the temperature), checkpointed
-    and resumable as :func:`run_reference_md` describes; ``source`` names the run's purpose."""
-    from alkappa.al.explore import run_exploration
-    from alkappa.oracles import OracleSpec, get_oracle
-
-    atoms = read_dataset(structure_path)[0]
-    atoms.calc = None
-    oracle = get_oracle(OracleSpec.from_settings(settings))
-    md_settings = oracle_md_settings(settings, md, temperature)
-    result = run_exploration(
-        atoms,
-        oracle.make_calculator(),
-        Path(out_trajectory),
-        temperature=temperature,
-        settings=md_settings,
-        nn_distance=float(read_json(record_path)["nearest_neighbour_distance"]),
-        attrs={
-            "material": settings["name"],
-            "oracle": oracle.describe(),
-            "fidelity": oracle.fidelity,
-            "source": source,
-        },
-        checkpoint=checkpoint_path(out_trajectory),
-        flush_every=5,
-    )
-    if result.blew_up:
-        print(f"{source} at {temperature:g} K stopped: {result.reason}")
-
-
-def checkpoint_path(trajectory: str | Path) -> Path:
-    """Checkpoint of an unfinished reference MD: ``md_T300.nc`` gives ``md_T300.partial.nc``."""
-    path = Path(trajectory)
-    return path.with_name(f"{path.stem}.partial{path.suffix}")
-
-
-def reference_md_cost(directory: str | Path, pattern: str = "md_T*.nc") -> OracleCost:
-    """Oracle single points, and their time, spent on the finished reference MD runs in
-    ``results/<m>/reference`` (an unfinished run's checkpoint counts once it has finished);
-    ``pattern`` picks the trajectories (the aiMD baseline's are in ``results/<m>/aimd``).
-
-    A run made before times were recorded counts its calls as untimed; one resumed from such
-    a checkpoint leaves the calls of the earlier part untimed.
-    """
-    import xarray as xr
-
-    from alkappa.labelling import OracleCost
-
-    total = OracleCost()
-    for path in sorted(Path(directory).glob(pattern)):
-        if path.name.endswith(".partial.nc"):
-            continue
-        with xr.open_dataset(path) as ds:
-            attrs = dict(ds.attrs)
-        # trajectories written before the checkpointing carry ``oracle_calls``
-        calls = int(attrs.get("force_evaluations", attrs.get("oracle_calls", 0)))
-        timed = min(int(attrs.get("timed_force_evaluations", 0)), calls)
-        total += OracleCost.of(timed, attrs.get("wall_seconds"), attrs.get("cpu_seconds"))
-        total += OracleCost.of(calls - timed, None, None)
-    return total
 
 
 def count_reference_calls(directory: str | Path) -> int:
@@ -205,3 +120,15 @@ def run_reference_split(
             "min_separation_fs": ref.min_separation,
         },
     )
+
+
+__all__ = [
+    "checkpoint_path",
+    "count_reference_calls",
+    "has_reference",
+    "oracle_md_settings",
+    "reference_md_cost",
+    "run_oracle_md",
+    "run_reference_md",
+    "run_reference_split",
+]

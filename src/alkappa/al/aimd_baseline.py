@@ -114,8 +114,7 @@ def plan_points(
 def run_aimd_plan(settings: SettingsDict, directory: str | Path, out_plan: str | Path) -> None:
     """Plan the baseline of ``results/<material>`` from AL's cost (:func:`plan_points`)."""
     from alkappa.al.cost import campaign_cost
-    from alkappa.config import baseline_temperatures
-    from alkappa.settings import BaselinesSettings, ReferenceSettings
+    from alkappa.settings import BaselinesSettings, ReferenceSettings, baseline_temperatures
 
     cost = campaign_cost(directory)
     al = cost.curve("al")
@@ -172,7 +171,7 @@ def run_aimd_md(
 ) -> None:
     """The baseline's oracle MD at one temperature, as long as its last point needs
     (checkpointed and resumed like the reference MD)."""
-    from alkappa.reference_data import run_oracle_md
+    from alkappa.al.oracle_md import run_oracle_md
 
     run_oracle_md(
         settings,
@@ -214,7 +213,7 @@ def run_aimd_dataset(
 def prefix_cost(trajectory: str | Path, steps: int) -> OracleCost:
     """The oracle calls (and their time, pro rata) of a run up to ``steps``: each step and the
     run's first evaluation; a run that stopped earlier costs what it did."""
-    from alkappa.reference_data import reference_md_cost
+    from alkappa.al.oracle_md import reference_md_cost
 
     path = Path(trajectory)
     total = reference_md_cost(path.parent, pattern=path.name)

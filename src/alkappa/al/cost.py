@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alkappa.al.oracle_md import reference_md_cost
 from alkappa.io import atomic_path, read_dataset, read_json, write_json
 from alkappa.labelling import FAILED_KEYS, OracleCost, oracle_ledger
-from alkappa.reference_data import reference_md_cost
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

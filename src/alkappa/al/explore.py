@@ -57,7 +57,7 @@ class MDOptions(TypedDict):
 
     The exploration gives :meth:`alkappa.settings.ExploreSettings.to_dict` (its seed offset
     per iteration and temperature), oracle MD the reference MD's settings with the
-    exploration's blow-up limits (:func:`alkappa.reference_data.oracle_md_settings`).
+    exploration's blow-up limits (:func:`alkappa.al.oracle_md.oracle_md_settings`).
     """
 
     steps: int

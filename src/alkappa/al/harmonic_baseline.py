@@ -49,9 +49,8 @@ def run_harmonic_dataset(
     accounting counts, and any oracle failures (a failed sample leaves the dataset smaller).
     """
     from alkappa.al.steps import Labeller, relaxed_supercell
-    from alkappa.config import baseline_temperatures
     from alkappa.sampling import sample_structures
-    from alkappa.settings import BaselinesSettings, InitialSettings
+    from alkappa.settings import BaselinesSettings, InitialSettings, baseline_temperatures
 
     init = InitialSettings.from_settings(settings)
     seed = BaselinesSettings.from_settings(settings).harmonic.seed

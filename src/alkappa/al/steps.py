@@ -532,7 +532,7 @@ def label_step(
     :func:`alkappa.multifidelity.steps.mf_label_step` (cheap level, and the high level
     for the most uncertain frames).
     """
-    from alkappa.config import multifidelity_al
+    from alkappa.settings import multifidelity_al
 
     if multifidelity_al(settings):
         from alkappa.multifidelity.steps import mf_label_step

@@ -71,7 +71,7 @@ def mlip_md_by_model(
 
 def _md_settings(settings: SettingsDict, temperature: float) -> MDOptions:
     """The reference MD's settings, as :func:`alkappa.reference_data.run_reference_md` uses."""
-    from alkappa.reference_data import oracle_md_settings
+    from alkappa.al.oracle_md import oracle_md_settings
     from alkappa.settings import ReferenceSettings
 
     md = ReferenceSettings.from_settings(settings).md.to_dict()

@@ -64,10 +64,9 @@ from ase.md.verlet import VelocityVerlet
 from tqdm import tqdm
 
 from alkappa.al.explore import blow_up_reason, frame_uncertainty, thermalize
-from alkappa.config import check_greenkubo_budget
 from alkappa.io.trajectory import TrajectoryWriter, read_trajectory
 from alkappa.models.heat_flux import HEAT_FLUX_UNIT
-from alkappa.settings import ProductionSettings
+from alkappa.settings import ProductionSettings, check_greenkubo_budget
 
 if TYPE_CHECKING:
     import os

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from alkappa.config import multifidelity_al
+from alkappa.settings import multifidelity_al
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, MutableMapping

@@ -42,9 +42,15 @@ of this package are private; everything is imported from ``alkappa.settings``.
 :class:`ProductionSettings` and :class:`AnalysisSettings` are the parts of ``greenkubo`` that
 the Green-Kubo library (:mod:`alkappa.greenkubo`) takes; they have defaults, so that the
 library is usable without a config.
+
+A check or helper that reads one section lives here too, next to that section:
+:func:`check_greenkubo_budget`, :func:`baseline_temperatures` and :func:`multifidelity_al`
+(:mod:`alkappa.config` uses them and re-exports them). This package imports neither
+:mod:`alkappa.config` nor a stage: its :class:`ConfigError` is :mod:`alkappa._schema`'s, the
+one :mod:`alkappa.config` raises.
 """
 
-from alkappa.config import ConfigError
+from alkappa._schema import ConfigError
 from alkappa.oracles.spec import OracleSpec
 from alkappa.settings._al import (
     AimdBaselineSettings,
@@ -60,17 +66,24 @@ from alkappa.settings._al import (
     SelectSettings,
     TestSettings,
     UncertaintyBiasSettings,
+    baseline_temperatures,
 )
 from alkappa.settings._base import Mesh, SettingsDict, section_defaults
 from alkappa.settings._bayesfc import BayesianSettings
 from alkappa.settings._events import EventsSettings
-from alkappa.settings._greenkubo import AnalysisSettings, GreenKuboSettings, ProductionSettings
+from alkappa.settings._greenkubo import (
+    AnalysisSettings,
+    GreenKuboSettings,
+    ProductionSettings,
+    check_greenkubo_budget,
+)
 from alkappa.settings._multifidelity import (
     FidelityLevel,
     MultiFidelityALSettings,
     MultiFidelityModelSettings,
     MultiFidelitySettings,
     MultiFidelityStudySettings,
+    multifidelity_al,
 )
 from alkappa.settings._phonons import ConductivitySettings, Fc3Options, PhononSettings
 from alkappa.settings._reference import ReferenceMDSettings, ReferenceSettings
@@ -110,5 +123,8 @@ __all__ = [
     "SettingsDict",
     "TestSettings",
     "UncertaintyBiasSettings",
+    "baseline_temperatures",
+    "check_greenkubo_budget",
+    "multifidelity_al",
     "section_defaults",
 ]

@@ -8,9 +8,12 @@ each at length).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from alkappa.settings._base import _Section
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 @dataclass(frozen=True)
@@ -376,3 +379,10 @@ class BaselinesSettings(_Section):
 
     aimd: AimdBaselineSettings
     harmonic: HarmonicBaselineSettings
+
+
+def baseline_temperatures(settings: Mapping[str, Any], baseline: str) -> list[float]:
+    """Temperatures (K) of the aiMD-only (``aimd``) or harmonic-only baseline: its own, else
+    the exploration temperatures of AL."""
+    own = settings["baselines"][baseline]["temperatures"]
+    return [float(t) for t in own or settings["explore"]["temperatures"]]

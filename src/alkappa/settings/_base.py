@@ -9,7 +9,7 @@ import functools
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
-from alkappa.config import ConfigError
+from alkappa._schema import ConfigError, schema
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -41,8 +41,6 @@ def _filled(spec: Mapping[str, Any]) -> dict[str, object]:
 
 @functools.cache
 def _schema_defaults(section: str) -> dict[str, object]:
-    from alkappa.config import schema
-
     name, *inner = section.split(".")
     spec = schema()["$defs"][name]
     for key in inner:

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from alkappa._schema import ConfigError
 from alkappa.settings._base import _Section
 
 if TYPE_CHECKING:
@@ -242,3 +243,44 @@ class GreenKuboSettings(_Section):
         if name == "unfolded" and self.flux_precision == "float32":
             return f"{name}-float32"
         return name
+
+
+def check_greenkubo_budget(gk: Mapping[str, Any], where: str = "greenkubo") -> None:
+    """Raise :class:`ConfigError` if a Green-Kubo production's budget contradicts its runs.
+
+    ``gk`` holds (at least) ``runs``, ``steps``, ``timestep``, ``target_error``, ``max_runs``,
+    ``max_simulated_ps`` and ``max_wall_hours`` (and may hold ``max_run_steps`` and
+    ``sample_interval``); the message starts with ``where.<key>``.
+    The wall-time budget cannot be checked here: what a run costs is known only once it ran.
+    """
+    runs, max_runs = int(gk["runs"]), gk.get("max_runs")
+    if max_runs is not None and int(max_runs) < runs:
+        raise ConfigError(
+            f"{where}.max_runs: {max_runs} is fewer than the {runs} initial runs (runs)"
+        )
+    initial_ps = runs * int(gk["steps"]) * float(gk["timestep"]) / 1000.0
+    max_ps = gk.get("max_simulated_ps")
+    if max_ps is not None and float(max_ps) < initial_ps * (1 - 1e-9):
+        raise ConfigError(
+            f"{where}.max_simulated_ps: {max_ps:g} ps is less than the initial runs take "
+            f"(runs x steps x timestep = {initial_ps:g} ps)"
+        )
+    max_run_steps = gk.get("max_run_steps")
+    if max_run_steps is not None and int(max_run_steps) < int(gk["steps"]):
+        raise ConfigError(
+            f"{where}.max_run_steps: {max_run_steps} is fewer than the steps of a run "
+            f"(steps: {gk['steps']})"
+        )
+    interval = int(gk.get("sample_interval", 1))
+    if max_run_steps is not None and int(max_run_steps) > int(gk["steps"]):
+        if int(gk["steps"]) % interval:
+            raise ConfigError(
+                f"{where}.max_run_steps: runs are extended from their last frame, so steps "
+                f"({gk['steps']}) must be a multiple of sample_interval ({interval})"
+            )
+    budgets = ("max_runs", "max_simulated_ps", "max_wall_hours")
+    if gk.get("target_error") is not None and all(gk.get(key) is None for key in budgets):
+        raise ConfigError(
+            f"{where}.target_error: a target needs a budget that ends production if it is "
+            f"never reached: set one of {', '.join(budgets)}"
+        )

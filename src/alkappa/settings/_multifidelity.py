@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from alkappa.config import ConfigError
+from alkappa._schema import ConfigError
 from alkappa.oracles.spec import OracleSpec
 from alkappa.settings._base import _Section
 
@@ -145,3 +145,8 @@ class MultiFidelitySettings(_Section):
     def names(self) -> list[str]:
         """The levels' fidelity labels, cheapest first."""
         return [level.name for level in self.levels]
+
+
+def multifidelity_al(settings: Mapping[str, Any]) -> bool:
+    """Whether a material's settings ask for multi-fidelity active learning."""
+    return bool(((settings.get("multifidelity") or {}).get("al") or {}).get("enabled"))
