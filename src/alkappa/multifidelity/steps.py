@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 def levels(settings: SettingsDict) -> list[FidelityLevel]:
     """The ordered fidelity levels (low to high) of the ``multifidelity`` section."""
-    return list(MultiFidelitySettings.from_settings(settings).levels)
+    return list(MultiFidelitySettings.for_labelling(settings).levels)
 
 
 def level_oracle_spec(level: FidelityLevel) -> OracleSpec:
@@ -260,7 +260,7 @@ def mf_al_data_step(
 ) -> None:
     """D_0 for multi-fidelity AL (cheap labels + ``initial_high`` frames at the high level)
     and the test set at the high level."""
-    mf = MultiFidelitySettings.from_settings(settings)
+    mf = MultiFidelitySettings.for_labelling(settings)
     low_level, high_level = mf.levels[0], mf.levels[-1]
     store = Path(store)
     initial = read_dataset(initial_path)
@@ -308,7 +308,7 @@ def mf_label_step(
 
     from alkappa.multifidelity._al import choose_high_fidelity, label_multifidelity
 
-    mf = MultiFidelitySettings.from_settings(settings)
+    mf = MultiFidelitySettings.for_labelling(settings)
     candidates = read_dataset(candidates_path)
     uncertainty = [float(a.info.get("uncertainty", math.nan)) for a in candidates]
     chosen = choose_high_fidelity(uncertainty, fraction=mf.al.fraction, budget=mf.al.budget)

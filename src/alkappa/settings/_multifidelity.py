@@ -141,6 +141,14 @@ class MultiFidelitySettings(_Section):
         )
         return dataclasses.replace(out, levels=levels)
 
+    @classmethod
+    def for_labelling(cls, settings: Mapping[str, Any]) -> MultiFidelitySettings:
+        """The section as the labelling jobs get it: only ``levels`` and ``al`` (their
+        params leave the rest out, so that editing the study does not relabel the AL loop);
+        ``model`` and ``study`` take the schema's defaults."""
+        section = settings[cls.SECTION]
+        return cls.with_defaults(levels=section["levels"], al=section["al"])
+
     @property
     def names(self) -> list[str]:
         """The levels' fidelity labels, cheapest first."""
