@@ -53,6 +53,8 @@ def figure_outputs(wildcards=None):
                 f"{R}/{m}/conductivity/kappa.png",
                 f"{R}/{m}/conductivity/lifetimes.png",
             ]
+            if settings["conductivity"]["track_iterations"]:
+                figures.append(f"{R}/{m}/al/kappa_curve.png")
         if m in gk_materials():
             figures.append(f"{R}/{m}/greenkubo/kappa_T.png")
             for t in gk_temperatures(m):
