@@ -177,14 +177,21 @@ def test_status_reads_the_results_and_snakemakes_records(tmp_path):
     (tmp_path / log).parent.mkdir(parents=True)
     (tmp_path / log).write_text("epoch  12%|#  | 12/100 [00:30<03:40, 0.4it/s]\r")
     started = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(1000.0))
+    # an update() output is announced with its flag: a running job all the same
+    gk_run = "results/Cu/greenkubo/T300/run_02.nc"
+    (smk / "incomplete" / name(gk_run)).write_text("")
     (smk / "log/2026-01-01T000000.000000.snakemake.log").write_text(
         f"[{started}]\nlocalrule train_member:\n    output: {running}\n    log: {log}\n"
         "    jobid: 3\n\n"
+        f"[{started}]\nlocalrule gk_run:\n    output: {gk_run} (update)\n    jobid: 4\n\n"
     )
     status = campaign_status(results, tmp_path)
     assert status.locked and not status.alive
     assert status.mean_seconds("train_member") == 120.0
     assert "a killed run left its lock" in format_status(status)
+    gk = next(j for j in status.running if j.rule == "gk_run")
+    assert gk.output == gk_run and not gk.interrupted
+    status.running.remove(gk)
     job, interrupted = sorted(status.running, key=lambda j: j.interrupted)
     assert interrupted.output == stale and interrupted.interrupted
     assert job.rule == "train_member" and job.progress == "12/100, 03:40 left"

@@ -109,6 +109,9 @@ _BLOCK = re.compile(
 )
 
 
+_FLAGS = re.compile(r" \([a-z_, ]+\)$")
+
+
 def _job_blocks(workdir: Path) -> dict[str, dict[str, Any]]:
     """{output: {rule, log, started}} of the jobs the newest Snakemake run log announced."""
     logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
@@ -130,7 +133,8 @@ def _job_blocks(workdir: Path) -> dict[str, dict[str, Any]]:
             "started": started,
         }
         for output in fields.get("output", "").split(", "):
-            jobs[output] = entry
+            # flags follow the path: "run_02.nc (update)", "x.nc (temp, protected)"
+            jobs[_FLAGS.sub("", output)] = entry
     return jobs
 
 
