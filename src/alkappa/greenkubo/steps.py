@@ -22,6 +22,7 @@ them work on ``results/<m>/greenkubo/T<T>/`` (``greenkubo_<n1>x<n2>x<n3>/`` for 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import warnings
@@ -35,7 +36,7 @@ from alkappa.models import ensemble_members
 from alkappa.settings import GreenKuboSettings, PhononSettings, RelaxSettings
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
     import xarray as xr
     from ase import Atoms
@@ -263,6 +264,15 @@ class _Setup:
     """What every production job of a material and temperature loads: the structure, the
     flux, the production and analysis settings and the files' attributes."""
 
+    @contextlib.contextmanager
+    def quiet_flux_energy(self) -> Iterator[None]:
+        """Warnings go to stderr, the job's log; the harmonic flux's energies are harmonic
+        ones, so that they differ from the MLIP's is no sign of a wrong model."""
+        with warnings.catch_warnings():
+            if self.flux_name == "harmonic":
+                warnings.filterwarnings("ignore", message=r".*heat-flux model's energy differs")
+            yield
+
     @classmethod
     def of(
         cls,
@@ -417,11 +427,7 @@ def nve_step(
         f"{threads} thread(s)",
         flush=True,
     )
-    # warnings go to stderr, the job's log; the harmonic flux's energies are harmonic ones,
-    # so that they differ from the MLIP's is no sign of a wrong model
-    with warnings.catch_warnings():
-        if job.flux_name == "harmonic":
-            warnings.filterwarnings("ignore", message=r".*heat-flux model's energy differs")
+    with job.quiet_flux_energy():
         run = run_nve(
             index,
             job.atoms,
@@ -478,9 +484,7 @@ def extend_step(
     )
     out = Path(run)
     discard_stale(sorted(out.parent.glob(f"{out.stem}.seg*{out.suffix}")), job.fingerprint)
-    with warnings.catch_warnings():
-        if job.flux_name == "harmonic":
-            warnings.filterwarnings("ignore", message=r".*heat-flux model's energy differs")
+    with job.quiet_flux_energy():
         result = extend_run(
             index,
             job.atoms,
